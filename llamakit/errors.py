@@ -1,0 +1,178 @@
+"""The one exception tree of llamakit. Catch the narrowest class you can act on::
+
+    LlamakitError
+    ├── ValidationError              bad input, caught before any request is sent
+    ├── BudgetExceededError          a run's budget would be exceeded by the next call
+    ├── ReplayMissError              replay mode met a cell the store has never seen
+    └── APIError                     anything that went wrong talking to the API
+        ├── APIConnectionError       the server could not be reached, or dropped the connection
+        │   └── APITimeoutError      no complete answer within the timeout
+        ├── APIResponseError         a reply that is not the documented shape (HTML, truncated JSON, ...)
+        └── APIStatusError           the server answered with an error status
+            ├── AuthenticationError        401
+            ├── NotFoundError              404
+            ├── MethodNotAllowedError      405
+            ├── InsufficientCreditsError   406 (carries the last known balance)
+            ├── UnprocessableRequestError  422 (and other 4xx the provider rejects)
+            ├── RateLimitError             429 (carries ``retry_after``)
+            └── ServerError                5xx
+
+No message, attribute or repr of these classes ever contains the API key.
+"""
+
+from __future__ import annotations
+
+from ._defaults import ENV_API_KEY
+
+
+class LlamakitError(Exception):
+    """Root of every error llamakit raises on purpose."""
+
+
+class ValidationError(LlamakitError, ValueError):
+    """Input that would be rejected or wasted; raised before any credit is spent.
+
+    ``field`` names what is wrong (for example ``messages[2].role``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BudgetExceededError(LlamakitError):
+    """Sending the next call could take spending past the budget the caller set."""
+
+
+class ReplayMissError(LlamakitError):
+    """Replay mode found a cell with no recorded response, so it cannot answer without the API."""
+
+
+class APIError(LlamakitError):
+    """A failure talking to the API (hosted or local)."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class APIConnectionError(APIError):
+    """The request did not get a complete HTTP answer (refused, reset, dropped)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No complete answer arrived within the client's timeout."""
+
+
+class APIResponseError(APIError):
+    """The server answered 200 but the body is not the documented shape."""
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status; ``status`` and the server's ``server_message``."""
+
+    status: int = 0
+    hint: str = ""
+
+    def __init__(
+        self,
+        server_message: str | None = None,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        if status is not None:
+            self.status = status
+        self.server_message = server_message
+        text = f"HTTP {self.status}"
+        if server_message:
+            text += f": {server_message}"
+        if self.hint:
+            text += f". {self.hint}"
+        super().__init__(text, request_id=request_id)
+
+
+class AuthenticationError(APIStatusError):
+    status = 401
+    hint = (
+        f"Check the API key: llamakit reads the api_key argument, else the {ENV_API_KEY} "
+        "environment variable (keys start with SG_)"
+    )
+
+
+class NotFoundError(APIStatusError):
+    status = 404
+    hint = "Check the model slug and base_url (it should end in /v1)"
+
+
+class MethodNotAllowedError(APIStatusError):
+    status = 405
+    hint = "This endpoint does not accept that HTTP method; check base_url"
+
+
+class InsufficientCreditsError(APIStatusError):
+    status = 406
+
+    def __init__(
+        self,
+        server_message: str | None = None,
+        *,
+        balance: float | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.balance = balance
+        known = "unknown" if balance is None else f"{balance:.6f}"
+        self.hint = (
+            f"Not enough credits (last known balance: {known}). "
+            "Top up at https://cloud.segmind.com/console/billing, then rerun: finished work is kept"
+        )
+        super().__init__(server_message, status=status, request_id=request_id)
+
+
+class UnprocessableRequestError(APIStatusError):
+    status = 422
+    hint = "The server rejected the request body; check messages and sampling parameters"
+
+
+class RateLimitError(APIStatusError):
+    status = 429
+
+    def __init__(
+        self,
+        server_message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        wait = "" if retry_after is None else f" (server asked to wait {retry_after:g}s)"
+        self.hint = f"Rate limited{wait}; pass rpm= to Client to stay under your plan's limit"
+        super().__init__(server_message, status=status, request_id=request_id)
+
+
+class ServerError(APIStatusError):
+    status = 500
+    hint = "The server failed; llamakit retries these, so this one outlasted max_retries"
+
+
+STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    401: AuthenticationError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    406: InsufficientCreditsError,
+    422: UnprocessableRequestError,
+    429: RateLimitError,
+}
+
+
+def error_class_for_status(status: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status (5xx -> ServerError, other 4xx -> 422's class)."""
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status]
+    if status >= 500:
+        return ServerError
+    if 400 <= status < 500:
+        return UnprocessableRequestError
+    return APIStatusError
