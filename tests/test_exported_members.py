@@ -1,0 +1,33 @@
+import subprocess
+import sys
+import types
+
+import llamakit
+
+
+def test_all_is_sorted_and_lists_every_public_name() -> None:
+    assert llamakit.__all__ == sorted(llamakit.__all__)
+    defined = {
+        name
+        for name, value in vars(llamakit).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    # Names bound eagerly (the errors) plus the lazily loaded ones are exactly __all__.
+    assert defined | set(llamakit._LAZY) | {"__version__"} == set(llamakit.__all__)
+
+
+def test_every_public_name_resolves_to_its_module() -> None:
+    for name in llamakit.__all__:
+        value = getattr(llamakit, name)
+        assert value is not None, name
+        if name in llamakit._LAZY and hasattr(value, "__module__"):
+            assert value.__module__.startswith("llamakit"), name
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, llamakit; heavy = {'pandas', 'matplotlib', 'ipywidgets', 'starlette', "
+        "'uvicorn', 'llama_cpp', 'tokenizers', 'numpy'} & set(sys.modules); print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
