@@ -1,0 +1,276 @@
+"""Matplotlib figures of runs and credit spend.
+
+Every function takes a :class:`~llamakit.Run` or its ``results`` DataFrame (or, for
+:func:`credit_spend`, the ``llamakit.runs()`` table), draws on ``ax`` (a new figure when ``None``),
+returns the Axes and never calls ``show``. Input with nothing to draw (an empty store, a run whose
+every cell errored) gives a chart that says so in words instead of raising: a notebook cell that
+plots should not crash because the data is not there yet.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+    from .store import Store
+
+__all__ = ["cost_per_variant", "credit_spend", "latency", "paired", "scores"]
+
+
+def credit_spend(
+    runs: pd.DataFrame | None = None, *, store: Store | None = None, ax: Axes | None = None
+) -> Axes:
+    """Cumulative credits spent across runs over time (one step per run) with the balance.
+
+    ``runs`` is the ``llamakit.runs()`` table; ``None`` reads it from ``store`` (default store).
+    """
+    if runs is None:
+        from .run import runs as list_runs
+
+        runs = list_runs(store=store)
+    ax = _axes(ax)
+    title = "Credit spend across runs"
+    if runs is None or len(runs) == 0:
+        return _empty(ax, title, "No runs in the store yet.\nRun an experiment, then plot again.")
+    import pandas as pd
+
+    df = runs.copy()
+    df["credits_spent"] = pd.to_numeric(df["credits_spent"], errors="coerce").fillna(0.0)
+    # A run still going has no finished_at; it is placed at its start so it still shows.
+    df["at"] = pd.to_datetime(df["finished_at"], utc=True).fillna(
+        pd.to_datetime(df["started_at"], utc=True)
+    )
+    df = df.dropna(subset=["at"]).sort_values("at", kind="stable")
+    if len(df) == 0:
+        return _empty(ax, title, "No run in the store has a start time.")
+    cumulative = df["credits_spent"].cumsum()
+    # Naive timestamps keep matplotlib's date axis free of a timezone dependency.
+    when = df["at"].dt.tz_convert("UTC").dt.tz_localize(None)
+    ax.step(when, cumulative, where="post", color="C0", marker="o", label="credits spent (cum.)")
+    ax.set_ylabel("credits spent, cumulative (USD)")
+    ax.set_xlabel("run finished (UTC)")
+    if "balance_after" in df and df["balance_after"].notna().any():
+        bal = ax.twinx()
+        bal.plot(when, df["balance_after"], color="C1", marker="s", ls="--", label="balance after")
+        bal.set_ylabel("balance after run (USD)", color="C1")
+        bal.tick_params(axis="y", colors="C1")
+    if len(df) <= 12:
+        for (_, row), y in zip(df.iterrows(), cumulative, strict=True):
+            ax.annotate(
+                str(row.get("name", "")),
+                (row["at"].tz_convert("UTC").tz_localize(None), y),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
+    ax.set_title(f"{title}: {cumulative.iloc[-1]:.5f} credits over {len(df)} run(s)")
+    ax.figure.autofmt_xdate()
+    return ax
+
+
+def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
+    """Credits spent per prompt variant (bars), with the mean cost per billed call on each bar."""
+    df = _results(run)
+    ax = _axes(ax)
+    title = "Cost per variant"
+    if df is None or len(df) == 0:
+        return _empty(ax, title, "This run has no results yet.")
+    billed = df[df["credits"].notna() & (df["credits"] > 0)]
+    if len(billed) == 0:
+        return _empty(ax, title, _nothing_billed_reason(df))
+    per = billed.groupby("variant")["credits"].agg(["sum", "mean", "count"])
+    bars = ax.bar(per.index.astype(str), per["sum"], color="C0")
+    labels = [
+        f"{m:.5f}/call\n({int(n)} calls)" for m, n in zip(per["mean"], per["count"], strict=True)
+    ]
+    ax.bar_label(bars, labels=labels, fontsize=8)
+    ax.set_ylabel("credits (USD)")
+    ax.set_xlabel("variant")
+    ax.margins(y=0.25)
+    ax.set_title(f"{title} (total {per['sum'].sum():.5f})")
+    return ax
+
+
+def scores(run: Any, metric: str | None = None, ax: Axes | None = None) -> Axes:
+    """Mean score per variant with its 95% bootstrap interval (clustered by item)."""
+    df = _results(run)
+    ax = _axes(ax)
+    title = "Scores per variant"
+    if df is None or len(df) == 0:
+        return _empty(ax, title, "This run has no results yet.")
+    col = _metric_column(df, metric)
+    if col is None:
+        return _empty(ax, title, "This run has no scorers, so there is nothing to plot.")
+    valid = df[df[col].notna()]
+    if len(valid) == 0:
+        return _empty(ax, f"{title}: {col}", _nothing_scored_reason(df))
+    table = _mean_ci(valid, col)
+    x = range(len(table))
+    err = [
+        (table["mean"] - table["ci_low"]).clip(lower=0),
+        (table["ci_high"] - table["mean"]).clip(lower=0),
+    ]
+    ax.bar(x, table["mean"], yerr=err, capsize=6, color="C2")
+    ax.set_xticks(list(x), table.index.astype(str))
+    ax.set_ylabel(f"mean {col} (95% CI)")
+    ax.set_xlabel("variant")
+    ax.set_title(f"{title}: {col}")
+    return ax
+
+
+def paired(run: Any, a: str, b: str, metric: str | None = None, ax: Axes | None = None) -> Axes:
+    """Per-item difference ``b - a`` on one metric (scores averaged over repeats), sorted.
+
+    The mean difference and its interval come from :func:`llamakit.stats.paired_compare`.
+    """
+    df = _results(run)
+    ax = _axes(ax)
+    title = f"{b} vs {a}"
+    if df is None or len(df) == 0:
+        return _empty(ax, title, "This run has no results yet.")
+    col = _metric_column(df, metric)
+    if col is None:
+        return _empty(ax, title, "This run has no scorers, so there is nothing to compare.")
+    missing = [v for v in (a, b) if v not in set(df["variant"])]
+    if missing:
+        return _empty(ax, title, f"No variant named {', '.join(map(repr, missing))} in this run.")
+    sub = df[df["variant"].isin([a, b]) & df[col].notna()]
+    wide = sub.pivot_table(index="item_id", columns="variant", values=col, aggfunc="mean")
+    wide = wide.dropna() if {a, b} <= set(wide.columns) else wide.iloc[0:0]
+    if len(wide) == 0:
+        return _empty(ax, f"{title}: {col}", "No item has a score for both variants.")
+    diff = (wide[b] - wide[a]).sort_values(kind="stable")
+    colors = ["C2" if d > 0 else "C3" if d < 0 else "0.6" for d in diff]
+    ax.bar(range(len(diff)), diff, color=colors)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(range(len(diff)), diff.index.astype(str), rotation=60, fontsize=7)
+    ax.set_xlabel("item")
+    ax.set_ylabel(f"{col}: {b} \u2212 {a}")
+    summary = _paired_summary(df, a, b, col)
+    if summary is not None:
+        ax.axhline(summary.diff, color="C0", ls="--", lw=1)
+        ax.axhspan(summary.ci_low, summary.ci_high, color="C0", alpha=0.12)
+        p = "" if summary.p_value is None else f", p={summary.p_value:.3g}"
+        title += (
+            f": diff {summary.diff:+.3f} [{summary.ci_low:+.3f}, {summary.ci_high:+.3f}]{p}"
+            f" (W/L/T {summary.wins}/{summary.losses}/{summary.ties})"
+        )
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def latency(run: Any, ax: Axes | None = None) -> Axes:
+    """Distribution of latency per variant (successful calls only), as box plots."""
+    df = _results(run)
+    ax = _axes(ax)
+    title = "Latency per variant"
+    if df is None or len(df) == 0:
+        return _empty(ax, title, "This run has no results yet.")
+    ok = df[df["error"].isna() & df["latency_s"].notna()]
+    if len(ok) == 0:
+        return _empty(ax, title, _nothing_billed_reason(df, what="no call succeeded"))
+    groups = [(str(v), g["latency_s"].to_numpy()) for v, g in ok.groupby("variant")]
+    ax.boxplot([g for _, g in groups], showmeans=True)
+    ax.set_xticks(range(1, len(groups) + 1), [v for v, _ in groups])
+    ax.set_ylabel("latency (s)")
+    ax.set_xlabel("variant")
+    ax.set_title(f"{title} (n={len(ok)})")
+    return ax
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _results(run: Any) -> pd.DataFrame | None:
+    """A Run's results table, or the DataFrame itself when one is passed."""
+    return getattr(run, "results", run)
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    return ax
+
+
+def _empty(ax: Axes, title: str, message: str) -> Axes:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def _error_counts(df: pd.DataFrame) -> str:
+    counts = df["error"].dropna().value_counts()
+    return ", ".join(f"{name} \u00d7{n}" for name, n in counts.items())
+
+
+def _nothing_billed_reason(df: pd.DataFrame, what: str = "no call was billed") -> str:
+    errors = _error_counts(df)
+    if errors:
+        return f"{what}: every cell errored\n({errors})"
+    return f"{what} in {len(df)} cell(s)."
+
+
+def _nothing_scored_reason(df: pd.DataFrame) -> str:
+    errors = _error_counts(df)
+    if errors and df["error"].notna().all():
+        return f"No scores: every cell errored\n({errors})"
+    return "No cell has a score (did every scorer fail?)."
+
+
+def _metric_column(df: pd.DataFrame, metric: str | None) -> str | None:
+    """``metric`` as a column name: accepts ``"exact"`` or ``"score_exact"``; None = first score."""
+    cols = [c for c in df.columns if str(c).startswith("score_")]
+    if metric is None:
+        return cols[0] if cols else None
+    name = metric if metric.startswith("score_") else f"score_{metric}"
+    if name not in df.columns:
+        raise KeyError(f"no score column {name!r}; this run has {cols or 'none'}")
+    return name
+
+
+def _mean_ci(df: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Mean and 95% CI per variant, from llamakit.stats when it can give them."""
+    import pandas as pd
+
+    try:
+        from .stats import summarize
+
+        summary = summarize(df, n_boot=1000, seed=0)
+        picked = _pick_ci(summary, col)
+        if picked is not None:
+            return picked
+    except ImportError:
+        pass
+    means = df.groupby("variant")[col].mean()
+    return pd.DataFrame({"mean": means, "ci_low": means, "ci_high": means})
+
+
+def _pick_ci(summary: pd.DataFrame, col: str) -> pd.DataFrame | None:
+    """Find ``mean``/``ci_low``/``ci_high`` for ``col`` in a summary table, flat or MultiIndex."""
+    import pandas as pd
+
+    out = {}
+    for stat in ("mean", "ci_low", "ci_high"):
+        for key in ((col, stat), f"{col}_{stat}", f"{col.removeprefix('score_')}_{stat}"):
+            if key in summary.columns:
+                out[stat] = summary[key]
+                break
+        else:
+            return None
+    return pd.DataFrame(out)
+
+
+def _paired_summary(df: pd.DataFrame, a: str, b: str, col: str) -> Any | None:
+    try:
+        from .stats import paired_compare
+    except ImportError:
+        return None
+    return paired_compare(df, a, b, col)
