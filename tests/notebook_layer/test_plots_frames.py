@@ -17,7 +17,9 @@ def _texts(ax) -> str:
 def test_cost_per_variant_sums_billed_credits_per_variant(results_frame) -> None:
     df = results_frame({"a": [1, 0, 1], "b": [1, 1, 1]}, errors={("b", 2): "ServerError"})
     ax = plots.cost_per_variant(df)
-    heights = {t.get_text(): p.get_height() for t, p in zip(ax.get_xticklabels(), ax.patches)}
+    heights = {
+        t.get_text(): p.get_height() for t, p in zip(ax.get_xticklabels(), ax.patches, strict=True)
+    }
     assert heights["a"] == pytest.approx(3 * 0.00063)
     assert heights["b"] == pytest.approx(2 * 0.00063)  # the errored cell cost nothing
 
