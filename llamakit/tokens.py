@@ -19,10 +19,12 @@ Without the tokenizer (``tokenizers`` or the data file missing) every function s
 estimate, ``is_exact()`` returns False, a warning is logged once, and ``preflight`` errors say
 "estimated". The estimate (``estimate()``) mimics the tokenizer's pre-tokenizer: it splits text the
 way Llama 3 does before BPE and charges one token per piece, more for long or non-ASCII pieces.
-Measured against the real tokenizer (``benchmarks/tokens_throughput.py`` prints it): about -3% in
-aggregate on English prose (Python docstrings; per-text mean absolute error ~4%, 90% of texts within
--13%..+5%) and +2% on Python source (mean absolute error ~6%); French/German/Russian/Chinese
-samples land within about +-20%. A flat 4-bytes-per-token rule is off by 13-19% on the same data.
+Measured against the real tokenizer by ``benchmarks/tokens_throughput.py`` (Python 3.11 stdlib,
+~2 KB texts): on English prose (docstrings) -3% in aggregate, 3.6% mean absolute error, 90% of texts
+within -8%..+2%; on Python source +3% in aggregate, 6.4% mean absolute error, 90% within -7%..+18%.
+A flat 4-bytes-per-token rule is off by 13-16% on the same texts. Other languages fare worse: on
+short hand-written samples Russian and Chinese came out within 6%, Japanese +20%, French -20% and
+German -30% (its long compound words split into more tokens than English words of the same length).
 The chat-template overhead (special tokens, headers) is exact either way.
 """
 
