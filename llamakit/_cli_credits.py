@@ -1,0 +1,30 @@
+"""`llamakit credits`: the balance (credits + free credits) of the key in use."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "credits",
+        help="print the credit balance",
+        description="Print the balance from GET /v1/get-user-credits (free, never billed).",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .connect import connect
+    from .errors import LlamakitError
+
+    try:
+        with connect() as client:
+            balance = client.credits()
+    except LlamakitError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{balance:.6f}")
+    return 0

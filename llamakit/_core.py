@@ -1,0 +1,571 @@
+"""What ``Client`` and ``AsyncClient`` share, so the two can never drift: configuration, request
+building, response parsing, credit bookkeeping, and the retry loop itself.
+
+The retry loop is written once, as a generator ("sans-IO"): it yields ``Request`` (send this, then
+send me back the ``httpx.Response`` or the ``httpx.HTTPError``) and ``Sleep`` (wait this long), and
+returns the parsed result or raises a llamakit error. ``Client`` drives it with ``httpx.Client`` and
+``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and ``asyncio.sleep``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+)
+from ._ratelimit import AdaptiveRate, RateLimiter
+from ._retry import RetryPolicy
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APIStatusError,
+    APITimeoutError,
+    InsufficientCreditsError,
+    RateLimitError,
+    ValidationError,
+    error_class_for_status,
+)
+from .messages import normalize_messages, validate_params
+from .types import Attempt, ChatResponse, Usage
+
+log = logging.getLogger("llamakit.client")
+T = TypeVar("T")
+
+CREDITS_HEADER = "x-remaining-credits"
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SNIPPET = 200
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    json: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Reply = "httpx.Response | httpx.HTTPError | None"
+Plan = Generator["Request | Sleep", Any, T]
+
+
+class Core:
+    """Configuration and state of one client; every method here is IO-free."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        *,
+        model: str,
+        base_url: str | None,
+        timeout: float,
+        max_retries: int,
+        rpm: float | None,
+        adaptive: bool | AdaptiveRate,
+        check_context: bool,
+        on_attempt: Callable[[Attempt], None] | None,
+        retry_policy: RetryPolicy | None,
+    ) -> None:
+        # Explicit argument beats environment beats default; read now, never at import.
+        key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
+        if key is not None and (
+            not isinstance(key, str) or not key or any(c.isspace() or ord(c) < 32 for c in key)
+        ):
+            # The text deliberately does not quote the value: it is a secret.
+            raise ValidationError(
+                "api_key must be a non-empty string without spaces", field="api_key"
+            )
+        self.api_key = key
+        if key:
+            register_secret(key)
+        install_log_filter()
+
+        base = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValidationError(
+                f"base_url must be an http(s) URL like {DEFAULT_BASE_URL}, not {base!r}",
+                field="base_url",
+            )
+        self.base_url = base
+        self.is_local = _is_loopback(parts.hostname)
+        if not isinstance(model, str) or not _SLUG.match(model):
+            raise ValidationError(
+                f"model must be a slug like 'llama-v3-8b-instruct', not {model!r}", field="model"
+            )
+        self.model = model
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValidationError("timeout must be a positive number of seconds", field="timeout")
+        self.timeout = httpx.Timeout(timeout, connect=min(DEFAULT_CONNECT_TIMEOUT, timeout))
+        if retry_policy is None:
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+                raise ValidationError("max_retries must be an integer >= 0", field="max_retries")
+            retry_policy = RetryPolicy(max_retries=max_retries)
+        self.retry = retry_policy
+        if rpm is not None and (
+            isinstance(rpm, bool) or not isinstance(rpm, (int, float)) or rpm <= 0
+        ):
+            raise ValidationError(
+                "rpm must be a positive number of requests per minute", field="rpm"
+            )
+        if adaptive is True:
+            # With rpm given, it is both where adaptive mode starts and its ceiling (your plan's limit).
+            adaptive = AdaptiveRate(start=rpm, max=rpm) if rpm else AdaptiveRate()
+        self.limiter = RateLimiter(rpm, adaptive=adaptive or None)
+        self.check_context = check_context
+        self.on_attempt = on_attempt
+
+        self._lock = threading.Lock()
+        self.credits_start: float | None = None
+        self.credits_last: float | None = None
+        self.start_checked = False
+
+    # ---- configuration -------------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        from . import __version__
+
+        headers = {"User-Agent": f"llamakit/{__version__}", "Accept": "application/json"}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        return headers
+
+    def describe(self, cls: str) -> str:
+        key = "None" if not self.api_key else repr(self.api_key[:3] + "****")
+        return f"{cls}(model={self.model!r}, base_url={self.base_url!r}, api_key={key})"
+
+    @property
+    def spent(self) -> float | None:
+        if self.credits_start is None or self.credits_last is None:
+            return None
+        return round(self.credits_start - self.credits_last, 12)
+
+    # ---- plans -----------------------------------------------------------------------------
+
+    def prepare_chat(self, messages: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate everything and build the body; raises ValidationError before any HTTP."""
+        self._require_key()
+        wire = normalize_messages(messages)
+        body: dict[str, Any] = {"messages": wire, **validate_params(params)}
+        if self.check_context:
+            _preflight(wire, body.get("max_tokens"))
+        return body
+
+    def chat_plan(self, body: dict[str, Any]) -> Plan[ChatResponse]:
+        call_id = uuid.uuid4().hex
+        started = time.time()
+        request = Request("POST", f"{self.base_url}/{self.model}", body)
+        fields, attempts = yield from self._attempts(request, _parse_chat, call_id)
+        return ChatResponse(
+            **fields,
+            attempts=attempts,
+            started_at=started,
+            finished_at=time.time(),
+            call_id=call_id,
+        )
+
+    def credits_plan(self) -> Plan[float]:
+        self._require_key()
+        request = Request("GET", f"{self.base_url}/get-user-credits")
+        value, _ = yield from self._attempts(request, _parse_credits, None)
+        with self._lock:
+            if self.credits_start is None:
+                self.credits_start = value
+            # The balance endpoint is the truth: it also resets the running minimum (a top-up).
+            self.credits_last = value
+            self.start_checked = True
+        return value
+
+    def _require_key(self) -> None:
+        if not self.api_key:
+            raise ValidationError(
+                f"no API key: pass api_key=... or set the {ENV_API_KEY} environment variable "
+                "(or call llamakit.connect() to use a local server)",
+                field="api_key",
+            )
+
+    def _attempts(
+        self, request: Request, parse: Callable[[httpx.Response], T], call_id: str | None
+    ) -> Generator[Request | Sleep, Any, tuple[T, int]]:
+        retries = 0
+        while True:
+            wait = self.limiter.reserve()
+            if wait > 0:
+                yield Sleep(wait)
+            started = time.time()
+            clock = time.perf_counter()
+            reply = yield request
+            latency = time.perf_counter() - clock
+            status: int | None = None
+            credits: float | None = None
+            try:
+                if isinstance(reply, httpx.HTTPError):
+                    raise _transport_error(reply, request) from reply
+                assert isinstance(reply, httpx.Response), reply
+                status = reply.status_code
+                if status >= 300:
+                    credits = self._observe_credits(reply, strict=False)
+                    raise self._status_error(reply)
+                result = parse(reply)
+                if isinstance(result, dict):  # a chat reply: timing and credits come from here
+                    result["latency_s"] = latency
+                credits = self._observe_credits(reply, strict=True, parsed=result)
+            except APIError as err:
+                self._report(call_id, retries + 1, status, err, latency, credits, started)
+                if isinstance(err, RateLimitError):
+                    self.limiter.on_rate_limited(err.retry_after)
+                delay = self.retry.delay(err, retries)
+                if delay is None:
+                    raise
+                retries += 1
+                if delay > 0:
+                    yield Sleep(delay)
+                continue
+            self.limiter.on_success()
+            self._report(call_id, retries + 1, status, None, latency, credits, started)
+            if isinstance(result, dict) and "credits_remaining" in result:
+                result["credits_remaining"] = credits
+            return result, retries + 1
+
+    # ---- bookkeeping -----------------------------------------------------------------------
+
+    def _report(
+        self,
+        call_id: str | None,
+        attempt: int,
+        status: int | None,
+        err: APIError | None,
+        latency: float,
+        credits: float | None,
+        started: float,
+    ) -> None:
+        if call_id is None or self.on_attempt is None:
+            return
+        record = Attempt(
+            call_id=call_id,
+            attempt=attempt,
+            status=status,
+            error=None if err is None else type(err).__name__,
+            message=None if err is None else str(err),
+            latency_s=latency,
+            credits_remaining=credits,
+            started_at=started,
+            finished_at=started + latency,
+        )
+        try:
+            self.on_attempt(record)
+        except Exception:
+            # A failing logger must not turn a paid, successful call into an error.
+            log.exception("on_attempt callback raised; the call itself continues")
+
+    def _observe_credits(
+        self, resp: httpx.Response, *, strict: bool, parsed: Any = None
+    ) -> float | None:
+        raw = resp.headers.get(CREDITS_HEADER)
+        if raw is None:
+            return None
+        try:
+            value = float(raw.strip())
+            if not math.isfinite(value):
+                raise ValueError(raw)
+        except ValueError:
+            if not strict:
+                return None
+            err = APIResponseError(
+                f"the {CREDITS_HEADER} header is not a number ({redact(raw[:40])!r}); the call "
+                "succeeded and was billed: its reply is in this error's .response",
+                request_id=_request_id(resp, None),
+            )
+            err.response = _partial_response(parsed)  # type: ignore[attr-defined]
+            raise err from None
+        with self._lock:
+            # Concurrent replies arrive out of order; balances only fall, so the lowest is newest.
+            if self.credits_last is None or value < self.credits_last:
+                self.credits_last = value
+        return value
+
+    def _status_error(self, resp: httpx.Response) -> APIStatusError:
+        status = resp.status_code
+        body = _json_or_none(resp)
+        message = _error_message(resp, body)
+        request_id = _request_id(resp, body)
+        cls = error_class_for_status(status)
+        if cls is RateLimitError:
+            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            return RateLimitError(
+                message, retry_after=retry_after, status=status, request_id=request_id
+            )
+        if cls is InsufficientCreditsError:
+            return InsufficientCreditsError(
+                message, balance=self.credits_last, status=status, request_id=request_id
+            )
+        return cls(message, status=status, request_id=request_id)
+
+
+# ---- secrets: the key never reaches a log line ----------------------------------------------
+
+# Keys of every client built in this process. They are in memory anyway (each client holds its
+# own); keeping them here lets the log filter scrub them from any logger's output.
+_SECRETS: set[str] = set()
+# httpx/httpcore debug logs print header lists; mask the value after an auth header name too.
+_AUTH_HEADER = re.compile(
+    r"(?i)((?:x-api-key|authorization)['\"]?\s*[:,=]\s*b?['\"]?)(?:bearer\s+)?[^'\"\s,)\]]+"
+)
+_FILTERED_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "hpack",
+    "llamakit",
+)
+
+
+def register_secret(secret: str) -> None:
+    _SECRETS.add(secret)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known key, and any auth header value, replaced by ``***``."""
+    for secret in list(_SECRETS):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return _AUTH_HEADER.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record whose formatted message would contain a key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is the logging system's problem, not ours
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def install_log_filter() -> None:
+    """Attach the filter to httpx's, httpcore's and our loggers (a logger's filters only see
+    records logged on it, not on its children, hence the explicit list). Idempotent."""
+    for name in _FILTERED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+# ---- parsing (pure functions) -----------------------------------------------------------------
+
+
+def _parse_chat(resp: httpx.Response) -> dict[str, Any]:
+    data = _json_body(resp)
+    rid = _request_id(resp, data)
+
+    def bad(what: str) -> APIResponseError:
+        return APIResponseError(
+            f"HTTP 200 but the reply is not a chat completion: {what}", request_id=rid
+        )
+
+    if not isinstance(data, dict):
+        raise bad(f"expected a JSON object, got {type(data).__name__}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise bad("no 'choices'")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise bad("choices[0] has no 'message' object")
+    text = _content_text(message.get("content"))
+    if text is None:
+        raise bad("choices[0].message.content is not text")
+    finish = choice.get("finish_reason")
+    model = data.get("model")
+    return {
+        "text": text,
+        "usage": _usage(data.get("usage")),
+        "finish_reason": finish if isinstance(finish, str) else None,
+        "credits_remaining": None,  # filled in from the header by the retry loop
+        "latency_s": 0.0,  # filled in by the retry loop, which timed the attempt
+        "request_id": rid,
+        "model": model if isinstance(model, str) else None,
+        "raw": data,
+    }
+
+
+def _parse_credits(resp: httpx.Response) -> float:
+    data = _json_body(resp)
+    if not isinstance(data, dict) or not _is_number(data.get("credits")):
+        raise APIResponseError(
+            "the balance endpoint did not return {'credits': <number>, 'free-credits': <number>}",
+            request_id=_request_id(resp, data if isinstance(data, dict) else None),
+        )
+    free = data.get("free-credits", 0.0)
+    return float(data["credits"]) + (float(free) if _is_number(free) else 0.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _json_body(resp: httpx.Response) -> Any:
+    try:
+        return json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        ctype = resp.headers.get("content-type", "no content-type")
+        raise APIResponseError(
+            f"HTTP {resp.status_code} but the body is not valid JSON ({ctype}, "
+            f"{len(resp.content)} bytes): {_snippet(resp)!r}",
+            request_id=_request_id(resp, None),
+        ) from exc
+
+
+def _json_or_none(resp: httpx.Response) -> Any:
+    try:
+        return json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _error_message(resp: httpx.Response, body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or json.dumps(value)[:_SNIPPET]
+            if value:
+                return redact(str(value))[: _SNIPPET * 2]
+    ctype = resp.headers.get("content-type", "no content-type").split(";")[0]
+    snippet = _snippet(resp)
+    return f"non-JSON error body ({ctype}): {snippet}" if snippet else f"empty body ({ctype})"
+
+
+def _snippet(resp: httpx.Response) -> str:
+    text = resp.content[:2000].decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    if title:
+        text = title.group(1)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return redact(" ".join(text.split()))[:_SNIPPET]
+
+
+def _request_id(resp: httpx.Response, body: Any) -> str | None:
+    rid = resp.headers.get("x-request-id")
+    if rid:
+        return rid
+    if isinstance(body, dict):
+        for key in ("request_id", "id"):
+            if isinstance(body.get(key), str):
+                return body[key]
+    return None
+
+
+def _content_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    # Some providers return a list of {"type": "text", "text": ...} parts.
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and isinstance(p.get("text"), str) for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    return None
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+
+    def count(name: str) -> int | None:
+        value = raw.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    names = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return Usage(
+        *(count(n) for n in names), extras={k: v for k, v in raw.items() if k not in names}
+    )
+
+
+def _partial_response(fields: Any) -> ChatResponse | None:
+    if not isinstance(fields, dict):
+        return None
+    now = time.time()
+    return ChatResponse(**fields, attempts=1, started_at=now, finished_at=now)
+
+
+def _transport_error(exc: httpx.HTTPError, request: Request) -> APIError:
+    host = urlsplit(request.url).netloc
+    detail = redact(str(exc))[:_SNIPPET] or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(
+            f"no complete answer from {host} within the timeout ({type(exc).__name__}); "
+            "pass a larger timeout= if the model needs longer"
+        )
+    return APIConnectionError(f"could not talk to {host}: {type(exc).__name__}: {detail}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _preflight(messages: list[dict[str, str]], max_tokens: int | None) -> None:
+    """The token-count check of llamakit.tokens, when that module is installed."""
+    try:
+        from . import tokens
+    except ImportError:
+        return
+    tokens.preflight(messages, max_tokens if max_tokens is not None else 1)

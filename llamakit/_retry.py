@@ -1,0 +1,55 @@
+"""The retry policy: which failures are worth another attempt, and how long to wait first.
+
+A pure decision (error, retries so far) -> seconds or None, so the sync and async clients share it
+and tests check it without sleeping. 401/404/405/406/422 are final: retrying cannot fix them and
+some (406) would only burn time. 500/502/503/504, timeouts and dropped connections are retried with
+jittered exponential backoff; 429 waits what ``Retry-After`` asks, unless that exceeds the cap.
+A 200 whose body is malformed is not retried: the server already billed it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ._defaults import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER
+from .errors import APIConnectionError, APIError, RateLimitError, ServerError
+
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``max_retries`` extra attempts after the first; backoff doubles from ``base_delay``."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("RetryPolicy values must be >= 0")
+
+    def delay(
+        self, error: APIError, retries_done: int, rng: random.Random | None = None
+    ) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None when it must be raised."""
+        if retries_done >= self.max_retries:
+            return None
+        if isinstance(error, RateLimitError):
+            if error.retry_after is None:
+                return self.backoff(retries_done, rng)
+            if error.retry_after > self.max_retry_after:
+                return None
+            return error.retry_after
+        if isinstance(error, ServerError) and error.status in RETRYABLE_STATUSES:
+            return self.backoff(retries_done, rng)
+        if isinstance(error, APIConnectionError):  # includes APITimeoutError
+            return self.backoff(retries_done, rng)
+        return None
+
+    def backoff(self, retries_done: int, rng: random.Random | None = None) -> float:
+        """Equal jitter: half the exponential step fixed, half random, so waits grow yet spread."""
+        step = min(self.max_delay, self.base_delay * (2**retries_done))
+        return step / 2 + (rng or random).uniform(0, step / 2)

@@ -1,0 +1,75 @@
+"""``llamakit.connect()``: the one call a notebook needs to get a working client."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from typing import Any
+
+from ._defaults import ENV_API_KEY, ENV_BASE_URL
+from .client import Client
+
+_lock = threading.Lock()
+_server: Any = None  # the process-wide local server, started on first need
+
+
+def connect(*, backend: str | None = None, quiet: bool = False, **kwargs: Any) -> Client:
+    """A ``Client`` of the hosted API when ``SEGMIND_API_KEY`` is set (or ``api_key=`` given),
+    else of a local stand-in server started once for this process (``backend`` None picks
+    ``smollm2`` when installed, else ``scripted``) and stopped at exit.
+
+    Prints one line saying which. Safe inside a running event loop (a Jupyter cell): the local
+    server runs on its own thread and the returned client is sync.
+    """
+    hosted = kwargs.get("api_key") or os.environ.get(ENV_API_KEY)
+    if hosted:
+        client = Client(**kwargs)
+        where = "a local server" if client.is_local else "the hosted API"
+        _say(f"llamakit: using {where} at {client.base_url} (model {client.model})", quiet)
+        return client
+    if kwargs.get("base_url") or os.environ.get(ENV_BASE_URL):
+        # A base URL without a key would only ever get 401s: say so before any request.
+        from .errors import ValidationError
+
+        raise ValidationError(
+            f"a base_url is set but no API key: pass api_key=... or set {ENV_API_KEY}",
+            field="api_key",
+        )
+    server = _local_server(backend)
+    client = server.client(**kwargs)
+    _say(
+        f"llamakit: no {ENV_API_KEY} set, so using a local {server.backend} server at "
+        f"{server.url} (model {client.model})",
+        quiet,
+    )
+    return client
+
+
+def _local_server(backend: str | None) -> Any:
+    global _server
+    with _lock:
+        if _server is not None and backend is not None and _server.backend != backend:
+            raise ValueError(
+                f"the local server of this process already runs backend {_server.backend!r}"
+            )
+        if _server is None:
+            from .server import local_server
+
+            _server = local_server(backend=backend)
+            atexit.register(_shutdown)
+        return _server
+
+
+def _shutdown() -> None:
+    global _server
+    with _lock:
+        if _server is not None:
+            _server.close()
+            _server = None
+
+
+def _say(line: str, quiet: bool) -> None:
+    if not quiet:
+        print(line, file=sys.stdout, flush=True)

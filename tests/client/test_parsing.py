@@ -1,0 +1,223 @@
+"""Replies a real server cannot be made to send (httpx.MockTransport): each one becomes a clear
+APIError subclass, never a KeyError or JSONDecodeError. Plus fuzzing of the reply parser."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+import pytest
+from client_helpers import CHAT_OK, json_reply
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llamakit import (
+    APIResponseError,
+    AuthenticationError,
+    ChatResponse,
+    RateLimitError,
+    ServerError,
+    UnprocessableRequestError,
+)
+from llamakit._core import parse_retry_after
+from llamakit.client import Client
+
+MakeClient = Callable[..., Client]
+
+
+def test_ok_reply_is_parsed(mock_client: MakeClient) -> None:
+    client = mock_client(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": "0.99937"}))
+    r = client.chat("hi")
+    assert isinstance(r, ChatResponse)
+    assert (r.text, r.finish_reason, r.model, r.request_id) == (
+        "hello",
+        "stop",
+        "llama-v3-8b-instruct",
+        "chatcmpl-1",
+    )
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (5, 1, 6)
+    assert r.credits_remaining == pytest.approx(0.99937)
+    assert r.attempts == 1 and r.latency_s >= 0 and r.started_at <= r.finished_at
+    assert client.credits_start == 1.0 and client.spent == pytest.approx(1.0 - 0.99937)
+
+
+def test_unknown_keys_and_text_parts_are_tolerated(mock_client: MakeClient) -> None:
+    body = json.loads(json.dumps(CHAT_OK))
+    body["system_fingerprint"] = "x"
+    body["choices"][0]["logprobs"] = None
+    body["choices"][0]["message"]["content"] = [
+        {"type": "text", "text": "he"},
+        {"type": "text", "text": "llo"},
+    ]
+    body["usage"]["backend_prompt_tokens"] = 9
+    r = mock_client(lambda req: json_reply(body)).chat("hi")
+    assert r.text == "hello" and r.usage.extras == {"backend_prompt_tokens": 9}
+    assert r.credits_remaining is None
+
+
+def _html(status: int) -> Callable[[httpx.Request], httpx.Response]:
+    page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>oops</h1></body></html>"
+    return lambda r: httpx.Response(status, content=page, headers={"content-type": "text/html"})
+
+
+def test_html_error_page_is_a_server_error_with_its_title(mock_client: MakeClient) -> None:
+    with pytest.raises(ServerError) as info:
+        mock_client(_html(502)).chat("hi")
+    assert "502 Bad Gateway" in str(info.value) and info.value.status == 502
+
+
+def test_html_page_with_200_is_a_response_error(mock_client: MakeClient) -> None:
+    with pytest.raises(APIResponseError, match="not valid JSON"):
+        mock_client(_html(200)).chat("hi")
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (json.dumps(CHAT_OK)[:40].encode(), "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"id": "x"}', "no 'choices'"),
+        (b'{"choices": []}', "no 'choices'"),
+        (b'{"choices": [{"index": 0}]}', "no 'message'"),
+        (b'{"choices": [{"message": {"content": null}}]}', "not text"),
+    ],
+)
+def test_malformed_200_is_a_response_error(
+    mock_client: MakeClient, body: bytes, match: str
+) -> None:
+    calls = []
+
+    def chat(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, content=body)
+
+    with pytest.raises(APIResponseError, match=match):
+        mock_client(chat).chat("hi")
+    assert len(calls) == 1  # a 200 was billed: never retried
+
+
+@pytest.mark.parametrize("header", ["abc", "", "nan", "1,5", "inf"])
+def test_non_numeric_credits_header_keeps_the_paid_reply(
+    mock_client: MakeClient, header: str
+) -> None:
+    client = mock_client(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": header}))
+    with pytest.raises(APIResponseError, match="x-remaining-credits") as info:
+        client.chat("hi")
+    assert info.value.response.text == "hello"  # type: ignore[attr-defined]
+
+
+def test_error_body_shapes(mock_client: MakeClient) -> None:
+    cases: list[tuple[int, Any, type[Exception], str]] = [
+        (401, {"error": "Invalid API key"}, AuthenticationError, "Invalid API key"),
+        (
+            400,
+            {"error": {"message": "bad response_format"}},
+            UnprocessableRequestError,
+            "bad response_format",
+        ),
+        (422, {"detail": "messages missing"}, UnprocessableRequestError, "messages missing"),
+        (500, "plain", ServerError, "plain"),
+    ]
+    for status, body, cls, text in cases:
+        client = mock_client(
+            lambda r, s=status, b=body: json_reply(b, s), max_retries=0, retry_policy=None
+        )
+        with pytest.raises(cls) as info:
+            client.chat("hi")
+        assert text in str(info.value)
+        assert info.value.status == status  # type: ignore[attr-defined]
+
+
+def test_request_id_comes_from_the_header(mock_client: MakeClient) -> None:
+    client = mock_client(lambda r: json_reply({"error": "nope"}, 401, **{"x-request-id": "req-42"}))
+    with pytest.raises(AuthenticationError) as info:
+        client.chat("hi")
+    assert info.value.request_id == "req-42"
+
+
+def test_rate_limit_without_retry_after_still_retries(mock_client: MakeClient) -> None:
+    replies = iter([json_reply({"error": "slow down"}, 429), json_reply(CHAT_OK)])
+    r = mock_client(lambda req: next(replies)).chat("hi")
+    assert r.attempts == 2
+
+
+def test_retry_after_above_the_cap_raises_at_once(mock_client: MakeClient) -> None:
+    calls = []
+
+    def chat(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return json_reply({"error": "later"}, 429, **{"retry-after": "3600"})
+
+    with pytest.raises(RateLimitError) as info:
+        mock_client(chat).chat("hi")
+    assert info.value.retry_after == 3600 and len(calls) == 1
+
+
+def test_parse_retry_after_forms() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+    assert 50 < parse_retry_after(formatdate(time.time() + 60, usegmt=True)) <= 61  # type: ignore[operator]
+
+
+# ---- fuzzing: any 200 body yields a ChatResponse or an APIResponseError, nothing else ----------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+choice = st.fixed_dictionaries(
+    {},
+    optional={
+        "message": st.fixed_dictionaries(
+            {}, optional={"role": json_values, "content": json_values | st.text()}
+        ),
+        "finish_reason": json_values,
+    },
+)
+completion = st.fixed_dictionaries(
+    {},
+    optional={
+        "choices": st.lists(choice | json_values, max_size=2) | json_values,
+        "usage": st.dictionaries(
+            st.sampled_from(["prompt_tokens", "total_tokens", "x"]), json_values
+        )
+        | json_values,
+        "model": json_values,
+        "id": json_values,
+    },
+)
+bodies = st.one_of(
+    completion.map(lambda d: json.dumps(d).encode()),
+    json_values.map(lambda d: json.dumps(d).encode()),
+    st.binary(max_size=30),
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=bodies,
+    header=st.none() | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=8),
+)
+def test_fuzz_chat_reply_parsing(mock_client: MakeClient, body: bytes, header: str | None) -> None:
+    headers = {} if header is None else {"x-remaining-credits": header}
+    client = mock_client(lambda r: httpx.Response(200, content=body, headers=headers))
+    try:
+        r = client.chat("hi")
+    except APIResponseError:
+        return
+    assert isinstance(r.text, str)
+    assert r.usage.prompt_tokens is None or isinstance(r.usage.prompt_tokens, int)
