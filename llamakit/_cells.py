@@ -1,0 +1,120 @@
+"""Cells of an experiment: the sampling-params grid, and the keys that make "never pay twice" work.
+
+A cell is (variant, item, params, repeat index, model). Two hashes identify it:
+
+- ``cell_key``: the rendered request (model, messages, params) plus the repeat index. This is the
+  cache key: the same request at the same repeat index is the same sample, whichever experiment
+  asks for it; a different repeat index is an independent sample.
+- ``cell_id``: where the cell sits in a run (variant, item id, params, repeat, model), so two
+  variants that happen to render the same request still get a results row each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ValidationError
+
+# Params whose value is itself a list: a list of strings is one value, a list of lists is a grid.
+_LIST_VALUED = {"stop"}
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:32]
+
+
+def cell_key(
+    model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any], repeat: int
+) -> str:
+    return _digest(
+        {"model": model, "messages": list(messages), "params": dict(params), "repeat": repeat}
+    )
+
+
+def cell_id(variant: str, item_id: str, params_json: str, repeat: int, model: str) -> str:
+    return _digest([variant, item_id, params_json, repeat, model])
+
+
+def _is_grid_axis(name: str, value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        if name in _LIST_VALUED:
+            return any(isinstance(v, (list, tuple)) for v in value)
+        return True
+    return False
+
+
+def expand_params(params: Any) -> list[dict[str, Any]]:
+    """Fixed params, a grid (list values expand to a cartesian product), or a list of param dicts.
+
+    ``{"temperature": [0, 0.7], "max_tokens": 64}`` -> two param sets. ``stop`` takes a list of
+    strings as one value; a list of such lists is a grid axis.
+    """
+    if params is None:
+        return [{}]
+    if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
+        if not params or not all(isinstance(p, Mapping) for p in params):
+            raise ValidationError(
+                "params must be a dict (fixed values or lists to grid over) or a non-empty list "
+                "of dicts",
+                field="params",
+            )
+        sets = [dict(p) for p in params]
+    elif isinstance(params, Mapping):
+        axes = []
+        for name, value in params.items():
+            if not isinstance(name, str):
+                raise ValidationError(f"param names must be strings: {name!r}", field="params")
+            if _is_grid_axis(name, value):
+                if not value:
+                    raise ValidationError(f"params.{name} is an empty list", field=f"params.{name}")
+                axes.append([(name, v) for v in value])
+            else:
+                axes.append([(name, value)])
+        sets = [dict(combo) for combo in itertools.product(*axes)]
+    else:
+        raise ValidationError(f"params must be a dict, got {type(params).__name__}", field="params")
+    try:
+        from .messages import validate_params
+    except ImportError:  # the client's validation is optional here; the server validates too
+        return sets
+    return [validate_params(p) for p in sets]
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    cell_key: str
+    variant: str
+    item_id: str
+    params: dict[str, Any]
+    params_json: str
+    repeat: int
+    model: str
+    messages: list[dict[str, str]]
+    row: dict[str, Any]
+    ordinal: int = 0
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """The run_cells row for this cell, with the outcome fields given."""
+        return {
+            "cell_id": self.cell_id,
+            "cell_key": self.cell_key,
+            "ordinal": self.ordinal,
+            "variant": self.variant,
+            "item_id": self.item_id,
+            "params": self.params_json,
+            "repeat": self.repeat,
+            "model": self.model,
+            "prompt": canonical_json(self.messages),
+            "row": self.row,
+            **fields,
+        }

@@ -1,0 +1,32 @@
+"""`llamakit export RUN_ID --csv FILE`: a run's results as tidy CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a run's results", description="Write a run's results as CSV."
+    )
+    parser.add_argument("run_id")
+    parser.add_argument("--csv", required=True, metavar="FILE", help="output CSV path")
+    parser.add_argument("--store", default=None, metavar="PATH", help="SQLite store path")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .errors import LlamakitError
+    from .run import load_run
+    from .store import Store
+
+    try:
+        result = load_run(args.run_id, Store(args.store) if args.store else Store())
+        result.to_csv(args.csv)
+    except LlamakitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.csv} ({len(result.results)} rows)")
+    return 0

@@ -1,0 +1,29 @@
+"""`llamakit runs`: every run in the store, with its cells, errors and credit spend."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "runs", help="list runs in the store", description="List every run in the store."
+    )
+    parser.add_argument("--store", default=None, metavar="PATH", help="SQLite store path")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .run import runs
+    from .store import Store
+
+    frame = runs(Store(args.store) if args.store else Store())
+    if frame.empty:
+        print("no runs yet")
+        return 0
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(frame.to_string(index=False))
+    return 0

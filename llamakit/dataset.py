@@ -1,0 +1,110 @@
+"""Loading an experiment's dataset: a DataFrame, a CSV / JSONL / JSON path, or a list of dicts.
+
+Each row supplies template variables, an optional ``id`` and optional expected values
+(``expected``, ``expected_*``). Ids are strings; without an ``id`` column a row's id is its
+position. CSV cells stay strings (no type guessing: "NA" is Namibia, "007" keeps its zeros).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ValidationError
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    row: dict[str, Any]
+
+
+def _clean(value: Any) -> Any:
+    """numpy scalars -> Python, NaN -> None, so rows serialise to JSON and compare simply."""
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        with contextlib.suppress(ValueError, TypeError):
+            value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _read_path(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ValidationError(f"dataset file not found: {path}", field="dataset")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise ValidationError(
+                            f"{path.name} line {n} is not JSON: {exc.msg}", field="dataset"
+                        ) from None
+        return rows
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"{path.name} is not JSON: {exc.msg}", field="dataset") from None
+        if not isinstance(data, list):
+            raise ValidationError(f"{path.name} must hold a JSON list of objects", field="dataset")
+        return data
+    raise ValidationError(
+        f"dataset file must be .csv, .jsonl or .json, got {path.name!r}", field="dataset"
+    )
+
+
+def _rows(source: Any) -> list[Any]:
+    if isinstance(source, (str, os.PathLike)):
+        return _read_path(Path(source))
+    if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
+        return source.to_dict(orient="records")
+    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+        return list(source)
+    raise ValidationError(
+        "dataset must be a DataFrame, a path to a CSV/JSONL/JSON file, or a list of dicts; "
+        f"got {type(source).__name__}",
+        field="dataset",
+    )
+
+
+def load_dataset(source: Any) -> list[Item]:
+    """Rows with string ids; raises ValidationError for an empty set, non-dict rows or duplicate ids."""
+    rows = _rows(source)
+    if not rows:
+        raise ValidationError(
+            "dataset is empty: an experiment needs at least one row", field="dataset"
+        )
+    items = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValidationError(
+                f"dataset row {i} must be a dict of column -> value, got {type(row).__name__}",
+                field=f"dataset[{i}]",
+            )
+        clean = {str(k): _clean(v) for k, v in row.items()}
+        raw_id = clean.get("id")
+        item_id = str(i) if raw_id is None or raw_id == "" else str(raw_id)
+        items.append(Item(item_id, clean))
+    dupes = sorted(k for k, n in Counter(item.id for item in items).items() if n > 1)
+    if dupes:
+        shown = ", ".join(repr(d) for d in dupes[:5]) + (" ..." if len(dupes) > 5 else "")
+        raise ValidationError(
+            f"dataset has duplicate item ids: {shown}; ids must be unique", field="dataset.id"
+        )
+    return items

@@ -1,0 +1,465 @@
+"""`Experiment`: prompt variants x dataset rows x sampling params x repeats, run as cells.
+
+>>> exp = Experiment("capitals", prompts={"terse": "Capital of {{ country }}?"},
+...                  dataset="data/capitals.csv", params={"temperature": [0.0, 0.7]}, repeats=2,
+...                  scorers=[scoring.contains()])
+>>> exp.estimate(client)            # cells to run, projected credits and time; sends nothing paid
+>>> run = exp.run(client)           # resumable: only unfinished cells are sent
+>>> run.summary()
+
+Every input is checked when the experiment is built (templates render for every row, ids are
+unique, params are valid), so a mistake is reported before any credit is spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
+from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
+from .dataset import load_dataset
+from .errors import LlamakitError, ValidationError
+from .templates import parse_prompts
+
+if TYPE_CHECKING:
+    from .run import Run
+    from .store import Store
+
+# Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
+# estimate's fallback until the store has observed latencies for the model.
+PUBLISHED_LATENCY_S = 1.33946
+
+Mode = Literal["live", "replay"]
+
+# Runs of this process that are still executing, so the same experiment is not run twice at once.
+_LIVE: dict[str, Run] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What ``Experiment.run`` would do now: calls to send, their projected credits and time."""
+
+    cells_total: int
+    cells_finished: int
+    cells_to_run: int
+    judge_calls: int
+    calls: int
+    cost_per_call: float
+    cost_source: Literal["observed", "published"]
+    credits: float
+    seconds: float
+    rpm: int | None
+    concurrency: int
+    prompt_tokens: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        tokens = "" if self.prompt_tokens is None else f", {self.prompt_tokens:,} prompt tokens"
+        return (
+            f"{self.cells_to_run} of {self.cells_total} cells to run "
+            f"({self.cells_finished} already finished) + {self.judge_calls} judge calls: "
+            f"~{self.credits:.4f} credits at {self.cost_per_call:.6f}/call ({self.cost_source}), "
+            f"~{self.seconds:.0f}s{tokens}"
+        )
+
+
+def _check_budget(budget: Any) -> float | None:
+    if budget is None:
+        return None
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, numbers.Real)
+        or not math.isfinite(float(budget))
+        or budget < 0
+    ):
+        raise ValidationError(
+            f"budget must be a non-negative number of credits (USD), got {budget!r}",
+            field="budget",
+        )
+    return float(budget)
+
+
+def _check_concurrency(concurrency: Any) -> int:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValidationError(
+            f"concurrency must be a positive integer, got {concurrency!r}", field="concurrency"
+        )
+    return concurrency
+
+
+def _check_scorers(scorers: Any) -> list[Any]:
+    from . import scoring
+
+    if scorers is None:
+        return []
+    if callable(scorers) or isinstance(scorers, (str, bytes)):
+        scorers = [scorers]
+    out = [s if hasattr(s, "grading_messages") else scoring.as_scorer(s) for s in scorers]
+    scoring.check_unique_names(out)
+    return out
+
+
+class Experiment:
+    """Prompt variants compared over a dataset; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        prompts: Any,
+        dataset: Any,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        repeats: int = 1,
+        scorers: Sequence[Any] = (),
+        model: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError("an experiment needs a non-empty name", field="name")
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValidationError(
+                f"repeats must be a positive integer, got {repeats!r}", field="repeats"
+            )
+        if model is not None and (not isinstance(model, str) or not model):
+            raise ValidationError(f"model must be a model slug, got {model!r}", field="model")
+        self.name = name
+        self.templates = parse_prompts(prompts)
+        self.items = load_dataset(dataset)
+        self.param_sets = expand_params(params)
+        self.repeats = repeats
+        self.scorers = _check_scorers(scorers)
+        self.model = model
+        # Render everything now: a missing variable fails here, before any call.
+        self._rendered = {
+            (t.variant, item.id): t.render(item.row, item_id=item.id)
+            for t in self.templates
+            for item in self.items
+        }
+        self._token_counts: dict[tuple[str, str], int | None] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Experiment({self.name!r}, variants={self.variants}, items={len(self.items)}, "
+            f"param_sets={len(self.param_sets)}, repeats={self.repeats}, "
+            f"scorers={[s.name for s in self.scorers]})"
+        )
+
+    @property
+    def variants(self) -> list[str]:
+        return [t.variant for t in self.templates]
+
+    def resolve_model(self, client: Any) -> str:
+        client_model = getattr(client, "model", None)
+        if self.model and client_model and self.model != client_model:
+            raise ValidationError(
+                f"experiment model {self.model!r} differs from the client's {client_model!r}; "
+                f"pass a client built with model={self.model!r}",
+                field="model",
+            )
+        return self.model or client_model or DEFAULT_MODEL
+
+    def cells(self, model: str) -> list[Cell]:
+        """Every cell, in a stable order: variant, item, params, repeat."""
+        out = []
+        for template in self.templates:
+            for item in self.items:
+                messages = self._rendered[(template.variant, item.id)]
+                for params in self.param_sets:
+                    params_json = canonical_json(params)
+                    for repeat in range(self.repeats):
+                        out.append(
+                            Cell(
+                                cell_id=cell_id(
+                                    template.variant, item.id, params_json, repeat, model
+                                ),
+                                cell_key=cell_key(model, messages, params, repeat),
+                                variant=template.variant,
+                                item_id=item.id,
+                                params=params,
+                                params_json=params_json,
+                                repeat=repeat,
+                                model=model,
+                                messages=messages,
+                                row=item.row,
+                                ordinal=len(out),
+                            )
+                        )
+        return out
+
+    def fingerprint(self, model: str) -> str:
+        """Same name and same cells -> same fingerprint -> an unfinished run is resumed."""
+        ids = sorted(c.cell_id for c in self.cells(model))
+        scorer_names = [s.name for s in self.scorers]
+        payload = canonical_json([self.name, model, ids, scorer_names])
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def config(self, model: str) -> dict[str, Any]:
+        return {
+            "prompts": {t.variant: [list(m) for m in t.messages] for t in self.templates},
+            "params": self.param_sets,
+            "repeats": self.repeats,
+            "items": len(self.items),
+            "model": model,
+            "scorers": [s.name for s in self.scorers],
+        }
+
+    def _local_tokens(self, cell: Cell) -> int | None:
+        key = (cell.variant, cell.item_id)
+        if key not in self._token_counts:
+            try:
+                from .tokens import count_messages
+
+                self._token_counts[key] = int(count_messages(cell.messages))
+            except Exception:  # token counts are informative; never fail a run over them
+                self._token_counts[key] = None
+        return self._token_counts[key]
+
+    # -- estimate ------------------------------------------------------------------------------
+    def estimate(
+        self, client: Any = None, *, concurrency: int = 8, store: Store | None = None
+    ) -> Estimate:
+        """Cells to run (minus finished ones), projected credits and time. Sends no paid call."""
+        from .store import Store
+
+        concurrency = _check_concurrency(concurrency)
+        store = store or Store()
+        model = self.resolve_model(client)
+        cells = self.cells(model)
+        cached = store.cached_responses(c.cell_key for c in cells)
+        unique_todo = {c.cell_key: c for c in cells if c.cell_key not in cached}
+        judges = sum(1 for s in self.scorers if hasattr(s, "grading_messages"))
+        judge_calls = judges * len(unique_todo)
+        calls = len(unique_todo) + judge_calls
+        observed = store.observed_cost_per_call(model)
+        cost = observed if observed is not None else PUBLISHED_COST_PER_CALL
+        latency_rows = store.query(
+            "SELECT AVG(latency_s) AS s FROM responses WHERE model = ?", (model,)
+        )
+        latency = latency_rows[0]["s"] or PUBLISHED_LATENCY_S
+        rpm = getattr(client, "rpm", None)
+        seconds = math.ceil(calls / concurrency) * latency
+        if rpm:
+            seconds = max(seconds, calls * 60.0 / rpm)
+        prompt_tokens: int | None = 0
+        for cell in unique_todo.values():
+            n = self._local_tokens(cell)
+            if n is None:
+                prompt_tokens = None
+                break
+            prompt_tokens += n  # type: ignore[operator]
+        return Estimate(
+            cells_total=len(cells),
+            cells_finished=sum(1 for c in cells if c.cell_key in cached),
+            cells_to_run=sum(1 for c in cells if c.cell_key not in cached),
+            judge_calls=judge_calls,
+            calls=calls,
+            cost_per_call=cost,
+            cost_source="observed" if observed is not None else "published",
+            credits=calls * cost,
+            seconds=seconds,
+            rpm=rpm,
+            concurrency=concurrency,
+            prompt_tokens=prompt_tokens,
+        )
+
+    # -- run -----------------------------------------------------------------------------------
+    def _prepare(
+        self,
+        client: Any,
+        *,
+        concurrency: int,
+        budget: Any,
+        progress: bool,
+        mode: Mode,
+        store: Store | None,
+    ) -> tuple[Run, Any]:
+        from ._runner import Runner, check_replay
+        from .run import Run
+        from .store import Store
+
+        concurrency = _check_concurrency(concurrency)
+        budget = _check_budget(budget)
+        if mode not in ("live", "replay"):
+            raise ValidationError(f"mode must be 'live' or 'replay', got {mode!r}", field="mode")
+        if mode == "live" and client is None:
+            raise ValidationError("a live run needs a client (llamakit.connect())", field="client")
+        store = store or Store()
+        model = self.resolve_model(client)
+        cells = self.cells(model)
+        judges = [s for s in self.scorers if hasattr(s, "grading_messages")]
+        if mode == "replay":
+            check_replay(store, cells, judges, client, model)
+        fingerprint = self.fingerprint(model)
+        with _LIVE_LOCK:
+            run_id = self._resume_or_create(store, fingerprint, model, len(cells), budget, mode)
+            run = Run(run_id, store, scorer_names=[s.name for s in self.scorers])
+            run._done.clear()
+            _LIVE[run_id] = run
+        observed = store.observed_cost_per_call(model)
+        runner = Runner(
+            run=run,
+            cells=cells,
+            scorers=self.scorers,
+            client=client,
+            model=model,
+            concurrency=concurrency,
+            budget=budget,
+            progress=progress,
+            mode=mode,
+            unit_cost=max(observed or 0.0, PUBLISHED_COST_PER_CALL),
+            local_tokens=self._local_tokens,
+        )
+        run._stop_request = runner.request_stop
+        run._runner = runner  # type: ignore[attr-defined]
+        return run, runner
+
+    def _resume_or_create(
+        self,
+        store: Store,
+        fingerprint: str,
+        model: str,
+        total: int,
+        budget: float | None,
+        mode: str,
+    ) -> str:
+        from .run import effective_status
+
+        latest = store.latest_run(fingerprint)
+        if latest is not None and latest["status"] != "finished":
+            live = _LIVE.get(latest["run_id"])
+            if live is not None and not live._done.is_set():
+                raise LlamakitError(
+                    f"run {latest['run_id']} of {self.name!r} is still running in this process; "
+                    "call run.wait() or run.stop() first"
+                )
+            others = [
+                s
+                for s in store.sessions(latest["run_id"])
+                if s["finished_at"] is None and s["pid"] != os.getpid()
+            ]
+            if effective_status(store, latest) == "running" and others:
+                raise LlamakitError(
+                    f"run {latest['run_id']} of {self.name!r} is running in another process; "
+                    "wait for it (running both would pay for the same cells twice)"
+                )
+            return str(latest["run_id"])
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+        store.create_run(
+            {
+                "run_id": run_id,
+                "name": self.name,
+                "fingerprint": fingerprint,
+                "model": model,
+                "status": "running",
+                "mode": mode,
+                "started_at": time.time(),
+                "finished_at": None,
+                "cells_total": total,
+                "budget": budget,
+                "config": self.config(model),
+            }
+        )
+        return run_id
+
+    def start(
+        self,
+        client: Any = None,
+        *,
+        concurrency: int = 8,
+        budget: float | None = None,
+        progress: bool = True,
+        mode: Mode = "live",
+        store: Store | None = None,
+    ) -> Run:
+        """Like ``run`` but returns at once; the run works in a background thread.
+
+        ``run.progress`` / ``run.subscribe(fn)`` follow it, ``run.wait()`` joins it, ``run.stop()``
+        stops it after the calls in flight.
+        """
+        run, runner = self._prepare(
+            client,
+            concurrency=concurrency,
+            budget=budget,
+            progress=progress,
+            mode=mode,
+            store=store,
+        )
+        thread = threading.Thread(
+            target=_execute, args=(run, runner), name=f"llamakit-run-{run.id}", daemon=True
+        )
+        run._thread = thread
+        thread.start()
+        return run
+
+    def run(
+        self,
+        client: Any = None,
+        *,
+        concurrency: int = 8,
+        budget: float | None = None,
+        progress: bool = True,
+        mode: Mode = "live",
+        store: Store | None = None,
+    ) -> Run:
+        """Run every unfinished cell and return the Run (see the module docstring).
+
+        Ctrl-C stops after the calls in flight are recorded (a second Ctrl-C abandons them) and
+        re-raises KeyboardInterrupt; rerunning resumes. Works inside Jupyter's running loop.
+        """
+        run = self.start(
+            client,
+            concurrency=concurrency,
+            budget=budget,
+            progress=progress,
+            mode=mode,
+            store=store,
+        )
+        runner = run._runner  # type: ignore[attr-defined]
+        try:
+            while not run._done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            runner.request_stop("interrupted")
+            print(
+                f"llamakit: stopping run {run.id} after the calls in flight "
+                "(Ctrl-C again to abandon them) ...",
+                file=sys.stderr,
+            )
+            try:
+                while not run._done.wait(0.1):
+                    pass
+            except KeyboardInterrupt:
+                runner.cancel_now()
+                run._done.wait(10)
+            p = run.progress
+            print(
+                f"llamakit: run {run.id} interrupted at {p.done}/{p.total} cells; "
+                "run it again to resume",
+                file=sys.stderr,
+            )
+            raise
+        return run.wait()
+
+
+def _execute(run: Run, runner: Any) -> None:
+    from ._asyncio import run_sync
+
+    try:
+        run_sync(runner.execute())
+    except BaseException as exc:  # handed to the caller by run.wait()
+        run._error = exc
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.pop(run.id, None)
+        run._done.set()

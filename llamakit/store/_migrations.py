@@ -1,0 +1,101 @@
+"""Schema changes as an append-only list of named functions (after simonw/llm's migrations.py).
+
+Never edit or reorder a migration that has shipped: add a new one. Each is recorded in
+``_migrations`` when applied, so an old store upgrades itself the next time it is opened, and two
+processes opening a fresh store at once apply each migration exactly once (the check and the change
+share one ``BEGIN IMMEDIATE`` transaction).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+from ._connection import Database
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY, name TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            model TEXT, status TEXT NOT NULL, mode TEXT NOT NULL,
+            started_at REAL NOT NULL, finished_at REAL, cells_total INTEGER NOT NULL,
+            budget REAL, config TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX runs_fingerprint ON runs (fingerprint, started_at)")
+    # One row per process that worked on a run: a resumed run has several, and a top-up between
+    # them is why a run's spend is the sum of per-session balance deltas, not first minus last.
+    db.execute(
+        """CREATE TABLE run_sessions (
+            run_id TEXT NOT NULL, session INTEGER NOT NULL, pid INTEGER,
+            started_at REAL NOT NULL, finished_at REAL, status TEXT,
+            balance_before REAL, balance_after REAL,
+            PRIMARY KEY (run_id, session))"""
+    )
+    # The response cache: one successful call per cell key, whichever run paid for it.
+    db.execute(
+        """CREATE TABLE responses (
+            cell_key TEXT PRIMARY KEY, model TEXT, endpoint TEXT, messages TEXT NOT NULL,
+            params TEXT NOT NULL, repeat INTEGER NOT NULL, text TEXT, finish_reason TEXT,
+            prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER, usage TEXT,
+            request_id TEXT, latency_s REAL, attempts INTEGER, started_at REAL, finished_at REAL,
+            credits_remaining REAL, credits REAL, credits_precision TEXT,
+            run_id TEXT, session INTEGER, created_at REAL NOT NULL)"""
+    )
+    db.execute("CREATE INDEX responses_session ON responses (run_id, session)")
+    db.execute("CREATE INDEX responses_model ON responses (model)")
+    db.execute(
+        """CREATE TABLE run_cells (
+            run_id TEXT NOT NULL, cell_id TEXT NOT NULL, cell_key TEXT NOT NULL, ordinal INTEGER,
+            variant TEXT NOT NULL, item_id TEXT NOT NULL, params TEXT NOT NULL,
+            repeat INTEGER NOT NULL, model TEXT, prompt TEXT NOT NULL, row TEXT NOT NULL,
+            status TEXT NOT NULL, cached INTEGER NOT NULL DEFAULT 0,
+            error TEXT, error_message TEXT, attempts INTEGER, latency_s REAL,
+            started_at REAL, finished_at REAL, local_prompt_tokens INTEGER,
+            scores TEXT, score_errors TEXT, judge_keys TEXT,
+            PRIMARY KEY (run_id, cell_id))"""
+    )
+    db.execute(
+        """CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, session INTEGER,
+            cell_key TEXT, call_id TEXT, attempt INTEGER, status INTEGER, error TEXT,
+            message TEXT, latency_s REAL, credits_remaining REAL,
+            started_at REAL, finished_at REAL)"""
+    )
+    db.execute("CREATE INDEX attempts_run ON attempts (run_id, session)")
+    db.execute(
+        """CREATE TABLE chat_turns (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id TEXT NOT NULL,
+            idx INTEGER NOT NULL, messages TEXT NOT NULL, response TEXT, finish_reason TEXT,
+            model TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL,
+            credits_remaining REAL, request_id TEXT, error TEXT, created_at REAL NOT NULL)"""
+    )
+    db.execute("CREATE INDEX chat_turns_conversation ON chat_turns (conversation_id, idx)")
+
+
+def migrate(database: Database) -> list[str]:
+    """Apply every migration not yet recorded; returns the names applied now."""
+    applied_now: list[str] = []
+    with database.write() as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+        )
+    for fn in MIGRATIONS:
+        with database.write() as db:
+            done = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,))
+            if done.fetchone():
+                continue
+            fn(db)
+            db.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, time.time()))
+            applied_now.append(fn.__name__)
+    return applied_now

@@ -1,0 +1,137 @@
+"""Prompt templates: each message's content is a Jinja2 template rendered with a dataset row.
+
+Rendering is strict (a missing variable is an error, never an empty string) and sandboxed (a spec
+file shared by a colleague cannot reach Python internals through a template).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ValidationError
+
+_ROLES = ("system", "user", "assistant")
+_env = None
+
+
+def _environment() -> Any:
+    global _env
+    if _env is None:
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        _env = ImmutableSandboxedEnvironment(
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
+    return _env
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """One prompt variant: a list of (role, compiled content template)."""
+
+    variant: str
+    messages: tuple[tuple[str, str], ...]  # (role, template source)
+
+    def render(self, row: Mapping[str, Any], *, item_id: str) -> list[dict[str, str]]:
+        import jinja2
+
+        out = []
+        for i, (role, source) in enumerate(self.messages):
+            try:
+                content = _compiled(source).render(**row)
+            except jinja2.UndefinedError as exc:
+                raise ValidationError(
+                    f"prompt {self.variant!r} message {i}: {exc.message} "
+                    f"(item {item_id!r} has columns {sorted(row)})",
+                    field=f"prompts.{self.variant}[{i}].content",
+                ) from None
+            except jinja2.TemplateError as exc:
+                raise ValidationError(
+                    f"prompt {self.variant!r} message {i} failed to render for item "
+                    f"{item_id!r}: {exc}",
+                    field=f"prompts.{self.variant}[{i}].content",
+                ) from None
+            out.append({"role": role, "content": content})
+        return out
+
+
+_cache: dict[str, Any] = {}
+
+
+def _compiled(source: str) -> Any:
+    template = _cache.get(source)
+    if template is None:
+        template = _cache[source] = _environment().from_string(source)
+    return template
+
+
+def _parse_messages(variant: str, value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, str):
+        return (("user", value),)
+    if not isinstance(value, Sequence) or not value:
+        raise ValidationError(
+            f"prompt {variant!r} must be a template string or a non-empty list of messages, "
+            f"got {type(value).__name__}",
+            field=f"prompts.{variant}",
+        )
+    messages = []
+    for i, message in enumerate(value):
+        field = f"prompts.{variant}[{i}]"
+        if isinstance(message, str):
+            message = {"role": "user", "content": message}
+        elif hasattr(message, "role") and hasattr(message, "content"):
+            message = {"role": message.role, "content": message.content}
+        if not isinstance(message, Mapping):
+            raise ValidationError(f"{field} must be a dict with role and content", field=field)
+        extra = set(message) - {"role", "content"}
+        if extra:
+            raise ValidationError(f"{field} has unknown keys {sorted(extra)}", field=field)
+        role, content = message.get("role"), message.get("content")
+        if role not in _ROLES:
+            raise ValidationError(
+                f"{field}.role must be one of {list(_ROLES)}, got {role!r}", field=f"{field}.role"
+            )
+        if not isinstance(content, str):
+            raise ValidationError(
+                f"{field}.content must be a template string", field=f"{field}.content"
+            )
+        messages.append((role, content))
+    return tuple(messages)
+
+
+def parse_prompts(prompts: Any) -> list[PromptTemplate]:
+    """Variant name -> template(s); a single string or message list becomes variant "default".
+
+    Every template is compiled here, so a syntax error is reported before any call.
+    """
+    import jinja2
+
+    if isinstance(prompts, str) or (
+        isinstance(prompts, Sequence) and not isinstance(prompts, Mapping)
+    ):
+        prompts = {"default": prompts}
+    if not isinstance(prompts, Mapping) or not prompts:
+        raise ValidationError(
+            "prompts must be a non-empty dict of variant name -> template", field="prompts"
+        )
+    templates = []
+    for variant, value in prompts.items():
+        if not isinstance(variant, str) or not variant:
+            raise ValidationError(
+                f"prompt variant names must be non-empty strings: {variant!r}", field="prompts"
+            )
+        template = PromptTemplate(variant, _parse_messages(variant, value))
+        for i, (_, source) in enumerate(template.messages):
+            try:
+                _compiled(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise ValidationError(
+                    f"prompt {variant!r} message {i}: template syntax error on line "
+                    f"{exc.lineno}: {exc.message}",
+                    field=f"prompts.{variant}[{i}].content",
+                ) from None
+        templates.append(template)
+    return templates
