@@ -1,0 +1,48 @@
+"""Scorers: turn a response (and its dataset row) into a score.
+
+A scorer has a ``name`` (its results column is ``score_<name>``) and is called as
+``scorer(response_text, row) -> float | bool``. Deterministic scorers::
+
+    exact, contains, regex, is_json, json_field, length_between, numeric_close
+
+any Python function via ``as_scorer(fn, name=None)``, and a model-graded ``judge(client, rubric)``.
+Bad configuration (a regex that does not compile, lo > hi) raises ValidationError when the scorer
+is built; a scorer that raises while scoring a cell is recorded on that cell by the runner.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    SCORE_PREFIX,
+    FunctionScorer,
+    Scorer,
+    as_scorer,
+    check_name,
+    check_unique_names,
+    score_value,
+)
+from ._judge import DEFAULT_JUDGE_MAX_TOKENS, JudgeScorer, judge
+from ._match import contains, exact, length_between, regex
+from ._structured import is_json, json_field, last_number, numeric_close, parse_json
+
+__all__ = [
+    "DEFAULT_JUDGE_MAX_TOKENS",
+    "SCORE_PREFIX",
+    "FunctionScorer",
+    "JudgeScorer",
+    "Scorer",
+    "as_scorer",
+    "check_name",
+    "check_unique_names",
+    "contains",
+    "exact",
+    "is_json",
+    "json_field",
+    "judge",
+    "last_number",
+    "length_between",
+    "numeric_close",
+    "parse_json",
+    "regex",
+    "score_value",
+]

@@ -1,0 +1,156 @@
+"""The scorer protocol, the wrapper every built-in scorer shares, and name checks.
+
+A scorer is anything with a ``name`` and ``__call__(text, row) -> float | bool``. Its name becomes
+the results column ``score_<name>``, so names are short identifiers and must be unique in a run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import ValidationError
+
+SCORE_PREFIX = "score_"
+
+# Names end up as column names (score_<name>) in DataFrames, CSV headers and SQLite.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What the runner needs from a scorer: a column name and a grading function."""
+
+    name: str
+
+    def __call__(self, text: str, row: Mapping[str, Any]) -> float | bool: ...
+
+
+ScoreFn = Callable[[str, Mapping[str, Any]], "float | bool"]
+
+
+class FunctionScorer:
+    """A named scorer around a plain ``(text, row) -> float | bool`` function.
+
+    The result is checked so that a scorer returning, say, a string fails loudly on the cell it
+    scored (the runner records the error) rather than landing in a score column as garbage.
+    """
+
+    __slots__ = ("name", "fn")
+
+    def __init__(self, name: str, fn: ScoreFn) -> None:
+        self.name = check_name(name)
+        self.fn = fn
+
+    def __call__(self, text: str, row: Mapping[str, Any]) -> float | bool:
+        return score_value(self.fn(text, row), scorer=self.name)
+
+    def __repr__(self) -> str:
+        return f"Scorer(name={self.name!r})"
+
+
+def check_name(name: object, *, field: str = "name") -> str:
+    """Return ``name`` if it can be a column suffix, else raise ValidationError."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValidationError(
+            f"scorer name {name!r} is not usable as a column name: use 1-64 letters, digits, "
+            "'_', '.' or '-' (the results column is score_<name>)",
+            field=field,
+        )
+    return name
+
+
+def score_value(value: object, *, scorer: str = "scorer") -> float | bool:
+    """Check a scorer's return value: bools stay bools, other real numbers become floats."""
+    if isinstance(value, bool):
+        return value
+    if getattr(getattr(value, "dtype", None), "kind", None) == "b":  # numpy's bool isn't a bool
+        return bool(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(
+        f"scorer {scorer!r} returned {type(value).__name__} {value!r}; expected a float or bool"
+    )
+
+
+def as_scorer(fn: Callable[..., Any], name: str | None = None) -> Scorer:
+    """Turn any ``(response_text, row) -> float | bool`` callable into a named scorer.
+
+    ``name`` defaults to the function's ``__name__``; lambdas need an explicit name. An object that
+    already has a ``name`` (a scorer) is returned as is unless ``name`` renames it.
+    """
+    if not callable(fn):
+        raise ValidationError(f"a scorer must be callable, got {type(fn).__name__}", field="fn")
+    existing = getattr(fn, "name", None)
+    if isinstance(existing, str) and name is None:
+        check_name(existing)
+        return fn  # type: ignore[return-value]
+    if hasattr(fn, "grading_messages"):
+        # Wrapping would hide the judge from the runner, which sends its grading calls as cells.
+        raise ValidationError("name a judge with judge(..., name=...)", field="name")
+    if name is None:
+        name = getattr(fn, "__name__", None)
+        if name is None or not _NAME_RE.match(name):
+            raise ValidationError(
+                f"cannot name the scorer {fn!r} from its function name; "
+                "pass as_scorer(fn, name='...')",
+                field="name",
+            )
+    _check_arity(fn, name)
+    return FunctionScorer(name, fn)
+
+
+def _check_arity(fn: Callable[..., Any], name: str) -> None:
+    # Catch a scorer written as f(text) at construction, not on the first cell of a paid run.
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no introspectable signature
+        return
+    try:
+        signature.bind("", {})
+    except TypeError as exc:
+        raise ValidationError(
+            f"scorer {name!r} must accept (response_text, row): {exc}", field="fn"
+        ) from None
+
+
+def check_unique_names(scorers: Iterable[Any]) -> None:
+    """Raise ValidationError if two scorers share a name (they would share a results column)."""
+    seen: dict[str, int] = {}
+    for index, scorer in enumerate(scorers):
+        name = check_name(getattr(scorer, "name", None), field=f"scorers[{index}].name")
+        if not callable(scorer):
+            raise ValidationError(f"scorer {name!r} is not callable", field=f"scorers[{index}]")
+        if name in seen:
+            raise ValidationError(
+                f"scorers[{seen[name]}] and scorers[{index}] are both named {name!r}; "
+                "give one a different name (every factory takes name=...)",
+                field=f"scorers[{index}].name",
+            )
+        seen[name] = index
+
+
+def is_missing(value: object) -> bool:
+    """None, NaN, pandas.NA and NaT: an absent dataset value (checked without importing pandas)."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return type(value).__name__ in {"NAType", "NaTType"}
+
+
+def expected_value(row: Mapping[str, Any], field: str) -> Any:
+    """The row's reference value; a clear error (recorded per cell) when the row has none."""
+    try:
+        value = row[field]
+    except (KeyError, IndexError):
+        raise ValidationError(
+            f"the dataset row has no {field!r} column to score against", field=field
+        ) from None
+    if is_missing(value):
+        raise ValidationError(f"the dataset row's {field!r} value is empty", field=field)
+    return value
