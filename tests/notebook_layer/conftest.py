@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("matplotlib")
-pytest.importorskip("ipywidgets")
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +110,72 @@ def results_frame() -> Any:
 def runs_frame() -> Any:
     """The factory :func:`make_runs`."""
     return make_runs
+
+
+# --- real runs in a store of their own, against the scripted local server --------------------------
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+CAPITAL_PROMPTS = {
+    "bare": "What is the capital of {{ country }}?",
+    "terse": [
+        {"role": "system", "content": "Answer with one word only."},
+        {"role": "user", "content": "What is the capital of {{ country }}?"},
+    ],
+    "tutor": [
+        {"role": "system", "content": "You are a careful geography tutor."},
+        {"role": "user", "content": "Which city is the capital of {{ country }}?"},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def run_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import llamakit as lk
+
+    return lk.Store(tmp_path_factory.mktemp("runs") / "llamakit.db")
+
+
+@pytest.fixture(scope="session")
+def rules_server() -> Iterator[Any]:
+    """Scripted replies that depend on the prompt, so variants really differ."""
+    import llamakit as lk
+
+    with lk.local_server(
+        backend="scripted", credits=1000.0, rules=DATA / "scripted_rules.yaml"
+    ) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def capitals_run(rules_server: Any, run_store: Any) -> Any:
+    """Three variants x 8 countries x 2 repeats, scored by `contains` and `exact`."""
+    import pandas as pd
+
+    import llamakit as lk
+    from llamakit import scoring
+
+    exp = lk.Experiment(
+        "capitals",
+        prompts=CAPITAL_PROMPTS,
+        dataset=pd.read_csv(DATA / "capitals.csv").head(8),
+        params={"max_tokens": 32, "temperature": 0.7},
+        repeats=2,
+        scorers=[scoring.contains(), scoring.exact()],
+    )
+    return exp.run(rules_server.client(), store=run_store, progress=False)
+
+
+@pytest.fixture(scope="session")
+def failed_run(run_store: Any) -> Any:
+    """A run whose every cell failed (the server answers 500 to everything, no retries)."""
+    import llamakit as lk
+    from llamakit import scoring
+
+    exp = lk.Experiment(
+        "all-500",
+        prompts={"a": "What is 2 + {{ x }}?", "b": "2 + {{ x }} = ?"},
+        dataset=[{"x": i, "expected": str(2 + i)} for i in range(3)],
+        scorers=[scoring.exact()],
+    )
+    with lk.local_server(backend="scripted", credits=1.0, fail_rate=1.0) as srv:
+        return exp.run(srv.client(max_retries=0), store=run_store, progress=False)

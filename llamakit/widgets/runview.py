@@ -1,0 +1,108 @@
+"""RunView: a run's progress, errors and credit spend, updated live while it executes."""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import TYPE_CHECKING
+
+import ipywidgets as widgets
+
+from . import _render
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..run import Run, RunProgress
+
+__all__ = ["RunView"]
+
+
+class RunView(widgets.VBox):
+    """Cells done/total, errors by class, credits spent and left for one :class:`~llamakit.Run`.
+
+    The view subscribes to the run, so it updates after every cell while the run executes
+    (``Experiment.start`` runs it in the background). Its figures are attributes
+    (``done`` answered cells, ``processed`` = answered + failed, ``total``, ``errors`` by class,
+    ``credits_spent``, ``credits_left``, ``finished``, ``status``), so code can assert on what
+    it shows.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.done = 0
+        self.total = 0
+        self.errors: dict[str, int] = {}
+        self.credits_spent: float | None = None
+        self.credits_left: float | None = None
+        self.finished = False
+        self.status = getattr(run, "status", None)
+        self.updates = 0
+        # Updates arrive on the runner's thread; the lock keeps one rendering at a time.
+        self._lock = threading.Lock()
+        self.bar = _render.classed(
+            widgets.IntProgress(min=0, max=1, value=0, bar_style="info"), "llamakit-run-progress"
+        )
+        self.counts = _render.classed(widgets.HTML(), "llamakit-run-done")
+        self.credits_label = _render.classed(widgets.HTML(), "llamakit-run-credits")
+        self.errors_label = _render.classed(widgets.HTML(), "llamakit-run-errors")
+        self.status_label = _render.classed(widgets.HTML(), "llamakit-run-status")
+        title = widgets.HTML(f"<b>{html.escape(str(getattr(run, 'name', '')))}</b>")
+        super().__init__(
+            children=[
+                title,
+                widgets.HBox([self.bar, self.counts, self.status_label]),
+                self.credits_label,
+                self.errors_label,
+            ]
+        )
+        self.add_class("llamakit-run")
+        self.update(run.progress)
+        if not self.finished:
+            run.subscribe(self.update)
+            # The run may have finished between reading progress and subscribing.
+            self.update(run.progress)
+
+    def update(self, progress: RunProgress) -> None:
+        """Show ``progress`` (called by the run after each cell; safe from any thread)."""
+        with self._lock:
+            self.updates += 1
+            self.total = int(progress.total)
+            self.done = int(progress.done)
+            self.errors = dict(progress.errors)
+            self.credits_spent = progress.credits_spent
+            self.credits_left = progress.credits_left
+            self.finished = bool(progress.finished)
+            self.status = getattr(progress, "status", None) or getattr(self.run, "status", None)
+            self._render()
+
+    @property
+    def processed(self) -> int:
+        """Cells with an outcome: answered (``done``) or failed (``errors``)."""
+        return self.done + sum(self.errors.values())
+
+    def _render(self) -> None:
+        self.bar.max = max(self.total, 1)
+        self.bar.value = min(self.processed, self.bar.max)
+        n_err = sum(self.errors.values())
+        if self.finished:
+            self.bar.bar_style = "success" if self.done >= self.total else "danger"
+        elif n_err:
+            self.bar.bar_style = "warning"
+        self.counts.value = f"{self.processed}/{self.total} cells \u00b7 {self.done} answered"
+        self.status_label.value = html.escape(str(self.status or ""))
+        self.credits_label.value = (
+            f"<b>Credits spent</b> {_render.credits(self.credits_spent)}"
+            f" \u00b7 <b>left</b> {_render.credits(self.credits_left)}"
+        )
+        if n_err:
+            parts = ", ".join(
+                f"{html.escape(name)} \u00d7{n}" for name, n in sorted(self.errors.items())
+            )
+            self.errors_label.value = f"<b>Errors</b> {n_err}: {parts}"
+        else:
+            self.errors_label.value = "<b>Errors</b> none"
+
+    def __repr__(self) -> str:
+        return (
+            f"RunView({getattr(self.run, 'name', '')!r}: {self.processed}/{self.total} cells, "
+            f"errors={self.errors}, spent={_render.credits(self.credits_spent)})"
+        )
