@@ -1,0 +1,159 @@
+"""The ASGI app: routes of the Segmind contract, the OpenAI-compatible route, and admin routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from . import v2
+from .config import DRAIN_BODY_BYTES, ServerConfig
+from .costs import CostModel
+from .inference import admit, generate
+from .ledger import format_credits
+from .middleware import BODY_KEY, BODY_SIZE_KEY, OuterMiddleware
+from .responses import MESSAGES, ApiError, DelayedJSONResponse, error_response
+from .state import ServerState, get_state
+from .tokencount import count_messages
+from .validation import BodyError, parse_json_body
+
+
+async def chat_v1(request: Request) -> Response:
+    """POST /v1/{slug} and POST /v1/chat/completions (slug from the body's `model`)."""
+    state = get_state(request)
+    slug = (
+        None
+        if request.url.path.endswith("/chat/completions")
+        else request.url.path.rsplit("/", 1)[-1]
+    )
+    admitted = await admit(state, request, slug)
+    body, balance = await generate(state, admitted)
+    headers = {"x-remaining-credits": format_credits(balance), "x-request-id": admitted.request_id}
+    return DelayedJSONResponse(body, headers=headers, body_delay_s=admitted.faults.slow_body_s)
+
+
+async def user_credits(request: Request) -> Response:
+    """GET /v1/get-user-credits: the balance (never billed, never faulted)."""
+    state = get_state(request)
+    label = state.authenticate(request)
+    return JSONResponse({"credits": float(state.balance(label)), "free-credits": 0.0})
+
+
+async def admin_stats(request: Request) -> Response:
+    state = get_state(request)
+    state.authenticate(request)
+    return JSONResponse(state.stats_dict())
+
+
+async def admin_faults(request: Request) -> Response:
+    """GET: current fault settings. POST {setting: value, ...}: change some of them."""
+    state = get_state(request)
+    state.authenticate(request)
+    if request.method == "POST":
+        changes = _admin_body(request)
+        try:
+            state.faults.update(changes)
+        except ValueError as exc:
+            raise ApiError(422, f"Validation error: {exc}") from None
+    return JSONResponse(state.faults.settings.as_dict())
+
+
+async def admin_credits(request: Request) -> Response:
+    """POST {"credits": x}: set the calling key's balance (for servers run as a subprocess)."""
+    state = get_state(request)
+    label = state.authenticate(request)
+    amount = _admin_body(request).get("credits")
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+        raise ApiError(422, "Validation error: credits: must be a number >= 0")
+    balance = state.ledger.set_balance(label, amount)
+    return JSONResponse({"credits": float(balance)})
+
+
+def _admin_body(request: Request) -> dict[str, Any]:
+    if request.scope.get(BODY_SIZE_KEY, 0) > get_state(request).config.max_body_bytes:
+        raise ApiError(413, MESSAGES[413])
+    try:
+        return parse_json_body(request.scope.get(BODY_KEY, b""))
+    except BodyError as exc:
+        raise ApiError(422, f"Validation error: {exc}") from None
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors (404 unknown path, 405 wrong method) in our JSON shape."""
+    assert isinstance(exc, HTTPException)
+    message = MESSAGES.get(exc.status_code, exc.detail)
+    if exc.status_code == 405:
+        message = f"{message}: {request.method} {request.url.path} (allowed: {(exc.headers or {}).get('Allow', '')})"
+    elif exc.status_code == 404:
+        message = f"{message}: {request.url.path}"
+    return error_response(exc.status_code, message, exc.headers)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    return error_response(500, MESSAGES[500])
+
+
+def routes(config: ServerConfig) -> list[Route]:
+    # One route per known slug, so an unknown model is a 404 (checked before the key, §4.3).
+    out = [
+        Route("/v1/chat/completions", chat_v1, methods=["POST"]),
+        Route("/v1/get-user-credits", user_credits, methods=["GET"]),
+        Route("/v1/requests/{request_id}", v2.result, methods=["GET"]),
+        Route("/v2/requests/{request_id}/status", v2.status, methods=["GET"]),
+        Route("/v2/requests/{request_id}", v2.result, methods=["GET"]),
+        Route("/_llamakit/stats", admin_stats, methods=["GET"]),
+        Route("/_llamakit/faults", admin_faults, methods=["GET", "POST"]),
+        Route("/_llamakit/credits", admin_credits, methods=["POST"]),
+    ]
+    for slug in config.slugs:
+        out.append(Route(f"/v1/{slug}", chat_v1, methods=["POST"]))
+        out.append(Route(f"/v2/{slug}", v2.submit, methods=["POST"]))
+    return out
+
+
+def create_app(config: ServerConfig, *, cost_model: CostModel | None = None) -> ASGIApp:
+    """Build the server's ASGI app. Its ServerState is reachable as `app.state` (see handle.py)."""
+    state = ServerState.build(config, cost_model=cost_model)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.backend.start()
+        # Load the Llama 3 tokenizer now (about a second, once per process), not on the first call.
+        await asyncio.to_thread(count_messages, [{"role": "user", "content": "warm up"}])
+        try:
+            yield
+        finally:
+            tasks = state.jobs.running_tasks()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await state.backend.aclose()
+            state.ledger.close()
+
+    app = Starlette(
+        routes=routes(config),
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
+        lifespan=lifespan,
+    )
+    app.state.llamakit = state
+    outer = OuterMiddleware(
+        app, state.stats, max_body=config.max_body_bytes, drain_limit=DRAIN_BODY_BYTES
+    )
+    outer.state = state  # type: ignore[attr-defined]
+    return outer
+
+
+__all__ = ["create_app"]

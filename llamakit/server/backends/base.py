@@ -1,0 +1,34 @@
+"""What every backend provides: an async `generate` from a validated ChatRequest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..validation import ChatRequest
+
+
+class BackendError(Exception):
+    """The backend could not produce a reply (the server answers 500; nothing is billed)."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+    # Extra usage fields (e.g. smollm2's own token counts), merged into the response's `usage`.
+    usage_extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Load what the backend needs; runs once before the server accepts requests."""
+        ...
+
+    async def generate(self, request: ChatRequest, slug: str) -> Generation: ...
+
+    async def aclose(self) -> None: ...

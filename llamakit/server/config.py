@@ -1,0 +1,94 @@
+"""Settings of one local server, gathered in a single value so app, CLI and handle agree."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._defaults import CONTEXT_WINDOW, LOCAL_COST_PER_CALL
+from .faults import FaultSettings
+
+# Model slugs served on /v1/{slug} and /v2/{slug}. Segmind's Llama siblings share one contract
+# (CONTRACT §1), so the local server answers all of them with whichever backend it runs.
+KNOWN_SLUGS: tuple[str, ...] = (
+    "llama-v3-8b-instruct",
+    "llama-v3p1-8b-instruct",
+    "llama-v3p1-70b-instruct",
+    "llama-v3p1-405b-instruct",
+    "mixtral-8x22b-instruct",
+)
+
+# Bodies above this are answered 413 (a JSON error, like every other status). Chat requests for an
+# 8k-token model are far smaller; the cap keeps a hostile client from filling memory.
+MAX_BODY_BYTES = 1024 * 1024
+# Oversized bodies are read and discarded up to this size so the client gets its 413 instead of a
+# broken pipe; beyond it the connection is closed after the 413.
+DRAIN_BODY_BYTES = 64 * 1024 * 1024
+
+# Reply length when a request does not say (real providers have a default too).
+DEFAULT_MAX_TOKENS = 512
+# Segmind keeps v2 results for an hour after submission (CONTRACT §8).
+DEFAULT_V2_EXPIRY_S = 3600.0
+DEFAULT_RPM_WINDOW_S = 60.0
+
+
+def generate_api_key() -> str:
+    """A fresh local key in Segmind's `SG_` format."""
+    return "SG_local_" + secrets.token_hex(12)
+
+
+def key_label(api_key: str) -> str:
+    """A stable, non-reversible name for a key: what stats, logs and the SQLite ledger show."""
+    return "key-" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:10]
+
+
+@dataclass
+class ServerConfig:
+    """Everything `create_app` needs. `keys` maps each accepted API key to its starting balance."""
+
+    keys: dict[str, float]
+    backend: str = "scripted"
+    rpm: int | None = None
+    rpm_window_s: float = DEFAULT_RPM_WINDOW_S
+    db: Path | None = None
+    rules: Path | Sequence[Mapping[str, Any]] | None = None
+    upstream_url: str | None = None
+    upstream_api_key: str | None = None
+    upstream_model: str | None = None
+    cost_per_call: float = LOCAL_COST_PER_CALL
+    # float: one price per token; (prompt, completion): separate prices. None: flat per call.
+    cost_per_token: float | tuple[float, float] | None = None
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    v2_expiry_s: float = DEFAULT_V2_EXPIRY_S
+    max_body_bytes: int = MAX_BODY_BYTES
+    context_window: int = CONTEXT_WINDOW
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
+    slugs: tuple[str, ...] = KNOWN_SLUGS
+
+    def __repr__(self) -> str:  # keys are secrets: show their labels only
+        labels = ", ".join(key_label(k) for k in self.keys)
+        return f"ServerConfig(backend={self.backend!r}, keys=[{labels}], rpm={self.rpm!r})"
+
+
+def build_keys(
+    api_key: str | None,
+    keys: Mapping[str, float] | Sequence[str] | None,
+    credits: float,
+) -> dict[str, float]:
+    """Merge the primary key and any extra keys into {key: starting balance}."""
+    # The primary key comes first: handles and the CLI present it as "the" key.
+    result: dict[str, float] = {api_key or generate_api_key(): float(credits)}
+    if isinstance(keys, Mapping):
+        result.update({str(k): float(v) for k, v in keys.items()})
+    elif keys is not None:
+        if isinstance(keys, str):
+            raise TypeError("keys must be a list of keys or a {key: credits} mapping, not a str")
+        result.update({str(k): float(credits) for k in keys})
+    for key in result:
+        if not key or any(c.isspace() for c in key):
+            raise ValueError("API keys must be non-empty and contain no whitespace")
+    return result

@@ -1,0 +1,186 @@
+"""`llamakit.local_server()`: the server on a background thread, driven from Python."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST
+from .config import ServerConfig, build_keys, key_label
+from .faults import FaultSettings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from .state import ServerState
+
+STARTUP_TIMEOUT_S = 120.0  # loading smollm2 on a slow disk can take a while
+
+
+class ServerHandle:
+    """A running local server. Use as a context manager; `close()` stops it and frees the port."""
+
+    def __init__(self, config: ServerConfig, *, host: str = LOCAL_HOST, port: int = 0) -> None:
+        import uvicorn
+
+        from .app import create_app
+
+        self._config = config
+        self._keys = list(config.keys)
+        self.api_key: str = self._keys[0]
+        self.backend: str = config.backend
+        app = create_app(config)
+        self._state: ServerState = app.state  # type: ignore[attr-defined]
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.host, self.port = self._sock.getsockname()[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        uv_config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        )
+        self._server: uvicorn.Server = uvicorn.Server(uv_config)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._serve, name=f"llamakit-server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        self._wait_started()
+
+    def __repr__(self) -> str:
+        return f"ServerHandle(url={self.url!r}, backend={self.backend!r}, key={key_label(self.api_key)})"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+
+    def _wait_started(self) -> None:
+        step = 0.01
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive():
+                self._sock.close()
+                raise RuntimeError(
+                    f"local server failed to start: {self._error!r}"
+                ) from self._error
+            if waited > STARTUP_TIMEOUT_S:
+                self.close()
+                raise RuntimeError("local server did not start in time")
+            self._thread.join(step)
+            waited += step
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- clients ---------------------------------------------------------------------------------
+    def client(self, **kw: Any) -> Any:
+        """A `llamakit.Client` of this server."""
+        from llamakit.client import Client
+
+        return Client(api_key=kw.pop("api_key", self.api_key), base_url=self.url + "/v1", **kw)
+
+    def async_client(self, **kw: Any) -> Any:
+        """A `llamakit.AsyncClient` of this server."""
+        from llamakit.client import AsyncClient
+
+        return AsyncClient(api_key=kw.pop("api_key", self.api_key), base_url=self.url + "/v1", **kw)
+
+    # -- admin -----------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return self._state.stats_dict()
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        """Change fault settings at runtime (unnamed settings keep their value)."""
+        return self._state.faults.update(faults).as_dict()
+
+    @property
+    def faults(self) -> dict[str, Any]:
+        return self._state.faults.settings.as_dict()
+
+    def set_credits(self, amount: float, api_key: str | None = None) -> None:
+        self._state.ledger.set_balance(self._label(api_key), amount)
+
+    def balance(self, api_key: str | None = None) -> float:
+        return float(self._state.ledger.balance(self._label(api_key)))
+
+    def add_key(self, api_key: str, credits: float = 1.0) -> None:
+        """Accept another key (with its own balance) from now on."""
+        self._state.add_key(api_key, credits)
+
+    def key_label(self, api_key: str | None = None) -> str:
+        """The label stats use for `api_key` (default: the primary key)."""
+        return self._label(api_key)
+
+    def _label(self, api_key: str | None) -> str:
+        label = key_label(api_key or self.api_key)
+        if label not in self._state.keyring.labels:
+            raise KeyError("unknown API key for this server")
+        return label
+
+
+def local_server(
+    backend: str | None = None,
+    *,
+    credits: float = 1.0,
+    api_key: str | None = None,
+    keys: Mapping[str, float] | Sequence[str] | None = None,
+    rpm: int | None = None,
+    db: str | Path | None = None,
+    rules: str | Path | Sequence[Mapping[str, Any]] | None = None,
+    upstream_url: str | None = None,
+    upstream_api_key: str | None = None,
+    upstream_model: str | None = None,
+    cost_per_call: float = LOCAL_COST_PER_CALL,
+    cost_per_token: float | tuple[float, float] | None = None,
+    port: int = 0,
+    host: str = LOCAL_HOST,
+    rpm_window_s: float = 60.0,
+    v2_expiry_s: float = 3600.0,
+    **faults: Any,
+) -> ServerHandle:
+    """Start a Segmind-compatible server on a background thread and return its handle.
+
+    `backend` None picks "smollm2" when llama_cpp and the GGUF are installed, else "scripted".
+    `api_key` None generates `SG_local_<hex>`; `keys` adds more keys (a list, or {key: credits}).
+    Extra keyword arguments are fault settings (latency_ms, fail_rate, rate_429, drop_rate, ...).
+    """
+    from .backends import default_backend
+
+    key_map = build_keys(api_key, keys, credits)
+    config = ServerConfig(
+        keys=key_map,
+        backend=backend or default_backend(),
+        rpm=rpm,
+        rpm_window_s=rpm_window_s,
+        db=Path(db) if db is not None else None,
+        rules=Path(rules) if isinstance(rules, str) else rules,
+        upstream_url=upstream_url,
+        upstream_api_key=upstream_api_key,
+        upstream_model=upstream_model,
+        cost_per_call=cost_per_call,
+        cost_per_token=cost_per_token,
+        faults=FaultSettings().updated(faults),
+        v2_expiry_s=v2_expiry_s,
+    )
+    return ServerHandle(config, host=host, port=port)

@@ -1,0 +1,71 @@
+"""Everything one running server holds: keys, ledger, limiter, faults, stats, backend, v2 jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from .auth import KeyRing, presented_key
+from .backends import Backend, make_backend
+from .config import ServerConfig, key_label
+from .costs import CostModel, make_cost_model
+from .faults import FaultInjector
+from .jobs import JobStore
+from .ledger import Ledger
+from .middleware import LABEL_KEY
+from .ratelimit import RpmLimiter
+from .responses import ApiError
+from .stats import Stats
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    keyring: KeyRing
+    ledger: Ledger
+    limiter: RpmLimiter
+    faults: FaultInjector
+    stats: Stats
+    backend: Backend
+    cost_model: CostModel
+    jobs: JobStore
+
+    @classmethod
+    def build(cls, config: ServerConfig, *, cost_model: CostModel | None = None) -> ServerState:
+        return cls(
+            config=config,
+            keyring=KeyRing(config.keys),
+            ledger=Ledger({key_label(k): v for k, v in config.keys.items()}, db=config.db),
+            limiter=RpmLimiter(config.rpm, config.rpm_window_s),
+            faults=FaultInjector(config.faults),
+            stats=Stats(),
+            backend=make_backend(config),
+            cost_model=cost_model or make_cost_model(config.cost_per_call, config.cost_per_token),
+            jobs=JobStore(config.v2_expiry_s),
+        )
+
+    def authenticate(self, conn: HTTPConnection) -> str:
+        """The caller's key label, or ApiError(401). Recorded in the scope for per-key stats."""
+        label = self.keyring.match(presented_key(conn))
+        if label is None:
+            raise ApiError(401)
+        conn.scope[LABEL_KEY] = label
+        return label
+
+    def add_key(self, api_key: str, credits: float) -> str:
+        label = self.keyring.add(api_key)
+        self.ledger.add_account(label, credits)
+        return label
+
+    def stats_dict(self) -> dict[str, Any]:
+        return self.stats.as_dict(self.ledger, self.keyring.labels)
+
+    def balance(self, label: str) -> Decimal:
+        return self.ledger.balance(label)
+
+
+def get_state(conn: HTTPConnection) -> ServerState:
+    return conn.app.state.llamakit
