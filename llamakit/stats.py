@@ -86,8 +86,7 @@ def summarize(
     columns = _summary_columns(score_cols, binary)
     rows: dict[Any, dict[str, Any]] = {}
     for key, group in results.groupby(keys if len(keys) > 1 else keys[0], sort=True):
-        row = _group_row(group, score_cols, binary, n_boot, seed, key)
-        rows[key] = row
+        rows[key] = _group_row(group, score_cols, binary, n_boot, seed, key)
     frame = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
     if len(keys) > 1 and len(frame):
         frame.index = pd.MultiIndex.from_tuples(frame.index, names=keys)
