@@ -42,7 +42,7 @@ _LAZY: dict[str, str] = {
     "Run": "llamakit.run",
     "Store": "llamakit.store",
     "Usage": "llamakit.types",
-    "connect": "llamakit.connect",
+    "connect": "llamakit._connect",
     "load_run": "llamakit.run",
     "local_server": "llamakit.server",
     "runs": "llamakit.run",

@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .connect import connect
+    from ._connect import connect
     from .errors import LlamakitError
 
     messages = [{"role": "user", "content": args.text}]

@@ -211,9 +211,12 @@ class Core:
     ) -> Generator[Request | Sleep, Any, tuple[T, int]]:
         retries = 0
         while True:
-            wait = self.limiter.reserve()
-            if wait > 0:
-                yield Sleep(wait)
+            while True:
+                wait, epoch = self.limiter.reserve()
+                if wait > 0:
+                    yield Sleep(wait)
+                if self.limiter.current(epoch):
+                    break
             started = time.time()
             clock = time.perf_counter()
             reply = yield request
@@ -568,4 +571,4 @@ def _preflight(messages: list[dict[str, str]], max_tokens: int | None) -> None:
         from . import tokens
     except ImportError:
         return
-    tokens.preflight(messages, max_tokens if max_tokens is not None else 1)
+    tokens.preflight(messages, max_tokens)

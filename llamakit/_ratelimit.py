@@ -6,6 +6,10 @@ for network jitter): with ``rpm`` at or below the server's limit the server neve
 ``time.sleep`` or ``asyncio.sleep``, so one limiter serves the sync and the async client.
 
 Every 429 pauses all callers until its ``Retry-After`` has passed, not only the one that got it.
+Slots are handed out ahead of time (fifty concurrent calls reserve fifty future slots at once), so
+a 429 or a rate cut also voids the outstanding reservations: ``reserve`` returns an epoch with the
+delay, and a caller whose epoch is no longer ``current`` after its sleep reserves again. Without
+this, calls that booked slots at the old, too-fast rate keep hitting the server after a 429.
 
 Adaptive mode learns the rate, after Inspect AI's adaptive connections (slow start, then AIMD),
 applied to request *rate* because the provider limits requests per minute, not connections:
@@ -69,6 +73,7 @@ class RateLimiter:
         self._cooldown_until = 0.0
         self._round = 0
         self._slow_start = True
+        self._epoch = 0
         self._lock = threading.Lock()
         # (clock time, old rpm, new rpm, reason) of every adaptive change, for tests and plots.
         self.history: list[tuple[float, float | None, float | None, str]] = []
@@ -82,15 +87,19 @@ class RateLimiter:
     def adaptive(self) -> bool:
         return self._adaptive is not None
 
-    def reserve(self) -> float:
-        """Claim the next start slot; returns how many seconds to wait before sending."""
+    def reserve(self) -> tuple[float, int]:
+        """Claim the next start slot: (seconds to wait before sending, epoch of the booking)."""
         with self._lock:
             now = self._clock()
             start = max(now, self._pause_until)
             if self._rpm is not None:
                 start = max(start, self._next)
                 self._next = start + 60.0 / self._rpm * JITTER_MARGIN
-            return start - now
+            return start - now, self._epoch
+
+    def current(self, epoch: int) -> bool:
+        """False when a 429 or a rate cut since that booking voided it: reserve again."""
+        return epoch == self._epoch
 
     def on_success(self) -> None:
         cfg = self._adaptive
@@ -117,16 +126,20 @@ class RateLimiter:
             wait = DEFAULT_RETRY_AFTER if retry_after is None else max(0.0, retry_after)
             self._pause_until = max(self._pause_until, now + wait)
             cfg = self._adaptive
-            if cfg is None or self._rpm is None:
-                return
-            self._round = 0
-            if now < self._cooldown_until:
-                return
-            old = self._rpm
-            factor = self.FIRST_CUT if self._slow_start else self.CUT
-            self._slow_start = False
-            self._cooldown_until = now + max(cfg.cooldown_s, wait)
-            self._set(old, max(cfg.min, old * factor), "rate_limit")
+            if cfg is not None and self._rpm is not None:
+                self._round = 0
+                if now >= self._cooldown_until:
+                    old = self._rpm
+                    factor = self.FIRST_CUT if self._slow_start else self.CUT
+                    self._slow_start = False
+                    self._cooldown_until = now + max(cfg.cooldown_s, wait)
+                    self._set(old, max(cfg.min, old * factor), "rate_limit")
+            # Void outstanding bookings; they are re-spaced from the end of the pause, and never
+            # closer than one interval after the request that was just refused.
+            self._epoch += 1
+            self._next = self._pause_until
+            if self._rpm is not None:
+                self._next = max(self._next, now + 60.0 / self._rpm * JITTER_MARGIN)
 
     def _set(self, old: float, new: float, reason: str) -> None:
         if new != old:

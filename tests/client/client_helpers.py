@@ -56,3 +56,21 @@ def make_async_mock(chat: Handler, **kw: Any) -> AsyncClient:
     return AsyncClient(
         MOCK_KEY, base_url=MOCK_URL, transport=httpx.MockTransport(routed(chat)), **kw
     )
+
+
+def settled_stats(
+    server: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 3.0
+) -> dict[str, Any]:
+    """The server's stats once ``predicate`` holds (or the last stats after ``timeout``).
+
+    The server counts a response after it has sent it, so the very last reply can reach the client
+    a moment before it shows up in the stats; this waits for that moment, it does not measure time.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    stats = server.stats()
+    while not predicate(stats) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        stats = server.stats()
+    return stats

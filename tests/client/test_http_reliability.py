@@ -1,0 +1,143 @@
+"""Retries, rate limits, timeouts and credit bookkeeping against the local server's faults."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from client_helpers import settled_stats
+
+import llamakit
+from llamakit import APITimeoutError, Attempt, RateLimitError
+from llamakit._defaults import LOCAL_COST_PER_CALL
+from llamakit._ratelimit import AdaptiveRate
+from llamakit._retry import RetryPolicy
+
+PATIENT = RetryPolicy(max_retries=10, base_delay=0.002, max_delay=0.02)
+
+
+async def gather_chats(client: Any, n: int, **params: Any) -> list[Any]:
+    async with client:
+        return await asyncio.gather(*(client.chat(f"question {i}", **params) for i in range(n)))
+
+
+def test_30_percent_500s_every_call_succeeds_and_is_billed_once(server: Any) -> None:
+    server.set_faults(fail_rate=0.3, seed=11)
+    seen: list[Attempt] = []
+    n = 40
+    replies = asyncio.run(
+        gather_chats(server.async_client(retry_policy=PATIENT, on_attempt=seen.append), n)
+    )
+    assert len(replies) == n and all(r.text for r in replies)
+    failures = [a for a in seen if a.status == 500]
+    assert failures, "the fault never fired: this test would prove nothing"
+    assert sum(r.attempts for r in replies) == len(seen) == n + len(failures)
+    stats = settled_stats(server, lambda s: s["requests"].get("500") == len(failures))
+    assert stats["billed_calls"] == n and stats["requests"]["500"] == len(failures)
+    # Attempts of one call share its call_id and count up from 1.
+    by_call: dict[str, list[int]] = {}
+    for a in seen:
+        by_call.setdefault(a.call_id, []).append(a.attempt)
+    assert sorted(by_call) == sorted(r.call_id for r in replies)
+    assert all(nums == list(range(1, len(nums) + 1)) for nums in by_call.values())
+
+
+def test_dropped_connections_are_retried(server: Any) -> None:
+    server.set_faults(drop_rate=0.4, seed=3)
+    seen: list[Attempt] = []
+    client = server.client(retry_policy=PATIENT, on_attempt=seen.append)
+    replies = [client.chat(f"q{i}") for i in range(10)]
+    assert all(r.text for r in replies)
+    drops = [a for a in seen if a.error == "APIConnectionError"]
+    assert drops and all(a.status is None for a in drops)
+
+
+def test_retry_after_is_honoured(server: Any) -> None:
+    server.set_faults(rate_429=1.0, retry_after_s=0.6)
+    seen: list[Attempt] = []
+
+    def on_attempt(a: Attempt) -> None:
+        seen.append(a)
+        if a.status == 429:
+            server.set_faults(rate_429=0.0)  # the next attempt is let through
+
+    reply = server.client(on_attempt=on_attempt).chat("hi")
+    assert reply.attempts == 2 and [a.status for a in seen] == [429, 200]
+    assert seen[1].started_at - seen[0].finished_at >= 0.6
+
+
+def test_retry_after_beyond_the_cap_is_raised(server: Any) -> None:
+    server.set_faults(rate_429=1.0, retry_after_s=5)
+    client = server.client(retry_policy=RetryPolicy(max_retry_after=1.0))
+    with pytest.raises(RateLimitError) as info:
+        client.chat("hi")
+    assert info.value.retry_after == 5
+
+
+def test_timeouts_fire_and_are_retried(server: Any) -> None:
+    server.set_faults(latency_ms=1500)
+    seen: list[Attempt] = []
+    client = server.client(timeout=0.2, retry_policy=RetryPolicy(1, 0.001), on_attempt=seen.append)
+    with pytest.raises(APITimeoutError, match="timeout"):
+        client.chat("hi")
+    assert [(a.status, a.error) for a in seen] == [(None, "APITimeoutError")] * 2
+    assert all(a.latency_s < 1.0 for a in seen)
+
+
+def test_slow_body_times_out_too(server: Any) -> None:
+    server.set_faults(slow_body_s=1.5)
+    client = server.client(timeout=0.2, max_retries=0)
+    with pytest.raises(APITimeoutError):
+        client.chat("hi")
+
+
+def test_rpm_means_no_429() -> None:
+    # 8 requests per 1-second window = 480 per minute; 24 concurrent calls need three windows.
+    with llamakit.local_server(backend="scripted", rpm=8, rpm_window_s=1.0) as srv:
+        replies = asyncio.run(gather_chats(srv.async_client(rpm=480, max_retries=0), 24))
+        assert len(replies) == 24
+        stats = settled_stats(srv, lambda s: s["billed_calls"] == 24)
+        assert "429" not in stats["requests"] and stats["billed_calls"] == 24
+        # The same burst without rpm= is refused: the limit is real.
+        with pytest.raises(RateLimitError):
+            asyncio.run(gather_chats(srv.async_client(max_retries=0), 24))
+
+
+def test_adaptive_mode_converges() -> None:
+    # 20 per 1-second window (1200/min). The client starts 4x too fast and must find the rate.
+    with llamakit.local_server(backend="scripted", rpm=20, rpm_window_s=1.0) as srv:
+        seen: list[Attempt] = []
+        adaptive = AdaptiveRate(start=4800, cooldown_s=0.5)
+        client = srv.async_client(adaptive=adaptive, retry_policy=PATIENT, on_attempt=seen.append)
+        replies = asyncio.run(gather_chats(client, 100))
+    assert len(replies) == 100
+    statuses = [a.status for a in sorted(seen, key=lambda a: a.started_at)]
+    first, last = statuses[:30], statuses[-30:]
+    assert first.count(429) > 0, "the client never hit the limit: nothing was learned"
+    assert last.count(429) <= 2
+    assert client.rpm is not None and 600 <= client.rpm <= 1600
+    assert client._core.limiter.history[0][3] == "rate_limit"
+
+
+def test_credits_and_spent_are_exact(server: Any) -> None:
+    client = server.client()
+    assert client.credits() == pytest.approx(10.0) and client.credits_start == pytest.approx(10.0)
+    for i in range(3):
+        client.chat(f"q{i}")
+    replies = asyncio.run(gather_chats(server.async_client(), 12))
+    assert client.spent == pytest.approx(3 * LOCAL_COST_PER_CALL)
+    assert client.credits_last == pytest.approx(10.0 - 3 * LOCAL_COST_PER_CALL)
+    # Concurrent replies arrive out of order; the balance seen last is still the lowest.
+    lowest = min(r.credits_remaining for r in replies)
+    assert lowest == pytest.approx(10.0 - 15 * LOCAL_COST_PER_CALL)
+    assert server.stats()["credits_spent"] == pytest.approx(15 * LOCAL_COST_PER_CALL)
+
+
+def test_spent_counts_from_before_the_first_call(server: Any) -> None:
+    client = server.client()
+    assert client.spent is None and client.credits_start is None
+    client.chat("one")
+    assert client.credits_start == pytest.approx(10.0)  # read before the first call was billed
+    assert client.spent == pytest.approx(LOCAL_COST_PER_CALL)
+    assert client.credits() == pytest.approx(10.0 - LOCAL_COST_PER_CALL)
