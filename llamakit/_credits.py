@@ -56,8 +56,8 @@ def session_spend(
 ) -> tuple[float, SpendSource]:
     """The credits one session spent, and how that figure was obtained."""
     before, after = session.get("balance_before"), session.get("balance_after")
-    if paid_calls == 0:
-        return 0.0, "balance" if before is not None else "estimate"
+    if paid_calls == 0:  # nothing was paid for: zero is exact, whatever we could measure
+        return 0.0, "balance"
     if before is not None and after is not None and after <= before:
         return before - after, "balance"
     seen = [h for h in headers if h is not None]

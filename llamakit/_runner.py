@@ -94,6 +94,7 @@ class Runner:
         self.unit_cost = unit_cost
         self.local_tokens = local_tokens
         self.session = 0
+        self.sends = False
         self.balance_before: float | None = None
         self.min_header: float | None = None
         self.paid = 0
@@ -428,18 +429,22 @@ class Runner:
     async def execute(self) -> str:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()  # type: ignore[assignment]
-        self.balance_before = await self._balance()
         self.prior_spent = run_spend(self.store, self.run.id)["credits_spent"]
-        self.session = self.store.start_session(self.run.id, balance_before=self.balance_before)
         self._pool = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="llamakit-cell"
         )
+        self._repair_earlier_sessions()
+        self._open_bar()
+        # Cached cells are recorded first, with no network at all: a fully cached rerun sends
+        # not even the (free) balance requests.
+        queue = deque(self._prepare())
+        self.sends = bool(queue)
         status = "failed"
-        hook = _hook_attempts(self.client, self._on_attempt)
+        hook = lambda: None  # noqa: E731
         try:
-            self._repair_earlier_sessions()
-            self._open_bar()
-            queue = deque(self._prepare())
+            self.balance_before = await self._balance() if self.sends else None
+            self.session = self.store.start_session(self.run.id, balance_before=self.balance_before)
+            hook = _hook_attempts(self.client, self._on_attempt)
             workers = [
                 asyncio.create_task(self._worker(queue))
                 for _ in range(min(self.concurrency, len(queue)))
@@ -469,7 +474,7 @@ class Runner:
 
     async def _finish(self, status: str) -> None:
         balance_after = None
-        if status != "interrupted":
+        if status != "interrupted" and self.sends and self.session:
             try:
                 balance_after = await self._balance()
             except APIError:

@@ -1,0 +1,105 @@
+"""The SQLite store: migrations, WAL, where it lives, two writing processes, no key on disk."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import client_of, make_experiment
+
+import llamakit as lk
+from llamakit.store import Store
+from llamakit.store._migrations import MIGRATIONS
+
+
+def test_migrations_are_recorded_once_and_a_reopened_store_applies_none(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    assert store.migrations() == [m.__name__ for m in MIGRATIONS]
+    store.close()
+    again = Store(path)
+    assert again.migrations() == [m.__name__ for m in MIGRATIONS]
+    assert again.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+
+
+def test_llamakit_home_is_read_when_the_store_is_built(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LLAMAKIT_HOME", str(tmp_path / "elsewhere"))
+    assert Store().path == tmp_path / "elsewhere" / "llamakit.db"
+    monkeypatch.delenv("LLAMAKIT_HOME")
+    monkeypatch.chdir(tmp_path)
+    assert Store().path == tmp_path / ".llamakit" / "llamakit.db"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from llamakit.store import Store
+    store = Store(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        store.record_chat_turn(conversation_id=sys.argv[2], index=i,
+                               messages=[{"role": "user", "content": str(i)}],
+                               response=None, error=None)
+        store.record_call({"cell_key": f"{sys.argv[2]}-{i}", "messages": [], "params": {},
+                           "repeat": 0, "text": "x"})
+    """
+)
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"  # fresh: both processes also race to migrate it
+    n = 300
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(n)])
+        for name in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    store = Store(path)
+    assert store.query("SELECT COUNT(*) AS n FROM chat_turns")[0]["n"] == 2 * n
+    assert store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == 2 * n
+    assert store.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+    assert store.migrations() == [m.__name__ for m in MIGRATIONS]
+
+
+def test_chat_turns_are_recorded(tmp_path: Path, server) -> None:
+    store = Store(tmp_path / "c.db")
+    response = server.client().chat("hello", max_tokens=8)
+    messages = [{"role": "user", "content": "hello"}]
+    store.record_chat_turn(
+        conversation_id="c1", index=0, messages=messages, response=response, error=None
+    )
+    store.record_chat_turn(
+        conversation_id="c1", index=1, messages=messages, response=None, error="ServerError"
+    )
+    turns = store.chat_turns("c1")
+    assert [t["idx"] for t in turns] == [0, 1]
+    assert turns[0]["response"] == response.text and turns[1]["error"] == "ServerError"
+
+
+def test_the_api_key_is_never_written_to_the_store(tmp_path: Path) -> None:
+    canary = "SG_canary_5f2d9e0b7c1a4e3f"
+    with lk.local_server(
+        backend="scripted", api_key=canary, credits=10.0, fail_rate=0.3, seed=1
+    ) as srv:
+        run = make_experiment(items=3, repeats=1).run(client_of(srv), progress=False)
+        run.to_csv(tmp_path / "out.csv")
+    run.store.close()
+    home = Path(run.store.path).parent
+    for path in [*home.iterdir(), tmp_path / "out.csv"]:
+        assert canary.encode() not in path.read_bytes(), path
+
+
+def test_runs_lists_every_run_with_its_spend(server) -> None:
+    make_experiment(items=2, repeats=1).run(client_of(server), progress=False)
+    # same requests at repeat 0 come from the cache; only repeat 1 is new and paid for
+    make_experiment(items=2, repeats=2, name="other").run(client_of(server), progress=False)
+    frame = lk.runs()
+    assert list(frame["name"]) == ["arith", "other"]
+    assert list(frame["cells_done"]) == [6, 12] and list(frame["errors"]) == [0, 0]
+    assert frame["credits_spent"].tolist() == pytest.approx([6 * 0.00063] * 2, abs=1e-9)
+    assert str(frame["started_at"].dtype) == "datetime64[ns, UTC]"
+    assert set(frame["spend_source"]) == {"balance"}
+    loaded = lk.load_run(frame["run_id"][0])
+    assert len(loaded.results) == 6 and loaded.status == "finished"
