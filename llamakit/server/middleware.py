@@ -51,6 +51,9 @@ class OuterMiddleware:
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
+                # Counted before the client can see the response, so stats read right after a
+                # call always include it.
+                self.stats.record(message["status"], scope.get(LABEL_KEY))
             await send(message)
 
         try:
@@ -64,9 +67,6 @@ class OuterMiddleware:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not status:
                 raise
-        finally:
-            if status:
-                self.stats.record(status[0], scope.get(LABEL_KEY))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int]:
         """Read the whole body, keeping at most `max_body` bytes. Oversized bodies are drained (up
