@@ -334,7 +334,7 @@ class Core:
 _SECRETS: set[str] = set()
 # httpx/httpcore debug logs print header lists; mask the value after an auth header name too.
 _AUTH_HEADER = re.compile(
-    r"(?i)((?:x-api-key|authorization)['\"]?\s*[:,=]\s*b?['\"]?)(?:bearer\s+)?[^'\"\s,)\]]+"
+    r"(?i)((?:x-api-key|authorization)['\"]?\s*[:,=]\s*(?:b?['\"])?)(?:bearer\s+)?[^'\"\s,)\]]+"
 )
 _FILTERED_LOGGERS = (
     "httpx",

@@ -1,0 +1,130 @@
+"""A canary key must appear nowhere: reprs, errors, attempts, logs (httpx debug included), CLI
+output, files under LLAMAKIT_HOME."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+import llamakit
+from llamakit import APIError, Attempt, Client, Conversation, LlamakitError
+from llamakit._core import redact
+from llamakit.cli import main as cli_main
+
+CANARY = "SG_canary_7f3a9c2e51d84b06"
+WRONG = "SG_canary_wrong_0d9e8f7a6b"
+
+
+def texts_of(exc: BaseException) -> list[str]:
+    out = []
+    while exc is not None:
+        out += [str(exc), repr(exc), repr(vars(exc))]
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return out
+
+
+def test_canary_key_appears_nowhere(
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_home: Path,
+) -> None:
+    caplog.set_level(logging.DEBUG)  # root: httpx, httpcore, llamakit all at DEBUG
+    outputs: list[str] = []
+    attempts: list[Attempt] = []
+    with llamakit.local_server(backend="scripted", api_key=CANARY, credits=1.0) as srv:
+        client = srv.client(on_attempt=attempts.append, max_retries=1)
+        outputs += [repr(client), str(client), repr(srv)]
+        reply = client.chat("hello", max_tokens=8)
+        outputs += [repr(reply), str(client.credits())]
+        conv = Conversation(client, system="terse")
+        conv.send("hi")
+        outputs += [repr(conv), conv.to_frame().to_string(), repr(conv.messages)]
+
+        failures: list[BaseException] = []
+        for make, fault in [
+            (lambda: Client(WRONG, base_url=srv.url + "/v1"), {}),
+            (lambda: srv.client(model="nope"), {}),
+            (lambda: srv.client(max_retries=0), {"fail_rate": 1.0}),
+            (lambda: srv.client(max_retries=0), {"rate_429": 1.0}),
+            (lambda: srv.client(max_retries=0, timeout=0.1), {"latency_ms": 600}),
+            (lambda: srv.client(max_retries=0), {"drop_rate": 1.0}),
+        ]:
+            srv.set_faults(
+                **{"fail_rate": 0, "rate_429": 0, "latency_ms": 0, "drop_rate": 0, **fault}
+            )
+            with pytest.raises(APIError) as info:
+                make().chat("hi")
+            failures.append(info.value)
+        srv.set_faults(fail_rate=0, rate_429=0, latency_ms=0, drop_rate=0)
+        with pytest.raises(LlamakitError) as bad:
+            client.chat([{"role": "robot", "content": "x"}])
+        failures.append(bad.value)
+        srv.set_credits(0.0)
+        with pytest.raises(APIError) as broke:
+            client.chat("hi")
+        failures.append(broke.value)
+        srv.set_credits(1.0)
+
+        async def async_part() -> str:
+            async with srv.async_client() as ac:
+                return repr(ac) + repr(await ac.chat("hi"))
+
+        outputs.append(asyncio.run(async_part()))
+
+        # The CLI, configured the way a user would: the environment.
+        monkeypatch.setenv("SEGMIND_API_KEY", CANARY)
+        monkeypatch.setenv("SEGMIND_BASE_URL", srv.url + "/v1")
+        assert cli_main(["chat", "hello there", "--max-tokens", "8"]) == 0
+        assert cli_main(["credits"]) == 0
+        monkeypatch.setenv("SEGMIND_API_KEY", WRONG)
+        assert cli_main(["credits"]) == 1
+
+    for exc in failures:
+        outputs += texts_of(exc)
+    outputs += [repr(a) for a in attempts]
+    captured = capsys.readouterr()
+    outputs += [captured.out, captured.err, caplog.text]
+    outputs += [r.getMessage() for r in caplog.records]
+    for path in isolated_home.rglob("*") if isolated_home.exists() else []:
+        if path.is_file():
+            outputs.append(path.read_bytes().decode("utf-8", "replace"))
+
+    assert any("HTTP Request" in r.getMessage() for r in caplog.records), "httpx logs not captured"
+    blob = "\n".join(outputs)
+    assert "hello" in blob.lower() and len(failures) == 8  # the net was cast
+    assert CANARY not in blob and WRONG not in blob
+    assert CANARY[3:] not in blob and WRONG[3:] not in blob
+
+
+def test_log_filter_scrubs_keys_and_auth_headers(caplog: pytest.LogCaptureFixture) -> None:
+    Client(CANARY, base_url="http://127.0.0.1:9/v1")  # registers the key and the filter
+    caplog.set_level(logging.DEBUG)
+    headers = [(b"x-api-key", CANARY.encode()), (b"authorization", b"Bearer SG_other_secret")]
+    logging.getLogger("httpcore.http11").debug("send_request_headers %s", headers)
+    logging.getLogger("httpx").debug("key=%s", CANARY)
+    text = caplog.text
+    assert CANARY not in text and "SG_other_secret" not in text
+    assert text.count("***") >= 3
+
+
+def test_redact_masks_header_forms() -> None:
+    assert redact("x-api-key: SG_abc123") == "x-api-key: ***"
+    assert redact("{'x-api-key': 'SG_abc123'}") == "{'x-api-key': '***'}"
+    assert redact("Authorization: Bearer tok.en") == "Authorization: ***"
+    assert redact("nothing here") == "nothing here"
+
+
+def test_bad_key_value_error_does_not_echo_it() -> None:
+    with pytest.raises(llamakit.ValidationError) as info:
+        Client(CANARY + "\n")
+    assert CANARY not in str(info.value) and info.value.field == "api_key"
+
+
+def test_repr_masks_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGMIND_API_KEY", CANARY)
+    text = repr(Client())
+    assert CANARY not in text and "SG_****" in text and "api.segmind.com" in text
