@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         store = Store(args.store) if args.store else Store()
         client = None
         if not args.replay:
-            from .connect import connect
+            from ._connect import connect
 
             client = connect(quiet=False)
         try:
