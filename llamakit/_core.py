@@ -10,7 +10,6 @@ returns the parsed result or raises a llamakit error. ``Client`` drives it with 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import math
 import os
@@ -31,28 +30,36 @@ from ._defaults import (
     ENV_API_KEY,
     ENV_BASE_URL,
 )
+from ._parse import (
+    error_message,
+    json_or_none,
+    parse_chat,
+    parse_credits,
+    parse_retry_after,
+    partial_response,
+    request_id,
+    transport_error,
+)
 from ._ratelimit import AdaptiveRate, RateLimiter
 from ._retry import RetryPolicy
+from ._secrets import install_log_filter, redact, register_secret
 from .errors import (
-    APIConnectionError,
     APIError,
     APIResponseError,
     APIStatusError,
-    APITimeoutError,
     InsufficientCreditsError,
     RateLimitError,
     ValidationError,
     error_class_for_status,
 )
 from .messages import normalize_messages, validate_params
-from .types import Attempt, ChatResponse, Usage
+from .types import Attempt, ChatResponse
 
 log = logging.getLogger("llamakit.client")
 T = TypeVar("T")
 
 CREDITS_HEADER = "x-remaining-credits"
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SNIPPET = 200
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,7 @@ class Core:
         call_id = uuid.uuid4().hex
         started = time.time()
         request = Request("POST", f"{self.base_url}/{self.model}", body)
-        fields, attempts = yield from self._attempts(request, _parse_chat, call_id)
+        fields, attempts = yield from self._attempts(request, parse_chat, call_id)
         return ChatResponse(
             **fields,
             attempts=attempts,
@@ -189,7 +196,7 @@ class Core:
     def credits_plan(self) -> Plan[float]:
         self._require_key()
         request = Request("GET", f"{self.base_url}/get-user-credits")
-        value, _ = yield from self._attempts(request, _parse_credits, None)
+        value, _ = yield from self._attempts(request, parse_credits, None)
         with self._lock:
             if self.credits_start is None:
                 self.credits_start = value
@@ -225,7 +232,7 @@ class Core:
             credits: float | None = None
             try:
                 if isinstance(reply, httpx.HTTPError):
-                    raise _transport_error(reply, request) from reply
+                    raise transport_error(reply, request.url) from reply
                 assert isinstance(reply, httpx.Response), reply
                 status = reply.status_code
                 if status >= 300:
@@ -299,9 +306,9 @@ class Core:
             err = APIResponseError(
                 f"the {CREDITS_HEADER} header is not a number ({redact(raw[:40])!r}); the call "
                 "succeeded and was billed: its reply is in this error's .response",
-                request_id=_request_id(resp, None),
+                request_id=request_id(resp, None),
             )
-            err.response = _partial_response(parsed)  # type: ignore[attr-defined]
+            err.response = partial_response(parsed)  # type: ignore[attr-defined]
             raise err from None
         with self._lock:
             # Concurrent replies arrive out of order; balances only fall, so the lowest is newest.
@@ -311,249 +318,18 @@ class Core:
 
     def _status_error(self, resp: httpx.Response) -> APIStatusError:
         status = resp.status_code
-        body = _json_or_none(resp)
-        message = _error_message(resp, body)
-        request_id = _request_id(resp, body)
+        body = json_or_none(resp)
+        message = error_message(resp, body)
+        rid = request_id(resp, body)
         cls = error_class_for_status(status)
         if cls is RateLimitError:
             retry_after = parse_retry_after(resp.headers.get("retry-after"))
-            return RateLimitError(
-                message, retry_after=retry_after, status=status, request_id=request_id
-            )
+            return RateLimitError(message, retry_after=retry_after, status=status, request_id=rid)
         if cls is InsufficientCreditsError:
             return InsufficientCreditsError(
-                message, balance=self.credits_last, status=status, request_id=request_id
+                message, balance=self.credits_last, status=status, request_id=rid
             )
-        return cls(message, status=status, request_id=request_id)
-
-
-# ---- secrets: the key never reaches a log line ----------------------------------------------
-
-# Keys of every client built in this process. They are in memory anyway (each client holds its
-# own); keeping them here lets the log filter scrub them from any logger's output.
-_SECRETS: set[str] = set()
-# httpx/httpcore debug logs print header lists; mask the value after an auth header name too.
-_AUTH_HEADER = re.compile(
-    r"(?i)((?:x-api-key|authorization)['\"]?\s*[:,=]\s*(?:b?['\"])?)(?:bearer\s+)?[^'\"\s,)\]]+"
-)
-_FILTERED_LOGGERS = (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "hpack",
-    "llamakit",
-)
-
-
-def register_secret(secret: str) -> None:
-    _SECRETS.add(secret)
-
-
-def redact(text: str) -> str:
-    """``text`` with every known key, and any auth header value, replaced by ``***``."""
-    for secret in list(_SECRETS):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return _AUTH_HEADER.sub(r"\1***", text)
-
-
-class RedactingFilter(logging.Filter):
-    """Rewrites a record whose formatted message would contain a key."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is the logging system's problem, not ours
-            return True
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-_FILTER = RedactingFilter()
-
-
-def install_log_filter() -> None:
-    """Attach the filter to httpx's, httpcore's and our loggers (a logger's filters only see
-    records logged on it, not on its children, hence the explicit list). Idempotent."""
-    for name in _FILTERED_LOGGERS:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
-
-
-# ---- parsing (pure functions) -----------------------------------------------------------------
-
-
-def _parse_chat(resp: httpx.Response) -> dict[str, Any]:
-    data = _json_body(resp)
-    rid = _request_id(resp, data)
-
-    def bad(what: str) -> APIResponseError:
-        return APIResponseError(
-            f"HTTP 200 but the reply is not a chat completion: {what}", request_id=rid
-        )
-
-    if not isinstance(data, dict):
-        raise bad(f"expected a JSON object, got {type(data).__name__}")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise bad("no 'choices'")
-    choice = choices[0]
-    message = choice.get("message") if isinstance(choice, dict) else None
-    if not isinstance(message, dict):
-        raise bad("choices[0] has no 'message' object")
-    text = _content_text(message.get("content"))
-    if text is None:
-        raise bad("choices[0].message.content is not text")
-    finish = choice.get("finish_reason")
-    model = data.get("model")
-    return {
-        "text": text,
-        "usage": _usage(data.get("usage")),
-        "finish_reason": finish if isinstance(finish, str) else None,
-        "credits_remaining": None,  # filled in from the header by the retry loop
-        "latency_s": 0.0,  # filled in by the retry loop, which timed the attempt
-        "request_id": rid,
-        "model": model if isinstance(model, str) else None,
-        "raw": data,
-    }
-
-
-def _parse_credits(resp: httpx.Response) -> float:
-    data = _json_body(resp)
-    if not isinstance(data, dict) or not _is_number(data.get("credits")):
-        raise APIResponseError(
-            "the balance endpoint did not return {'credits': <number>, 'free-credits': <number>}",
-            request_id=_request_id(resp, data if isinstance(data, dict) else None),
-        )
-    free = data.get("free-credits", 0.0)
-    return float(data["credits"]) + (float(free) if _is_number(free) else 0.0)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _json_body(resp: httpx.Response) -> Any:
-    try:
-        return json.loads(resp.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        ctype = resp.headers.get("content-type", "no content-type")
-        raise APIResponseError(
-            f"HTTP {resp.status_code} but the body is not valid JSON ({ctype}, "
-            f"{len(resp.content)} bytes): {_snippet(resp)!r}",
-            request_id=_request_id(resp, None),
-        ) from exc
-
-
-def _json_or_none(resp: httpx.Response) -> Any:
-    try:
-        return json.loads(resp.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _error_message(resp: httpx.Response, body: Any) -> str:
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail"):
-            value = body.get(key)
-            if isinstance(value, dict):
-                value = value.get("message") or json.dumps(value)[:_SNIPPET]
-            if value:
-                return redact(str(value))[: _SNIPPET * 2]
-    ctype = resp.headers.get("content-type", "no content-type").split(";")[0]
-    snippet = _snippet(resp)
-    return f"non-JSON error body ({ctype}): {snippet}" if snippet else f"empty body ({ctype})"
-
-
-def _snippet(resp: httpx.Response) -> str:
-    text = resp.content[:2000].decode("utf-8", "replace")
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    if title:
-        text = title.group(1)
-    text = re.sub(r"<[^>]+>", " ", text)
-    return redact(" ".join(text.split()))[:_SNIPPET]
-
-
-def _request_id(resp: httpx.Response, body: Any) -> str | None:
-    rid = resp.headers.get("x-request-id")
-    if rid:
-        return rid
-    if isinstance(body, dict):
-        for key in ("request_id", "id"):
-            if isinstance(body.get(key), str):
-                return body[key]
-    return None
-
-
-def _content_text(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    # Some providers return a list of {"type": "text", "text": ...} parts.
-    if isinstance(content, list) and all(
-        isinstance(p, dict) and isinstance(p.get("text"), str) for p in content
-    ):
-        return "".join(p["text"] for p in content)
-    return None
-
-
-def _usage(raw: Any) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
-
-    def count(name: str) -> int | None:
-        value = raw.get(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    names = ("prompt_tokens", "completion_tokens", "total_tokens")
-    return Usage(
-        *(count(n) for n in names), extras={k: v for k, v in raw.items() if k not in names}
-    )
-
-
-def _partial_response(fields: Any) -> ChatResponse | None:
-    if not isinstance(fields, dict):
-        return None
-    now = time.time()
-    return ChatResponse(**fields, attempts=1, started_at=now, finished_at=now)
-
-
-def _transport_error(exc: httpx.HTTPError, request: Request) -> APIError:
-    host = urlsplit(request.url).netloc
-    detail = redact(str(exc))[:_SNIPPET] or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(
-            f"no complete answer from {host} within the timeout ({type(exc).__name__}); "
-            "pass a larger timeout= if the model needs longer"
-        )
-    return APIConnectionError(f"could not talk to {host}: {type(exc).__name__}: {detail}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return cls(message, status=status, request_id=rid)
 
 
 def _is_loopback(host: str) -> bool:

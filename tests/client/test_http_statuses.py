@@ -18,7 +18,8 @@ from llamakit import (
     UnprocessableRequestError,
     ValidationError,
 )
-from llamakit._core import Request, _parse_chat
+from llamakit._core import Request
+from llamakit._parse import parse_chat
 
 
 def attempts_of(server: Any, **kw: Any) -> tuple[Any, list[Attempt]]:
@@ -47,7 +48,7 @@ def test_405_wrong_method_on_a_known_path(server: Any) -> None:
     client, _ = attempts_of(server)
     # The public API only POSTs chat; drive the same retry loop with a GET to reach the 405 path.
     plan = client._core._attempts(
-        Request("GET", f"{client.base_url}/{client.model}"), _parse_chat, None
+        Request("GET", f"{client.base_url}/{client.model}"), parse_chat, None
     )
     with pytest.raises(MethodNotAllowedError) as info:
         client._drive(plan)

@@ -23,7 +23,7 @@ from llamakit import (
     ServerError,
     UnprocessableRequestError,
 )
-from llamakit._core import parse_retry_after
+from llamakit._parse import parse_retry_after
 from llamakit.client import Client
 
 MakeClient = Callable[..., Client]

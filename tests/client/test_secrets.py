@@ -11,7 +11,7 @@ import pytest
 
 import llamakit
 from llamakit import APIError, Attempt, Client, Conversation, LlamakitError
-from llamakit._core import redact
+from llamakit._secrets import redact
 from llamakit.cli import main as cli_main
 
 CANARY = "SG_canary_7f3a9c2e51d84b06"

@@ -1,0 +1,188 @@
+"""Reading replies off the wire: every shape a server can send becomes a value or an APIError.
+
+Pure functions of an ``httpx.Response``; never a bare KeyError or JSONDecodeError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._secrets import redact
+from .errors import APIConnectionError, APIError, APIResponseError, APITimeoutError
+from .types import ChatResponse, Usage
+
+_SNIPPET = 200
+
+
+def parse_chat(resp: httpx.Response) -> dict[str, Any]:
+    data = _json_body(resp)
+    rid = request_id(resp, data)
+
+    def bad(what: str) -> APIResponseError:
+        return APIResponseError(
+            f"HTTP 200 but the reply is not a chat completion: {what}", request_id=rid
+        )
+
+    if not isinstance(data, dict):
+        raise bad(f"expected a JSON object, got {type(data).__name__}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise bad("no 'choices'")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise bad("choices[0] has no 'message' object")
+    text = _content_text(message.get("content"))
+    if text is None:
+        raise bad("choices[0].message.content is not text")
+    finish = choice.get("finish_reason")
+    model = data.get("model")
+    return {
+        "text": text,
+        "usage": _usage(data.get("usage")),
+        "finish_reason": finish if isinstance(finish, str) else None,
+        "credits_remaining": None,  # filled in from the header by the retry loop
+        "latency_s": 0.0,  # filled in by the retry loop, which timed the attempt
+        "request_id": rid,
+        "model": model if isinstance(model, str) else None,
+        "raw": data,
+    }
+
+
+def parse_credits(resp: httpx.Response) -> float:
+    data = _json_body(resp)
+    if not isinstance(data, dict) or not _is_number(data.get("credits")):
+        raise APIResponseError(
+            "the balance endpoint did not return {'credits': <number>, 'free-credits': <number>}",
+            request_id=request_id(resp, data if isinstance(data, dict) else None),
+        )
+    free = data.get("free-credits", 0.0)
+    return float(data["credits"]) + (float(free) if _is_number(free) else 0.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _json_body(resp: httpx.Response) -> Any:
+    try:
+        return json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        ctype = resp.headers.get("content-type", "no content-type")
+        raise APIResponseError(
+            f"HTTP {resp.status_code} but the body is not valid JSON ({ctype}, "
+            f"{len(resp.content)} bytes): {_snippet(resp)!r}",
+            request_id=request_id(resp, None),
+        ) from exc
+
+
+def json_or_none(resp: httpx.Response) -> Any:
+    try:
+        return json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def error_message(resp: httpx.Response, body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or json.dumps(value)[:_SNIPPET]
+            if value:
+                return redact(str(value))[: _SNIPPET * 2]
+    ctype = resp.headers.get("content-type", "no content-type").split(";")[0]
+    snippet = _snippet(resp)
+    return f"non-JSON error body ({ctype}): {snippet}" if snippet else f"empty body ({ctype})"
+
+
+def _snippet(resp: httpx.Response) -> str:
+    text = resp.content[:2000].decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    if title:
+        text = title.group(1)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return redact(" ".join(text.split()))[:_SNIPPET]
+
+
+def request_id(resp: httpx.Response, body: Any) -> str | None:
+    rid = resp.headers.get("x-request-id")
+    if rid:
+        return rid
+    if isinstance(body, dict):
+        for key in ("request_id", "id"):
+            if isinstance(body.get(key), str):
+                return body[key]
+    return None
+
+
+def _content_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    # Some providers return a list of {"type": "text", "text": ...} parts.
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and isinstance(p.get("text"), str) for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    return None
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+
+    def count(name: str) -> int | None:
+        value = raw.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    names = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return Usage(
+        *(count(n) for n in names), extras={k: v for k, v in raw.items() if k not in names}
+    )
+
+
+def partial_response(fields: Any) -> ChatResponse | None:
+    if not isinstance(fields, dict):
+        return None
+    now = time.time()
+    return ChatResponse(**fields, attempts=1, started_at=now, finished_at=now)
+
+
+def transport_error(exc: httpx.HTTPError, url: str) -> APIError:
+    host = urlsplit(url).netloc
+    detail = redact(str(exc))[:_SNIPPET] or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(
+            f"no complete answer from {host} within the timeout ({type(exc).__name__}); "
+            "pass a larger timeout= if the model needs longer"
+        )
+    return APIConnectionError(f"could not talk to {host}: {type(exc).__name__}: {detail}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
