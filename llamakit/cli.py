@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # Subcommand modules, in the order `llamakit --help` lists them. Each exposes add_parser(subparsers),
 # which registers its parser and sets `func(args) -> int` as the default.
-_COMMANDS: list[str] = ["chat", "credits", "serve", "run", "runs", "export"]
+_COMMANDS: list[str] = ["demo", "chat", "credits", "serve", "run", "runs", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
