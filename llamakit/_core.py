@@ -214,11 +214,16 @@ class Core:
             )
 
     def _attempts(
-        self, request: Request, parse: Callable[[httpx.Response], T], call_id: str | None
+        self,
+        request: Request,
+        parse: Callable[[httpx.Response], T],
+        call_id: str | None,
+        *,
+        paced: bool = True,
     ) -> Generator[Request | Sleep, Any, tuple[T, int]]:
         retries = 0
         while True:
-            while True:
+            while paced:
                 wait, epoch = self.limiter.reserve()
                 if wait > 0:
                     yield Sleep(wait)
@@ -239,12 +244,12 @@ class Core:
                     credits = self._observe_credits(reply, strict=False)
                     raise self._status_error(reply)
                 result = parse(reply)
-                if isinstance(result, dict):  # a chat reply: timing and credits come from here
+                if isinstance(result, dict) and "latency_s" in result:  # a chat reply
                     result["latency_s"] = latency
                 credits = self._observe_credits(reply, strict=True, parsed=result)
             except APIError as err:
                 self._report(call_id, retries + 1, status, err, latency, credits, started)
-                if isinstance(err, RateLimitError):
+                if isinstance(err, RateLimitError) and paced:
                     self.limiter.on_rate_limited(err.retry_after)
                 delay = self.retry.delay(err, retries)
                 if delay is None:
@@ -253,7 +258,8 @@ class Core:
                 if delay > 0:
                     yield Sleep(delay)
                 continue
-            self.limiter.on_success()
+            if paced:
+                self.limiter.on_success()
             self._report(call_id, retries + 1, status, None, latency, credits, started)
             if isinstance(result, dict) and "credits_remaining" in result:
                 result["credits_remaining"] = credits

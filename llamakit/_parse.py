@@ -23,7 +23,47 @@ _SNIPPET = 200
 
 def parse_chat(resp: httpx.Response) -> dict[str, Any]:
     data = _json_body(resp)
+    return chat_fields(data, request_id(resp, data))
+
+
+def parse_v2_result(resp: httpx.Response) -> dict[str, Any]:
+    """A v2 result: ``output`` holds the provider's chat completion as a JSON *string*."""
+    data = _json_body(resp)
     rid = request_id(resp, data)
+    output = data.get("output") if isinstance(data, dict) else None
+    if not isinstance(output, str):
+        raise APIResponseError("the v2 result has no 'output' string", request_id=rid)
+    try:
+        completion = json.loads(output)
+    except ValueError:
+        # The vendor SDK treats a non-JSON output as the reply text itself; so do we.
+        completion = {"choices": [{"message": {"role": "assistant", "content": output}}]}
+    return chat_fields(completion, rid)
+
+
+def parse_v2_submit(resp: httpx.Response) -> dict[str, str]:
+    data = _json_body(resp)
+    rid = request_id(resp, data)
+    names = ("request_id", "status_url", "response_url")
+    if not isinstance(data, dict) or not all(isinstance(data.get(n), str) for n in names):
+        raise APIResponseError(
+            "the v2 submit reply lacks request_id / status_url / response_url", request_id=rid
+        )
+    return {n: data[n] for n in names}
+
+
+def parse_v2_status(resp: httpx.Response) -> str:
+    data = _json_body(resp)
+    status = data.get("status") if isinstance(data, dict) else None
+    if not isinstance(status, str):
+        raise APIResponseError(
+            "the v2 status reply has no 'status'", request_id=request_id(resp, data)
+        )
+    return status
+
+
+def chat_fields(data: Any, rid: str | None) -> dict[str, Any]:
+    """The ChatResponse fields of an OpenAI chat.completion object, or APIResponseError."""
 
     def bad(what: str) -> APIResponseError:
         return APIResponseError(

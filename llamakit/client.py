@@ -20,8 +20,9 @@ from ._core import Core, Plan, Request, Sleep, T
 from ._defaults import DEFAULT_MAX_RETRIES, DEFAULT_MODEL, DEFAULT_TIMEOUT
 from ._ratelimit import AdaptiveRate
 from ._retry import RetryPolicy
+from ._v2 import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, submit_plan, wait_plan
 from .errors import APIError
-from .types import Attempt, ChatResponse
+from .types import Attempt, ChatResponse, Job
 
 log = logging.getLogger("llamakit.client")
 
@@ -123,6 +124,22 @@ class Client(_Base):
         """Current balance (credits + free credits) from ``GET /v1/get-user-credits`` (free)."""
         return self._drive(self._core.credits_plan())
 
+    def submit(self, messages: Any, **params: Any) -> Job:
+        """Submit a chat on the v2 path (``POST /v2/{model}``); returns at once with a ``Job``."""
+        body = self._core.prepare_chat(messages, params)
+        self._ensure_start_balance()
+        return self._drive(submit_plan(self._core, body))
+
+    def wait(
+        self,
+        job: Job,
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> ChatResponse:
+        """Poll a submitted ``Job`` until it completes; APITimeoutError after ``timeout`` s."""
+        return self._drive(wait_plan(self._core, job, timeout, poll_interval))
+
     def _ensure_start_balance(self) -> None:
         # The first x-remaining-credits header arrives *after* the first call was billed, so the
         # starting balance is read from the (free) balance endpoint once, before any chat.
@@ -208,6 +225,20 @@ class AsyncClient(_Base):
 
     async def credits(self) -> float:
         return await self._drive(self._core.credits_plan())
+
+    async def submit(self, messages: Any, **params: Any) -> Job:
+        body = self._core.prepare_chat(messages, params)
+        await self._ensure_start_balance()
+        return await self._drive(submit_plan(self._core, body))
+
+    async def wait(
+        self,
+        job: Job,
+        *,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> ChatResponse:
+        return await self._drive(wait_plan(self._core, job, timeout, poll_interval))
 
     async def _ensure_start_balance(self) -> None:
         if self._core.start_checked:

@@ -75,3 +75,14 @@ class Attempt:
     credits_remaining: float | None
     started_at: float
     finished_at: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """A chat submitted on the v2 path (``Client.submit``); pass it to ``Client.wait``."""
+
+    request_id: str
+    status_url: str
+    response_url: str
+    call_id: str
+    submitted_at: float

@@ -1,0 +1,72 @@
+"""The v2 path: submit a chat, then poll until it is done (CONTRACT §8). Plans for ``_core``'s
+drivers, like the v1 call, so ``Client`` and ``AsyncClient`` share them."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ._parse import parse_v2_result, parse_v2_status, parse_v2_submit
+from .errors import APIResponseError, APITimeoutError
+from .types import ChatResponse, Job
+
+if TYPE_CHECKING:
+    from ._core import Core, Plan
+
+from ._core import Request, Sleep
+
+DEFAULT_WAIT_TIMEOUT = 600.0
+DEFAULT_POLL_INTERVAL = 1.0
+_PENDING = ("QUEUED", "PROCESSING", "PENDING", "IN_QUEUE", "IN_PROGRESS")
+
+
+def v2_base(base_url: str) -> str:
+    """``https://api.segmind.com/v1`` -> ``https://api.segmind.com/v2`` (the vendor SDK's rule)."""
+    return re.sub(r"/v\d+$", "", base_url) + "/v2"
+
+
+def submit_plan(core: Core, body: dict[str, Any]) -> Plan[Job]:
+    call_id = uuid.uuid4().hex
+    submitted = time.time()
+    request = Request("POST", f"{v2_base(core.base_url)}/{core.model}", body)
+    urls, _ = yield from core._attempts(request, parse_v2_submit, call_id)
+    return Job(
+        request_id=urls["request_id"],
+        status_url=urls["status_url"],
+        response_url=urls["response_url"],
+        call_id=call_id,
+        submitted_at=submitted,
+    )
+
+
+def wait_plan(core: Core, job: Job, timeout: float, poll_interval: float) -> Plan[ChatResponse]:
+    deadline = time.monotonic() + timeout
+    while True:
+        # Polls are not inference calls: not paced, not reported as attempts.
+        status, _ = yield from core._attempts(
+            Request("GET", job.status_url), parse_v2_status, None, paced=False
+        )
+        if status == "COMPLETED":
+            break
+        if status not in _PENDING:  # FAILED comes as a 422, raised by the loop itself
+            raise APIResponseError(f"v2 job {job.request_id} has unknown status {status!r}")
+        if time.monotonic() + poll_interval > deadline:
+            raise APITimeoutError(
+                f"v2 job {job.request_id} still {status} after {timeout:g}s; call wait() again "
+                "to keep waiting (results are kept for an hour)"
+            )
+        yield Sleep(poll_interval)
+    fields, _ = yield from core._attempts(
+        Request("GET", job.response_url), parse_v2_result, None, paced=False
+    )
+    finished = time.time()
+    fields["latency_s"] = finished - job.submitted_at
+    return ChatResponse(
+        **fields,
+        attempts=1,
+        started_at=job.submitted_at,
+        finished_at=finished,
+        call_id=job.call_id,
+    )
