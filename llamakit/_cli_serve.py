@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -146,5 +148,13 @@ def run(args: argparse.Namespace) -> int:
             app, log_level=args.log_level, access_log=args.log_level in ("info", "debug")
         )
     )
-    server.run(sockets=[sock])
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: make that re-raise
+    # a normal exit (status 0, no traceback) instead of death by signal.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
     return 0
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 from segmind import SegmindClient
 from segmind.exceptions import SegmindError
 from server_helpers import SLUG, ssl_context
-
-import httpx
 
 MESSAGES = [{"role": "user", "content": "What is 6 * 7?"}]
 

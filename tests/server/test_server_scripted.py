@@ -1,0 +1,125 @@
+"""The scripted backend: deterministic, rules from YAML/JSON, max_tokens and stop honoured, JSON mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from server_helpers import CHAT, chat_body, http
+
+from llamakit.server.backends.rules import load_rules
+
+RULES_FILE = Path(__file__).resolve().parents[2] / "data" / "scripted_rules.yaml"
+
+
+def _reply(c, text="Tell me about the history of Rome", system=None, **params) -> dict:
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": text}
+    ]
+    r = c.post(CHAT, json={"messages": messages, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_same_request_same_reply(shared):
+    with http(shared) as c:
+        a = _reply(c)
+        b = _reply(c)
+        other = _reply(c, "Explain how vaccines work")
+        seeded = [
+            _reply(c, seed=s, temperature=0.8)["choices"][0]["message"]["content"] for s in range(6)
+        ]
+    text = a["choices"][0]["message"]["content"]
+    assert text == b["choices"][0]["message"]["content"]
+    assert "history of rome" in text
+    assert text != other["choices"][0]["message"]["content"]
+    assert len(set(seeded)) > 1  # different seeds can give different (still deterministic) answers
+
+
+def test_max_tokens_cuts_with_finish_reason_length(shared):
+    with http(shared) as c:
+        full = _reply(c)
+        for n in (1, 5, 12):
+            cut = _reply(c, max_tokens=n)
+            choice = cut["choices"][0]
+            assert choice["finish_reason"] == "length"
+            assert cut["usage"]["completion_tokens"] <= n
+            assert full["choices"][0]["message"]["content"].startswith(choice["message"]["content"])
+        roomy = _reply(c, max_tokens=500)
+    assert roomy["choices"][0]["finish_reason"] == "stop"
+    assert roomy["choices"][0]["message"]["content"] == full["choices"][0]["message"]["content"]
+
+
+def test_stop_sequences(shared):
+    with http(shared) as c:
+        full = _reply(c)["choices"][0]["message"]["content"]
+        cut = _reply(c, stop=["."])
+    assert cut["choices"][0]["message"]["content"] == full.split(".")[0]
+    assert cut["choices"][0]["finish_reason"] == "stop"
+
+
+def test_arithmetic_and_terse_system_prompts(shared):
+    with http(shared) as c:
+        assert _reply(c, "What is 17 + 25?")["choices"][0]["message"]["content"] == "17 + 25 = 42"
+        terse = _reply(c, "What is 17 + 25?", system="Reply with only the number.")
+        assert terse["choices"][0]["message"]["content"] == "42"
+        assert _reply(c, "12 / 0")["choices"][0]["message"]["content"].endswith("division by zero.")
+
+
+def test_json_modes(shared):
+    schema = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "a",
+            "schema": {"properties": {"city": {"type": "string"}, "n": {"type": "integer"}}},
+        },
+    }
+    with http(shared) as c:
+        plain = json.loads(
+            _reply(c, response_format={"type": "json_object"})["choices"][0]["message"]["content"]
+        )
+        shaped = json.loads(_reply(c, response_format=schema)["choices"][0]["message"]["content"])
+    assert set(plain) == {"answer"}
+    assert set(shaped) == {"city", "n"} and isinstance(shaped["n"], int)
+
+
+def test_rules_file_from_data(make_server):
+    srv = make_server(rules=RULES_FILE)
+    with http(srv) as c:
+        assert _reply(c, "What is the capital of Germany?")["choices"][0]["message"]["content"] == (
+            "The capital of Germany is Berlin."
+        )
+        terse = _reply(c, "What is the capital of France?", system="Answer in one word.")
+        assert terse["choices"][0]["message"]["content"] == "Paris"
+        assert (
+            _reply(c, "Sentiment of: I love this film")["choices"][0]["message"]["content"]
+            == "positive"
+        )
+        assert _reply(c, "hello there")["choices"][0]["message"]["content"].startswith("Hello!")
+        assert c.post(CHAT, json=chat_body("FAIL please")).status_code == 500
+
+
+def test_rules_from_json_and_inline(make_server, tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text(
+        json.dumps({"rules": [{"pattern": r"name is (?P<name>\w+)", "reply": "Hi {name}! ({0})"}]})
+    )
+    srv = make_server(rules=path)
+    with http(srv) as c:
+        text = _reply(c, "My name is Ada")["choices"][0]["message"]["content"]
+    assert text == "Hi Ada! (name is Ada)"
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ([{"pattern": "("}], "bad regex"),
+        ([{"pattern": "x"}], "needs reply"),
+        ([{"pattern": "x", "reply": "y", "flags": "q"}], "unknown flag"),
+        ("not a rule", r"rules\[0\]: must be a mapping"),
+    ],
+)
+def test_bad_rules_are_rejected_with_their_position(rules, message):
+    with pytest.raises(ValueError, match=message):
+        load_rules(rules if isinstance(rules, list) else [rules])  # type: ignore[list-item]
