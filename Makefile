@@ -26,9 +26,10 @@ test: $(STAMP) browser-deps lint
 	$(PY) -m pytest tests -p no:cacheprovider
 	$(MAKE) notebooks
 
+# The scripted backend makes the notebooks' outputs deterministic, so nbval compares them strictly.
 notebooks: $(STAMP)
-	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg \
-		--nbval-cell-timeout=300 -p no:cacheprovider
+	LLAMAKIT_BACKEND=scripted $(PY) -m pytest --nbval notebooks --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=300 -p no:cacheprovider
 
 lint: $(STAMP)
 	$(PY) -m ruff check llamakit tests benchmarks

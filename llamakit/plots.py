@@ -122,13 +122,14 @@ def scores(run: Any, metric: str | None = None, ax: Axes | None = None) -> Axes:
 
 
 def paired(run: Any, a: str, b: str, metric: str | None = None, ax: Axes | None = None) -> Axes:
-    """Per-item difference ``b - a`` on one metric (scores averaged over repeats), sorted.
+    """Per-item difference ``a - b`` on one metric (scores averaged over repeats), sorted.
 
-    The mean difference and its interval come from :func:`llamakit.stats.paired_compare`.
+    The sign follows :func:`llamakit.stats.paired_compare` (positive: ``a`` scored higher), which
+    also gives the mean difference, its interval and the p-value drawn over the bars.
     """
     df = _results(run)
     ax = _axes(ax)
-    title = f"{b} vs {a}"
+    title = f"{a} vs {b}"
     if df is None or len(df) == 0:
         return _empty(ax, title, "This run has no results yet.")
     col = _metric_column(df, metric)
@@ -142,13 +143,13 @@ def paired(run: Any, a: str, b: str, metric: str | None = None, ax: Axes | None 
     wide = wide.dropna() if {a, b} <= set(wide.columns) else wide.iloc[0:0]
     if len(wide) == 0:
         return _empty(ax, f"{title}: {col}", "No item has a score for both variants.")
-    diff = (wide[b] - wide[a]).sort_values(kind="stable")
+    diff = (wide[a] - wide[b]).sort_values(kind="stable")
     colors = ["C2" if d > 0 else "C3" if d < 0 else "0.6" for d in diff]
     ax.bar(range(len(diff)), diff, color=colors)
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xticks(range(len(diff)), diff.index.astype(str), rotation=60, fontsize=7)
     ax.set_xlabel("item")
-    ax.set_ylabel(f"{col}: {b} \u2212 {a}")
+    ax.set_ylabel(f"{col}: {a} \u2212 {b}")
     summary = _paired_summary(df, a, b, col)
     if summary is not None:
         ax.axhline(summary.diff, color="C0", ls="--", lw=1)

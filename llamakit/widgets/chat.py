@@ -52,7 +52,7 @@ class ChatPanel(widgets.VBox):
         max_tokens: int = 512,
     ) -> None:
         if client is None:
-            from ..connect import connect
+            from .. import connect
 
             client = connect()
         if store is None:
@@ -164,6 +164,15 @@ class ChatPanel(widgets.VBox):
                 turn.update(self._reply_meta.get(i, {"cost": None, "latency_s": None}))
             out.append(turn)
         return out
+
+    def __repr__(self) -> str:
+        # A short, stable text form: it is what a notebook stores next to the widget view.
+        if not hasattr(self, "conversation"):  # failed half-way through __init__
+            return "ChatPanel(<not ready>)"
+        return (
+            f"ChatPanel(turns={self._turns_count() // 2}, "
+            f"credits_left={_render.credits(self.credits_left)}, error={self.error!r})"
+        )
 
     # --- building --------------------------------------------------------------------------------
 

@@ -97,6 +97,12 @@ class CompareView(widgets.VBox):
         self.item_picker.value = item_id
         self._render()
 
+    def __repr__(self) -> str:
+        return (
+            f"CompareView(variants={self.variants}, items={len(self.all_items)}, "
+            f"disagreements={len(self.disagreements)}, showing={self.item!r})"
+        )
+
     # --- internals -------------------------------------------------------------------------------
 
     def _set_options(self) -> None:

@@ -51,8 +51,8 @@ def test_paired_draws_per_item_difference_sorted(results_frame) -> None:
     ax = plots.paired(df, "a", "b", metric="score_exact")
     diffs = [p.get_height() for p in ax.containers[0]]
     assert diffs == sorted(diffs)
-    assert sorted(diffs) == [-1.0, 0.0, 1.0, 1.0]
-    assert "b vs a" in ax.get_title()
+    assert diffs == [-1.0, -1.0, 0.0, 1.0]  # a - b, the sign stats.paired_compare uses
+    assert "a vs b" in ax.get_title()
 
 
 def test_paired_names_a_missing_variant(results_frame) -> None:

@@ -37,7 +37,10 @@ def test_paired_title_carries_the_comparison(capitals_run) -> None:
     comparison = capitals_run.compare("bare", "terse", "exact")
     ax = plots.paired(capitals_run, "bare", "terse", metric="exact")
     assert f"{comparison.diff:+.3f}" in ax.get_title()
-    assert len(ax.containers[0]) == comparison.n_items
+    heights = [b.get_height() for b in ax.containers[0]]
+    assert len(heights) == comparison.n_items
+    # The bars are per-item differences with the same sign and mean as the comparison.
+    assert sum(heights) / len(heights) == pytest.approx(comparison.diff)
 
 
 def test_latency_counts_every_answered_cell(capitals_run) -> None:
