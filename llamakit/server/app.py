@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,7 +72,13 @@ async def admin_credits(request: Request) -> Response:
     state = get_state(request)
     label = state.authenticate(request)
     amount = _admin_body(request).get("credits")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, (int, float))
+        # NaN/Infinity parse as JSON but are no balance; nor is an int beyond float range.
+        or not math.isfinite(float(amount) if abs(amount) < 1e300 else math.inf)
+        or amount < 0
+    ):
         raise ApiError(422, "Validation error: credits: must be a number >= 0")
     balance = state.ledger.set_balance(label, amount)
     return JSONResponse({"credits": float(balance)})

@@ -6,6 +6,7 @@ Balance, polling and admin routes are never faulted, so a test can always observ
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Mapping
@@ -45,9 +46,13 @@ class FaultSettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name}: must be a number")
-            value = float(value)
-            if value < 0 or value != value:
-                raise ValueError(f"{name}: must be >= 0")
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond float range
+                raise ValueError(f"{name}: is too large") from None
+            # NaN and infinity (JSON accepts both) would hang every call or break the stats JSON.
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: must be a finite number >= 0")
             if name in _PROBABILITIES and value > 1:
                 raise ValueError(f"{name}: is a probability, must be between 0 and 1")
             clean[name] = value

@@ -83,13 +83,21 @@ async def generate(state: ServerState, admitted: Admitted) -> tuple[dict[str, An
     except BaseException as exc:
         state.ledger.release(admitted.hold)
         if isinstance(exc, BackendError):
-            raise ApiError(500, f"Server had some issue with processing: {exc}") from None
+            raise _backend_error(exc) from None
         raise
     cost = state.cost_model.cost(gen.prompt_tokens, gen.completion_tokens)
     balance = state.ledger.commit(admitted.hold, cost)
     state.stats.record_billed(admitted.label, min(cost, admitted.hold.amount))
     body = completion_body(gen, model=admitted.slug, request_id=admitted.request_id)
     return body, balance
+
+
+def _backend_error(exc: BackendError) -> ApiError:
+    if exc.status == 422:
+        return ApiError(422, f"Validation error: {exc}")
+    if exc.status == 429:
+        return ApiError(429, f"Rate limit exceeded: {exc}", {"Retry-After": exc.retry_after or "1"})
+    return ApiError(500, f"Server had some issue with processing: {exc}")
 
 
 async def _injected_fault(decision: FaultDecision) -> None:

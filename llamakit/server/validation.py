@@ -64,6 +64,19 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         raise BodyError(
             "body", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise BodyError("body", "is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than CPython's 4300-digit limit
+        raise BodyError("body", f"is not usable JSON ({exc})") from None
+    try:
+        # A JSON escape like "\ud800" decodes to a lone surrogate, which no later step can encode.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BodyError(
+            "body", "contains a lone UTF-16 surrogate escape (not valid Unicode)"
+        ) from None
+    except RecursionError:
+        raise BodyError("body", "is nested too deeply") from None
     if not isinstance(body, dict):
         raise BodyError("body", f"must be a JSON object, got {_type_name(body)}")
     return body
@@ -204,6 +217,8 @@ def _response_format(value: Any) -> dict[str, Any] | None:
         raise BodyError(
             "response_format", 'must be {"type": "text" | "json_object" | "json_schema"}'
         )
+    if not isinstance(value.get("json_schema", {}), dict):
+        raise BodyError("response_format.json_schema", "must be an object")
     return dict(value)
 
 

@@ -50,3 +50,10 @@ def test_temperature_zero_with_seed_repeats_and_max_tokens_cuts(smol):
     assert first["choices"][0]["message"]["content"] == second["choices"][0]["message"]["content"]
     assert first["choices"][0]["finish_reason"] == "length"
     assert first["usage"]["backend_completion_tokens"] == 12
+
+
+def test_prompt_beyond_the_small_models_context_is_422_not_retryable_500(smol):
+    with http(smol, timeout=120) as c:
+        r = c.post(CHAT, json=chat_body("word " * 3000, max_tokens=8))
+    assert r.status_code == 422
+    assert "2048" in r.json()["error"]

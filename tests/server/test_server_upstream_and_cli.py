@@ -58,6 +58,17 @@ def test_upstream_failures_are_500_and_not_billed(make_server):
     assert front.stats()["billed_calls"] == 0 and front.balance() == 1.0
 
 
+def test_upstream_429_is_passed_on_with_retry_after(make_server):
+    upstream = make_server(api_key="SG_up", rate_429=1.0, retry_after_s=3)
+    front = make_server(
+        backend="upstream", upstream_url=upstream.url + "/v1", upstream_api_key="SG_up"
+    )
+    with http(front) as c:
+        r = c.post(CHAT, json=chat_body())
+    assert r.status_code == 429 and r.headers["retry-after"] == "3"
+    assert front.balance() == 1.0
+
+
 def _serve(args: list[str], env_home: Path) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "LLAMAKIT_HOME": str(env_home)}
     proc = subprocess.Popen(

@@ -9,7 +9,14 @@ from ..validation import ChatRequest
 
 
 class BackendError(Exception):
-    """The backend could not produce a reply (the server answers 500; nothing is billed)."""
+    """The backend could not produce a reply; nothing is billed. `status` is what the server
+    answers: 500 by default, 422 when the request itself can never succeed on this backend (so
+    clients do not retry it), 429 when an upstream asks us to slow down."""
+
+    def __init__(self, message: str, *, status: int = 500, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

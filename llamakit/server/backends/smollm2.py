@@ -131,8 +131,9 @@ class SmolLM2Backend:
         room = model.n_ctx - prompt_tokens
         if room < 1:
             raise BackendError(
-                f"prompt of {prompt_tokens} SmolLM2 tokens does not fit the smollm2 backend's "
-                f"{model.n_ctx}-token context"
+                f"messages: prompt of {prompt_tokens} SmolLM2 tokens does not fit the smollm2 "
+                f"backend's {model.n_ctx}-token context",
+                status=422,
             )
         params: dict[str, Any] = {
             "max_tokens": min(request.max_tokens, room),

@@ -57,7 +57,14 @@ class UpstreamBackend:
         except httpx.HTTPError as exc:
             raise BackendError(f"upstream unreachable: {type(exc).__name__}") from exc
         if resp.status_code != 200:
-            raise BackendError(f"upstream answered {resp.status_code}: {_error_text(resp)}")
+            # The caller's request was bad (final for the client), or the upstream wants us to slow
+            # down; anything else is this server's problem (500, retryable).
+            status = {400: 422, 422: 422, 429: 429}.get(resp.status_code, 500)
+            raise BackendError(
+                f"upstream answered {resp.status_code}: {_error_text(resp)}",
+                status=status,
+                retry_after=resp.headers.get("retry-after"),
+            )
         try:
             data = resp.json()
             choice = data["choices"][0]
