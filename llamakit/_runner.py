@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -93,6 +94,10 @@ class Runner:
         self.mode = mode
         self.unit_cost = unit_cost
         self.local_tokens = local_tokens
+        # Local token counts are informative, and loading the tokenizer takes seconds: they are
+        # counted on a side thread and written into the cells when the run finishes.
+        self._tokens: dict[tuple[str, str], int | None] = {}
+        self._token_thread: threading.Thread | None = None
         self.session = 0
         self.sends = False
         self.balance_before: float | None = None
@@ -219,23 +224,42 @@ class Runner:
 
     async def _response_for(self, cell: Cell) -> dict[str, Any]:
         """The cell's response row from the cache, a call already in flight, or a new call."""
-        found = self.cache.get(cell.cell_key)
+        return await self._fetch(
+            self.client, cell.cell_key, cell.messages, cell.params, cell.repeat, cell.model
+        )
+
+    async def _fetch(
+        self,
+        client: Any,
+        key: str,
+        messages: list[dict],
+        params: dict,
+        repeat: int,
+        model: str,
+        *,
+        commit: bool = False,
+    ) -> dict[str, Any]:
+        """A response row for ``key``: from the cache, from an identical call already in flight
+        (two cells, or two gradings, with the same request pay once), or from a new call.
+        ``commit`` writes a new response to the store before anyone else can use it."""
+        found = self.cache.get(key)
         if found is not None:
             return found
-        waiting = self.pending.get(cell.cell_key)
-        if waiting is not None:  # two cells render the same request: pay once
+        waiting = self.pending.get(key)
+        if waiting is not None:
             row = await waiting
             if row is None:
                 raise _Stop
             return row
         future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self.pending[cell.cell_key] = future
+        self.pending[key] = future
         try:
-            row = await self._send(
-                self.client, cell.cell_key, cell.messages, cell.params, cell.repeat, cell.model
-            )
+            row = await self._send(client, key, messages, params, repeat, model)
+            if commit:
+                self.store.record_call(row)
+            self.cache[key] = row
             future.set_result(row)
-        except APIError as exc:  # cells sharing this key record the same error
+        except APIError as exc:  # whoever shares this key records the same error
             future.set_exception(exc)
             future.add_done_callback(lambda f: f.exception())
             raise
@@ -243,8 +267,7 @@ class Runner:
             future.set_result(None)
             raise
         finally:
-            self.pending.pop(cell.cell_key, None)
-        self.cache[cell.cell_key] = row
+            self.pending.pop(key, None)
         return row
 
     # -- one cell ------------------------------------------------------------------------------
@@ -271,7 +294,7 @@ class Runner:
                         attempts=attempts or None,
                         started_at=started,
                         finished_at=time.time(),
-                        local_prompt_tokens=self.local_tokens(cell),
+                        local_prompt_tokens=self._tokens.get((cell.variant, cell.item_id)),
                     )
                 ]
             )
@@ -306,7 +329,7 @@ class Runner:
             "latency_s": row.get("latency_s"),
             "started_at": row.get("started_at"),
             "finished_at": row.get("finished_at"),
-            "local_prompt_tokens": self.local_tokens(cell),
+            "local_prompt_tokens": self._tokens.get((cell.variant, cell.item_id)),
         }
 
     async def _score(self, cell: Cell, text: str) -> tuple[dict, dict, dict]:
@@ -334,11 +357,11 @@ class Runner:
         model = getattr(client, "model", None) or self.model
         params = dict(scorer.params)
         key = cell_key(model, messages, params, 0)
-        row = self.cache.get(key) or self.store.cached_responses([key]).get(key)
-        if row is None:
-            row = await self._send(client, key, messages, params, 0, model)
-            self.store.record_call(row)
-            self.cache[key] = row
+        if key not in self.cache and key not in self.pending:
+            stored = self.store.cached_responses([key]).get(key)
+            if stored is not None:
+                self.cache[key] = stored
+        row = await self._fetch(client, key, messages, params, 0, model, commit=True)
         return row["text"], key
 
     # -- the run -------------------------------------------------------------------------------
@@ -437,6 +460,7 @@ class Runner:
         self._open_bar()
         # Cached cells are recorded first, with no network at all: a fully cached rerun sends
         # not even the (free) balance requests.
+        self._start_token_counts()
         queue = deque(self._prepare())
         self.sends = bool(queue)
         status = "failed"
@@ -472,7 +496,33 @@ class Runner:
             raise self.fatal
         return status
 
+    def _start_token_counts(self) -> None:
+        done_ids = self.store.done_cell_ids(self.run.id)
+        firsts = {(c.variant, c.item_id): c for c in self.cells if c.cell_id not in done_ids}
+
+        def count() -> None:
+            for key, cell in firsts.items():
+                self._tokens[key] = self.local_tokens(cell)
+
+        self._token_thread = threading.Thread(target=count, name="llamakit-tokens", daemon=True)
+        self._token_thread.start()
+
+    def _backfill_token_counts(self) -> None:
+        if self._token_thread is None:
+            return
+        self._token_thread.join(timeout=120)
+        updates = [
+            (n, self.run.id, c.cell_id)
+            for c in self.cells
+            if (n := self._tokens.get((c.variant, c.item_id))) is not None
+        ]
+        self.store.set_local_tokens(updates)
+
     async def _finish(self, status: str) -> None:
+        if status != "interrupted":
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._backfill_token_counts
+            )
         balance_after = None
         if status != "interrupted" and self.sends and self.session:
             try:

@@ -284,6 +284,15 @@ class Store:
         sql = "SELECT cell_id FROM run_cells WHERE run_id = ? AND status = 'done'"
         return {r["cell_id"] for r in self.query(sql, (run_id,))}
 
+    def set_local_tokens(self, updates: Sequence[tuple[int, str, str]]) -> None:
+        """(local_prompt_tokens, run_id, cell_id) for cells recorded before their count was ready."""
+        with self._db.write() as db:
+            db.executemany(
+                "UPDATE run_cells SET local_prompt_tokens = ? "
+                "WHERE run_id = ? AND cell_id = ? AND local_prompt_tokens IS NULL",
+                list(updates),
+            )
+
     def record_attempt(self, row: Mapping[str, Any]) -> None:
         with self._db.write() as db:
             db.execute(_insert_sql("attempts", list(row)), dict(row))
