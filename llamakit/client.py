@@ -65,6 +65,15 @@ class _Base:
         return self._core.spent
 
     @property
+    def on_attempt(self) -> Callable[[Attempt], None] | None:
+        """Called once per HTTP attempt with an ``Attempt``; settable (a runner chains onto it)."""
+        return self._core.on_attempt
+
+    @on_attempt.setter
+    def on_attempt(self, fn: Callable[[Attempt], None] | None) -> None:
+        self._core.on_attempt = fn
+
+    @property
     def rpm(self) -> float | None:
         """The request rate currently enforced (adaptive mode changes it), None when unpaced."""
         return self._core.limiter.rpm
