@@ -46,28 +46,56 @@ def credit_spend(
     df = df.dropna(subset=["at"]).sort_values("at", kind="stable")
     if len(df) == 0:
         return _empty(ax, title, "No run in the store has a start time.")
-    cumulative = df["credits_spent"].cumsum()
-    # Naive timestamps keep matplotlib's date axis free of a timezone dependency.
-    when = df["at"].dt.tz_convert("UTC").dt.tz_localize(None)
-    ax.step(when, cumulative, where="post", color="C0", marker="o", label="credits spent (cum.)")
+    import matplotlib.dates as mdates
+
+    # Naive UTC timestamps keep matplotlib's date axis free of a timezone dependency.
+    when = list(df["at"].dt.tz_convert("UTC").dt.tz_localize(None))
+    first_start = pd.to_datetime(df["started_at"].iloc[0], utc=True)
+    origin = when[0] if pd.isna(first_start) else first_start.tz_convert("UTC").tz_localize(None)
+    cumulative = list(df["credits_spent"].cumsum())
+    # Spend starts at zero when the first run starts and steps up as each run finishes.
+    (spent_line,) = ax.step(
+        [origin, *when],
+        [0.0, *cumulative],
+        where="post",
+        color="C0",
+        marker="o",
+        label="credits spent (cumulative)",
+    )
+    handles = [spent_line]
     ax.set_ylabel("credits spent, cumulative (USD)")
-    ax.set_xlabel("run finished (UTC)")
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylim(bottom=0)
+    before = df["balance_before"].iloc[0] if "balance_before" in df else None
     if "balance_after" in df and df["balance_after"].notna().any():
         bal = ax.twinx()
-        bal.plot(when, df["balance_after"], color="C1", marker="s", ls="--", label="balance after")
-        bal.set_ylabel("balance after run (USD)", color="C1")
+        (balance_line,) = bal.step(
+            [origin, *when],
+            [before, *df["balance_after"]],
+            where="post",
+            color="C1",
+            marker="s",
+            ls="--",
+            label="balance (USD)",
+        )
+        bal.set_ylabel("balance (USD)", color="C1")
         bal.tick_params(axis="y", colors="C1")
+        handles.append(balance_line)
     if len(df) <= 12:
-        for (_, row), y in zip(df.iterrows(), cumulative, strict=True):
+        for name, x, y in zip(df.get("name", [""] * len(df)), when, cumulative, strict=True):
             ax.annotate(
-                str(row.get("name", "")),
-                (row["at"].tz_convert("UTC").tz_localize(None), y),
+                str(name),
+                (x, y),
                 textcoords="offset points",
-                xytext=(4, 4),
+                xytext=(-4, 6),
+                ha="right",
                 fontsize=8,
             )
-    ax.set_title(f"{title}: {cumulative.iloc[-1]:.5f} credits over {len(df)} run(s)")
-    ax.figure.autofmt_xdate()
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
+    ax.set_title(f"{title}: {cumulative[-1]:.5f} credits over {len(df)} run(s)")
     return ax
 
 
@@ -113,7 +141,9 @@ def scores(run: Any, metric: str | None = None, ax: Axes | None = None) -> Axes:
         (table["mean"] - table["ci_low"]).clip(lower=0),
         (table["ci_high"] - table["mean"]).clip(lower=0),
     ]
-    ax.bar(x, table["mean"], yerr=err, capsize=6, color="C2")
+    bars = ax.bar(x, table["mean"], yerr=err, capsize=6, color="C2")
+    # Labels keep a zero mean visible: a bar of height 0 is otherwise just missing.
+    ax.bar_label(bars, labels=[f"{m:.2f}" for m in table["mean"]], padding=2, fontsize=8)
     ax.set_xticks(list(x), table.index.astype(str))
     ax.set_ylabel(f"mean {col} (95% CI)")
     ax.set_xlabel("variant")
@@ -151,14 +181,19 @@ def paired(run: Any, a: str, b: str, metric: str | None = None, ax: Axes | None 
     ax.set_xlabel("item")
     ax.set_ylabel(f"{col}: {a} \u2212 {b}")
     summary = _paired_summary(df, a, b, col)
+    lo, hi = min(0.0, float(diff.min())), max(0.0, float(diff.max()))
     if summary is not None:
-        ax.axhline(summary.diff, color="C0", ls="--", lw=1)
+        ax.axhline(summary.diff, color="C0", ls="--", lw=1, label="mean difference, 95% CI")
         ax.axhspan(summary.ci_low, summary.ci_high, color="C0", alpha=0.12)
+        ax.legend(loc="best", fontsize=8)
+        lo, hi = min(lo, summary.ci_low), max(hi, summary.ci_high)
         p = "" if summary.p_value is None else f", p={summary.p_value:.3g}"
         title += (
             f": diff {summary.diff:+.3f} [{summary.ci_low:+.3f}, {summary.ci_high:+.3f}]{p}"
             f" (W/L/T {summary.wins}/{summary.losses}/{summary.ties})"
         )
+    pad = 0.1 * ((hi - lo) or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
     ax.set_title(title, fontsize=10)
     return ax
 

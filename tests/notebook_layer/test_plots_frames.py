@@ -98,10 +98,11 @@ def test_run_without_scorers_says_so(results_frame) -> None:
 def test_credit_spend_steps_through_cumulative_spend_with_balance(runs_frame) -> None:
     ax = plots.credit_spend(runs_frame([0.01, 0.02, 0.005]))
     line = ax.lines[0]
-    assert list(line.get_ydata()) == pytest.approx([0.01, 0.03, 0.035])
+    # From zero at the first run's start, one step up as each run finishes.
+    assert list(line.get_ydata()) == pytest.approx([0.0, 0.01, 0.03, 0.035])
     assert line.get_drawstyle() == "steps-post"
     twins = [a for a in ax.figure.axes if a is not ax]
-    assert list(twins[0].lines[0].get_ydata()) == pytest.approx([0.99, 0.97, 0.965])
+    assert list(twins[0].lines[0].get_ydata()) == pytest.approx([1.0, 0.99, 0.97, 0.965])
     assert "0.03500" in ax.get_title()
 
 
@@ -110,7 +111,7 @@ def test_credit_spend_counts_a_running_run_at_its_start(runs_frame) -> None:
     df.loc[1, "finished_at"] = None
     df.loc[1, "credits_spent"] = math.nan
     ax = plots.credit_spend(df)
-    assert list(ax.lines[0].get_ydata()) == pytest.approx([0.01, 0.01])
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([0.0, 0.01, 0.01])
 
 
 def test_credit_spend_empty_table_draws_an_explanatory_chart(runs_frame) -> None:

@@ -52,7 +52,7 @@ def test_credit_spend_over_the_runs_in_a_store(capitals_run, failed_run, run_sto
     table = lk.runs(store=run_store)
     ax = plots.credit_spend(store=run_store)
     assert ax.lines[0].get_ydata()[-1] == pytest.approx(table["credits_spent"].sum())
-    assert len(ax.lines[0].get_ydata()) == len(table)
+    assert len(ax.lines[0].get_ydata()) == len(table) + 1  # a zero start, then one step per run
     assert plots.credit_spend(table).lines[0].get_ydata()[-1] == pytest.approx(
         table["credits_spent"].sum()
     )
