@@ -391,7 +391,10 @@ class Runner:
         )
         if self._bar is not None:
             self._bar.n = self.done + error_count
-            self._bar.set_postfix(errors=error_count, credits=f"{spent:.5f}", refresh=False)
+            postfix = {"errors": error_count, "credits": f"{spent:.5f}"}
+            if left is not None:
+                postfix["left"] = f"{left:.4f}"
+            self._bar.set_postfix(postfix, refresh=False)
             self._bar.refresh()
         self.run._publish(snapshot)
 
@@ -457,7 +460,6 @@ class Runner:
             max_workers=self.concurrency, thread_name_prefix="llamakit-cell"
         )
         self._repair_earlier_sessions()
-        self._open_bar()
         # Cached cells are recorded first, with no network at all: a fully cached rerun sends
         # not even the (free) balance requests.
         self._start_token_counts()
@@ -542,7 +544,9 @@ class Runner:
         if self._bar is not None:
             self._bar.close()
 
-    def _open_bar(self) -> None:
+    def open_bar(self) -> None:
+        """Create the progress bar; called from the caller's thread so that Jupyter shows the
+        widget under the cell that started the run."""
         if not self.show_progress:
             return
         from tqdm.auto import tqdm

@@ -322,6 +322,7 @@ class Experiment:
         )
         run._stop_request = runner.request_stop
         run._runner = runner  # type: ignore[attr-defined]
+        runner.open_bar()
         return run, runner
 
     def _resume_or_create(

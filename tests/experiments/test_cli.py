@@ -57,3 +57,18 @@ def test_run_with_a_bad_spec_or_budget_exits_with_a_named_error(
 def test_export_of_an_unknown_run_fails_clearly(tmp_path, capsys) -> None:
     assert main(["export", "nope", "--csv", str(tmp_path / "x.csv")]) == 1
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_to_csv_keeps_raw_text_unmodified(tmp_path) -> None:
+    import llamakit as lk
+
+    rules = [{"pattern": "tricky", "reply": 'a, "quoted"\nmulti-line\treply ünïcode'}]
+    with lk.local_server(backend="scripted", credits=10.0, rules=rules) as srv:
+        exp = lk.Experiment("csv", prompts="tricky {{ q }}", dataset=[{"q": 1}, {"q": 2}])
+        run = exp.run(srv.client(), progress=False)
+    path = tmp_path / "out.csv"
+    run.to_csv(path)
+    back = pd.read_csv(path, keep_default_na=False)
+    assert back["response"].tolist() == run.results["response"].tolist()
+    assert all('"quoted"\nmulti-line\t' in text for text in back["response"])
+    assert list(back.columns) == list(run.results.columns)
