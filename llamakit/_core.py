@@ -74,7 +74,6 @@ class Sleep:
     seconds: float
 
 
-Reply = "httpx.Response | httpx.HTTPError | None"
 Plan = Generator["Request | Sleep", Any, T]
 
 
@@ -196,7 +195,9 @@ class Core:
     def credits_plan(self) -> Plan[float]:
         self._require_key()
         request = Request("GET", f"{self.base_url}/get-user-credits")
-        value, _ = yield from self._attempts(request, parse_credits, None)
+        # Not paced: the balance endpoint is free and not an inference call, and pacing it would
+        # cost a whole slot at a 5-rpm plan before the first chat.
+        value, _ = yield from self._attempts(request, parse_credits, None, paced=False)
         with self._lock:
             if self.credits_start is None:
                 self.credits_start = value
