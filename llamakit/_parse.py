@@ -221,7 +221,10 @@ def transport_error(exc: httpx.HTTPError, url: str) -> APIError:
             f"no complete answer from {host} within the timeout ({type(exc).__name__}); "
             "pass a larger timeout= if the model needs longer"
         )
-    return APIConnectionError(f"could not talk to {host}: {type(exc).__name__}: {detail}")
+    return APIConnectionError(
+        f"could not talk to {host}: {type(exc).__name__}: {detail}. Check base_url and the "
+        "network (for a local server: is it still running?)"
+    )
 
 
 def _is_number(value: Any) -> bool:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from llamakit import (
     APIResponseError,
+    APIStatusError,
     AuthenticationError,
     ChatResponse,
     RateLimitError,
@@ -221,3 +222,22 @@ def test_fuzz_chat_reply_parsing(mock_client: MakeClient, body: bytes, header: s
         return
     assert isinstance(r.text, str)
     assert r.usage.prompt_tokens is None or isinstance(r.usage.prompt_tokens, int)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(status=st.integers(200, 599), body=bodies)
+def test_fuzz_any_status_and_body_gives_a_typed_outcome(
+    mock_client: MakeClient, status: int, body: bytes
+) -> None:
+    client = mock_client(
+        lambda r: httpx.Response(status, content=body), max_retries=0, retry_policy=None
+    )
+    try:
+        r = client.chat("hi")
+    except APIStatusError as exc:
+        assert status >= 300 and exc.status == status and str(exc).startswith(f"HTTP {status}")
+        return
+    except APIResponseError:
+        assert status < 300
+        return
+    assert status < 300 and isinstance(r, ChatResponse)
