@@ -1,0 +1,112 @@
+"""The chat panel and the run views, used the way a person uses them: in JupyterLab, in Chromium.
+
+nbval never renders a widget; these tests do. The screenshots they save under
+test-artifacts/browser/ are the README's pictures.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+# Generous: JupyterLab round trips are fast, but a loaded CI machine is not.
+WAIT_MS = 30_000
+
+
+def _credits(text: str) -> float:
+    match = re.search(r"(\d+\.\d+)", text)
+    assert match, f"no credit figure in {text!r}"
+    return float(match.group(1))
+
+
+def _report(capsys: pytest.CaptureFixture[str], what: str, started: float) -> None:
+    with capsys.disabled():
+        print(f"\n[browser] {what}: {time.monotonic() - started:.1f} s wall time")
+
+
+def test_chat_panel_send_and_undo(notebook: Any, artifacts: Path, capsys: Any) -> None:
+    from playwright.sync_api import expect
+
+    started = time.monotonic()
+    notebook.open("notebooks/01_chat.ipynb")
+    notebook.run_all()
+    page = notebook.page
+
+    panel = page.locator(".llamakit-chat")
+    expect(panel).to_have_count(1)  # the notebook displays one panel (bad_panel is never shown)
+    transcript = panel.locator(".llamakit-chat-transcript")
+    turns = transcript.locator(".llamakit-chat-user, .llamakit-chat-assistant")
+    credits = panel.locator(".llamakit-credits")
+    # The notebook's own cells sent two questions and undid one.
+    expect(turns).to_have_count(2, timeout=WAIT_MS)
+    credits_before = _credits(credits.inner_text())
+
+    question = "Name three primary colours."
+    field = panel.locator(".llamakit-chat-input input")
+    field.click()
+    field.fill(question)
+    field.press("Enter")
+
+    expect(turns).to_have_count(4, timeout=WAIT_MS)
+    expect(transcript.locator(".llamakit-chat-user").last).to_have_text(question)
+    reply = transcript.locator(".llamakit-chat-assistant").last
+    expect(reply).to_contain_text("credits")  # the reply's cost/latency line
+    assert reply.inner_text().split("credits")[0].strip(), "the reply is empty"
+    expect(field).to_have_value("")  # the box is cleared for the next message
+    expect(credits).not_to_have_text(re.compile(re.escape(f"{credits_before:.5f}")))
+    assert _credits(credits.inner_text()) < credits_before
+    expect(panel.locator(".llamakit-chat-error")).to_have_text("")
+    panel.screenshot(path=str(artifacts / "chat-panel.png"))
+
+    panel.locator(".llamakit-undo").click()
+    expect(turns).to_have_count(2, timeout=WAIT_MS)
+    expect(transcript).not_to_contain_text(question)
+    _report(capsys, "01_chat (open, run all, send, undo)", started)
+
+
+def test_compare_prompts_progress_and_comparison(
+    notebook: Any, artifacts: Path, capsys: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    started = time.monotonic()
+    notebook.open("notebooks/02_compare_prompts.ipynb")
+    notebook.run_all()
+    page = notebook.page
+
+    run_view = page.locator(".llamakit-run")
+    expect(run_view).to_have_count(1)
+    bar = run_view.locator(".llamakit-run-progress .progress-bar")
+    expect(bar).to_have_attribute("style", re.compile(r"width:\s*100%"), timeout=WAIT_MS)
+    expect(run_view.locator(".llamakit-run-done")).to_have_text(re.compile(r"^(\d+)/\1 cells"))
+    expect(run_view.locator(".llamakit-run-errors")).to_have_text("Errors none")
+    # The runner's own tqdm bar (cell "Run it") also ends full.
+    for other in page.locator(".widget-progress .progress-bar").all():
+        expect(other).to_have_attribute("style", re.compile(r"width:\s*100%"))
+    run_view.screenshot(path=str(artifacts / "run-view.png"))
+
+    compare = page.locator(".llamakit-compare")
+    expect(compare).to_have_count(1)
+    cards = compare.locator(".llamakit-compare-card")
+    expect(cards).to_have_count(3, timeout=WAIT_MS)
+    assert [h.inner_text() for h in cards.locator("h4").all()] == ["bare", "one_word", "tutor"]
+    expect(cards.locator(".llamakit-error")).to_have_count(0)
+    for card in cards.all():
+        body = card.inner_text().split("\n", 1)[1]  # below the variant's heading
+        assert body.split("contains")[0].strip(), f"no response shown in {card.inner_text()!r}"
+
+    # Picking another item in the browser re-renders the cards for that item.
+    picker = compare.locator(".llamakit-compare-item select")
+    options = picker.locator("option")
+    assert options.count() >= 2, "the disagreement filter left fewer than two items to pick"
+    expected_before = cards.first.locator("small").first.inner_text()
+    picker.select_option(index=1)
+    expect(cards.first.locator("small").first).not_to_have_text(expected_before, timeout=WAIT_MS)
+    compare.screenshot(path=str(artifacts / "compare-view.png"))
+    _report(capsys, "02_compare_prompts (open, run all, progress, compare)", started)
