@@ -54,6 +54,13 @@ class CompareView(widgets.VBox):
             "llamakit-compare-repeat",
         )
         self.repeat_picker.layout.display = None if len(repeats) > 1 else "none"
+        # An experiment with several parameter sets has one cell per set: pick which to show.
+        param_sets = list(dict.fromkeys(df["params"])) if "params" in df and len(df) else [None]
+        self.params_picker = _render.classed(
+            widgets.Dropdown(options=param_sets, value=param_sets[0], description="Params"),
+            "llamakit-compare-params",
+        )
+        self.params_picker.layout.display = None if len(param_sets) > 1 else "none"
         self.disagree_toggle = _render.classed(
             widgets.Checkbox(value=False, description="only items where variants disagree"),
             "llamakit-compare-disagree",
@@ -64,7 +71,14 @@ class CompareView(widgets.VBox):
         super().__init__(
             children=[
                 widgets.HTML(_CSS),
-                widgets.HBox([self.item_picker, self.repeat_picker, self.disagree_toggle]),
+                widgets.HBox(
+                    [
+                        self.item_picker,
+                        self.repeat_picker,
+                        self.params_picker,
+                        self.disagree_toggle,
+                    ]
+                ),
                 self.count_label,
                 self.cards,
             ]
@@ -73,6 +87,7 @@ class CompareView(widgets.VBox):
         self._set_options()
         self.item_picker.observe(self._on_pick, names="value")
         self.repeat_picker.observe(self._on_pick, names="value")
+        self.params_picker.observe(self._on_pick, names="value")
         self.disagree_toggle.observe(lambda _c: self._set_options(), names="value")
 
     @property
@@ -130,6 +145,8 @@ class CompareView(widgets.VBox):
             self.cards.children = [widgets.HTML("<i>No items to show.</i>")]
             return
         rows = df[(df["item_id"] == self.item) & (df["repeat"] == self.repeat)]
+        if self.params_picker.value is not None:
+            rows = rows[rows["params"] == self.params_picker.value]
         shown: dict[str, dict[str, Any]] = {}
         for variant in self.variants:
             match = rows[rows["variant"].astype(str) == variant]

@@ -127,3 +127,16 @@ def test_compareview_of_an_empty_run(results_frame) -> None:
     view = CompareView(results_frame({"a": [1]}).iloc[0:0])
     assert view.items == [] and view.shown == {}
     assert "No items" in view.cards.children[0].value
+
+
+def test_compareview_picks_a_parameter_set(results_frame) -> None:
+    import pandas as pd
+
+    cold, hot = results_frame({"a": [1], "b": [0]}), results_frame({"a": [0], "b": [0]})
+    hot["params"] = '{"temperature": 1}'
+    hot["response"] = hot["variant"] + " hot"
+    view = CompareView(pd.concat([cold, hot], ignore_index=True))
+    assert view.params_picker.layout.display is None
+    assert view.shown["a"]["response"] == "a answer 0 **bold**"
+    view.params_picker.value = '{"temperature": 1}'
+    assert view.shown["a"]["response"] == "a hot"
