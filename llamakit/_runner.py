@@ -31,6 +31,7 @@ from .errors import (
     MethodNotAllowedError,
     NotFoundError,
     ReplayMissError,
+    ValidationError,
 )
 from .run import Run, RunProgress, run_spend
 from .store._store import response_fields
@@ -259,7 +260,7 @@ class Runner:
                 self.store.record_call(row)
             self.cache[key] = row
             future.set_result(row)
-        except APIError as exc:  # whoever shares this key records the same error
+        except (APIError, ValidationError) as exc:  # whoever shares this key records it too
             future.set_exception(exc)
             future.add_done_callback(lambda f: f.exception())
             raise
@@ -278,7 +279,7 @@ class Runner:
             row = await self._response_for(cell)
         except _Stop:
             return
-        except APIError as exc:
+        except (APIError, ValidationError) as exc:  # a per-cell failure: recorded, run goes on
             attempts = self.store.query(
                 "SELECT COUNT(*) AS n FROM attempts WHERE run_id = ? AND session = ? "
                 "AND cell_key = ?",

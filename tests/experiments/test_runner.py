@@ -213,3 +213,15 @@ def test_estimate_projects_cells_credits_and_time(server) -> None:
     assert est2.cells_to_run == 120 - est2.cells_finished
     assert est2.cost_source == "observed"
     assert math.isclose(est2.cost_per_call, 0.00063, rel_tol=1e-6)
+
+
+def test_a_prompt_too_long_for_one_item_is_that_cells_error_and_costs_nothing(server) -> None:
+    data = [{"id": "short", "q": "hi"}, {"id": "huge", "q": "lorem ipsum " * 6000}]
+    exp = lk.Experiment("ctx", prompts="{{ q }}", dataset=data, params={"max_tokens": 16})
+    run = exp.run(client_of(server), progress=False)
+    frame = run.results.set_index("item_id")
+    assert run.status == "finished"
+    assert frame.loc["huge", "error"] == "ValidationError"
+    assert "8192" in frame.loc["huge", "error_message"]
+    assert frame.loc["short", "response"] and frame.loc["huge", "credits"] == 0.0
+    assert billed(server) == 1
