@@ -90,7 +90,10 @@ class ChatPanel(widgets.VBox):
         if self._turns_count() == 0 and self._system_value() != self._conversation_system:
             # The system prompt was edited before the first turn: start from it.
             self.conversation = self._new_conversation()
-        before = self.credits_left
+        # The client's last seen balance also counts calls made through it outside the panel
+        # (a Conversation in another cell), so the difference below is this reply's cost.
+        before = getattr(self.client, "credits_last", None)
+        before = self.credits_left if before is None else before
         self._set_busy(True)
         self.input.value = ""
         try:
@@ -111,8 +114,9 @@ class ChatPanel(widgets.VBox):
         if response.credits_remaining is not None:
             self.credits_left = response.credits_remaining
             # Rounded: a difference of two balances carries float noise in the 17th digit.
+            # A negative one means a top-up came in between: the cost is then unknown.
             spent = None if before is None else before - response.credits_remaining
-            self.last_cost = None if spent is None else round(max(spent, 0.0), 10)
+            self.last_cost = None if spent is None or spent < 0 else round(spent, 10)
         else:
             self.last_cost = None
         self._reply_meta[len(self._messages()) - 1] = {

@@ -200,3 +200,24 @@ def test_css_classes_a_browser_test_can_find(server, store) -> None:
     for css, widget in classes.items():
         assert css in widget._dom_classes, css
     assert "llamakit-chat" in panel._dom_classes
+
+
+def test_reply_cost_excludes_calls_made_elsewhere_with_the_client(server, store) -> None:
+    client = server.client()
+    panel = ChatPanel(client, store=store)
+    panel.send("one")
+    lk.Conversation(client).send("a call outside the panel")
+    panel.send("two")
+    assert panel.last_cost == pytest.approx(COST)
+    assert panel.credits_left == pytest.approx(client.credits())
+
+
+def test_cost_is_unknown_across_a_top_up(own_server, store) -> None:
+    panel = ChatPanel(own_server.client(max_retries=0), store=store)
+    own_server.set_credits(0.0)
+    panel.send("refused")
+    own_server.set_credits(5.0)
+    panel.send("paid")
+    assert panel.last_cost is None
+    assert panel.credits_left == pytest.approx(5.0 - COST)
+    assert "\u2013 credits" in panel.cost_label.value
