@@ -77,6 +77,8 @@ _RESPONSE_COLUMNS = [
     "created_at",
 ]
 
+_CACHE_COLUMNS = "cell_key, text, attempts, latency_s, started_at, finished_at, credits_remaining, run_id, session"
+
 _CELL_COLUMNS = [
     "run_id",
     "cell_id",
@@ -224,14 +226,19 @@ class Store:
         return self.query(sql, (run_id,))
 
     # -- cells ------------------------------------------------------------------------------
-    def cached_responses(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """Successful responses for these cell keys (the cache), keyed by cell key."""
+    def cached_responses(
+        self, keys: Iterable[str], *, columns: str = _CACHE_COLUMNS
+    ) -> dict[str, dict[str, Any]]:
+        """Successful responses for these cell keys (the cache), keyed by cell key.
+
+        Only the columns a run needs are read (not the stored request), which keeps a fully
+        cached rerun of thousands of cells fast."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT * FROM responses WHERE cell_key IN ({marks})"
+            sql = f"SELECT {columns} FROM responses WHERE cell_key IN ({marks})"
             for row in self.query(sql, tuple(chunk)):
                 found[row["cell_key"]] = row
         return found
