@@ -56,6 +56,9 @@ LAB_SETTINGS = {
 }
 STARTUP_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 20.0
+# Playwright's default for actions and `expect`: JupyterLab round trips take well under a second,
+# but a loaded 2-core CI machine is slow.
+ACTION_TIMEOUT_MS = 30_000
 
 
 def _free_port() -> int:
@@ -121,6 +124,11 @@ class JupyterLab:
         pytest.fail(
             f"JupyterLab did not answer /api/status in {STARTUP_TIMEOUT_S}s:\n{self.log_tail()}"
         )
+
+    def shutdown_kernels(self) -> None:
+        """End every notebook session, so the next test starts its notebook on a fresh kernel."""
+        for session in self.api("GET", "/api/sessions").json():
+            self.api("DELETE", f"/api/sessions/{session['id']}")
 
     def shutdown(self) -> None:
         """Clean shutdown via the API (which also shuts the kernels down), then kill what is left."""
@@ -233,9 +241,10 @@ def browser() -> Iterator[Any]:
             "(`make browser-deps`, or `apt-get update && apt-get install -y chromium`)."
         )
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError as exc:
         pytest.fail(f"Python playwright is not installed (dev extra): {exc}")
+    expect.set_options(timeout=ACTION_TIMEOUT_MS)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -245,13 +254,35 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, lab: JupyterLab) -> Iterator[Any]:
+def page(request: pytest.FixtureRequest, browser: Any, lab: JupyterLab) -> Iterator[Any]:
+    """A fresh browser context per test; on failure, a full-page screenshot, the page's JavaScript
+    errors and the lab's log tail, so a red CI run can be read without rerunning it."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    page = context.new_page()
+    js_errors: list[str] = []
+    page.on("pageerror", lambda exc: js_errors.append(str(exc)))
     try:
-        yield context.new_page()
+        yield page
     finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / f"failure-{request.node.name}.png"
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}\nJavaScript errors: {js_errors or 'none'}")
+            print(f"JupyterLab log tail:\n{lab.log_tail()}")
         context.close()
+        lab.shutdown_kernels()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # Lets fixtures see in teardown whether the test body failed.
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 @pytest.fixture(scope="session")

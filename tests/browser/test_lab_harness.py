@@ -35,8 +35,15 @@ widgets.VBox([text, button, label])
 
 def _write_notebook(path: Path, *sources: str) -> str:
     cells = [
-        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": s}
-        for s in sources
+        {
+            "id": f"cell-{i}",
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": source,
+        }
+        for i, source in enumerate(sources)
     ]
     kernelspec = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb = {
