@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
@@ -45,11 +45,19 @@ class RunView(widgets.VBox):
         self.credits_label = _render.classed(widgets.HTML(), "llamakit-run-credits")
         self.errors_label = _render.classed(widgets.HTML(), "llamakit-run-errors")
         self.status_label = _render.classed(widgets.HTML(), "llamakit-run-status")
+        self.stop_button = _render.classed(
+            widgets.Button(
+                description="Stop", icon="stop", tooltip="Stop after the calls in flight"
+            ),
+            "llamakit-run-stop",
+        )
+        self.stop_button.on_click(lambda _b: self.stop())
+        self._unsubscribe: Any = None
         title = widgets.HTML(f"<b>{html.escape(str(getattr(run, 'name', '')))}</b>")
         super().__init__(
             children=[
                 title,
-                widgets.HBox([self.bar, self.counts, self.status_label]),
+                widgets.HBox([self.bar, self.counts, self.status_label, self.stop_button]),
                 self.credits_label,
                 self.errors_label,
             ]
@@ -57,13 +65,22 @@ class RunView(widgets.VBox):
         self.add_class("llamakit-run")
         self.update(run.progress)
         if not self.finished:
-            run.subscribe(self.update)
+            self._unsubscribe = run.subscribe(self.update)
             # The run may have finished between reading progress and subscribing.
             self.update(run.progress)
+
+    def stop(self) -> None:
+        """Ask the run to stop after the calls in flight (finished work is kept; rerun resumes)."""
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping\u2026"
+        self.run.stop()
 
     def update(self, progress: RunProgress) -> None:
         """Show ``progress`` (called by the run after each cell; safe from any thread)."""
         with self._lock:
+            processed = int(progress.done) + sum(progress.errors.values())
+            if (self.finished and not progress.finished) or processed < self.processed:
+                return  # an older snapshot, overtaken by one the runner already delivered
             self.updates += 1
             self.total = int(progress.total)
             self.done = int(progress.done)
@@ -73,6 +90,9 @@ class RunView(widgets.VBox):
             self.finished = bool(progress.finished)
             self.status = getattr(progress, "status", None) or getattr(self.run, "status", None)
             self._render()
+        if self.finished and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     @property
     def processed(self) -> int:
@@ -87,6 +107,7 @@ class RunView(widgets.VBox):
             self.bar.bar_style = "success" if self.done >= self.total else "danger"
         elif n_err:
             self.bar.bar_style = "warning"
+        self.stop_button.layout.display = "none" if self.finished else None
         self.counts.value = f"{self.processed}/{self.total} cells \u00b7 {self.done} answered"
         self.status_label.value = html.escape(str(self.status or ""))
         self.credits_label.value = (

@@ -140,3 +140,30 @@ def test_compareview_picks_a_parameter_set(results_frame) -> None:
     assert view.shown["a"]["response"] == "a answer 0 **bold**"
     view.params_picker.value = '{"temperature": 1}'
     assert view.shown["a"]["response"] == "a hot"
+
+
+def test_runview_stop_button_stops_a_live_run(run_store) -> None:
+    exp = lk.Experiment(
+        "stoppable",
+        prompts={"sum": "What is 7 + {{ x }}?"},
+        dataset=[{"x": i} for i in range(40)],
+    )
+    with lk.local_server(backend="scripted", credits=1.0, latency_ms=50) as srv:
+        run = exp.start(srv.client(), concurrency=1, store=run_store, progress=False)
+        view = RunView(run)
+        assert view.stop_button.layout.display is None  # offered while the run is going
+        view.stop_button.click()
+        run.wait(timeout=60)
+    assert run.status == "stopped"
+    assert view.finished and view.status == "stopped"
+    assert view.processed < 40
+    assert view.stop_button.layout.display == "none"
+    assert view._unsubscribe is None  # no callback left on the run
+
+
+def test_runview_ignores_a_stale_snapshot(capitals_run) -> None:
+    from llamakit.run import RunProgress
+
+    view = RunView(capitals_run)
+    view.update(RunProgress(total=48, done=10))
+    assert (view.done, view.finished) == (48, True)
