@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from reliability_helpers import FUZZED
+from reliability_helpers import FUZZED, SUMMARY
 
 
 @pytest.fixture
@@ -23,3 +23,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         total = sum(FUZZED.values())
         parts = ", ".join(f"{name} {n}" for name, n in sorted(FUZZED.items()))
         terminalreporter.write_line(f"reliability: {total} fuzzed inputs ({parts})")
+    for name, line in SUMMARY.items():
+        terminalreporter.write_line(f"reliability {name}: {line}")

@@ -48,7 +48,20 @@ ODD = st.sampled_from(
 TEXT = st.lists(st.one_of(ANY_CHAR, ODD), max_size=40).map("".join)
 # Values generators reach rarely but that break naive validation: drawn on purpose.
 EDGE = st.sampled_from(
-    [math.inf, -math.inf, math.nan, -0.0, 1e308, 5e-324, 2**63, -(2**63) - 1, 10**40, 10**400, 0, -1]
+    [
+        math.inf,
+        -math.inf,
+        math.nan,
+        -0.0,
+        1e308,
+        5e-324,
+        2**63,
+        -(2**63) - 1,
+        10**40,
+        10**400,
+        0,
+        -1,
+    ]
     + ["", " ", "\ud800", "\x00", [], {}, None, True, False]
 )
 SCALARS = st.one_of(

@@ -1,0 +1,310 @@
+"""The soak test (issue 6, item 1): 1,000+ cells against a `llamakit serve` subprocess with every
+fault at once, the runner process SIGKILLed at three random points and restarted each time.
+
+Faults: random latency (15 +- 15 ms), 10% 500s, 5% 429s with a sub-second Retry-After, 2% dropped
+connections (all seeded), and two short windows in which every reply's body comes later than the
+client's timeout (toggled through POST /_llamakit/faults while the run is going).
+
+What must hold at the end, and why the billing check is not a plain equality:
+- every cell is finished exactly once in the store; the store passes PRAGMA integrity_check;
+- the server's ledger and its stats agree (balance drop == calls billed x price);
+- the store accounts for every credit the server took: its first session's opening balance minus
+  its last session's closing balance is the ledger's spend, to the last decimal;
+- billed calls == cells + calls billed but never seen by the client. A slow body past the client's
+  timeout is billed (the server debits before it sends the headers, as a provider would) and the
+  client retries: the store records each such attempt as an APITimeoutError. A SIGKILL can land
+  after the server billed a call and before the runner committed it: nothing can tie that call to
+  its cell (Segmind's v1 contract has no idempotency key), so it is bounded, not matched: at most
+  one per call in flight per kill.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_helpers import SUMMARY, ServeProcess
+
+import llamakit
+from llamakit.store import Store
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+CELLS = 1200
+KILLS = 3
+CONCURRENCY = 8  # soak_runner.CONCURRENCY: calls in flight, the bound on billed-unseen per kill
+PRICE = 0.00063
+CREDITS = 100.0
+SLOW_WINDOWS = 2
+SLOW_BODY_S = 3.0  # > soak_runner.CLIENT_TIMEOUT_S
+DEADLINE_S = 300.0
+
+
+@dataclass
+class Soak:
+    seed: int
+    store_path: Path
+    ledger_path: Path
+    stats: dict[str, Any]
+    balance_after: float
+    kills: int = 0
+    restarts: int = 0
+    slow_windows: list[tuple[int, int]] = field(default_factory=list)  # (done, billed in window)
+    exit_codes: list[int] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True) as db:
+            return db.execute(sql, args).fetchall()
+
+
+def _done_cells(store_path: Path) -> int:
+    if not store_path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM run_cells WHERE status = 'done'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet, or busy for a moment
+        return 0
+
+
+def _start_runner(url: str, store_path: Path, key: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SEGMIND_API_KEY": key, "PYTHONUNBUFFERED": "1"}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, str(HERE / "soak_runner.py"), url, str(store_path), str(CELLS)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def _slow_window(server: ServeProcess) -> int:
+    """Serve slow bodies until a few calls got one (at most 3 s); returns how many were billed."""
+    billed = server.stats()["billed_calls"]
+    server.set_faults(slow_body_s=SLOW_BODY_S)
+    try:
+        deadline = time.monotonic() + 3.0
+        while server.stats()["billed_calls"] - billed < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.set_faults(slow_body_s=0)
+    return server.stats()["billed_calls"] - billed
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory: pytest.TempPathFactory) -> Soak:
+    seed = int(os.environ.get("LLAMAKIT_SOAK_SEED", secrets.randbelow(2**31)))
+    rng = random.Random(seed)
+    tmp = tmp_path_factory.mktemp("soak")
+    key = "SG_soak_" + secrets.token_hex(8)
+    server = ServeProcess(
+        key,
+        *("--credits", str(CREDITS), "--cost-per-call", str(PRICE), "--db", str(tmp / "ledger.db")),
+        *("--latency-ms", "15", "--latency-jitter-ms", "15", "--seed", str(seed)),
+        *("--fail-rate", "0.10", "--rate-429", "0.05", "--drop-rate", "0.02"),
+        *("--retry-after-s", f"{rng.uniform(0.2, 0.6):.2f}"),
+        log=tmp / "server.log",
+    )
+    store_path = tmp / "soak.db"
+    # Kill and slow-body points, as numbers of finished cells (random, reproducible from the seed).
+    kill_at = sorted(rng.uniform(0.1, 0.85) * CELLS for _ in range(KILLS))
+    slow_at = sorted(rng.uniform(0.15, 0.9) * CELLS for _ in range(SLOW_WINDOWS))
+    result = Soak(seed, store_path, tmp / "ledger.db", {}, 0.0)
+    started = time.monotonic()
+    try:
+        runner = _start_runner(server.url, store_path, key, tmp / "runner.log")
+        while True:
+            assert time.monotonic() - started < DEADLINE_S, (
+                f"soak exceeded {DEADLINE_S}s, seed {seed}"
+            )
+            code = runner.poll()
+            if code is not None:
+                result.exit_codes.append(code)
+                break
+            done = _done_cells(store_path)
+            if slow_at and done >= slow_at[0]:
+                slow_at.pop(0)
+                result.slow_windows.append((done, _slow_window(server)))
+            if kill_at and done >= kill_at[0]:
+                kill_at.pop(0)
+                runner.send_signal(signal.SIGKILL)
+                result.exit_codes.append(runner.wait())
+                result.kills += 1
+                runner = _start_runner(server.url, store_path, key, tmp / "runner.log")
+                result.restarts += 1
+            time.sleep(0.02)
+        result.stats = server.stats()
+        result.balance_after = server.balance()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        server.stop()
+    result.seconds = time.monotonic() - started
+    result.outputs = (tmp / "runner.log").read_text(errors="replace").splitlines()
+    req = result.stats.get("requests", {})
+    SUMMARY["soak"] = (
+        f"{CELLS} cells in {result.seconds:.0f} s, seed {seed}; {result.kills} SIGKILLs survived; "
+        f"injected: {req.get('500', 0)} x 500, {req.get('429', 0)} x 429, "
+        f"{result.stats.get('dropped', 0)} dropped, slow bodies billed in windows "
+        f"{[b for _, b in result.slow_windows]}; billed {result.stats.get('billed_calls')} calls"
+    )
+    return result
+
+
+def _describe(s: Soak) -> str:
+    return (
+        f"seed {s.seed} (rerun with LLAMAKIT_SOAK_SEED={s.seed}); slow windows (done, billed) "
+        f"{s.slow_windows}; runner output tail: {s.outputs[-5:]}"
+    )
+
+
+def test_the_run_survived_three_kills_and_finished(soak: Soak) -> None:
+    assert soak.kills == KILLS, _describe(soak)
+    assert soak.exit_codes[:KILLS] == [-signal.SIGKILL] * KILLS
+    assert soak.exit_codes[-1] == 0, _describe(soak)
+    assert soak.outputs and soak.outputs[-1] == f"RESULT finished {CELLS} {CELLS}", _describe(soak)
+    (run_id,) = soak.query("SELECT run_id FROM runs")[0]
+    sessions = soak.query("SELECT COUNT(*) FROM run_sessions WHERE run_id = ?", (run_id,))[0][0]
+    assert sessions == KILLS + 1  # one resumed run, not four runs
+
+
+def test_every_cell_finished_exactly_once(soak: Soak) -> None:
+    rows = soak.query("SELECT cell_id, cell_key, status, error FROM run_cells")
+    assert len(rows) == CELLS, _describe(soak)
+    assert {r[2] for r in rows} == {"done"} and {r[3] for r in rows} == {None}
+    assert len({r[0] for r in rows}) == CELLS and len({r[1] for r in rows}) == CELLS
+    # One paid response per cell, and none that belongs to no cell.
+    responses = soak.query("SELECT cell_key FROM responses")
+    assert sorted(r[0] for r in responses) == sorted(r[1] for r in rows)
+    # The results frame (what a user sees) agrees.
+    store = Store(soak.store_path)
+    try:
+        (run_id,) = soak.query("SELECT run_id FROM runs")[0]
+        results = llamakit.load_run(run_id, store=store).results
+        assert len(results) == CELLS and results["error"].isna().all()
+        assert results["response"].notna().all()
+        assert results["score_contains"].notna().all()
+    finally:
+        store.close()
+
+
+def test_store_and_ledger_pass_integrity_check(soak: Soak) -> None:
+    for path in (soak.store_path, soak.ledger_path):
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)], path
+
+
+def test_faults_really_happened(soak: Soak) -> None:
+    """Guard against a vacuous pass: every kind of fault was injected and absorbed by retries."""
+    requests = soak.stats["requests"]
+    assert requests.get("500", 0) >= CELLS * 0.05, requests
+    assert requests.get("429", 0) >= CELLS * 0.02, requests
+    assert soak.stats["dropped"] >= CELLS * 0.005, soak.stats
+    assert len(soak.slow_windows) == SLOW_WINDOWS
+    errors = dict(soak.query("SELECT error, COUNT(*) FROM attempts GROUP BY error"))
+    assert errors.get("ServerError", 0) > 0 and errors.get("RateLimitError", 0) > 0, errors
+    assert errors.get("APIConnectionError", 0) > 0, errors  # the dropped connections
+    assert errors.get("APITimeoutError", 0) > 0, errors  # the slow bodies
+
+
+def test_server_billed_one_call_per_cell_plus_only_the_unseen(soak: Soak) -> None:
+    billed = soak.stats["billed_calls"]
+    timeouts = soak.query("SELECT COUNT(*) FROM attempts WHERE error = 'APITimeoutError'")[0][0]
+    # Every timeout the store recorded was a slow body: billed, its reply never read.
+    unseen_at_kills = billed - CELLS - timeouts
+    assert 0 <= unseen_at_kills <= KILLS * CONCURRENCY, (billed, timeouts, _describe(soak))
+    # Only a 200 bills, and every billed call was answered 200 (its headers left the server).
+    assert soak.stats["requests"]["200"] >= billed
+
+
+def test_the_ledger_is_consistent(soak: Soak) -> None:
+    spent = CREDITS - soak.balance_after
+    assert spent == pytest.approx(soak.stats["billed_calls"] * PRICE, abs=1e-9)
+    assert soak.stats["credits_spent"] == pytest.approx(spent, abs=1e-9)
+
+
+def test_the_store_accounts_for_every_credit_the_server_took(soak: Soak) -> None:
+    """The sessions' balances in the store bracket the whole spend, billed-unseen calls included."""
+    (run_id,) = soak.query("SELECT run_id FROM runs")[0]
+    sessions = soak.query(
+        "SELECT balance_before, balance_after FROM run_sessions WHERE run_id = ? ORDER BY session",
+        (run_id,),
+    )
+    assert sessions[0][0] == pytest.approx(CREDITS)
+    assert sessions[-1][1] == pytest.approx(soak.balance_after, abs=1e-9)
+    spent = CREDITS - soak.balance_after
+    assert sessions[0][0] - sessions[-1][1] == pytest.approx(spent, abs=1e-9)
+
+
+def _unattributed_gaps(soak: Soak) -> list[float]:
+    """Per killed session: the lowest balance its stored replies showed minus the next session's
+    opening balance, i.e. credits billed for calls that session never committed."""
+    (run_id,) = soak.query("SELECT run_id FROM runs")[0]
+    sessions = soak.query(
+        "SELECT session, balance_before, balance_after FROM run_sessions WHERE run_id = ? "
+        "ORDER BY session",
+        (run_id,),
+    )
+    gaps = []
+    for (session, before, after), (_, next_before, _) in zip(sessions, sessions[1:], strict=False):
+        assert after is None  # killed: never closed
+        low = soak.query(
+            "SELECT MIN(credits_remaining) FROM responses WHERE run_id = ? AND session = ?",
+            (run_id, session),
+        )[0][0]
+        gaps.append((before if low is None else low) - next_before)
+    return gaps
+
+
+def test_run_credit_spend_misses_exactly_the_calls_billed_at_kills(soak: Soak) -> None:
+    """What the run reports today: the ledger's spend minus the billed-unseen calls of killed
+    sessions, which the store can measure (see the next test for the fix this asks for)."""
+    store = Store(soak.store_path)
+    try:
+        (run_id,) = soak.query("SELECT run_id FROM runs")[0]
+        run = llamakit.load_run(run_id, store=store)
+        spent = CREDITS - soak.balance_after
+        gaps = _unattributed_gaps(soak)
+        assert all(g >= -1e-9 for g in gaps), gaps
+        assert run.credits_spent + sum(gaps) == pytest.approx(spent, abs=1e-9), _describe(soak)
+        # Each gap is a whole number of calls, no more than were in flight at the kill.
+        for gap in gaps:
+            calls = gap / PRICE
+            assert calls == pytest.approx(round(calls), abs=1e-6) and round(calls) <= CONCURRENCY
+    finally:
+        store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="run_spend() takes a killed session's spend from the last reply it committed, so "
+    "calls the server billed while the process died (up to one per call in flight) are missing; "
+    "using the next session's opening balance as a killed session's closing balance would count "
+    "them (owner: experiments, llamakit/run.py run_spend / llamakit/_credits.py session_spend)",
+)
+def test_run_credit_spend_equals_the_server_ledger(soak: Soak) -> None:
+    store = Store(soak.store_path)
+    try:
+        (run_id,) = soak.query("SELECT run_id FROM runs")[0]
+        run = llamakit.load_run(run_id, store=store)
+        assert run.spend_source in ("balance", "headers")
+        assert run.credits_spent == pytest.approx(CREDITS - soak.balance_after, abs=1e-9), (
+            soak.stats["billed_calls"],
+            _describe(soak),
+        )
+    finally:
+        store.close()
