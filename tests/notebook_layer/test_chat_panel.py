@@ -221,3 +221,12 @@ def test_cost_is_unknown_across_a_top_up(own_server, store) -> None:
     assert panel.last_cost is None
     assert panel.credits_left == pytest.approx(5.0 - COST)
     assert "\u2013 credits" in panel.cost_label.value
+
+
+def test_timeout_is_a_readable_line(server, store) -> None:
+    slow = lk.local_server(backend="scripted", credits=1.0, latency_ms=800)
+    with slow:
+        panel = ChatPanel(slow.client(timeout=0.2, max_retries=0), store=store)
+        assert panel.send("hello?") is None
+    assert panel.error.startswith("APITimeoutError")
+    assert panel.transcript == [] and not panel.busy
