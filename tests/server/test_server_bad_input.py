@@ -4,7 +4,8 @@ crashes the server or touches the ledger."""
 from __future__ import annotations
 
 import pytest
-from server_helpers import CHAT, chat_body, http
+
+from .server_helpers import CHAT, chat_body, http
 
 BAD_BODIES = [
     # (raw body or JSON object, status, text the error must contain)

@@ -7,7 +7,8 @@ import openai
 import pytest
 from segmind import SegmindClient
 from segmind.exceptions import SegmindError
-from server_helpers import SLUG, ssl_context
+
+from .server_helpers import SLUG, ssl_context
 
 MESSAGES = [{"role": "user", "content": "What is 6 * 7?"}]
 

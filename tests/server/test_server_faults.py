@@ -7,7 +7,8 @@ import time
 
 import httpx
 import pytest
-from server_helpers import CHAT, SLUG, chat_body, http
+
+from .server_helpers import CHAT, SLUG, chat_body, http
 
 
 def test_fail_rate_gives_500_json(make_server):

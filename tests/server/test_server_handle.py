@@ -7,10 +7,11 @@ import threading
 
 import httpx
 import pytest
-from server_helpers import CHAT, chat_body, http
 
 import llamakit
 from llamakit.server import local_server
+
+from .server_helpers import CHAT, chat_body, http
 
 
 def _port_is_free(port: int) -> bool:

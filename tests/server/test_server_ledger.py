@@ -9,10 +9,11 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from server_helpers import CHAT, SLUG, chat_body, http, ssl_context
 
 from llamakit.server.costs import PerTokenCost
 from llamakit.server.ledger import InsufficientCredits, Ledger
+
+from .server_helpers import CHAT, SLUG, chat_body, http, ssl_context
 
 
 def test_header_equals_balance_after_each_call(make_server):

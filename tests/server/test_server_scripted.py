@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from server_helpers import CHAT, chat_body, http
 
 from llamakit.server.backends.rules import load_rules
+
+from .server_helpers import CHAT, chat_body, http
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "data" / "scripted_rules.yaml"
 

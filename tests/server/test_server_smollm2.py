@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from server_helpers import CHAT, SLUG, chat_body, http
 
 from llamakit.server.backends.smollm2 import find_gguf
+
+from .server_helpers import CHAT, SLUG, chat_body, http
 
 pytestmark = [
     pytest.mark.slow,

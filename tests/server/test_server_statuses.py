@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from server_helpers import CHAT, SLUG, chat_body, http
+
+from .server_helpers import CHAT, SLUG, chat_body, http
 
 
 def test_200_is_a_chat_completion_with_credits_header(shared):

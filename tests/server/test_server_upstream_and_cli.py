@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import CHAT, SLUG, chat_body, http, ssl_context
+
+from .server_helpers import CHAT, SLUG, chat_body, http, ssl_context
 
 
 def test_upstream_forwards_to_an_openai_compatible_server(make_server):

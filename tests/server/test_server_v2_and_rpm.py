@@ -6,7 +6,8 @@ import json
 import time
 
 import pytest
-from server_helpers import CHAT, SLUG, chat_body, http
+
+from .server_helpers import CHAT, SLUG, chat_body, http
 
 V2 = f"/v2/{SLUG}"
 
