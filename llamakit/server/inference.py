@@ -20,6 +20,8 @@ from .state import ServerState
 from .tokencount import count_messages
 from .validation import BodyError, ChatRequest, check_context, parse_json_body, validate_chat
 
+_INLINE_COUNT_CHARS = 20_000
+
 
 @dataclass
 class Admitted:
@@ -56,7 +58,11 @@ async def admit(state: ServerState, request: Request, slug: str | None) -> Admit
                 404, f"model: {slug!r} does not exist (known: {', '.join(state.config.slugs)})"
             )
 
-    prompt_tokens = count_messages(chat.messages)
+    if sum(len(m["content"]) for m in chat.messages) > _INLINE_COUNT_CHARS:
+        # Tokenizing up to a MiB takes a while: keep the event loop free for other requests.
+        prompt_tokens = await asyncio.to_thread(count_messages, chat.messages)
+    else:
+        prompt_tokens = count_messages(chat.messages)
     try:
         check_context(prompt_tokens, chat, state.config.context_window)
     except BodyError as exc:
