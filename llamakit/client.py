@@ -83,9 +83,12 @@ class _Base:
 
 
 class Client(_Base):
-    """Sync client. ``chat(messages, **params) -> ChatResponse``; ``credits() -> float``.
+    """Sync client. ``chat(messages, **params) -> ChatResponse`` (v1); ``submit()`` + ``wait()``
+    (v2, submit and poll); ``credits() -> float``; ``spent`` since the first call.
 
-    ``rpm`` spaces requests so a limit of that many per minute is never hit; ``adaptive=True``
+    The key comes from ``api_key``, else ``SEGMIND_API_KEY``; the URL from ``base_url``, else
+    ``SEGMIND_BASE_URL``, else the hosted API. ``max_retries`` bounds retries of 5xx, timeouts,
+    dropped connections and 429s (``retry_policy`` sets the backoff too). ``rpm`` spaces requests so a limit of that many per minute is never hit; ``adaptive=True``
     (or an ``AdaptiveRate``) learns the limit from 429s instead. ``on_attempt`` is called once per
     HTTP attempt (retries included) with an ``Attempt``. ``check_context=False`` skips the
     pre-flight token count. ``transport`` replaces httpx's network transport (tests, proxies).
