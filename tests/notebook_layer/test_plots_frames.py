@@ -130,3 +130,14 @@ def test_plots_draw_on_a_given_axes_and_never_show(results_frame, monkeypatch) -
     assert plots.paired(df, "a", "b", ax=axes[2]) is axes[2]
     assert plots.latency(df, ax=axes[3]) is axes[3]
     assert len(plt.get_fignums()) == 1
+
+
+def test_credit_spend_starts_at_the_earliest_run_start(runs_frame) -> None:
+    import matplotlib.dates as mdates
+    import pandas as pd
+
+    df = runs_frame([0.01, 0.02])
+    df.loc[1, "started_at"] = pd.Timestamp("2025-12-31T23:00:00Z")  # started first, ended last
+    ax = plots.credit_spend(df)
+    first_x = mdates.num2date(ax.lines[0].get_xdata(orig=False)[0])
+    assert first_x == pd.Timestamp("2025-12-31T23:00:00Z")
