@@ -106,3 +106,13 @@ def test_client_method_builds_a_llamakit_client(shared):
         assert client.chat("What is 2 + 2?").text == "2 + 2 = 4"
     finally:
         client.close()
+
+
+def test_async_client_method_builds_a_llamakit_async_client(shared):
+    import asyncio
+
+    async def use() -> str:
+        async with shared.async_client() as client:
+            return (await client.chat("What is 3 + 4?")).text
+
+    assert asyncio.run(use()) == "3 + 4 = 7"
