@@ -116,3 +116,8 @@ def test_async_client_method_builds_a_llamakit_async_client(shared):
             return (await client.chat("What is 3 + 4?")).text
 
     assert asyncio.run(use()) == "3 + 4 = 7"
+
+
+def test_a_busy_port_is_an_error(shared):
+    with pytest.raises(OSError):
+        local_server(backend="scripted", port=shared.port)
