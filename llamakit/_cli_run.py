@@ -22,6 +22,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--budget", default=None, help="credits this invocation may spend")
     parser.add_argument("--out", default=None, metavar="FILE.csv", help="write results as CSV")
     parser.add_argument("--replay", action="store_true", help="serve every cell from the store")
+    parser.add_argument(
+        "--api",
+        choices=("v1", "v2"),
+        default="v1",
+        help="v2: submit+poll jobs, journaled so a killed run collects them instead of repaying",
+    )
     parser.add_argument("--store", default=None, metavar="PATH", help="SQLite store path")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -60,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
                 mode="replay" if args.replay else "live",
                 store=store,
+                api=args.api,
             )
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED

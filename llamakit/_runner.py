@@ -31,6 +31,7 @@ from .errors import (
     MethodNotAllowedError,
     NotFoundError,
     ReplayMissError,
+    UnprocessableRequestError,
     ValidationError,
 )
 from .run import Run, RunProgress, run_spend
@@ -81,6 +82,8 @@ class Runner:
         mode: str,
         unit_cost: float,
         local_tokens: Callable[[Cell], int | None],
+        api: str = "v1",
+        poll_interval: float = 1.0,
     ) -> None:
         self.run = run
         self.store = run.store
@@ -95,6 +98,8 @@ class Runner:
         self.mode = mode
         self.unit_cost = unit_cost
         self.local_tokens = local_tokens
+        self.api = api
+        self.poll_interval = poll_interval
         # Local token counts are informative, and loading the tokenizer takes seconds: they are
         # counted on a side thread and written into the cells when the run finishes.
         self._tokens: dict[tuple[str, str], int | None] = {}
@@ -186,15 +191,27 @@ class Runner:
     async def _send(
         self, client: Any, key: str, messages: list[dict], params: dict, repeat: int, model: str
     ) -> dict[str, Any]:
-        """One paid call; returns the committed response row. Raises _Stop or the APIError."""
+        """One paid call; returns the response row (committed by the caller).
+
+        Raises _Stop when the run must stop first, or the per-cell error."""
         if self.mode == "replay":
             raise ReplayMissError(f"replay: no recorded response for cell {key}")
+        if self.api == "v2":
+            recovered = await self._recover(client, key)
+            if recovered is not None:
+                response, run_id, session = recovered
+                return self._row(
+                    response, client, key, messages, params, repeat, model, run_id, session
+                )
         if not self._reserve():
             raise _Stop
         ctx = _CallContext(key)
         token = _CURRENT.set(ctx)
         try:
-            response = await self._call(client.chat, messages, **params)
+            if self.api == "v2":
+                response = await self._submit_and_wait(client, key, messages, params)
+            else:
+                response = await self._call(client.chat, messages, **params)
         except InsufficientCreditsError:
             self.request_stop("insufficient_credits")
             raise _Stop from None
@@ -209,7 +226,23 @@ class Runner:
         if response.credits_remaining is not None:
             header = float(response.credits_remaining)
             self.min_header = header if self.min_header is None else min(self.min_header, header)
-        row = {
+        return self._row(
+            response, client, key, messages, params, repeat, model, self.run.id, self.session
+        )
+
+    def _row(
+        self,
+        response: Any,
+        client: Any,
+        key: str,
+        messages: list[dict],
+        params: dict,
+        repeat: int,
+        model: str,
+        run_id: str,
+        session: int,
+    ) -> dict[str, Any]:
+        return {
             **response_fields(response),
             "cell_key": key,
             "model": model,
@@ -217,11 +250,57 @@ class Runner:
             "messages": messages,
             "params": params,
             "repeat": repeat,
-            "run_id": self.run.id,
-            "session": self.session,
+            "run_id": run_id,
+            "session": session,
             "created_at": time.time(),
         }
-        return row
+
+    async def _submit_and_wait(
+        self, client: Any, key: str, messages: list[dict], params: dict
+    ) -> Any:
+        """The v2 path: the job is journaled before we wait on it, so a killed runner's resume
+        collects it (it is billed when it completes) instead of paying for it again."""
+        job = await self._call(client.submit, messages, **params)
+        self.store.record_inflight(
+            {
+                "cell_key": key,
+                "run_id": self.run.id,
+                "session": self.session,
+                "request_id": job.request_id,
+                "status_url": job.status_url,
+                "response_url": job.response_url,
+                "call_id": job.call_id,
+                "submitted_at": job.submitted_at,
+            }
+        )
+        try:
+            return await self._call(client.wait, job, poll_interval=self.poll_interval)
+        except (UnprocessableRequestError, NotFoundError):
+            # FAILED (never billed) or gone: a later run submits it afresh. Any other error
+            # (timeout, connection) keeps the journal, and the job is collected next time.
+            self.store.drop_inflight(key)
+            raise
+
+    async def _recover(self, client: Any, key: str) -> tuple[Any, str, int] | None:
+        """Collect a v2 job an earlier (killed) run submitted for this key, if there is one."""
+        from .types import Job
+
+        entry = self.store.inflight(key)
+        if entry is None:
+            return None
+        job = Job(
+            request_id=entry["request_id"],
+            status_url=entry["status_url"],
+            response_url=entry["response_url"],
+            call_id=entry["call_id"] or "",
+            submitted_at=entry["submitted_at"],
+        )
+        try:
+            response = await self._call(client.wait, job, poll_interval=self.poll_interval)
+        except (UnprocessableRequestError, NotFoundError):
+            self.store.drop_inflight(key)
+            return None
+        return response, entry["run_id"], entry["session"]
 
     async def _response_for(self, cell: Cell) -> dict[str, Any]:
         """The cell's response row from the cache, a call already in flight, or a new call."""
@@ -303,7 +382,7 @@ class Runner:
             self._publish()
             return
         fields = self._cell_fields(cell, row, cached=was_cached)
-        paid_now = not was_cached and row.get("run_id") == self.run.id
+        paid_now = not was_cached  # INSERT OR IGNORE: a duplicate of a shared key is harmless
         if self.judges:
             # Commit the paid response first: judging may stop the run, the response must stay.
             self.store.record_call(
@@ -538,6 +617,7 @@ class Runner:
         calls = self.store.session_responses(self.run.id, self.session)
         if calls:
             self.store.set_response_credits(attribute_calls(calls, self.balance_before))
+        self._repair_earlier_sessions()  # v2 jobs collected now for a killed session
         self.store.set_run_status(self.run.id, status, finished_at=time.time())
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 PUBLISHED_LATENCY_S = 1.33946
 
 Mode = Literal["live", "replay"]
+Api = Literal["v1", "v2"]
 
 # Runs of this process that are still executing, so the same experiment is not run twice at once.
 _LIVE: dict[str, Run] = {}
@@ -283,6 +284,7 @@ class Experiment:
         progress: bool,
         mode: Mode,
         store: Store | None,
+        api: Api = "v1",
     ) -> tuple[Run, Any]:
         from ._runner import Runner, check_replay
         from .run import Run
@@ -292,6 +294,10 @@ class Experiment:
         budget = _check_budget(budget)
         if mode not in ("live", "replay"):
             raise ValidationError(f"mode must be 'live' or 'replay', got {mode!r}", field="mode")
+        if api not in ("v1", "v2"):
+            raise ValidationError(f"api must be 'v1' or 'v2', got {api!r}", field="api")
+        if api == "v2" and client is not None and not hasattr(client, "submit"):
+            raise ValidationError("api='v2' needs a client with submit()/wait()", field="api")
         if mode == "live" and client is None:
             raise ValidationError("a live run needs a client (llamakit.connect())", field="client")
         store = store or Store()
@@ -319,6 +325,9 @@ class Experiment:
             mode=mode,
             unit_cost=max(observed or 0.0, PUBLISHED_COST_PER_CALL),
             local_tokens=self._local_tokens,
+            api=api,
+            # Local jobs finish in milliseconds; the hosted API's take about a second.
+            poll_interval=0.02 if getattr(client, "is_local", False) else 1.0,
         )
         run._stop_request = runner.request_stop
         run._runner = runner  # type: ignore[attr-defined]
@@ -382,6 +391,7 @@ class Experiment:
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,
+        api: Api = "v1",
     ) -> Run:
         """Like ``run`` but returns at once; the run works in a background thread.
 
@@ -395,6 +405,7 @@ class Experiment:
             progress=progress,
             mode=mode,
             store=store,
+            api=api,
         )
         thread = threading.Thread(
             target=_execute, args=(run, runner), name=f"llamakit-run-{run.id}", daemon=True
@@ -412,8 +423,12 @@ class Experiment:
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,
+        api: Api = "v1",
     ) -> Run:
         """Run every unfinished cell and return the Run (see the module docstring).
+
+        ``api="v2"`` sends each call as a v2 job (submit, then poll) and journals it first: a
+        runner killed mid-call then collects its paid jobs on resume instead of paying again.
 
         Ctrl-C stops after the calls in flight are recorded (a second Ctrl-C abandons them) and
         re-raises KeyboardInterrupt; rerunning resumes. Works inside Jupyter's running loop.
@@ -425,6 +440,7 @@ class Experiment:
             progress=progress,
             mode=mode,
             store=store,
+            api=api,
         )
         runner = run._runner  # type: ignore[attr-defined]
         try:

@@ -83,6 +83,19 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX chat_turns_conversation ON chat_turns (conversation_id, idx)")
 
 
+@migration
+def m002_inflight(db: sqlite3.Connection) -> None:
+    # v2 jobs submitted but not yet collected. Written before waiting on the job and deleted in
+    # the transaction that stores its response, so a killed runner's resume collects the jobs it
+    # had paid for instead of submitting them again.
+    db.execute(
+        """CREATE TABLE inflight (
+            cell_key TEXT PRIMARY KEY, run_id TEXT, session INTEGER, request_id TEXT NOT NULL,
+            status_url TEXT NOT NULL, response_url TEXT NOT NULL, call_id TEXT,
+            submitted_at REAL NOT NULL)"""
+    )
+
+
 def migrate(database: Database) -> list[str]:
     """Apply every migration not yet recorded; returns the names applied now."""
     applied_now: list[str] = []

@@ -253,6 +253,7 @@ class Store:
         """
         with self._db.write() as db:
             if response is not None:
+                db.execute("DELETE FROM inflight WHERE cell_key = ?", (response["cell_key"],))
                 row = {c: response.get(c) for c in _RESPONSE_COLUMNS}
                 row["created_at"] = row["created_at"] or time.time()
                 for key in ("messages", "params"):
@@ -264,6 +265,20 @@ class Store:
                     _insert_sql("run_cells", _CELL_COLUMNS, "INSERT OR REPLACE"),
                     [self._cell_row(c) for c in cells],
                 )
+
+    def record_inflight(self, row: Mapping[str, Any]) -> None:
+        """Journal a submitted v2 job (cell_key, run_id, session, request_id, status_url,
+        response_url, call_id, submitted_at) before waiting on it."""
+        with self._db.write() as db:
+            db.execute(_insert_sql("inflight", list(row), "INSERT OR REPLACE"), dict(row))
+
+    def inflight(self, cell_key: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM inflight WHERE cell_key = ?", (cell_key,))
+        return rows[0] if rows else None
+
+    def drop_inflight(self, cell_key: str) -> None:
+        with self._db.write() as db:
+            db.execute("DELETE FROM inflight WHERE cell_key = ?", (cell_key,))
 
     def record_cells(self, cells: Sequence[Mapping[str, Any]]) -> None:
         self.record_call(None, cells)

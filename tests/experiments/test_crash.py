@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess servers and runners
+
 KEY = "SG_crashtest_0123456789abcdef"
 SPEC = """\
 name: crash
@@ -40,9 +42,18 @@ scorers: [contains]
 
 @pytest.fixture
 def server_process() -> Iterator[str]:
+    yield from _serve("20")
+
+
+@pytest.fixture
+def slow_server_process() -> Iterator[str]:
+    yield from _serve("600")
+
+
+def _serve(latency_ms: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "llamakit.cli", "serve", "--backend", "scripted", "--port", "0",
-         "--api-key", KEY, "--credits", "100", "--latency-ms", "20"],
+         "--api-key", KEY, "--credits", "100", "--latency-ms", latency_ms],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -149,3 +160,44 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(server_process, tmp_path) ->
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert _admin(url, "/_llamakit/stats")["billed_calls"] == 120
+
+
+def test_sigkill_with_v2_jobs_in_flight_collects_them_instead_of_paying_again(
+    slow_server_process, tmp_path
+) -> None:
+    """With api=v2 every job is journaled before the runner waits on it. Jobs still generating
+    when the runner dies are billed by the server anyway; the rerun collects them by request id.
+    (The same kill under v1 would pay for each of them twice.)"""
+    url = slow_server_process
+    (tmp_path / "data.csv").write_text(
+        "id,a,b,expected\n" + "".join(f"q{i},{i},{i + 1},{2 * i + 1}\n" for i in range(20))
+    )
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    db = tmp_path / "store.db"
+    env = {**os.environ, "SEGMIND_API_KEY": KEY, "SEGMIND_BASE_URL": url + "/v1"}
+    command = [sys.executable, "-m", "llamakit.cli", "run", str(tmp_path / "spec.yaml"), "--api",
+               "v2", "--concurrency", "8", "--no-progress", "--store", str(db)]  # fmt: skip
+    runner = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while _count(db, "SELECT COUNT(*) FROM run_cells WHERE status = 'done'") < 16:
+        assert runner.poll() is None, runner.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # New submissions now fail (unbilled); the 8 journaled jobs keep generating for ~0.6 s.
+    _admin(url, "/_llamakit/faults", {"fail_rate": 1.0})
+    # Settle: a submission answered just before the switch is journaled within milliseconds.
+    time.sleep(0.15)
+    in_flight = _count(db, "SELECT COUNT(*) FROM inflight")
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait(timeout=10)
+    runner.stderr.close()
+    assert in_flight > 0  # the kill landed with paid-for jobs still running
+    done_at_kill = _count(db, "SELECT COUNT(*) FROM run_cells WHERE status = 'done'")
+    assert done_at_kill < 120
+
+    _admin(url, "/_llamakit/faults", {"fail_rate": 0.0, "latency_ms": 20})
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _admin(url, "/_llamakit/stats")["billed_calls"] == 120
+    assert _count(db, "SELECT COUNT(*) FROM inflight") == 0
+    assert _count(db, "SELECT COUNT(*) FROM run_cells WHERE status = 'done'") == 120

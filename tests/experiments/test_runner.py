@@ -225,3 +225,15 @@ def test_a_prompt_too_long_for_one_item_is_that_cells_error_and_costs_nothing(se
     assert "8192" in frame.loc["huge", "error_message"]
     assert frame.loc["short", "response"] and frame.loc["huge", "credits"] == 0.0
     assert billed(server) == 1
+
+
+def test_the_v2_path_runs_every_cell_once_and_leaves_no_journal(server) -> None:
+    server.set_faults(fail_rate=0.2, seed=3)
+    run = make_experiment(items=10, repeats=1).run(client_of(server), api="v2", progress=False)
+    assert run.status == "finished" and len(run.results) == 30
+    assert run.results["error"].isna().all()
+    assert billed(server) == 30
+    assert run.store.query("SELECT COUNT(*) AS n FROM inflight")[0]["n"] == 0
+    # it really went the v2 way: every cell was submitted, then polled for status and result
+    assert sum(server.stats()["requests"].values()) >= 30 * 3
+    assert run.credits_spent == pytest.approx(30 * 0.00063, abs=1e-9)
