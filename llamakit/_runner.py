@@ -7,6 +7,15 @@ Invariants (each one is a test):
 - before each send, spent + (calls in flight + 1) x expected cost must fit the budget;
 - a 406 stops the run ("insufficient_credits"), keeping every finished row;
 - replay never touches the network and fails on the first cell it has never seen.
+
+What a SIGKILL can still cost: on v1 a call in flight when the process dies is billed by the server
+when it completes, and the rerun pays for that cell again (at most ``concurrency`` calls). With
+``api="v2"`` each job is journaled (``inflight`` table) right after it is submitted, and the rerun
+collects it by request id instead; only a kill inside the few milliseconds between the server
+accepting a submission and the journal commit can still cost a second call.
+
+Sync clients run on a thread pool of ``concurrency`` threads (the client is thread-safe and its
+rate limiter is shared); async clients are awaited directly.
 """
 
 from __future__ import annotations

@@ -103,3 +103,25 @@ def test_runs_lists_every_run_with_its_spend(server) -> None:
     assert set(frame["spend_source"]) == {"balance"}
     loaded = lk.load_run(frame["run_id"][0])
     assert len(loaded.results) == 6 and loaded.status == "finished"
+
+
+def test_an_old_store_upgrades_itself_to_the_newest_schema(tmp_path: Path) -> None:
+    import sqlite3
+
+    from llamakit.store._migrations import m001_initial
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)  # a store written by a release that had only m001
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    m001_initial(conn)
+    conn.execute("INSERT INTO _migrations VALUES ('m001_initial', 0)")
+    conn.execute(
+        "INSERT INTO chat_turns (conversation_id, idx, messages, created_at) VALUES ('c', 0, '[]', 0)"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.migrations() == [m.__name__ for m in MIGRATIONS]
+    assert len(MIGRATIONS) >= 2
+    assert store.query("SELECT COUNT(*) AS n FROM inflight")[0]["n"] == 0
+    assert len(store.chat_turns("c")) == 1  # old rows kept
