@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -66,19 +67,17 @@ class ServerHandle:
             self._error = exc
 
     def _wait_started(self) -> None:
-        step = 0.01
-        waited = 0.0
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not self._server.started:
             if not self._thread.is_alive():
                 self._sock.close()
-                raise RuntimeError(
-                    f"local server failed to start: {self._error!r}"
-                ) from self._error
-            if waited > STARTUP_TIMEOUT_S:
+                # uvicorn logs a failed startup (e.g. a model that cannot load) and returns.
+                detail = repr(self._error) if self._error else "startup failed, see the log above"
+                raise RuntimeError(f"local server failed to start: {detail}") from self._error
+            if time.monotonic() > deadline:
                 self.close()
                 raise RuntimeError("local server did not start in time")
-            self._thread.join(step)
-            waited += step
+            self._thread.join(0.01)
 
     def close(self) -> None:
         if self._thread.is_alive():
