@@ -24,6 +24,11 @@ def _tokens_module() -> ModuleType | None:
     return tokens
 
 
+def have_llama3_counts() -> bool:
+    """True when `llamakit.tokens` is importable (its counts are Llama 3's, exact or estimated)."""
+    return _tokens_module() is not None
+
+
 def count_text(text: str) -> int:
     mod = _tokens_module()
     if mod is not None:

@@ -124,3 +124,17 @@ def test_rules_from_json_and_inline(make_server, tmp_path):
 def test_bad_rules_are_rejected_with_their_position(rules, message):
     with pytest.raises(ValueError, match=message):
         load_rules(rules if isinstance(rules, list) else [rules])  # type: ignore[list-item]
+
+
+def test_works_without_llamakit_tokens(shared, monkeypatch):
+    from llamakit.server import tokencount
+
+    # As if llamakit.tokens were missing or broken: counts fall back to the built-in estimate.
+    monkeypatch.setattr(tokencount, "_tokens_module", lambda: None)
+    assert not tokencount.have_llama3_counts()
+    with http(shared) as c:
+        cut = _reply(c, max_tokens=4)
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert cut["usage"]["completion_tokens"] <= 4
+    assert tokencount.count_text(cut["choices"][0]["message"]["content"]) <= 4
+    assert tokencount.count_messages([{"role": "user", "content": "hi"}]) == 1 + (1 + 5) + 4

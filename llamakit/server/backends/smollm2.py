@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..tokencount import count_messages, count_text
+from ..tokencount import count_messages, count_text, have_llama3_counts
 from ..validation import ChatRequest
 from .base import BackendError, Generation
 
@@ -113,12 +113,14 @@ class SmolLM2Backend:
         usage = out.get("usage") or {}
         backend_prompt = int(usage.get("prompt_tokens", 0))
         backend_completion = int(usage.get("completion_tokens", 0))
+        # Llama 3 counts (what the real model would report) when llamakit.tokens is available,
+        # else SmolLM2's own.
+        llama3 = have_llama3_counts()
         return Generation(
             text=text,
             finish_reason=choice.get("finish_reason") or "stop",
-            # Llama 3 counts (what the real model would report) when llamakit.tokens is available.
-            prompt_tokens=count_messages(request.messages),
-            completion_tokens=count_text(text),
+            prompt_tokens=count_messages(request.messages) if llama3 else backend_prompt,
+            completion_tokens=count_text(text) if llama3 else backend_completion,
             usage_extras={
                 "backend_prompt_tokens": backend_prompt,
                 "backend_completion_tokens": backend_completion,
