@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-# Every process the lab starts (server, kernels, the kernels' local llamakit servers) inherits this
+# Every process the lab starts (the server, its kernels, anything a kernel spawns) inherits this
 # variable, which is how teardown finds leftovers: kernels run in their own sessions, so killing the
 # lab's process group alone would miss them.
 MARKER_VAR = "LLAMAKIT_BROWSER_TEST_RUN"
@@ -185,7 +185,8 @@ def _lab_env(tmp: Path, marker: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+# Package scope: the lab lives while tests/browser runs, and is shut down (and checked) right after.
+@pytest.fixture(scope="package")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     """One JupyterLab for the browser tests, rooted in a scratch copy of notebooks/ and data/."""
     tmp = tmp_path_factory.mktemp("lab")
@@ -232,7 +233,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """Debian's Chromium under Playwright. Missing Chromium is a failure, never a skip."""
     if not CHROMIUM.exists():
