@@ -228,8 +228,11 @@ class Core:
                 wait, epoch = self.limiter.reserve()
                 if wait > 0:
                     yield Sleep(wait)
-                if self.limiter.current(epoch):
-                    break
+                if not self.limiter.current(epoch):
+                    continue  # a 429 voided the booking: book again
+                while (gap := self.limiter.confirm()) > 0:
+                    yield Sleep(gap)
+                break
             started = time.time()
             clock = time.perf_counter()
             reply = yield request

