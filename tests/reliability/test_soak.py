@@ -12,10 +12,12 @@ What must hold at the end, and why the billing check is not a plain equality:
   its last session's closing balance is the ledger's spend, to the last decimal;
 - billed calls == cells + calls billed but never seen by the client. A slow body past the client's
   timeout is billed (the server debits before it sends the headers, as a provider would) and the
-  client retries: the store records each such attempt as an APITimeoutError. A SIGKILL can land
-  after the server billed a call and before the runner committed it: nothing can tie that call to
-  its cell (Segmind's v1 contract has no idempotency key), so it is bounded, not matched: at most
-  one per call in flight per kill.
+  client retries: the store records each such attempt as an APITimeoutError. Calls in flight
+  when the runner is SIGKILLed are still generated and billed by the server (it does not abandon a
+  request whose client went away, and neither does a real provider); the restarted runner sends
+  those cells again. Nothing can tie such a call to its cell (Segmind's v1 contract has no
+  idempotency key), so these are bounded, not matched: at most one per call in flight per kill
+  (typically ~6 of the 8 per kill, the rest being faults that bill nothing).
 """
 
 from __future__ import annotations
