@@ -52,14 +52,29 @@ def attribute_calls(
 
 
 def session_spend(
-    session: Mapping[str, Any], headers: Sequence[float | None], paid_calls: int, unit_cost: float
+    session: Mapping[str, Any],
+    headers: Sequence[float | None],
+    paid_calls: int,
+    unit_cost: float,
+    *,
+    next_balance: float | None = None,
 ) -> tuple[float, SpendSource]:
-    """The credits one session spent, and how that figure was obtained."""
+    """The credits one session spent, and how that figure was obtained.
+
+    A killed (or hard-interrupted) session never read its closing balance; the next session's
+    opening balance stands in for it, which also counts the calls the server billed after the
+    process died (they were in flight; their responses were never committed). Without one, the
+    lowest header it saw.
+    """
     before, after = session.get("balance_before"), session.get("balance_after")
-    if paid_calls == 0:  # nothing was paid for: zero is exact, whatever we could measure
+    if after is None:
+        after = next_balance
+    if paid_calls == 0 and after is None:  # nothing was paid for that we know of
         return 0.0, "balance"
     if before is not None and after is not None and after <= before:
         return before - after, "balance"
+    if paid_calls == 0:
+        return 0.0, "balance"
     seen = [h for h in headers if h is not None]
     if before is not None and seen and min(seen) <= before:
         return before - min(seen), "headers"

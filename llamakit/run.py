@@ -70,9 +70,16 @@ def run_spend(store: Store, run_id: str) -> dict[str, Any]:
     unit = store.observed_cost_per_call(model) or PUBLISHED_COST_PER_CALL
     total, sources = 0.0, []
     sessions = store.sessions(run_id)
-    for s in sessions:
+    for i, s in enumerate(sessions):
         calls = store.session_responses(run_id, s["session"])
-        spent, source = session_spend(s, [c["credits_remaining"] for c in calls], len(calls), unit)
+        later = [n["balance_before"] for n in sessions[i + 1 :] if n["balance_before"] is not None]
+        spent, source = session_spend(
+            s,
+            [c["credits_remaining"] for c in calls],
+            len(calls),
+            unit,
+            next_balance=later[0] if later else None,
+        )
         total += spent
         sources.append(source)
     return {

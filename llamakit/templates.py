@@ -48,10 +48,10 @@ class PromptTemplate:
                     f"(item {item_id!r} has columns {sorted(row)})",
                     field=f"prompts.{self.variant}[{i}].content",
                 ) from None
-            except jinja2.TemplateError as exc:
+            except Exception as exc:  # a filter or operator failing on this row's values
                 raise ValidationError(
                     f"prompt {self.variant!r} message {i} failed to render for item "
-                    f"{item_id!r}: {exc}",
+                    f"{item_id!r}: {type(exc).__name__}: {exc}",
                     field=f"prompts.{self.variant}[{i}].content",
                 ) from None
             out.append({"role": role, "content": content})

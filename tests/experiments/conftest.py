@@ -1,5 +1,5 @@
-"""Fixtures for the experiment tests: a fresh scripted server per test, fast-retrying clients,
-and a small experiment factory (3 variants x N items x repeats)."""
+"""Fixtures for the experiment tests: a fresh scripted server per test (helpers live in
+exp_helpers.py)."""
 
 from __future__ import annotations
 
@@ -9,54 +9,9 @@ from typing import Any
 import pytest
 
 import llamakit as lk
-from llamakit._retry import RetryPolicy
-
-# Retries fast enough for a 20% fault rate to stay quick, deep enough that a cell failing every
-# attempt (0.2 ** 11) never happens in practice.
-FAST_RETRIES = RetryPolicy(max_retries=10, base_delay=0.002, max_delay=0.02)
 
 
 @pytest.fixture
 def server() -> Iterator[Any]:
     with lk.local_server(backend="scripted", credits=100.0, latency_ms=2) as srv:
         yield srv
-
-
-def client_of(srv: Any, **kw: Any) -> Any:
-    return srv.client(retry_policy=FAST_RETRIES, **kw)
-
-
-def rows(n: int = 20) -> list[dict[str, Any]]:
-    return [{"id": f"q{i:02d}", "a": i, "b": i + 1, "expected": str(2 * i + 1)} for i in range(n)]
-
-
-def make_experiment(
-    *, items: int = 20, repeats: int = 2, scorers: Any = (), name: str = "arith", **kw: Any
-) -> lk.Experiment:
-    from llamakit import scoring
-
-    prompts = {
-        "plain": "What is {{ a }} + {{ b }}?",
-        "terse": [
-            {"role": "system", "content": "Answer with a number only."},
-            {"role": "user", "content": "{{ a }} + {{ b }} ="},
-        ],
-        "cot": "Think step by step: what is {{ a }} plus {{ b }}?",
-    }
-    return lk.Experiment(
-        name,
-        prompts=prompts,
-        dataset=rows(items),
-        params=kw.pop("params", {"max_tokens": 16}),
-        repeats=repeats,
-        scorers=scorers or [scoring.contains()],
-        **kw,
-    )
-
-
-def billed(srv: Any) -> int:
-    return int(srv.stats()["billed_calls"])
-
-
-def requests_total(srv: Any) -> int:
-    return sum(srv.stats()["requests"].values())

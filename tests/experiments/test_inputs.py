@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_experiment, requests_total, rows
+from exp_helpers import make_experiment, requests_total, rows
 
 import llamakit as lk
 from llamakit import scoring

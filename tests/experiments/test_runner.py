@@ -7,7 +7,7 @@ import asyncio
 import math
 
 import pytest
-from conftest import billed, client_of, make_experiment, requests_total
+from exp_helpers import billed, client_of, make_experiment, requests_total
 
 import llamakit as lk
 from llamakit import scoring
@@ -184,7 +184,7 @@ def test_sync_run_works_inside_a_running_event_loop(server) -> None:
 
 
 def test_an_async_client_works_too(server) -> None:
-    from conftest import FAST_RETRIES
+    from exp_helpers import FAST_RETRIES
 
     client = server.async_client(retry_policy=FAST_RETRIES)
     run = make_experiment(items=2, repeats=1).run(client, progress=False)

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import client_of, make_experiment
+from exp_helpers import client_of, make_experiment
 
 import llamakit as lk
 from llamakit.store import Store
