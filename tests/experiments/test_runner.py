@@ -237,3 +237,13 @@ def test_the_v2_path_runs_every_cell_once_and_leaves_no_journal(server) -> None:
     # it really went the v2 way: every cell was submitted, then polled for status and result
     assert sum(server.stats()["requests"].values()) >= 30 * 3
     assert run.credits_spent == pytest.approx(30 * 0.00063, abs=1e-9)
+
+
+def test_summary_and_compare_use_the_results(server) -> None:
+    run = make_experiment(items=6, repeats=2).run(client_of(server), progress=False)
+    summary = run.summary(n_boot=200)
+    assert list(summary.index) == ["cot", "plain", "terse"]
+    assert (summary["n"] == 12).all()
+    comparison = run.compare("plain", "terse", "contains")
+    assert comparison.n_items == 6
+    assert run.compare("plain", "terse").metric == comparison.metric  # first scorer by default
