@@ -468,6 +468,36 @@ class Experiment:
             raise
         return run.wait()
 
+    async def arun(
+        self,
+        client: Any = None,
+        *,
+        concurrency: int = 8,
+        budget: float | None = None,
+        progress: bool = True,
+        mode: Mode = "live",
+        store: Store | None = None,
+        api: Api = "v1",
+    ) -> Run:
+        """``run`` for async code: the runner works on the caller's event loop, so an
+        ``AsyncClient`` already used there can be passed as is."""
+        run, runner = self._prepare(
+            client,
+            concurrency=concurrency,
+            budget=budget,
+            progress=progress,
+            mode=mode,
+            store=store,
+            api=api,
+        )
+        try:
+            await runner.execute()
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.pop(run.id, None)
+            run._done.set()
+        return run
+
 
 def _execute(run: Run, runner: Any) -> None:
     from ._asyncio import run_sync

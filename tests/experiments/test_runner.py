@@ -247,3 +247,16 @@ def test_summary_and_compare_use_the_results(server) -> None:
     comparison = run.compare("plain", "terse", "contains")
     assert comparison.n_items == 6
     assert run.compare("plain", "terse").metric == comparison.metric  # first scorer by default
+
+
+def test_arun_works_on_the_callers_loop_with_an_async_client_used_there(server) -> None:
+    from exp_helpers import FAST_RETRIES
+
+    async def main() -> lk.Run:
+        async with server.async_client(retry_policy=FAST_RETRIES) as client:
+            await client.chat("warm up on this loop", max_tokens=4)
+            return await make_experiment(items=2, repeats=1).arun(client, progress=False)
+
+    run = asyncio.run(main())
+    assert run.status == "finished" and len(run.results) == 6
+    assert billed(server) == 7
