@@ -33,47 +33,24 @@ from typing import Any
 
 from ._cells import Cell, cell_key
 from ._credits import attribute_calls
+from ._runner_calls import (
+    CURRENT,
+    FATAL,
+    CallContext,
+    Journal,
+    Stop,
+    describe,
+    endpoint,
+    hook_attempts,
+)
 from .errors import (
     APIError,
-    AuthenticationError,
     InsufficientCreditsError,
-    MethodNotAllowedError,
-    NotFoundError,
     ReplayMissError,
-    UnprocessableRequestError,
     ValidationError,
 )
 from .run import Run, RunProgress, run_spend
 from .store._store import response_fields
-
-# The cell (and its attempt counter) the current task is working on, so the client's on_attempt
-# callback, which knows only a call id, can log each attempt against its cell.
-_CURRENT: contextvars.ContextVar[_CallContext | None] = contextvars.ContextVar(
-    "llamakit_runner_call", default=None
-)
-# Errors that would hit every cell alike: stop the run instead of recording N identical failures.
-_FATAL = (AuthenticationError, NotFoundError, MethodNotAllowedError)
-
-
-class _CallContext:
-    __slots__ = ("cell_key", "attempts")
-
-    def __init__(self, key: str) -> None:
-        self.cell_key = key
-        self.attempts = 0
-
-
-class _Stop(Exception):
-    """Raised inside a worker when the run must stop before this cell completes."""
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _endpoint(client: Any) -> str | None:
-    url = getattr(client, "base_url", None)
-    return None if url is None else str(url).split("?", 1)[0]
 
 
 class Runner:
@@ -108,7 +85,7 @@ class Runner:
         self.unit_cost = unit_cost
         self.local_tokens = local_tokens
         self.api = api
-        self.poll_interval = poll_interval
+        self.journal = Journal(self.store, self._call, poll_interval)
         # Local token counts are informative, and loading the tokenizer takes seconds: they are
         # counted on a side thread and written into the cells when the run finishes.
         self._tokens: dict[tuple[str, str], int | None] = {}
@@ -154,7 +131,7 @@ class Runner:
         )
 
     def _on_attempt(self, attempt: Any) -> None:
-        ctx = _CURRENT.get()
+        ctx = CURRENT.get()
         if ctx is not None:
             ctx.attempts += 1
         self.store.record_attempt(
@@ -202,34 +179,36 @@ class Runner:
     ) -> dict[str, Any]:
         """One paid call; returns the response row (committed by the caller).
 
-        Raises _Stop when the run must stop first, or the per-cell error."""
+        Raises Stop when the run must stop first, or the per-cell error."""
         if self.mode == "replay":
             raise ReplayMissError(f"replay: no recorded response for cell {key}")
         if self.api == "v2":
-            recovered = await self._recover(client, key)
+            recovered = await self.journal.recover(client, key)
             if recovered is not None:
                 response, run_id, session = recovered
                 return self._row(
                     response, client, key, messages, params, repeat, model, run_id, session
                 )
         if not self._reserve():
-            raise _Stop
-        ctx = _CallContext(key)
-        token = _CURRENT.set(ctx)
+            raise Stop
+        ctx = CallContext(key)
+        token = CURRENT.set(ctx)
         try:
             if self.api == "v2":
-                response = await self._submit_and_wait(client, key, messages, params)
+                response = await self.journal.submit_and_wait(
+                    client, key, messages, params, self.run.id, self.session
+                )
             else:
                 response = await self._call(client.chat, messages, **params)
         except InsufficientCreditsError:
             self.request_stop("insufficient_credits")
-            raise _Stop from None
-        except _FATAL as exc:
+            raise Stop from None
+        except FATAL as exc:
             self.fatal = exc
             self.request_stop("failed")
-            raise _Stop from None
+            raise Stop from None
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
             self.inflight -= 1
         self.paid += 1
         if response.credits_remaining is not None:
@@ -255,7 +234,7 @@ class Runner:
             **response_fields(response),
             "cell_key": key,
             "model": model,
-            "endpoint": _endpoint(client),
+            "endpoint": endpoint(client),
             "messages": messages,
             "params": params,
             "repeat": repeat,
@@ -263,53 +242,6 @@ class Runner:
             "session": session,
             "created_at": time.time(),
         }
-
-    async def _submit_and_wait(
-        self, client: Any, key: str, messages: list[dict], params: dict
-    ) -> Any:
-        """The v2 path: the job is journaled before we wait on it, so a killed runner's resume
-        collects it (it is billed when it completes) instead of paying for it again."""
-        job = await self._call(client.submit, messages, **params)
-        self.store.record_inflight(
-            {
-                "cell_key": key,
-                "run_id": self.run.id,
-                "session": self.session,
-                "request_id": job.request_id,
-                "status_url": job.status_url,
-                "response_url": job.response_url,
-                "call_id": job.call_id,
-                "submitted_at": job.submitted_at,
-            }
-        )
-        try:
-            return await self._call(client.wait, job, poll_interval=self.poll_interval)
-        except (UnprocessableRequestError, NotFoundError):
-            # FAILED (never billed) or gone: a later run submits it afresh. Any other error
-            # (timeout, connection) keeps the journal, and the job is collected next time.
-            self.store.drop_inflight(key)
-            raise
-
-    async def _recover(self, client: Any, key: str) -> tuple[Any, str, int] | None:
-        """Collect a v2 job an earlier (killed) run submitted for this key, if there is one."""
-        from .types import Job
-
-        entry = self.store.inflight(key)
-        if entry is None:
-            return None
-        job = Job(
-            request_id=entry["request_id"],
-            status_url=entry["status_url"],
-            response_url=entry["response_url"],
-            call_id=entry["call_id"] or "",
-            submitted_at=entry["submitted_at"],
-        )
-        try:
-            response = await self._call(client.wait, job, poll_interval=self.poll_interval)
-        except (UnprocessableRequestError, NotFoundError):
-            self.store.drop_inflight(key)
-            return None
-        return response, entry["run_id"], entry["session"]
 
     async def _response_for(self, cell: Cell) -> dict[str, Any]:
         """The cell's response row from the cache, a call already in flight, or a new call."""
@@ -338,7 +270,7 @@ class Runner:
         if waiting is not None:
             row = await waiting
             if row is None:
-                raise _Stop
+                raise Stop
             return row
         future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
         self.pending[key] = future
@@ -365,7 +297,7 @@ class Runner:
         was_cached = cell.cell_key in self.cache
         try:
             row = await self._response_for(cell)
-        except _Stop:
+        except Stop:
             return
         except (APIError, ValidationError) as exc:  # a per-cell failure: recorded, run goes on
             attempts = self.store.query(
@@ -400,7 +332,7 @@ class Runner:
             paid_now = False
         try:
             scores, score_errors, judge_keys = await self._score(cell, row["text"])
-        except _Stop:
+        except Stop:
             return
         fields.update(
             scores=scores, score_errors=score_errors or None, judge_keys=judge_keys or None
@@ -433,10 +365,10 @@ class Runner:
                 else:
                     value = scorer(text, cell.row)
                 scores[scorer.name] = float(value)
-            except (_Stop, ReplayMissError):
+            except (Stop, ReplayMissError):
                 raise
             except Exception as exc:  # a scorer's failure is recorded on its cell, not fatal
-                errors[scorer.name] = _describe(exc)
+                errors[scorer.name] = describe(exc)
         return scores, errors, judge_keys
 
     async def _judge(self, scorer: Any, cell: Cell, text: str) -> tuple[str, str]:
@@ -459,7 +391,7 @@ class Runner:
             return None
         try:
             return float(await self._call(self.client.credits))
-        except _FATAL:
+        except FATAL:
             raise
         except APIError:
             return None
@@ -559,7 +491,7 @@ class Runner:
         try:
             self.balance_before = await self._balance() if self.sends else None
             self.session = self.store.start_session(self.run.id, balance_before=self.balance_before)
-            hook = _hook_attempts(self.client, self._on_attempt)
+            hook = hook_attempts(self.client, self._on_attempt)
             workers = [
                 asyncio.create_task(self._worker(queue))
                 for _ in range(min(self.concurrency, len(queue)))
@@ -642,48 +574,3 @@ class Runner:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=len(self.cells), desc=self.run.name, unit="cell", dynamic_ncols=True)
-
-
-def check_replay(
-    store: Any, cells: Sequence[Cell], judges: Sequence[Any], client: Any, model: str
-) -> None:
-    """Raise ReplayMissError for the first cell (or judge grading) the store has never seen."""
-    cache = store.cached_responses(c.cell_key for c in cells)
-    for cell in cells:
-        row = cache.get(cell.cell_key)
-        if row is None:
-            raise ReplayMissError(
-                f"replay: cell (variant={cell.variant!r}, item={cell.item_id!r}, "
-                f"params={cell.params_json}, repeat={cell.repeat}) was never recorded in "
-                f"{store.path}; run it live once first"
-            )
-        for scorer in judges:
-            messages = scorer.grading_messages(row["text"], cell.row)
-            judge_client = scorer.client if scorer.client is not None else client
-            judge_model = getattr(judge_client, "model", None) or model
-            key = cell_key(judge_model, messages, dict(scorer.params), 0)
-            if not store.cached_responses([key]):
-                raise ReplayMissError(
-                    f"replay: judge {scorer.name!r} never graded cell (variant="
-                    f"{cell.variant!r}, item={cell.item_id!r}, repeat={cell.repeat})"
-                )
-
-
-def _hook_attempts(client: Any, fn: Callable[[Any], None]) -> Callable[[], None]:
-    """Chain ``fn`` onto the client's on_attempt callback for this run; returns the undo.
-
-    llamakit's clients keep the callback on their shared core; any other client with a settable
-    ``on_attempt`` works too, and one without simply goes unlogged per attempt.
-    """
-    target = getattr(client, "_core", client)
-    if client is None or not hasattr(target, "on_attempt"):
-        return lambda: None
-    previous = target.on_attempt
-
-    def both(attempt: Any) -> None:
-        fn(attempt)
-        if previous is not None:
-            previous(attempt)
-
-    target.on_attempt = both
-    return lambda: setattr(target, "on_attempt", previous)

@@ -22,11 +22,11 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
+from ._estimate import Estimate
 from .dataset import load_dataset
 from .errors import LlamakitError, ValidationError
 from .templates import parse_prompts
@@ -35,46 +35,12 @@ if TYPE_CHECKING:
     from .run import Run
     from .store import Store
 
-# Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
-# estimate's fallback until the store has observed latencies for the model.
-PUBLISHED_LATENCY_S = 1.33946
-
 Mode = Literal["live", "replay"]
 Api = Literal["v1", "v2"]
 
 # Runs of this process that are still executing, so the same experiment is not run twice at once.
 _LIVE: dict[str, Run] = {}
 _LIVE_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """What ``Experiment.run`` would do now: calls to send, their projected credits and time."""
-
-    cells_total: int
-    cells_finished: int
-    cells_to_run: int
-    judge_calls: int
-    calls: int
-    cost_per_call: float
-    cost_source: Literal["observed", "published"]
-    credits: float
-    seconds: float
-    rpm: int | None
-    concurrency: int
-    prompt_tokens: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        tokens = "" if self.prompt_tokens is None else f", {self.prompt_tokens:,} prompt tokens"
-        return (
-            f"{self.cells_to_run} of {self.cells_total} cells to run "
-            f"({self.cells_finished} already finished) + {self.judge_calls} judge calls: "
-            f"~{self.credits:.4f} credits at {self.cost_per_call:.6f}/call ({self.cost_source}), "
-            f"~{self.seconds:.0f}s{tokens}"
-        )
 
 
 def _check_budget(budget: Any) -> float | None:
@@ -231,48 +197,9 @@ class Experiment:
         self, client: Any = None, *, concurrency: int = 8, store: Store | None = None
     ) -> Estimate:
         """Cells to run (minus finished ones), projected credits and time. Sends no paid call."""
-        from .store import Store
+        from ._estimate import estimate
 
-        concurrency = _check_concurrency(concurrency)
-        store = store or Store()
-        model = self.resolve_model(client)
-        cells = self.cells(model)
-        cached = store.cached_responses(c.cell_key for c in cells)
-        unique_todo = {c.cell_key: c for c in cells if c.cell_key not in cached}
-        judges = sum(1 for s in self.scorers if hasattr(s, "grading_messages"))
-        judge_calls = judges * len(unique_todo)
-        calls = len(unique_todo) + judge_calls
-        observed = store.observed_cost_per_call(model)
-        cost = observed if observed is not None else PUBLISHED_COST_PER_CALL
-        latency_rows = store.query(
-            "SELECT AVG(latency_s) AS s FROM responses WHERE model = ?", (model,)
-        )
-        latency = latency_rows[0]["s"] or PUBLISHED_LATENCY_S
-        rpm = getattr(client, "rpm", None)
-        seconds = math.ceil(calls / concurrency) * latency
-        if rpm:
-            seconds = max(seconds, calls * 60.0 / rpm)
-        prompt_tokens: int | None = 0
-        for cell in unique_todo.values():
-            n = self._local_tokens(cell)
-            if n is None:
-                prompt_tokens = None
-                break
-            prompt_tokens += n  # type: ignore[operator]
-        return Estimate(
-            cells_total=len(cells),
-            cells_finished=sum(1 for c in cells if c.cell_key in cached),
-            cells_to_run=sum(1 for c in cells if c.cell_key not in cached),
-            judge_calls=judge_calls,
-            calls=calls,
-            cost_per_call=cost,
-            cost_source="observed" if observed is not None else "published",
-            credits=calls * cost,
-            seconds=seconds,
-            rpm=rpm,
-            concurrency=concurrency,
-            prompt_tokens=prompt_tokens,
-        )
+        return estimate(self, client, concurrency=_check_concurrency(concurrency), store=store)
 
     # -- run -----------------------------------------------------------------------------------
     def _prepare(
@@ -286,7 +213,8 @@ class Experiment:
         store: Store | None,
         api: Api = "v1",
     ) -> tuple[Run, Any]:
-        from ._runner import Runner, check_replay
+        from ._runner import Runner
+        from ._runner_calls import check_replay
         from .run import Run
         from .store import Store
 
