@@ -411,12 +411,12 @@ class Runner:
             cached=self.cached,
         )
         if self._bar is not None:
-            self._bar.n = self.done + error_count
             postfix = {"errors": error_count, "credits": f"{spent:.5f}"}
             if left is not None:
                 postfix["left"] = f"{left:.4f}"
             self._bar.set_postfix(postfix, refresh=False)
-            self._bar.refresh()
+            # update() redraws at most every mininterval: a CI log gets a few lines, not one per cell
+            self._bar.update(self.done + error_count - self._bar.n)
         self.run._publish(snapshot)
 
     def _prepare(self) -> list[Cell]:
@@ -564,6 +564,7 @@ class Runner:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._publish(finished=True, status=status)
         if self._bar is not None:
+            self._bar.refresh()
             self._bar.close()
 
     def open_bar(self) -> None:
