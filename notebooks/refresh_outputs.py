@@ -6,7 +6,7 @@ a kernel started in this folder. Run it after editing a notebook::
 
     .venv/bin/python notebooks/refresh_outputs.py [NOTEBOOK ...]
 
-Widget state is dropped from the metadata (it is regenerated on display, and holds random ids).
+Widget state and cell timings are left out of the metadata: both change on every run.
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ def refresh(path: Path) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         store_widget_state=False,
+        record_timing=False,  # per-cell timestamps would make every refresh a noisy diff
     )
     client.execute()
     nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
     nbformat.write(nb, path)
     print(f"refreshed {path.relative_to(HERE.parent)}")
 
