@@ -33,7 +33,7 @@ FIGURE = re.compile(
     r"^FIGURE\s+(?P<name>[^:]+?):\s+(?P<value>\S+)"
     r"(?:\s+(?P<unit>[^()]*?))?\s*(?:\((?P<note>.*)\))?\s*$"
 )
-TAIL_LINES = 6  # shown verbatim for scripts without FIGURE lines, and for failures
+TAIL_LINES = 10  # shown verbatim for scripts without FIGURE lines, and for failures
 DEFAULT_TIMEOUT_S = 900.0
 
 

@@ -41,7 +41,7 @@ def test_runs_every_script_and_prints_one_table(tmp_path: Path) -> None:
     _script(
         tmp_path, "a_figures.py", 'print("warming up")\nprint("FIGURE speed-up: 2.5 x (n=10)")\n'
     )
-    _script(tmp_path, "b_plain.py", "for i in range(20):\n    print(f'line {i}')\n")
+    _script(tmp_path, "b_plain.py", "for i in range(20):\n    print(f'row-{i:02d}')\n")
     _script(
         tmp_path, "c_broken.py", "import sys\nprint('about to fail')\nsys.exit('boom: bad input')\n"
     )
@@ -56,7 +56,8 @@ def test_runs_every_script_and_prints_one_table(tmp_path: Path) -> None:
     assert proc.returncode == 1, out  # one script failed
     assert "a_figures.py [ok" in out and "speed-up" in out and "2.5" in out and "n=10" in out
     assert "warming up" not in out  # scripts with FIGURE lines show only their figures
-    assert "line 19" in out and "line 13" not in out  # the tail, verbatim, of plain scripts
+    # The tail, verbatim, of plain scripts.
+    assert "row-19" in out and "row-10" in out and "row-09" not in out
     assert "c_broken.py [FAILED (1)" in out and "boom: bad input" in out
     assert "_helper" not in out
     machine = out.strip().splitlines()[-1]
