@@ -148,6 +148,12 @@ def main() -> None:
     print(f"{'fully cached rerun (replay)':<44} {c['cells']:>6} {c['wall_s']:>8.2f} {'-':>8} "
           f"{'-':>10}  {c['cells_per_s']:,.0f} cells/s; results frame {c['results_s']:.2f} s")  # fmt: skip
     print(f"(one-time Llama 3 tokenizer load, excluded above: {load_s:.2f} s)")
+    # For `make bench` (benchmarks/run_all.py collects FIGURE lines).
+    print(f"FIGURE runner wall/ideal, concurrency 32 +100 ms: {a['ratio']:.2f} x "
+          f"({a['cells']} cells; bare Client.chat threads {a['bare_ratio']:.2f} x)")  # fmt: skip
+    print(f"FIGURE runner wall/ideal at rpm=600: {b['ratio']:.2f} x "
+          f"({b['cells']} cells; {b['429s']} 429s)")  # fmt: skip
+    print(f"FIGURE fully cached rerun: {c['cells_per_s']:.0f} cells/s ({c['cells']} cells)")
 
 
 if __name__ == "__main__":

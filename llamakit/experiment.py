@@ -355,6 +355,10 @@ class Experiment:
     ) -> Run:
         """Run every unfinished cell and return the Run (see the module docstring).
 
+        ``budget`` caps the credits this call may spend (checked before each send, reserving the
+        calls in flight); a stopped run resumes when run again, with a budget of its own.
+        ``mode="replay"`` serves every cell from the store and needs no client.
+
         ``api="v2"`` sends each call as a v2 job (submit, then poll) and journals it first: a
         runner killed mid-call then collects its paid jobs on resume instead of paying again.
 
