@@ -4,10 +4,8 @@ Public names are loaded lazily so that ``import llamakit`` stays light: pandas, 
 ipywidgets, starlette and llama_cpp are imported only by the features that use them.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
+from typing import Any as _Any
 
 from .errors import (
     APIConnectionError,
@@ -72,11 +70,17 @@ __all__ = sorted(
 )
 
 
-def __getattr__(name: str) -> Any:
+# Submodules reachable as attributes (``lk.scoring.contains()``) without importing them eagerly.
+_SUBMODULES = frozenset({"plots", "scoring", "stats", "tokens", "widgets"})
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"llamakit.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'llamakit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -31,3 +31,12 @@ def test_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_submodules_load_on_attribute_access() -> None:
+    code = (
+        "import sys, llamakit as lk; assert 'llamakit.scoring' not in sys.modules; "
+        "print(lk.scoring.contains().name, lk.tokens.count('tell me a joke on cats'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["contains", "6"]
