@@ -46,28 +46,39 @@ _LAZY: dict[str, str] = {
     "runs": "llamakit.run",
 }
 
-__all__ = sorted(
-    [
-        "APIConnectionError",
-        "APIError",
-        "APIResponseError",
-        "APIStatusError",
-        "APITimeoutError",
-        "AuthenticationError",
-        "BudgetExceededError",
-        "InsufficientCreditsError",
-        "LlamakitError",
-        "MethodNotAllowedError",
-        "NotFoundError",
-        "RateLimitError",
-        "ReplayMissError",
-        "ServerError",
-        "UnprocessableRequestError",
-        "ValidationError",
-        "__version__",
-        *_LAZY,
-    ]
-)
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "Attempt",
+    "AuthenticationError",
+    "BudgetExceededError",
+    "ChatResponse",
+    "Client",
+    "Conversation",
+    "Experiment",
+    "InsufficientCreditsError",
+    "LlamakitError",
+    "Message",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "RateLimitError",
+    "ReplayMissError",
+    "Run",
+    "ServerError",
+    "Store",
+    "UnprocessableRequestError",
+    "Usage",
+    "ValidationError",
+    "__version__",
+    "connect",
+    "load_run",
+    "local_server",
+    "runs",
+]
 
 
 # Submodules reachable as attributes (``lk.scoring.contains()``) without importing them eagerly.
