@@ -25,7 +25,7 @@ _LIST_VALUED = {"stop"}
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _digest(value: Any) -> str:
@@ -102,6 +102,8 @@ class Cell:
     messages: list[dict[str, str]]
     row: dict[str, Any]
     ordinal: int = 0
+    prompt_json: str = ""  # canonical JSON of messages, computed once per rendered prompt
+    row_json: str = ""  # and of the dataset row, once per item
 
     def record(self, **fields: Any) -> dict[str, Any]:
         """The run_cells row for this cell, with the outcome fields given."""
@@ -114,7 +116,7 @@ class Cell:
             "params": self.params_json,
             "repeat": self.repeat,
             "model": self.model,
-            "prompt": canonical_json(self.messages),
-            "row": self.row,
+            "prompt": self.prompt_json or canonical_json(self.messages),
+            "row": self.row_json or self.row,
             **fields,
         }

@@ -114,6 +114,7 @@ class Experiment:
             for item in self.items
         }
         self._token_counts: dict[tuple[str, str], int | None] = {}
+        self._cells_by_model: dict[str, list[Cell]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -137,11 +138,20 @@ class Experiment:
         return self.model or client_model or DEFAULT_MODEL
 
     def cells(self, model: str) -> list[Cell]:
-        """Every cell, in a stable order: variant, item, params, repeat."""
+        """Every cell, in a stable order: variant, item, params, repeat (computed once per model:
+        an experiment does not change after it is built)."""
+        cached = self._cells_by_model.get(model)
+        if cached is None:
+            cached = self._cells_by_model[model] = self._build_cells(model)
+        return cached
+
+    def _build_cells(self, model: str) -> list[Cell]:
         out = []
         for template in self.templates:
             for item in self.items:
                 messages = self._rendered[(template.variant, item.id)]
+                prompt_json = canonical_json(messages)
+                row_json = canonical_json(item.row)
                 for params in self.param_sets:
                     params_json = canonical_json(params)
                     for repeat in range(self.repeats):
@@ -160,6 +170,8 @@ class Experiment:
                                 messages=messages,
                                 row=item.row,
                                 ordinal=len(out),
+                                prompt_json=prompt_json,
+                                row_json=row_json,
                             )
                         )
         return out
