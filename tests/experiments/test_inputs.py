@@ -139,3 +139,15 @@ def test_the_shipped_datasets_have_unique_ids_and_expected_answers(name: str) ->
     items = load_dataset(DATA / name)
     assert 20 <= len(items) <= 30
     assert all(i.row["expected"] for i in items)
+
+
+def test_a_dataframe_with_timestamps_and_numbers_renders_and_runs(server) -> None:
+    from exp_helpers import client_of
+
+    frame = pd.DataFrame(
+        {"q": ["a", "b"], "when": pd.to_datetime(["2024-01-01", "2024-02-01"]), "n": [1.5, None]}
+    )
+    exp = lk.Experiment("df", prompts="{{ q }} on {{ when.date() }} ({{ n }})", dataset=frame)
+    assert exp.cells("m")[0].messages[0]["content"] == "a on 2024-01-01 (1.5)"
+    run = exp.run(client_of(server), progress=False)
+    assert run.status == "finished" and len(run.results) == 2
