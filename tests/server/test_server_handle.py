@@ -97,10 +97,7 @@ def test_default_backend_is_chosen_by_what_is_installed():
 
 
 def test_client_method_builds_a_llamakit_client(shared):
-    try:
-        client = shared.client()
-    except ImportError:  # pragma: no cover - the client is written by another part of the project
-        pytest.skip("llamakit.client not available yet")
+    client = shared.client()
     try:
         assert client.base_url.rstrip("/") == shared.url + "/v1"
         assert client.chat("What is 2 + 2?").text == "2 + 2 = 4"
