@@ -146,14 +146,6 @@ PROMPTS = st.one_of(
 ROW = st.dictionaries(st.sampled_from(["q", "a", "b", "x"]), JSON, max_size=4)
 
 
-# Known bug (owner: experiments, llamakit/templates.py PromptTemplate.render): a runtime error
-# inside a template (a type error on a row value, `int` of infinity, ...) escapes as the raw
-# Python exception instead of a ValidationError naming the prompt and the item. Pinned by the
-# strict xfail test_a_template_runtime_error_is_a_validation_error below; the fuzz test counts
-# these and fails on anything else.
-TEMPLATE_RUNTIME_ERRORS = (TypeError, ValueError, OverflowError, ZeroDivisionError, IndexError)
-
-
 @FUZZ
 @given(prompts=PROMPTS, row=ROW)
 def test_templates_render_or_raise_a_validation_error(prompts: Any, row: dict[str, Any]) -> None:
@@ -166,8 +158,6 @@ def test_templates_render_or_raise_a_validation_error(prompts: Any, row: dict[st
             assert all(m["role"] in ROLES and isinstance(m["content"], str) for m in messages)
     except ValidationError as exc:
         assert str(exc) and exc.field
-    except TEMPLATE_RUNTIME_ERRORS:
-        FUZZED["templates: known runtime-error bug"] += 1
 
 
 HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)
@@ -272,11 +262,6 @@ def test_a_lone_surrogate_in_a_message_is_a_validation_error(
         real_client.chat([{"role": "user", "content": content}], max_tokens=8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TEMPLATE_RUNTIME_ERRORS,
-    reason="owner: experiments: templates.render lets runtime errors escape",
-)
 @pytest.mark.parametrize(
     "template,row",
     [
