@@ -21,7 +21,7 @@ ROLES = ("system", "user", "assistant")
 def normalize_messages(messages: Any) -> list[dict[str, str]]:
     """A plain string (one user turn) or a sequence of dicts / ``Message`` -> list of wire dicts."""
     if isinstance(messages, str):
-        return [{"role": "user", "content": messages}]
+        return [_normalize_one(0, {"role": "user", "content": messages})]
     if isinstance(messages, Message):
         messages = [messages]
     if isinstance(messages, (bytes, Mapping)) or not isinstance(messages, Sequence):
@@ -64,7 +64,21 @@ def _normalize_one(index: int, message: Any) -> dict[str, str]:
             f"{where}.content must be a string, not {type(content).__name__}",
             field=f"{where}.content",
         )
+    _check_unicode(content, f"{where}.content")
     return {"role": role, "content": content}
+
+
+def _check_unicode(text: str, field: str) -> None:
+    # A lone surrogate (e.g. from a badly decoded file) is not text: the tokenizer rejects it and
+    # the server answers 422, so say so here, before any credit is spent.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{field} is not valid Unicode text: unpaired surrogate at index {exc.start} "
+            "(was the source decoded with errors='surrogateescape'?)",
+            field=field,
+        ) from None
 
 
 # name -> (kind, low, high, low_inclusive). Ranges follow the OpenAI/Fireworks semantics the
@@ -160,6 +174,7 @@ def _check_stop(value: Any) -> str | list[str]:
     if isinstance(value, str):
         if not value:
             raise ValidationError("stop must not be an empty string", field="params.stop")
+        _check_unicode(value, "params.stop")
         return value
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         items = list(value)
@@ -170,6 +185,7 @@ def _check_stop(value: Any) -> str | list[str]:
                 raise ValidationError(
                     f"stop[{i}] must be a non-empty string, not {item!r}", field=f"params.stop[{i}]"
                 )
+            _check_unicode(item, f"params.stop[{i}]")
         return items
     raise ValidationError(
         f"stop must be a string or a list of strings, not {type(value).__name__}",

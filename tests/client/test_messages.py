@@ -37,6 +37,8 @@ def test_dicts_and_messages_mix() -> None:
         ([{"role": "user", "content": None}], "messages[0].content"),
         ([{"role": "user", "content": "x", "name": "bob"}], "messages[0].name"),
         ([{"role": "User", "content": "x"}], "messages[0].role"),
+        ([{"role": "user", "content": "ok \udfff ok"}], "messages[0].content"),
+        ("\ud800", "messages[0].content"),
     ],
 )
 def test_bad_messages_name_the_field(messages: object, field: str) -> None:
@@ -63,6 +65,8 @@ def test_bad_messages_name_the_field(messages: object, field: str) -> None:
         ({"stop": ["a", 1]}, "params.stop[1]"),
         ({"stop": ["a"] * 5}, "params.stop"),
         ({"stop": 7}, "params.stop"),
+        ({"stop": "\ud800"}, "params.stop"),
+        ({"stop": ["a", "\ud800"]}, "params.stop[1]"),
         ({"stream": True}, "params.stream"),
         ({"response_format": {"type": "yaml"}}, "params.response_format"),
         ({"max_token": 5}, "params.max_token"),
@@ -115,8 +119,16 @@ anything = st.recursive(
     ),
     max_leaves=8,
 )
+# st.text() never yields lone surrogates; join single characters to get them too.
+text_with_surrogates = st.lists(
+    st.characters(codec=None, exclude_categories=()) | st.sampled_from(["\ud800", "\udfff"]),
+    max_size=10,
+).map("".join)
 message_like = st.fixed_dictionaries(
-    {"role": st.sampled_from([*ROLES, "tool", "", None, 1]), "content": st.text() | anything}
+    {
+        "role": st.sampled_from([*ROLES, "tool", "", None, 1]),
+        "content": st.text() | text_with_surrogates | anything,
+    }
 )
 
 
