@@ -216,7 +216,12 @@ class ChatPanel(widgets.VBox):
         )
         self.temperature = _render.classed(
             widgets.FloatSlider(
-                value=temperature, min=0.0, max=2.0, step=0.05, description="Temperature"
+                value=temperature,
+                min=0.0,
+                max=2.0,
+                step=0.05,
+                description="Temperature",
+                style={"description_width": "initial"},
             ),
             "llamakit-chat-temperature",
         )

@@ -62,7 +62,11 @@ class CompareView(widgets.VBox):
         )
         self.params_picker.layout.display = None if len(param_sets) > 1 else "none"
         self.disagree_toggle = _render.classed(
-            widgets.Checkbox(value=False, description="only items where variants disagree"),
+            widgets.Checkbox(
+                value=False,
+                description="only items where variants disagree",
+                style={"description_width": "initial"},
+            ),
             "llamakit-compare-disagree",
         )
         self.count_label = _render.classed(widgets.HTML(), "llamakit-compare-count")
@@ -126,10 +130,11 @@ class CompareView(widgets.VBox):
         self.item_picker.options = [(str(i), i) for i in pool]
         if pool:
             self.item_picker.value = current if current in pool else pool[0]
-        what = "items where variants disagree" if self.only_disagreements else "items"
+        total, disagree = len(self.all_items), len(self.disagreements)
         self.count_label.value = (
-            f"{len(pool)} {what} (of {len(self.all_items)}) \u00b7 "
-            f"{len(self.disagreements)} with disagreement"
+            f"{disagree} items where variants disagree (of {total})"
+            if self.only_disagreements
+            else f"{total} items \u00b7 {disagree} where variants disagree"
         )
         self._render()
 

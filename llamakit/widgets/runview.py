@@ -109,7 +109,7 @@ class RunView(widgets.VBox):
             self.bar.bar_style = "warning"
         self.stop_button.layout.display = "none" if self.finished else None
         self.counts.value = f"{self.processed}/{self.total} cells \u00b7 {self.done} answered"
-        self.status_label.value = html.escape(str(self.status or ""))
+        self.status_label.value = f"\u00b7 {html.escape(str(self.status))}" if self.status else ""
         self.credits_label.value = (
             f"<b>Credits spent</b> {_render.credits(self.credits_spent)}"
             f" \u00b7 <b>left</b> {_render.credits(self.credits_left)}"
