@@ -132,24 +132,24 @@ class Runner:
 
     def _on_attempt(self, attempt: Any) -> None:
         ctx = CURRENT.get()
+        record = {
+            "run_id": self.run.id,
+            "session": self.session,
+            "cell_key": ctx.cell_key if ctx else None,
+            "call_id": attempt.call_id,
+            "attempt": attempt.attempt,
+            "status": attempt.status,
+            "error": attempt.error,
+            "message": attempt.message,
+            "latency_s": attempt.latency_s,
+            "credits_remaining": attempt.credits_remaining,
+            "started_at": attempt.started_at,
+            "finished_at": attempt.finished_at,
+        }
         if ctx is not None:
-            ctx.attempts += 1
-        self.store.record_attempt(
-            {
-                "run_id": self.run.id,
-                "session": self.session,
-                "cell_key": ctx.cell_key if ctx else None,
-                "call_id": attempt.call_id,
-                "attempt": attempt.attempt,
-                "status": attempt.status,
-                "error": attempt.error,
-                "message": attempt.message,
-                "latency_s": attempt.latency_s,
-                "credits_remaining": attempt.credits_remaining,
-                "started_at": attempt.started_at,
-                "finished_at": attempt.finished_at,
-            }
-        )
+            ctx.records.append(record)
+        else:  # a call made outside any cell (cannot happen today; logged all the same)
+            self.store.record_attempts([record])
 
     def _reserve(self) -> bool:
         """Take a budget slot for one more call, or stop the run if it might not fit."""
@@ -200,13 +200,16 @@ class Runner:
                 )
             else:
                 response = await self._call(client.chat, messages, **params)
-        except InsufficientCreditsError:
-            self.request_stop("insufficient_credits")
-            raise Stop from None
-        except FATAL as exc:
-            self.fatal = exc
-            self.request_stop("failed")
-            raise Stop from None
+        except BaseException as exc:
+            self.store.record_attempts(ctx.records)
+            if isinstance(exc, InsufficientCreditsError):
+                self.request_stop("insufficient_credits")
+                raise Stop from None
+            if isinstance(exc, FATAL):
+                self.fatal = exc
+                self.request_stop("failed")
+                raise Stop from None
+            raise
         finally:
             CURRENT.reset(token)
             self.inflight -= 1
@@ -214,9 +217,11 @@ class Runner:
         if response.credits_remaining is not None:
             header = float(response.credits_remaining)
             self.min_header = header if self.min_header is None else min(self.min_header, header)
-        return self._row(
+        row = self._row(
             response, client, key, messages, params, repeat, model, self.run.id, self.session
         )
+        row["_attempts"] = ctx.records  # written with the response, in one transaction
+        return row
 
     def _row(
         self,

@@ -27,11 +27,15 @@ FATAL = (AuthenticationError, NotFoundError, MethodNotAllowedError)
 
 
 class CallContext:
-    __slots__ = ("cell_key", "attempts")
+    """One call's attempts, held until the call ends: a successful call's attempts are written
+    in the transaction that stores its response (one commit per call, not per attempt); a
+    failed call's are written when it fails."""
+
+    __slots__ = ("cell_key", "records")
 
     def __init__(self, key: str) -> None:
         self.cell_key = key
-        self.attempts = 0
+        self.records: list[dict[str, Any]] = []
 
 
 class Stop(Exception):

@@ -77,6 +77,21 @@ _RESPONSE_COLUMNS = [
     "created_at",
 ]
 
+_ATTEMPT_COLUMNS = [
+    "run_id",
+    "session",
+    "cell_key",
+    "call_id",
+    "attempt",
+    "status",
+    "error",
+    "message",
+    "latency_s",
+    "credits_remaining",
+    "started_at",
+    "finished_at",
+]
+
 _CACHE_COLUMNS = "cell_key, text, attempts, latency_s, started_at, finished_at, credits_remaining, run_id, session"
 
 _CELL_COLUMNS = [
@@ -253,6 +268,9 @@ class Store:
         """
         with self._db.write() as db:
             if response is not None:
+                attempts = response.pop("_attempts", None) if isinstance(response, dict) else None
+                if attempts:
+                    db.executemany(_insert_sql("attempts", _ATTEMPT_COLUMNS), attempts)
                 db.execute("DELETE FROM inflight WHERE cell_key = ?", (response["cell_key"],))
                 row = {c: response.get(c) for c in _RESPONSE_COLUMNS}
                 row["created_at"] = row["created_at"] or time.time()
@@ -315,9 +333,11 @@ class Store:
                 list(updates),
             )
 
-    def record_attempt(self, row: Mapping[str, Any]) -> None:
+    def record_attempts(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
         with self._db.write() as db:
-            db.execute(_insert_sql("attempts", list(row)), dict(row))
+            db.executemany(_insert_sql("attempts", _ATTEMPT_COLUMNS), [dict(r) for r in rows])
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
