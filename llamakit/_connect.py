@@ -12,17 +12,25 @@ import sys
 import threading
 from typing import Any
 
-from ._defaults import ENV_API_KEY, ENV_BASE_URL
+from ._defaults import ENV_API_KEY, ENV_BACKEND, ENV_BASE_URL
 from .client import Client
 
 _lock = threading.Lock()
 _server: Any = None  # the process-wide local server, started on first need
 
 
-def connect(*, backend: str | None = None, quiet: bool = False, **kwargs: Any) -> Client:
+def connect(
+    *,
+    backend: str | None = None,
+    rules: str | os.PathLike[str] | None = None,
+    quiet: bool = False,
+    **kwargs: Any,
+) -> Client:
     """A ``Client`` of the hosted API when ``SEGMIND_API_KEY`` is set (or ``api_key=`` given),
-    else of a local stand-in server started once for this process (``backend`` None picks
-    ``smollm2`` when installed, else ``scripted``) and stopped at exit.
+    else of a local stand-in server started once for this process and stopped at exit.
+
+    The local backend is ``backend``, else ``$LLAMAKIT_BACKEND``, else ``smollm2`` when installed,
+    else ``scripted``. ``rules`` (a YAML/JSON file of regex -> reply) steers the scripted backend.
 
     Prints one line saying which. Safe inside a running event loop (a Jupyter cell): the local
     server runs on its own thread and the returned client is sync.
@@ -41,7 +49,7 @@ def connect(*, backend: str | None = None, quiet: bool = False, **kwargs: Any) -
             f"a base_url is set but no API key: pass api_key=... or set {ENV_API_KEY}",
             field="api_key",
         )
-    server = _local_server(backend)
+    server = _local_server(backend or os.environ.get(ENV_BACKEND) or None, rules)
     client = server.client(**kwargs)
     _say(
         f"llamakit: no {ENV_API_KEY} set, so using a local {server.backend} server at "
@@ -51,7 +59,7 @@ def connect(*, backend: str | None = None, quiet: bool = False, **kwargs: Any) -
     return client
 
 
-def _local_server(backend: str | None) -> Any:
+def _local_server(backend: str | None, rules: Any) -> Any:
     global _server
     with _lock:
         if _server is not None and backend is not None and _server.backend != backend:
@@ -61,7 +69,7 @@ def _local_server(backend: str | None) -> Any:
         if _server is None:
             from .server import local_server
 
-            _server = local_server(backend=backend)
+            _server = local_server(backend=backend, rules=rules)
             atexit.register(_shutdown)
         return _server
 

@@ -22,6 +22,8 @@ CONTEXT_WINDOW = 8192
 ENV_API_KEY = "SEGMIND_API_KEY"
 ENV_BASE_URL = "SEGMIND_BASE_URL"
 ENV_HOME = "LLAMAKIT_HOME"
+# Which local backend connect() starts when no key is set (smollm2 | scripted | upstream).
+ENV_BACKEND = "LLAMAKIT_BACKEND"
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 8787

@@ -93,3 +93,13 @@ def test_cli_reports_errors_without_a_traceback(
     assert "InsufficientCreditsError" in capsys.readouterr().err
     assert cli_main(["chat", "hi", "--temperature", "9"]) == 1
     assert "ValidationError: temperature=9.0 is out of range" in capsys.readouterr().err
+
+
+def test_connect_reads_the_backend_from_the_environment_and_passes_rules(
+    fresh_local: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('rules:\n  - pattern: "ping"\n    reply: "pong from the rules file"\n')
+    monkeypatch.setenv("LLAMAKIT_BACKEND", "scripted")
+    client = llamakit.connect(rules=rules, quiet=True)
+    assert client.chat("ping?", max_tokens=16).text == "pong from the rules file"
