@@ -62,7 +62,8 @@ class Soak:
     balance_after: float
     kills: int = 0
     restarts: int = 0
-    slow_windows: list[tuple[int, int]] = field(default_factory=list)  # (done, billed in window)
+    # (cells done, calls billed with a slow body) per window
+    slow_windows: list[tuple[int, int]] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -94,16 +95,20 @@ def _start_runner(url: str, store_path: Path, key: str, log: Path) -> subprocess
 
 
 def _slow_window(server: ServeProcess) -> int:
-    """Serve slow bodies until a few calls got one (at most 3 s); returns how many were billed."""
-    billed = server.stats()["billed_calls"]
+    """Serve slow bodies until a few calls got one (at most 5 s); returns how many did.
+
+    The fault is drawn when a call is admitted and billed after its latency (<= 30 ms), so calls
+    billed from 0.3 s after the window opened were admitted inside it: they have slow bodies."""
     server.set_faults(slow_body_s=SLOW_BODY_S)
     try:
-        deadline = time.monotonic() + 3.0
+        time.sleep(0.3)
+        billed = server.stats()["billed_calls"]
+        deadline = time.monotonic() + 5.0
         while server.stats()["billed_calls"] - billed < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
+        return server.stats()["billed_calls"] - billed
     finally:
         server.set_faults(slow_body_s=0)
-    return server.stats()["billed_calls"] - billed
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +131,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> Soak:
     slow_at = sorted(rng.uniform(0.15, 0.9) * CELLS for _ in range(SLOW_WINDOWS))
     result = Soak(seed, store_path, tmp / "ledger.db", {}, 0.0)
     started = time.monotonic()
+    window_closed = 0.0
     try:
         runner = _start_runner(server.url, store_path, key, tmp / "runner.log")
         while True:
@@ -140,7 +146,11 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> Soak:
             if slow_at and done >= slow_at[0]:
                 slow_at.pop(0)
                 result.slow_windows.append((done, _slow_window(server)))
-            if kill_at and done >= kill_at[0]:
+                window_closed = time.monotonic()
+            # Kills wait until the slow bodies have timed out and their cells were retried and
+            # committed, so the store holds those attempts.
+            quiet = time.monotonic() - window_closed > SLOW_BODY_S + 2
+            if kill_at and done >= kill_at[0] and quiet:
                 kill_at.pop(0)
                 runner.send_signal(signal.SIGKILL)
                 result.exit_codes.append(runner.wait())
