@@ -26,7 +26,7 @@ def test_run_runs_export_and_replay_a_spec(hosted_env, tmp_path: Path, capsys) -
     text = capsys.readouterr().out
     assert "finished; 144/144 cells" in text and "credits spent" in text
     frame = pd.read_csv(out)
-    assert len(frame) == 144 and {"score_contains", "score_exact", "expected"} <= set(frame)
+    assert len(frame) == 144 and {"score_contains", "score_concise", "expected"} <= set(frame)
     assert hosted_env.stats()["billed_calls"] == 144
 
     assert main(["runs"]) == 0
