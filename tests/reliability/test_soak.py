@@ -132,6 +132,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> Soak:
     result = Soak(seed, store_path, tmp / "ledger.db", {}, 0.0)
     started = time.monotonic()
     window_closed = 0.0
+    runner: subprocess.Popen[bytes] | None = None
     try:
         runner = _start_runner(server.url, store_path, key, tmp / "runner.log")
         while True:
@@ -161,15 +162,17 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> Soak:
         result.stats = server.stats()
         result.balance_after = server.balance()
     finally:
-        if runner.poll() is None:
+        if runner is not None and runner.poll() is None:
             runner.kill()
             runner.wait()
         server.stop()
     result.seconds = time.monotonic() - started
     result.outputs = (tmp / "runner.log").read_text(errors="replace").splitlines()
     req = result.stats.get("requests", {})
+    sessions = result.query("SELECT COUNT(*) FROM run_sessions")[0][0]
     SUMMARY["soak"] = (
-        f"{CELLS} cells in {result.seconds:.0f} s, seed {seed}; {result.kills} SIGKILLs survived; "
+        f"{CELLS} cells in {result.seconds:.0f} s, seed {seed}; {result.kills} SIGKILLs survived "
+        f"({sessions - 1} mid-run, the rest during a restart); "
         f"injected: {req.get('500', 0)} x 500, {req.get('429', 0)} x 429, "
         f"{result.stats.get('dropped', 0)} dropped, slow bodies billed in windows "
         f"{[b for _, b in result.slow_windows]}; billed {result.stats.get('billed_calls')} calls"
@@ -191,7 +194,9 @@ def test_the_run_survived_three_kills_and_finished(soak: Soak) -> None:
     assert soak.outputs and soak.outputs[-1] == f"RESULT finished {CELLS} {CELLS}", _describe(soak)
     (run_id,) = soak.query("SELECT run_id FROM runs")[0]
     sessions = soak.query("SELECT COUNT(*) FROM run_sessions WHERE run_id = ?", (run_id,))[0][0]
-    assert sessions == KILLS + 1  # one resumed run, not four runs
+    # One resumed run, not four runs. A kill that lands while the runner is still starting up
+    # (before it opened its session) leaves no session behind: that is a valid random point too.
+    assert 2 <= sessions <= KILLS + 1
 
 
 def test_every_cell_finished_exactly_once(soak: Soak) -> None:
@@ -286,7 +291,9 @@ def test_killed_sessions_spend_shows_in_the_store(soak: Soak) -> None:
     """The credits a killed session was billed for but never committed a reply for are visible in
     the store: its lowest committed balance minus the next session's opening balance."""
     gaps = _unattributed_gaps(soak)
-    assert len(gaps) == KILLS
+    (run_id,) = soak.query("SELECT run_id FROM runs")[0]
+    sessions = soak.query("SELECT COUNT(*) FROM run_sessions WHERE run_id = ?", (run_id,))[0][0]
+    assert len(gaps) == sessions - 1 >= 1
     timeouts = soak.query("SELECT COUNT(*) FROM attempts WHERE error = 'APITimeoutError'")[0][0]
     for gap in gaps:
         calls = gap / PRICE
