@@ -120,6 +120,10 @@ def bench_scripted(requests: int, concurrency: int) -> None:
     print(f"(load average before: {load_before:.1f} on {os.cpu_count()} CPUs)")
     print(f"  {requests / elapsed:8.1f} requests/s   (statuses {codes})")
     print(
+        f"FIGURE scripted server throughput: {requests / elapsed:.1f} requests/s "
+        f"({requests} requests at concurrency {concurrency}, p95 {q[94] * 1000:.0f} ms)"
+    )
+    print(
         f"  latency p50 {q[49] * 1000:.1f} ms   p95 {q[94] * 1000:.1f} ms   "
         f"max {max(latencies) * 1000:.1f} ms"
     )
@@ -183,6 +187,11 @@ def bench_smollm2(calls: int, max_tokens: int) -> None:
     print(
         f"  ratio server/direct: {served_rate / direct_rate:7.3f} overall, "
         f"{statistics.median(pair_ratios):.3f} median of {calls} back-to-back pairs"
+    )
+    print(f"FIGURE smollm2 tokens/s through the server: {served_rate:.1f} tokens/s")
+    print(
+        f"FIGURE smollm2 tokens/s server vs direct: {statistics.median(pair_ratios):.3f} x "
+        f"(median of {calls} back-to-back pairs; 1.0 = no server overhead)"
     )
 
 
