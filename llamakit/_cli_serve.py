@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 from ._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
 
 ENV_UPSTREAM_API_KEY = "LLAMAKIT_UPSTREAM_API_KEY"
+ENV_SERVER_KEYS = "LLAMAKIT_SERVER_KEYS"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         action="append",
         default=None,
         metavar="KEY",
-        help="accepted key (repeatable); default: a generated SG_local_ key",
+        help="accepted key (repeatable); default: $LLAMAKIT_SERVER_KEYS (comma-separated, "
+        "which keeps keys out of `ps`), else a generated SG_local_ key",
     )
     p.add_argument(
         "--credits", type=float, default=1.0, help="starting balance per key (default %(default)s)"
@@ -92,7 +95,14 @@ def run(args: argparse.Namespace) -> int:
     from .server.config import ServerConfig, build_keys
     from .server.faults import FaultSettings
 
-    keys = build_keys(args.api_key[0] if args.api_key else None, args.api_key, args.credits)
+    api_keys = args.api_key or [k for k in os.environ.get(ENV_SERVER_KEYS, "").split(",") if k]
+    keys = build_keys(api_keys[0] if api_keys else None, api_keys, args.credits)
+    if not _is_loopback(args.host):
+        print(
+            f"llamakit serve: warning: binding {args.host} exposes the server (and its keys' "
+            "credits) beyond this machine",
+            file=sys.stderr,
+        )
     try:
         faults = FaultSettings().updated(
             {
@@ -154,6 +164,16 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
 
 
 def _exit_quietly(signum: int, frame: object) -> None:

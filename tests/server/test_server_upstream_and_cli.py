@@ -70,8 +70,8 @@ def test_upstream_429_is_passed_on_with_retry_after(make_server):
     assert front.balance() == 1.0
 
 
-def _serve(args: list[str], env_home: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "LLAMAKIT_HOME": str(env_home)}
+def _serve(args: list[str], env_home: Path, **env_extra: str) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "LLAMAKIT_HOME": str(env_home), **env_extra}
     proc = subprocess.Popen(
         [sys.executable, "-m", "llamakit.cli", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -166,3 +166,19 @@ def test_cli_rejects_bad_fault_settings(tmp_path):
     )
     assert r.returncode == 2
     assert "fail_rate" in r.stderr
+
+
+def test_cli_serve_takes_keys_from_the_environment_so_ps_never_shows_them(tmp_path):
+    proc, url = _serve(
+        ["--backend", "scripted"], tmp_path, LLAMAKIT_SERVER_KEYS="SG_env_one,SG_env_two"
+    )
+    try:
+        for key in ("SG_env_one", "SG_env_two"):
+            with closing(_wait_up(url, key)) as c:
+                assert c.post(CHAT, json=chat_body()).status_code == 200
+        with closing(_wait_up(url, "SG_not_listed")) as c:
+            assert c.post(CHAT, json=chat_body()).status_code == 401
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"SG_env" not in cmdline
+    finally:
+        _stop(proc)
