@@ -69,7 +69,8 @@ def summarize(
         ``_consistency`` (share of items with 2+ scored repeats whose repeats all agree; NaN if
         none), and when every score of that scorer is 0/1, ``_pass@k`` and ``_pass^k``.
       - ``latency_p50``/``latency_p95`` (seconds, successful cells), ``prompt_tokens``,
-        ``completion_tokens`` and ``credits``: sums over all cells (NaN when none is known).
+        ``completion_tokens``: sums over all cells (NaN when none is known); ``credits``: what
+        this run paid, the sum over cells not served from the cache (``cached`` column).
 
     Errored cells count in ``errors`` and are excluded from every score statistic and from
     latency. A score is the mean over scored cells, so an item with more scored repeats weighs
@@ -128,8 +129,11 @@ def _group_row(
     latency = _numeric(clean, "latency_s").dropna().to_numpy(float)
     if len(latency):
         row["latency_p50"], row["latency_p95"] = np.quantile(latency, [0.5, 0.95])
-    for col in ("prompt_tokens", "completion_tokens", "credits"):
+    for col in ("prompt_tokens", "completion_tokens"):
         row[col] = _numeric(group, col).sum(min_count=1)
+    # A cell served from the cache was paid for by an earlier run: it costs this run nothing.
+    paid = group[~group["cached"].fillna(False).astype(bool)] if "cached" in group else group
+    row["credits"] = _numeric(paid, "credits").sum(min_count=1) if len(paid) else 0.0
     return row
 
 

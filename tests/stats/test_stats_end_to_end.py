@@ -22,7 +22,9 @@ ITEMS = 8
 
 
 @pytest.fixture(scope="module")
-def run() -> Iterator[Any]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # Module scope runs before the autouse isolated home: give the run a store of its own.
+    store = lk.Store(tmp_path_factory.mktemp("stats-e2e") / "llamakit.db")
     with lk.local_server(backend="scripted", credits=100.0, rules=JUDGE_RULES) as server:
         experiment = lk.Experiment(
             "stats-e2e",
@@ -45,7 +47,7 @@ def run() -> Iterator[Any]:
                 scoring.judge(None, "The reply must be only the number {{ expected }}.", scale=1),
             ],
         )
-        yield experiment.run(server.client(), progress=False)
+        yield experiment.run(server.client(), progress=False, store=store)
 
 
 def test_summary_of_a_real_run(run) -> None:

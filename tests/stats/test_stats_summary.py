@@ -155,3 +155,12 @@ def test_bootstrap_of_a_thousand_items_is_fast(results_factory):
     assert out.loc["A", "score_exact_ci_low"] < out.loc["A", "score_exact_mean"]
     # Generous bound: vectorised resampling takes ~0.1 s; a Python loop would take tens of seconds.
     assert elapsed < 5.0
+
+
+def test_credits_count_only_what_this_run_paid_not_cells_served_from_the_cache(results_factory):
+    results = results_factory({"a": {"q1": [1, 0], "q2": [1, 1]}})
+    results["credits"] = 0.001
+    results["cached"] = [True, False, True, True]
+    assert stats.summarize(results).loc["a", "credits"] == pytest.approx(0.001)
+    results["cached"] = True
+    assert stats.summarize(results).loc["a", "credits"] == 0.0
