@@ -141,8 +141,15 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(server_process, tmp_path) ->
     env = {**os.environ, "SEGMIND_API_KEY": KEY, "SEGMIND_BASE_URL": url + "/v1"}
     command = [sys.executable, "-m", "llamakit.cli", "run", str(tmp_path / "spec.yaml"),
                "--concurrency", "2", "--no-progress", "--store", str(db)]  # fmt: skip
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # ignoring it; restore the default so the runner sees Ctrl-C however the suite was launched.
     runner = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while _count(db, "SELECT COUNT(*) FROM run_cells WHERE status = 'done'") < 10:
