@@ -155,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  api key:  {key}", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_level=args.log_level, access_log=args.log_level in ("info", "debug")
+            app,
+            log_level=args.log_level,
+            access_log=args.log_level in ("info", "debug"),
+            # A client that never closes its connection must not keep a stopped server alive.
+            timeout_graceful_shutdown=5,
         )
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: make that re-raise
