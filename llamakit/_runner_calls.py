@@ -1,21 +1,34 @@
-"""How the runner makes one call and keeps track of it: the per-task call context that routes
-the client's ``on_attempt`` reports to their cell, the errors that stop a run, the v2 job journal,
-and the replay check. Split from ``_runner`` to keep each module readable at once."""
+"""How the runner makes one call and keeps track of it: ``Responses`` (one response row per
+request key, paid for at most once and only within the budget), the per-task call context that
+routes the client's ``on_attempt`` reports to their cell, the errors that stop a run, and the
+replay check. Split from ``_runner`` to keep each module readable at once."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+import functools
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from ._cells import Cell, cell_key
+from ._journal import Journal
 from .errors import (
+    APIError,
     AuthenticationError,
+    InsufficientCreditsError,
     MethodNotAllowedError,
     NotFoundError,
     ReplayMissError,
-    UnprocessableRequestError,
+    ValidationError,
 )
+from .store._store import response_fields
+
+if TYPE_CHECKING:
+    from ._runner_budget import Spending
 
 # The cell (and its attempt counter) the current task is working on, so the client's on_attempt
 # callback, which knows only a call id, can log each attempt against its cell.
@@ -49,65 +62,6 @@ def describe(exc: BaseException) -> str:
 def endpoint(client: Any) -> str | None:
     url = getattr(client, "base_url", None)
     return None if url is None else str(url).split("?", 1)[0]
-
-
-class Journal:
-    """v2 jobs in flight, journaled in the store (``inflight``) right after they are submitted and
-    removed in the transaction that stores their response. A rerun after a kill collects a job
-    by request id (it is billed when it completes, whether anyone waits or not) instead of
-    submitting it again."""
-
-    def __init__(
-        self, store: Any, call: Callable[..., Awaitable[Any]], poll_interval: float
-    ) -> None:
-        self.store = store
-        self.call = call
-        self.poll_interval = poll_interval
-
-    async def submit_and_wait(
-        self, client: Any, key: str, messages: list[dict], params: dict, run_id: str, session: int
-    ) -> Any:
-        job = await self.call(client.submit, messages, **params)
-        self.store.record_inflight(
-            {
-                "cell_key": key,
-                "run_id": run_id,
-                "session": session,
-                "request_id": job.request_id,
-                "status_url": job.status_url,
-                "response_url": job.response_url,
-                "call_id": job.call_id,
-                "submitted_at": job.submitted_at,
-            }
-        )
-        try:
-            return await self.call(client.wait, job, poll_interval=self.poll_interval)
-        except (UnprocessableRequestError, NotFoundError):
-            # FAILED (never billed) or gone: a later run submits it afresh. Any other error
-            # (timeout, connection) keeps the journal, and the job is collected next time.
-            self.store.drop_inflight(key)
-            raise
-
-    async def recover(self, client: Any, key: str) -> tuple[Any, str, int] | None:
-        """Collect a job an earlier (killed) run submitted for this key, if there is one."""
-        from .types import Job
-
-        entry = self.store.inflight(key)
-        if entry is None:
-            return None
-        job = Job(
-            request_id=entry["request_id"],
-            status_url=entry["status_url"],
-            response_url=entry["response_url"],
-            call_id=entry["call_id"] or "",
-            submitted_at=entry["submitted_at"],
-        )
-        try:
-            response = await self.call(client.wait, job, poll_interval=self.poll_interval)
-        except (UnprocessableRequestError, NotFoundError):
-            self.store.drop_inflight(key)
-            return None
-        return response, entry["run_id"], entry["session"]
 
 
 def check_replay(
@@ -153,3 +107,192 @@ def hook_attempts(client: Any, fn: Callable[[Any], None]) -> Callable[[], None]:
 
     target.on_attempt = both
     return lambda: setattr(target, "on_attempt", previous)
+
+
+class Responses:
+    """Response rows by request key, each paid for at most once: from the cache, from an
+    identical call already in flight (two cells, or two gradings, with the same request pay
+    once), or from a new call the budget allows. It holds the run's stop reason, because every
+    reason but the user's own (budget, insufficient credits, a fatal error) is found here."""
+
+    def __init__(
+        self,
+        *,
+        store: Any,
+        run_id: str,
+        mode: str,
+        api: str,
+        spending: Spending,
+        poll_interval: float,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.mode = mode
+        self.api = api
+        self.spending = spending
+        self.journal = Journal(store, self.call, poll_interval)
+        self.session = 0
+        self.pool: ThreadPoolExecutor | None = None
+        self.stop_reason: str | None = None
+        self.fatal: BaseException | None = None
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.pending: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args, **kwargs)
+        # A sync client: run it on our own pool (the default executor is too small for
+        # concurrency 32 on a 2-core box), carrying the context so on_attempt finds its cell.
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(
+            self.pool, ctx.run, functools.partial(fn, *args, **kwargs)
+        )
+
+    def on_attempt(self, attempt: Any) -> None:
+        ctx = CURRENT.get()
+        record = {
+            "run_id": self.run_id,
+            "session": self.session,
+            "cell_key": ctx.cell_key if ctx else None,
+            "call_id": attempt.call_id,
+            "attempt": attempt.attempt,
+            "status": attempt.status,
+            "error": attempt.error,
+            "message": attempt.message,
+            "latency_s": attempt.latency_s,
+            "credits_remaining": attempt.credits_remaining,
+            "started_at": attempt.started_at,
+            "finished_at": attempt.finished_at,
+        }
+        if ctx is not None:
+            ctx.records.append(record)
+        else:  # a call made outside any cell (cannot happen today; logged all the same)
+            self.store.record_attempts([record])
+
+    def _reserve(self) -> bool:
+        """Take a budget slot for one more call, or stop the run if it might not fit."""
+        if self.stop_reason is not None:
+            return False
+        if not self.spending.fits_one_more():
+            self.request_stop("budget")
+            return False
+        self.spending.inflight += 1
+        return True
+
+    async def fetch(
+        self,
+        client: Any,
+        key: str,
+        messages: list[dict],
+        params: dict,
+        repeat: int,
+        model: str,
+        *,
+        commit: bool = False,
+    ) -> dict[str, Any]:
+        """A response row for ``key``: from the cache, from an identical call already in flight,
+        or from a new call. ``commit`` writes a new response to the store before anyone else can
+        use it."""
+        found = self.cache.get(key)
+        if found is not None:
+            return found
+        waiting = self.pending.get(key)
+        if waiting is not None:
+            row = await waiting
+            if row is None:
+                raise Stop
+            return row
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self.pending[key] = future
+        try:
+            row = await self._send(client, key, messages, params, repeat, model)
+            if commit:
+                self.store.record_call(row)
+            self.cache[key] = row
+            future.set_result(row)
+        except (APIError, ValidationError) as exc:  # whoever shares this key records it too
+            future.set_exception(exc)
+            future.add_done_callback(lambda f: f.exception())
+            raise
+        except BaseException:
+            future.set_result(None)
+            raise
+        finally:
+            self.pending.pop(key, None)
+        return row
+
+    async def _send(
+        self, client: Any, key: str, messages: list[dict], params: dict, repeat: int, model: str
+    ) -> dict[str, Any]:
+        """One paid call; returns the response row (committed by the caller).
+
+        Raises Stop when the run must stop first, or the per-cell error."""
+        if self.mode == "replay":
+            raise ReplayMissError(f"replay: no recorded response for cell {key}")
+        if self.api == "v2":
+            recovered = await self.journal.recover(client, key)
+            if recovered is not None:
+                response, run_id, session = recovered
+                return response_row(
+                    response, client, key, messages, params, repeat, model, run_id, session
+                )
+        if not self._reserve():
+            raise Stop
+        ctx = CallContext(key)
+        token = CURRENT.set(ctx)
+        try:
+            if self.api == "v2":
+                response = await self.journal.submit_and_wait(
+                    client, key, messages, params, self.run_id, self.session
+                )
+            else:
+                response = await self.call(client.chat, messages, **params)
+        except BaseException as exc:
+            self.store.record_attempts(ctx.records)
+            if isinstance(exc, InsufficientCreditsError):
+                self.request_stop("insufficient_credits")
+                raise Stop from None
+            if isinstance(exc, FATAL):
+                self.fatal = exc
+                self.request_stop("failed")
+                raise Stop from None
+            raise
+        finally:
+            CURRENT.reset(token)
+            self.spending.inflight -= 1
+        self.spending.record_paid(response.credits_remaining)
+        row = response_row(
+            response, client, key, messages, params, repeat, model, self.run_id, self.session
+        )
+        row["_attempts"] = ctx.records  # written with the response, in one transaction
+        return row
+
+
+def response_row(
+    response: Any,
+    client: Any,
+    key: str,
+    messages: list[dict],
+    params: dict,
+    repeat: int,
+    model: str,
+    run_id: str,
+    session: int,
+) -> dict[str, Any]:
+    return {
+        **response_fields(response),
+        "cell_key": key,
+        "model": model,
+        "endpoint": endpoint(client),
+        "messages": messages,
+        "params": params,
+        "repeat": repeat,
+        "run_id": run_id,
+        "session": session,
+        "created_at": time.time(),
+    }

@@ -16,19 +16,15 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-import os
-import secrets
-import sys
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ._estimate import Estimate
+from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from .dataset import load_dataset
-from .errors import LlamakitError, ValidationError
+from .errors import ValidationError
 from .templates import parse_prompts
 
 if TYPE_CHECKING:
@@ -37,10 +33,6 @@ if TYPE_CHECKING:
 
 Mode = Literal["live", "replay"]
 Api = Literal["v1", "v2"]
-
-# Runs of this process that are still executing, so the same experiment is not run twice at once.
-_LIVE: dict[str, Run] = {}
-_LIVE_LOCK = threading.Lock()
 
 
 def _check_budget(budget: Any) -> float | None:
@@ -227,7 +219,6 @@ class Experiment:
     ) -> tuple[Run, Any]:
         from ._runner import Runner
         from ._runner_calls import check_replay
-        from .run import Run
         from .store import Store
 
         concurrency = _check_concurrency(concurrency)
@@ -246,12 +237,15 @@ class Experiment:
         judges = [s for s in self.scorers if hasattr(s, "grading_messages")]
         if mode == "replay":
             check_replay(store, cells, judges, client, model)
-        fingerprint = self.fingerprint(model)
-        with _LIVE_LOCK:
-            run_id = self._resume_or_create(store, fingerprint, model, len(cells), budget, mode)
-            run = Run(run_id, store, scorer_names=[s.name for s in self.scorers])
-            run._done.clear()
-            _LIVE[run_id] = run
+        run = register_run(
+            self,
+            store,
+            fingerprint=self.fingerprint(model),
+            model=model,
+            total=len(cells),
+            budget=budget,
+            mode=mode,
+        )
         observed = store.observed_cost_per_call(model)
         runner = Runner(
             run=run,
@@ -273,54 +267,6 @@ class Experiment:
         run._runner = runner  # type: ignore[attr-defined]
         runner.open_bar()
         return run, runner
-
-    def _resume_or_create(
-        self,
-        store: Store,
-        fingerprint: str,
-        model: str,
-        total: int,
-        budget: float | None,
-        mode: str,
-    ) -> str:
-        from .run import effective_status
-
-        latest = store.latest_run(fingerprint)
-        if latest is not None and latest["status"] != "finished":
-            live = _LIVE.get(latest["run_id"])
-            if live is not None and not live._done.is_set():
-                raise LlamakitError(
-                    f"run {latest['run_id']} of {self.name!r} is still running in this process; "
-                    "call run.wait() or run.stop() first"
-                )
-            others = [
-                s
-                for s in store.sessions(latest["run_id"])
-                if s["finished_at"] is None and s["pid"] != os.getpid()
-            ]
-            if effective_status(store, latest) == "running" and others:
-                raise LlamakitError(
-                    f"run {latest['run_id']} of {self.name!r} is running in another process; "
-                    "wait for it (running both would pay for the same cells twice)"
-                )
-            return str(latest["run_id"])
-        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-        store.create_run(
-            {
-                "run_id": run_id,
-                "name": self.name,
-                "fingerprint": fingerprint,
-                "model": model,
-                "status": "running",
-                "mode": mode,
-                "started_at": time.time(),
-                "finished_at": None,
-                "cells_total": total,
-                "budget": budget,
-                "config": self.config(model),
-            }
-        )
-        return run_id
 
     def start(
         self,
@@ -347,11 +293,7 @@ class Experiment:
             store=store,
             api=api,
         )
-        thread = threading.Thread(
-            target=_execute, args=(run, runner), name=f"llamakit-run-{run.id}", daemon=True
-        )
-        run._thread = thread
-        thread.start()
+        execute_in_background(run, runner)
         return run
 
     def run(
@@ -386,30 +328,7 @@ class Experiment:
             store=store,
             api=api,
         )
-        runner = run._runner  # type: ignore[attr-defined]
-        try:
-            while not run._done.wait(0.1):
-                pass
-        except KeyboardInterrupt:
-            runner.request_stop("interrupted")
-            print(
-                f"llamakit: stopping run {run.id} after the calls in flight "
-                "(Ctrl-C again to abandon them) ...",
-                file=sys.stderr,
-            )
-            try:
-                while not run._done.wait(0.1):
-                    pass
-            except KeyboardInterrupt:
-                runner.cancel_now()
-                run._done.wait(10)
-            p = run.progress
-            print(
-                f"llamakit: run {run.id} interrupted at {p.done}/{p.total} cells; "
-                "run it again to resume",
-                file=sys.stderr,
-            )
-            raise
+        wait_or_interrupt(run, run._runner)  # type: ignore[attr-defined]
         return run.wait()
 
     async def arun(
@@ -437,20 +356,5 @@ class Experiment:
         try:
             await runner.execute()
         finally:
-            with _LIVE_LOCK:
-                _LIVE.pop(run.id, None)
-            run._done.set()
+            release_run(run)
         return run
-
-
-def _execute(run: Run, runner: Any) -> None:
-    from ._asyncio import run_sync
-
-    try:
-        run_sync(runner.execute())
-    except BaseException as exc:  # handed to the caller by run.wait()
-        run._error = exc
-    finally:
-        with _LIVE_LOCK:
-            _LIVE.pop(run.id, None)
-        run._done.set()

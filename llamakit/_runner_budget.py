@@ -1,0 +1,65 @@
+"""The runner's credit bookkeeping: what this session has spent, whether one more call fits the
+budget, and attributing each committed call its cost when a session ends (or, for a session that
+was killed, when the run is next resumed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._credits import attribute_calls
+
+
+class Spending:
+    """Credits paid by one session, from the provider's ``x-remaining-credits`` headers when it
+    sends them and from the expected cost per call otherwise."""
+
+    def __init__(self, *, budget: float | None, unit_cost: float) -> None:
+        self.budget = budget
+        self.unit_cost = unit_cost
+        self.paid = 0
+        self.inflight = 0
+        self.balance_before: float | None = None
+        self.min_header: float | None = None
+
+    def spent(self) -> float:
+        """Credits spent by this session so far, from the provider's headers when we have them."""
+        if self.balance_before is not None and self.min_header is not None:
+            return max(0.0, self.balance_before - self.min_header)
+        return self.paid * self.unit_cost
+
+    def expected_cost(self) -> float:
+        spent = self.spent()
+        observed = spent / self.paid if self.paid else 0.0
+        return max(self.unit_cost, observed)
+
+    def fits_one_more(self) -> bool:
+        """Whether the calls in flight plus one more, at the expected cost, stay in the budget."""
+        if self.budget is None:
+            return True
+        projected = self.spent() + (self.inflight + 1) * self.expected_cost()
+        return not projected > self.budget * (1 + 1e-9)
+
+    def record_paid(self, credits_remaining: Any) -> None:
+        self.paid += 1
+        if credits_remaining is not None:
+            header = float(credits_remaining)
+            self.min_header = header if self.min_header is None else min(self.min_header, header)
+
+    def credits_left(self) -> float | None:
+        return self.min_header if self.min_header is not None else self.balance_before
+
+
+def attribute_session(store: Any, run_id: str, session: int, balance_before: float | None) -> None:
+    calls = store.session_responses(run_id, session)
+    if calls:
+        store.set_response_credits(attribute_calls(calls, balance_before))
+
+
+def repair_earlier_sessions(store: Any, run_id: str, current_session: int) -> None:
+    # A killed session never attributed its calls; do it now from what it committed.
+    for s in store.sessions(run_id):
+        if s["session"] == current_session:
+            continue
+        calls = store.session_responses(run_id, s["session"])
+        if any(c["credits"] is None for c in calls):
+            store.set_response_credits(attribute_calls(calls, s["balance_before"]))
