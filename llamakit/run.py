@@ -208,9 +208,8 @@ class Run:
         if metric is None:
             if not self.scorer_names:
                 raise LlamakitError("this run has no scorers; pass metric= a results column")
-            metric = f"score_{self.scorer_names[0]}"
-        elif not metric.startswith("score_") and metric in self.scorer_names:
-            metric = f"score_{metric}"
+            metric = self.scorer_names[0]
+        # paired_compare resolves a scorer name ("exact") to its column ("score_exact").
         return stats.paired_compare(self.results, a, b, metric)
 
     def to_csv(self, path: str | os.PathLike[str]) -> str:
