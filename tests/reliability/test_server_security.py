@@ -13,13 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 import llamakit
+from llamakit._cli_serve import STOP_DEADLINE_S
 from llamakit._defaults import LOCAL_HOST
 from llamakit.server import auth
 from llamakit.server.app import routes
@@ -66,9 +66,7 @@ def test_local_server_binds_loopback_by_default(server: Any) -> None:
     assert _refused(other, server.port), f"reachable on {other}:{server.port}"
 
 
-@pytest.mark.slow
-def test_cli_serve_binds_loopback_by_default(tmp_path: Path) -> None:
-    """`llamakit serve` with no --host listens on 127.0.0.1 only."""
+def _start_cli_server() -> tuple[subprocess.Popen[str], str, int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "llamakit.cli", "serve", "--backend", "scripted", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -76,23 +74,80 @@ def test_cli_serve_binds_loopback_by_default(tmp_path: Path) -> None:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    match = re.search(r"http://([\d.]+):(\d+)", first)
+    if not match:
+        proc.kill()
+        pytest.fail(f"`llamakit serve` printed no address: {first!r}")
+    return proc, match.group(1), int(match.group(2))
+
+
+def _stop_cli_server(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, then the process's whole output; fails (with that output) unless it exits 0.
+
+    The server's own stop deadline (STOP_DEADLINE_S) dumps every thread's stack and exits 1 if
+    its shutdown hangs, so a failure here shows where it hung.
+    """
+    proc.terminate()
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        match = re.search(r"http://([\d.]+):(\d+)", first)
-        assert match, first
-        host, port = match.group(1), int(match.group(2))
+        out, _ = proc.communicate(timeout=STOP_DEADLINE_S + 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"`llamakit serve` outlived SIGTERM by {STOP_DEADLINE_S + 15} s:\n{out}")
+    assert proc.returncode == 0, f"exit status {proc.returncode} after SIGTERM:\n{out}"
+    return out
+
+
+@pytest.mark.slow
+def test_cli_serve_binds_loopback_by_default() -> None:
+    """`llamakit serve` with no --host listens on 127.0.0.1 only."""
+    proc, host, port = _start_cli_server()
+    try:
         assert host == "127.0.0.1"
+        # A 401 is an HTTP answer: the server is up (not just its socket listening).
         deadline = time.monotonic() + 30
-        while _refused(host, port):
-            assert time.monotonic() < deadline, "server never accepted connections"
-            time.sleep(0.05)
+        while True:
+            try:
+                httpx.get(f"http://{host}:{port}/_llamakit/stats", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server never answered"
+                time.sleep(0.05)
         other = _non_loopback_address()
         if other is not None:
             assert _refused(other, port), f"reachable on {other}:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        _stop_cli_server(proc)
+
+
+@pytest.mark.slow
+def test_cli_serve_stops_on_sigterm_during_startup() -> None:
+    """SIGTERM the moment the address is printed, while the app is still starting up: the process
+    still exits, with status 0, well within its stop deadline."""
+    proc, _, _ = _start_cli_server()
+    started = time.monotonic()
+    _stop_cli_server(proc)
+    assert time.monotonic() - started < STOP_DEADLINE_S
+
+
+def test_stop_deadline_dumps_stacks_and_exits_when_shutdown_hangs() -> None:
+    """The watchdog armed on the first stop signal ends a hung process and says where it hung."""
+    code = (
+        "import threading, time\n"
+        "import llamakit._cli_serve as serve\n"
+        "serve.STOP_DEADLINE_S = 1\n"
+        "serve._arm_stop_deadline()\n"
+        "threading.Thread(target=time.sleep, args=(60,), name='stuck').start()\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 1
+    assert time.monotonic() - started < 20
+    assert "Timeout (0:00:01)!" in done.stderr and "most recent call first" in done.stderr
 
 
 # -- constant-time key comparison -----------------------------------------------------------------
