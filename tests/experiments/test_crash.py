@@ -63,7 +63,7 @@ def _serve(latency_ms: str) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)  # beyond serve's own 15 s stop deadline
 
 
 def _admin(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

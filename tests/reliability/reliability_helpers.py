@@ -77,7 +77,7 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=30)  # beyond serve's own 15 s stop deadline
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -106,7 +106,7 @@ def _wait_up(url: str, key: str) -> httpx.Client:
 def _stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)  # beyond serve's own 15 s stop deadline
     finally:
         if proc.poll() is None:
             proc.kill()
