@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import faulthandler
 import ipaddress
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
 
 from ._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
+from ._serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
 
 ENV_UPSTREAM_API_KEY = "LLAMAKIT_UPSTREAM_API_KEY"
 ENV_SERVER_KEYS = "LLAMAKIT_SERVER_KEYS"
-# Requests still running this long after SIGTERM/Ctrl-C are cancelled (uvicorn's graceful timeout).
-GRACEFUL_SHUTDOWN_S = 5
-# If the process is still alive this long after the first stop signal, something is stuck: dump
-# every thread's stack to stderr (so the hang can be diagnosed) and exit with status 1.
-STOP_DEADLINE_S = GRACEFUL_SHUTDOWN_S + 10
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -94,9 +87,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
-    # First thing: SIGTERM must stop this process however early it comes, even when the parent
-    # left it ignored (dispositions survive exec), and the stop must be bounded in time.
-    signal.signal(signal.SIGTERM, _exit_quietly)
+    # First thing, so that a stop signal is honoured however early it comes.
+    stop = StopRequest()
+    stop.install()
     import uvicorn
 
     from .server.app import create_app
@@ -162,19 +155,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"  base_url: http://{host}:{port}/v1", flush=True)
     for key in keys:
         print(f"  api key:  {key}", flush=True)
-    server = _bounded_server_class()(
-        uvicorn.Config(
-            app,
-            log_level=args.log_level,
-            access_log=args.log_level in ("info", "debug"),
-            # A client that never closes its connection must not keep a stopped server alive.
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        )
+    uvicorn_config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        access_log=args.log_level in ("info", "debug"),
+        # A client that never closes its connection must not keep a stopped server alive.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal, which lands in
-    # _exit_quietly (installed above): a normal exit, status 0, no traceback.
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
+    # uvicorn re-raises the stop signal once it has shut down; it lands in `stop` again, so this
+    # is a normal return: status 0, no traceback.
+    bounded_server(uvicorn_config, stop).run(sockets=[sock])
     return 0
 
 
@@ -186,28 +176,3 @@ def _is_loopback(host: str) -> bool:
             return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
         except OSError:
             return False
-
-
-def _arm_stop_deadline() -> None:
-    # faulthandler's watchdog is a C thread: it fires even if the interpreter is stuck holding the
-    # GIL or joining threads at exit, where a Python timer thread would never run.
-    faulthandler.dump_traceback_later(STOP_DEADLINE_S, exit=True, file=sys.stderr)
-
-
-def _exit_quietly(signum: int, frame: object) -> None:
-    _arm_stop_deadline()
-    raise SystemExit(0)
-
-
-def _bounded_server_class() -> type:
-    import uvicorn
-
-    class BoundedServer(uvicorn.Server):
-        """A uvicorn server whose stop, once asked for, finishes within STOP_DEADLINE_S."""
-
-        def handle_exit(self, sig: int, frame: object) -> None:
-            if not self.should_exit:
-                _arm_stop_deadline()
-            super().handle_exit(sig, frame)  # type: ignore[arg-type]
-
-    return BoundedServer
