@@ -33,10 +33,22 @@ def _digest(value: Any) -> str:
 
 
 def cell_key(
-    model: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any], repeat: int
+    model: str,
+    messages: Sequence[Mapping[str, str]],
+    params: Mapping[str, Any],
+    repeat: int,
+    *,
+    source: str,
 ) -> str:
+    """The response cache's key: the request, and who answers it (see ``_sources``)."""
     return _digest(
-        {"model": model, "messages": list(messages), "params": dict(params), "repeat": repeat}
+        {
+            "model": model,
+            "source": source,
+            "messages": list(messages),
+            "params": dict(params),
+            "repeat": repeat,
+        }
     )
 
 

@@ -93,6 +93,7 @@ class Core:
         check_context: bool,
         on_attempt: Callable[[Attempt], None] | None,
         retry_policy: RetryPolicy | None,
+        source: str | None = None,
     ) -> None:
         # Explicit argument beats environment beats default; read now, never at import.
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
@@ -117,6 +118,9 @@ class Core:
             )
         self.base_url = base
         self.is_local = _is_loopback(parts.hostname)
+        if source is not None and (not isinstance(source, str) or not source.strip()):
+            raise ValidationError("source must be a non-empty string", field="source")
+        self.source = source or base
         if not isinstance(model, str) or not _SLUG.match(model):
             raise ValidationError(
                 f"model must be a slug like 'llama-v3-8b-instruct', not {model!r}", field="model"

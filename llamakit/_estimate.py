@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._defaults import PUBLISHED_COST_PER_CALL
+from ._sources import resolve_source
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -59,7 +60,7 @@ def estimate(
 
     store = store or Store()
     model = experiment.resolve_model(client)
-    cells = experiment.cells(model)
+    cells = experiment.cells(model, resolve_source(client, store, experiment.name, model))
     cached = store.cached_responses(c.cell_key for c in cells)
     unique_todo = {c.cell_key: c for c in cells if c.cell_key not in cached}
     judges = sum(1 for s in experiment.scorers if hasattr(s, "grading_messages"))

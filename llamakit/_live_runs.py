@@ -31,6 +31,7 @@ def register_run(
     *,
     fingerprint: str,
     model: str,
+    source: str,
     total: int,
     budget: float | None,
     mode: str,
@@ -39,7 +40,9 @@ def register_run(
     from .run import Run
 
     with _LIVE_LOCK:
-        run_id = _resume_or_create(experiment, store, fingerprint, model, total, budget, mode)
+        run_id = _resume_or_create(
+            experiment, store, fingerprint, model, source, total, budget, mode
+        )
         run = Run(run_id, store, scorer_names=[s.name for s in experiment.scorers])
         run._done.clear()
         _LIVE[run_id] = run
@@ -58,6 +61,7 @@ def _resume_or_create(
     store: Store,
     fingerprint: str,
     model: str,
+    source: str,
     total: int,
     budget: float | None,
     mode: str,
@@ -96,7 +100,7 @@ def _resume_or_create(
             "finished_at": None,
             "cells_total": total,
             "budget": budget,
-            "config": experiment.config(model),
+            "config": experiment.config(model, source),
         }
     )
     return run_id

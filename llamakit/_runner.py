@@ -37,6 +37,7 @@ from ._runner_calls import FATAL, Responses, Stop, hook_attempts
 from ._runner_progress import ProgressBar
 from ._runner_scoring import is_judge, score_cell, score_without_judges
 from ._runner_tokens import LocalTokenCounts
+from ._sources import source_of
 from .errors import APIError, ValidationError
 from .run import Run, RunProgress, run_spend
 
@@ -50,6 +51,7 @@ class Runner:
         scorers: Sequence[Any],
         client: Any,
         model: str,
+        source: str,
         concurrency: int,
         budget: float | None,
         progress: bool,
@@ -66,6 +68,7 @@ class Runner:
         self.judges = [s for s in self.scorers if is_judge(s)]
         self.client = client
         self.model = model
+        self.source = source
         self.concurrency = concurrency
         self.show_progress = progress
         self.mode = mode
@@ -174,7 +177,7 @@ class Runner:
         client = scorer.client if scorer.client is not None else self.client
         model = getattr(client, "model", None) or self.model
         params = dict(scorer.params)
-        key = cell_key(model, messages, params, 0)
+        key = cell_key(model, messages, params, 0, source=source_of(scorer.client) or self.source)
         responses = self.responses
         if key not in responses.cache and key not in responses.pending:
             stored = self.store.cached_responses([key]).get(key)

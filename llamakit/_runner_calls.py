@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cells import Cell, cell_key
 from ._journal import Journal
+from ._sources import source_of
 from .errors import (
     APIError,
     AuthenticationError,
@@ -65,7 +66,12 @@ def endpoint(client: Any) -> str | None:
 
 
 def check_replay(
-    store: Any, cells: Sequence[Cell], judges: Sequence[Any], client: Any, model: str
+    store: Any,
+    cells: Sequence[Cell],
+    judges: Sequence[Any],
+    client: Any,
+    model: str,
+    source: str,
 ) -> None:
     """Raise ReplayMissError for the first cell (or judge grading) the store has never seen."""
     cache = store.cached_responses(c.cell_key for c in cells)
@@ -81,7 +87,8 @@ def check_replay(
             messages = scorer.grading_messages(row["text"], cell.row)
             judge_client = scorer.client if scorer.client is not None else client
             judge_model = getattr(judge_client, "model", None) or model
-            key = cell_key(judge_model, messages, dict(scorer.params), 0)
+            judge_source = source_of(scorer.client) or source
+            key = cell_key(judge_model, messages, dict(scorer.params), 0, source=judge_source)
             if not store.cached_responses([key]):
                 raise ReplayMissError(
                     f"replay: judge {scorer.name!r} never graded cell (variant="

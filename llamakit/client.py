@@ -47,6 +47,13 @@ class _Base:
         return self._core.is_local
 
     @property
+    def source(self) -> str:
+        """Who answers this client's calls: part of every cache key and run fingerprint, so the
+        replies of one server (the local stand-in, another base URL) are never reused as
+        another's. The base URL by default; a local server's handle names its backend instead."""
+        return self._core.source
+
+    @property
     def credits_start(self) -> float | None:
         """Balance before this client's first call (fetched once from the free balance endpoint)."""
         return self._core.credits_start
@@ -92,6 +99,7 @@ class Client(_Base):
     (or an ``AdaptiveRate``) learns the limit from 429s instead. ``on_attempt`` is called once per
     HTTP attempt (retries included) with an ``Attempt``. ``check_context=False`` skips the
     pre-flight token count. ``transport`` replaces httpx's network transport (tests, proxies).
+    ``source`` names who answers (see the ``source`` property); the base URL unless given.
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class Client(_Base):
         on_attempt: Callable[[Attempt], None] | None = None,
         retry_policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        source: str | None = None,
     ) -> None:
         self._core = Core(
             api_key,
@@ -120,6 +129,7 @@ class Client(_Base):
             check_context=check_context,
             on_attempt=on_attempt,
             retry_policy=retry_policy,
+            source=source,
         )
         self._http = httpx.Client(
             headers=self._core.headers(), timeout=self._core.timeout, transport=transport
@@ -212,6 +222,7 @@ class AsyncClient(_Base):
         on_attempt: Callable[[Attempt], None] | None = None,
         retry_policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        source: str | None = None,
     ) -> None:
         self._core = Core(
             api_key,
@@ -224,6 +235,7 @@ class AsyncClient(_Base):
             check_context=check_context,
             on_attempt=on_attempt,
             retry_policy=retry_policy,
+            source=source,
         )
         self._http = httpx.AsyncClient(
             headers=self._core.headers(), timeout=self._core.timeout, transport=transport

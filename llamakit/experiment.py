@@ -23,6 +23,7 @@ from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ._estimate import Estimate
 from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
+from ._sources import resolve_source
 from .dataset import load_dataset
 from .errors import ValidationError
 from .templates import parse_prompts
@@ -106,7 +107,7 @@ class Experiment:
             for item in self.items
         }
         self._token_counts: dict[tuple[str, str], int | None] = {}
-        self._cells_by_model: dict[str, list[Cell]] = {}
+        self._cells_by_model: dict[tuple[str, str], list[Cell]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -129,15 +130,16 @@ class Experiment:
             )
         return self.model or client_model or DEFAULT_MODEL
 
-    def cells(self, model: str) -> list[Cell]:
-        """Every cell, in a stable order: variant, item, params, repeat (computed once per model:
-        an experiment does not change after it is built)."""
-        cached = self._cells_by_model.get(model)
+    def cells(self, model: str, source: str = "") -> list[Cell]:
+        """Every cell, in a stable order: variant, item, params, repeat (computed once per model
+        and source: an experiment does not change after it is built). ``source`` is who answers
+        (``Client.source``); it keys the response cache."""
+        cached = self._cells_by_model.get((model, source))
         if cached is None:
-            cached = self._cells_by_model[model] = self._build_cells(model)
+            cached = self._cells_by_model[(model, source)] = self._build_cells(model, source)
         return cached
 
-    def _build_cells(self, model: str) -> list[Cell]:
+    def _build_cells(self, model: str, source: str) -> list[Cell]:
         out = []
         for template in self.templates:
             for item in self.items:
@@ -152,7 +154,7 @@ class Experiment:
                                 cell_id=cell_id(
                                     template.variant, item.id, params_json, repeat, model
                                 ),
-                                cell_key=cell_key(model, messages, params, repeat),
+                                cell_key=cell_key(model, messages, params, repeat, source=source),
                                 variant=template.variant,
                                 item_id=item.id,
                                 params=params,
@@ -168,15 +170,17 @@ class Experiment:
                         )
         return out
 
-    def fingerprint(self, model: str) -> str:
-        """Same name and same cells -> same fingerprint -> an unfinished run is resumed."""
-        ids = sorted(c.cell_id for c in self.cells(model))
+    def fingerprint(self, model: str, source: str = "") -> str:
+        """Same name, cells and source -> same fingerprint -> an unfinished run is resumed (never
+        by a client of another server: that would mix two models' replies in one run)."""
+        ids = sorted(c.cell_id for c in self.cells(model, source))
         scorer_names = [s.name for s in self.scorers]
-        payload = canonical_json([self.name, model, ids, scorer_names])
+        payload = canonical_json([self.name, model, ids, scorer_names, source])
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
-    def config(self, model: str) -> dict[str, Any]:
+    def config(self, model: str, source: str = "") -> dict[str, Any]:
         return {
+            "source": source,
             "prompts": {t.variant: [list(m) for m in t.messages] for t in self.templates},
             "params": self.param_sets,
             "repeats": self.repeats,
@@ -233,14 +237,16 @@ class Experiment:
             raise ValidationError("a live run needs a client (llamakit.connect())", field="client")
         store = store or Store()
         model = self.resolve_model(client)
-        cells = self.cells(model)
+        source = resolve_source(client, store, self.name, model)
+        cells = self.cells(model, source)
         judges = [s for s in self.scorers if hasattr(s, "grading_messages")]
         if mode == "replay":
-            check_replay(store, cells, judges, client, model)
+            check_replay(store, cells, judges, client, model, source)
         run = register_run(
             self,
             store,
-            fingerprint=self.fingerprint(model),
+            source=source,
+            fingerprint=self.fingerprint(model, source),
             model=model,
             total=len(cells),
             budget=budget,
@@ -253,6 +259,7 @@ class Experiment:
             scorers=self.scorers,
             client=client,
             model=model,
+            source=source,
             concurrency=concurrency,
             budget=budget,
             progress=progress,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,32 @@ class ServerConfig:
     def __repr__(self) -> str:  # keys are secrets: show their labels only
         labels = ", ".join(key_label(k) for k in self.keys)
         return f"ServerConfig(backend={self.backend!r}, keys=[{labels}], rpm={self.rpm!r})"
+
+    def reply_source(self) -> str:
+        """What produces this server's replies, for clients' cache keys (`Client.source`).
+
+        Stable across restarts and ports, so a rerun on a fresh local server still hits the cache,
+        but different for each backend (and each set of scripted rules, each upstream), so a
+        stand-in's replies are never served as another model's.
+        """
+        if self.backend == "scripted" and self.rules is not None:
+            return f"llamakit-local/scripted#{_rules_digest(self.rules)}"
+        if self.backend == "upstream":
+            return (
+                f"llamakit-local/upstream {self.upstream_url} {self.upstream_model or ''}".strip()
+            )
+        return f"llamakit-local/{self.backend}"
+
+
+def _rules_digest(rules: Path | Sequence[Mapping[str, Any]]) -> str:
+    if isinstance(rules, (str, Path)):
+        try:
+            data = Path(rules).read_bytes()
+        except OSError:  # create_app reports the unreadable file; the digest falls back to its name
+            data = str(rules).encode()
+    else:
+        data = json.dumps(list(rules), sort_keys=True, default=str).encode()
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def build_keys(

@@ -34,6 +34,8 @@ class ServerHandle:
         self._keys = list(config.keys)
         self.api_key: str = self._keys[0]
         self.backend: str = config.backend
+        # Clients of this handle name it, not its port, as their source (see Client.source).
+        self.source: str = config.reply_source()
         app = create_app(config)
         self._state: ServerState = app.state  # type: ignore[attr-defined]
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -101,12 +103,14 @@ class ServerHandle:
         """A `llamakit.Client` of this server."""
         from llamakit.client import Client
 
+        kw.setdefault("source", self.source)
         return Client(api_key=kw.pop("api_key", self.api_key), base_url=self.url + "/v1", **kw)
 
     def async_client(self, **kw: Any) -> Any:
         """A `llamakit.AsyncClient` of this server."""
         from llamakit.client import AsyncClient
 
+        kw.setdefault("source", self.source)
         return AsyncClient(api_key=kw.pop("api_key", self.api_key), base_url=self.url + "/v1", **kw)
 
     # -- admin -----------------------------------------------------------------------------------
