@@ -64,14 +64,20 @@ def credit_spend(
 
 
 def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
-    """Credits spent per prompt variant (bars), with the mean cost per billed call on each bar."""
+    """Credits this run spent per prompt variant (bars), with the mean cost per billed call on each
+    bar. Cells served from the cache cost this run nothing, as in ``summary()``."""
     df = _results(run)
     ax = _axes(ax)
     title = "Cost per variant"
     if df is None or len(df) == 0:
         return _empty(ax, title, "This run has no results yet.")
-    billed = df[df["credits"].notna() & (df["credits"] > 0)]
+    cached = (
+        df["cached"].fillna(False).astype(bool) if "cached" in df else df["credits"].isna() & False
+    )
+    billed = df[df["credits"].notna() & (df["credits"] > 0) & ~cached]
     if len(billed) == 0:
+        if cached.any() and df["error"].isna().all():
+            return _empty(ax, title, f"Nothing billed: all {len(df)} cell(s) came from the cache.")
         return _empty(ax, title, _nothing_billed_reason(df))
     per = billed.groupby("variant")["credits"].agg(["sum", "mean", "count"])
     bars = ax.bar(per.index.astype(str), per["sum"], color="C0")

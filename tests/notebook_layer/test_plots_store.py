@@ -79,3 +79,18 @@ def test_an_all_error_run_from_the_store_explains(failed_run, name) -> None:
 def test_paired_on_an_all_error_run_explains(failed_run) -> None:
     ax = plots.paired(failed_run, "a", "b")
     assert "No item has a score for both variants" in _texts(ax)
+
+
+def test_cost_per_variant_counts_only_what_the_run_paid(rules_server, tmp_path) -> None:
+    """A rerun served from the cache paid nothing: its chart says so instead of re-showing the
+    first run's spend (the same rule as summary()'s credits)."""
+    exp = lk.Experiment("cost-cache", prompts={"p": "What is {{ a }} + 1?"}, dataset=[{"a": 1}])
+    store = lk.Store(tmp_path / "s.db")
+    first = exp.run(rules_server.client(), store=store, progress=False)
+    assert sum(b.get_height() for b in plots.cost_per_variant(first).containers[0]) > 0
+    again = lk.Experiment("cost-cache-2", prompts={"p": "What is {{ a }} + 1?"}, dataset=[{"a": 1}])
+    rerun = again.run(rules_server.client(), store=store, progress=False)
+    assert rerun.results["cached"].all()
+    ax = plots.cost_per_variant(rerun)
+    assert not ax.containers
+    assert "came from the cache" in _texts(ax)
