@@ -1,7 +1,8 @@
 """Prompt templates: each message's content is a Jinja2 template rendered with a dataset row.
 
 Rendering is strict (a missing variable is an error, never an empty string) and sandboxed (a spec
-file shared by a colleague cannot reach Python internals through a template).
+file shared by a colleague cannot reach Python internals through a template, nor render gigabytes:
+see ``_template_sandbox``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ def _environment() -> Any:
     global _env
     if _env is None:
         import jinja2
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        _env = ImmutableSandboxedEnvironment(
+        from ._template_sandbox import BoundedSandbox
+
+        _env = BoundedSandbox(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
     return _env
@@ -38,10 +40,12 @@ class PromptTemplate:
     def render(self, row: Mapping[str, Any], *, item_id: str) -> list[dict[str, str]]:
         import jinja2
 
+        from ._template_sandbox import render_bounded
+
         out = []
         for i, (role, source) in enumerate(self.messages):
             try:
-                content = _compiled(source).render(**row)
+                content = render_bounded(_compiled(source), dict(row))
             except jinja2.UndefinedError as exc:
                 raise ValidationError(
                     f"prompt {self.variant!r} message {i}: {exc.message} "
