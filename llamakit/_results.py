@@ -40,6 +40,7 @@ RUNS_COLUMNS = [
     "run_id",
     "name",
     "model",
+    "source",
     "status",
     "started_at",
     "finished_at",

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -220,7 +220,8 @@ class Run:
 
 
 def runs(store: Store | None = None) -> Any:
-    """Every run in the store with when it ran, its cells, errors and credit spend."""
+    """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
+    or ``llamakit-local/<backend>``), its cells, errors and credit spend."""
     from ._results import runs_frame
     from .store import Store
 
@@ -228,9 +229,22 @@ def runs(store: Store | None = None) -> Any:
     rows = []
     for row in store.run_rows():
         rows.append(
-            {**row, **run_spend(store, row["run_id"]), "status": effective_status(store, row)}
+            {
+                **row,
+                **run_spend(store, row["run_id"]),
+                "status": effective_status(store, row),
+                "source": _recorded_source(row),
+            }
         )
     return runs_frame(rows)
+
+
+def _recorded_source(row: Mapping[str, Any]) -> str | None:
+    try:
+        source = json.loads(row.get("config") or "{}").get("source")
+    except (ValueError, AttributeError):
+        return None
+    return source or None  # "" = a replay of a store that never recorded one
 
 
 def load_run(run_id: str, store: Store | None = None) -> Run:

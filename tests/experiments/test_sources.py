@@ -59,6 +59,9 @@ def test_another_servers_replies_are_never_served_from_the_cache() -> None:
         assert billed(other) == 15  # every cell paid for again, none taken from the stand-in
         assert not second.results["cached"].any()
         assert "forty-two" not in set(second.results["response"])
+    table = lk.runs().set_index("run_id")
+    assert table.loc[first.id, "source"].startswith("llamakit-local/scripted#")
+    assert table.loc[second.id, "source"] == other.url + "/v1"
 
 
 def test_the_same_source_on_a_fresh_server_still_hits_the_cache() -> None:
