@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"llamakit serve: {exc}", file=sys.stderr)
         return 2
+    if stop.requested:  # told to stop while loading: never bind
+        return 0
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
