@@ -31,13 +31,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._cells import Cell, cell_key
+from ._cells import Cell
 from ._runner_budget import Spending, attribute_session, repair_earlier_sessions
-from ._runner_calls import FATAL, Responses, Stop, hook_attempts
+from ._runner_calls import FATAL, Responses, Stop, hook_attempts, judge_call
 from ._runner_progress import ProgressBar
 from ._runner_scoring import is_judge, score_cell, score_without_judges
 from ._runner_tokens import LocalTokenCounts
-from ._sources import source_of
 from .errors import APIError, ValidationError
 from .run import Run, RunProgress, run_spend
 
@@ -173,18 +172,18 @@ class Runner:
 
     async def _judge(self, scorer: Any, cell: Cell, text: str) -> tuple[str, str]:
         """The judge's grading call is a cell of its own: cached, budgeted and costed."""
-        messages = scorer.grading_messages(text, cell.row)
-        client = scorer.client if scorer.client is not None else self.client
-        model = getattr(client, "model", None) or self.model
-        params = dict(scorer.params)
-        key = cell_key(model, messages, params, 0, source=source_of(scorer.client) or self.source)
+        call = judge_call(
+            scorer, text, cell.row, client=self.client, model=self.model, source=self.source
+        )
         responses = self.responses
-        if key not in responses.cache and key not in responses.pending:
-            stored = self.store.cached_responses([key]).get(key)
+        if call.key not in responses.cache and call.key not in responses.pending:
+            stored = self.store.cached_responses([call.key]).get(call.key)
             if stored is not None:
-                responses.cache[key] = stored
-        row = await responses.fetch(client, key, messages, params, 0, model, commit=True)
-        return row["text"], key
+                responses.cache[call.key] = stored
+        row = await responses.fetch(
+            call.client, call.key, call.messages, call.params, 0, call.model, commit=True
+        )
+        return row["text"], call.key
 
     # -- the run -------------------------------------------------------------------------------
     async def _balance(self) -> float | None:

@@ -10,8 +10,9 @@ import contextvars
 import functools
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._cells import Cell, cell_key
@@ -65,6 +66,30 @@ def endpoint(client: Any) -> str | None:
     return None if url is None else str(url).split("?", 1)[0]
 
 
+@dataclass(frozen=True)
+class JudgeCall:
+    """A judge's grading request for one reply, and its cache key."""
+
+    client: Any
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    key: str
+
+
+def judge_call(
+    scorer: Any, text: str, row: Mapping[str, Any], *, client: Any, model: str, source: str
+) -> JudgeCall:
+    """The grading call for ``text``: through the judge's own client (model, source) if it has
+    one, else the run's."""
+    judge_client = scorer.client if scorer.client is not None else client
+    judge_model = getattr(judge_client, "model", None) or model
+    messages = scorer.grading_messages(text, row)
+    params = dict(scorer.params)
+    key = cell_key(judge_model, messages, params, 0, source=source_of(scorer.client) or source)
+    return JudgeCall(judge_client, judge_model, messages, params, key)
+
+
 def check_replay(
     store: Any,
     cells: Sequence[Cell],
@@ -84,12 +109,10 @@ def check_replay(
                 f"{store.path}; run it live once first"
             )
         for scorer in judges:
-            messages = scorer.grading_messages(row["text"], cell.row)
-            judge_client = scorer.client if scorer.client is not None else client
-            judge_model = getattr(judge_client, "model", None) or model
-            judge_source = source_of(scorer.client) or source
-            key = cell_key(judge_model, messages, dict(scorer.params), 0, source=judge_source)
-            if not store.cached_responses([key]):
+            call = judge_call(
+                scorer, row["text"], cell.row, client=client, model=model, source=source
+            )
+            if not store.cached_responses([call.key]):
                 raise ReplayMissError(
                     f"replay: judge {scorer.name!r} never graded cell (variant="
                     f"{cell.variant!r}, item={cell.item_id!r}, repeat={cell.repeat})"

@@ -29,10 +29,17 @@ def resolve_source(client: Any, store: Any, name: str, model: str) -> str:
         return source
     sql = "SELECT config FROM runs WHERE name = ? AND model = ? ORDER BY started_at DESC"
     for row in store.query(sql, (name, model)):
-        try:
-            recorded = json.loads(row["config"] or "{}").get("source")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(recorded, str) and recorded:
+        recorded = recorded_source(row["config"])
+        if recorded is not None:
             return recorded
     return ""
+
+
+def recorded_source(config_json: str | None) -> str | None:
+    """The source a run recorded in its config; None if it recorded none ("" = a replay of a
+    store that never recorded one)."""
+    try:
+        source = json.loads(config_json or "{}").get("source")
+    except (ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) and source else None

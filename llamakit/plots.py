@@ -71,8 +71,10 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     title = "Cost per variant"
     if df is None or len(df) == 0:
         return _empty(ax, title, "This run has no results yet.")
+    import pandas as pd
+
     cached = (
-        df["cached"].fillna(False).astype(bool) if "cached" in df else df["credits"].isna() & False
+        df["cached"].fillna(False).astype(bool) if "cached" in df else pd.Series(False, df.index)
     )
     billed = df[df["credits"].notna() & (df["credits"] > 0) & ~cached]
     if len(billed) == 0:

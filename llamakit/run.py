@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +223,7 @@ def runs(store: Store | None = None) -> Any:
     """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
     or ``llamakit-local/<backend>``), its cells, errors and credit spend."""
     from ._results import runs_frame
+    from ._sources import recorded_source
     from .store import Store
 
     store = store or Store()
@@ -233,18 +234,10 @@ def runs(store: Store | None = None) -> Any:
                 **row,
                 **run_spend(store, row["run_id"]),
                 "status": effective_status(store, row),
-                "source": _recorded_source(row),
+                "source": recorded_source(row.get("config")),
             }
         )
     return runs_frame(rows)
-
-
-def _recorded_source(row: Mapping[str, Any]) -> str | None:
-    try:
-        source = json.loads(row.get("config") or "{}").get("source")
-    except (ValueError, AttributeError):
-        return None
-    return source or None  # "" = a replay of a store that never recorded one
 
 
 def load_run(run_id: str, store: Store | None = None) -> Run:
