@@ -187,6 +187,7 @@ class Experiment:
             "items": len(self.items),
             "model": model,
             "scorers": [s.name for s in self.scorers],
+            "judges": [s.name for s in self.scorers if hasattr(s, "grading_messages")],
         }
 
     def _local_tokens(self, cell: Cell) -> int | None:
