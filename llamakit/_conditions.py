@@ -23,13 +23,11 @@ CONDITION_COLUMNS = ("model", "variant", "params")
 def condition_columns(results: pd.DataFrame) -> list[str]:
     """The columns a summary groups by by default: ``variant``, plus ``params`` (and ``model``)
     when the results hold more than one value of it, so one setting keeps a plain index."""
-    keys = []
-    for col in CONDITION_COLUMNS:
-        if col == "variant":
-            keys.append(col)
-        elif col in results.columns and results[col].nunique(dropna=False) > 1:
-            keys.append(col)
-    return keys
+    return [
+        col
+        for col in CONDITION_COLUMNS
+        if col == "variant" or (col in results.columns and results[col].nunique(dropna=False) > 1)
+    ]
 
 
 def unit_columns(results: pd.DataFrame) -> list[str]:
@@ -73,7 +71,9 @@ def select(results: pd.DataFrame, condition: Any, *, field: str) -> tuple[pd.Ser
         )
     variants = sorted(map(str, results["variant"].dropna().unique()))
     if variant not in variants:
-        raise ValidationError(f"unknown variant {variant!r}; the results have {variants}", field=field)
+        raise ValidationError(
+            f"unknown variant {variant!r}; the results have {variants}", field=field
+        )
     rows = results["variant"] == variant
     settings = list(dict.fromkeys(results.loc[rows, "params"])) if "params" in results else []
     if wanted is None:

@@ -122,14 +122,23 @@ def check_replay(
                 scorer, row["text"], cell.row, client=client, model=model, source=source
             )
             graded = store.cached_responses([call.key]).get(call.key)
-            if graded is not None and getattr(scorer, "reask", False):
-                if not scorer.verdict(graded["text"], row["text"]).scored:
-                    follow = scorer.reask_messages(row["text"], cell.row, graded["text"])
-                    call = judge_call(
-                        scorer, row["text"], cell.row, client=client, model=model,
-                        source=source, messages=follow,
-                    )
-                    graded = store.cached_responses([call.key]).get(call.key)
+            reasked = (
+                graded is not None
+                and getattr(scorer, "reask", False)
+                and not scorer.verdict(graded["text"], row["text"]).scored
+            )
+            if reasked:
+                follow = scorer.reask_messages(row["text"], cell.row, graded["text"])
+                call = judge_call(
+                    scorer,
+                    row["text"],
+                    cell.row,
+                    client=client,
+                    model=model,
+                    source=source,
+                    messages=follow,
+                )
+                graded = store.cached_responses([call.key]).get(call.key)
             if graded is None:
                 raise ReplayMissError(
                     f"replay: judge {scorer.name!r} never graded cell (variant="

@@ -155,9 +155,7 @@ class JudgeScorer:
         user = f"Rubric:\n{rubric.strip()}\n\nResponse to grade:\n<{tag}>\n{text}\n</{tag}>"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def reask_messages(
-        self, text: str, row: Mapping[str, Any], reply: str
-    ) -> list[dict[str, str]]:
+    def reask_messages(self, text: str, row: Mapping[str, Any], reply: str) -> list[dict[str, str]]:
         """The follow-up asking for the verdict line alone, after ``reply`` gave none."""
         return [
             *self.grading_messages(text, row),

@@ -145,7 +145,9 @@ def test_judge_calls_are_cells_cached_and_costed(server) -> None:
     assert run.credits_spent == pytest.approx((6 + 2 * gradings) * 0.00063, abs=1e-9)
     assert frame["score_judge"].isna().all() and frame["scorer_errors"].notna().all()
     assert frame["judge_reason"].str.startswith("unscored: UnscoredReply").all()
-    assert frame["judge_reason"].str.contains("[asked again for the verdict line]", regex=False).all()
+    assert (
+        frame["judge_reason"].str.contains("[asked again for the verdict line]", regex=False).all()
+    )
     assert frame["credits"].sum() + frame["judge_credits"].sum() == pytest.approx(
         run.credits_spent, abs=1e-9
     )

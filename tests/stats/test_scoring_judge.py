@@ -9,7 +9,6 @@ import pytest
 from llamakit import scoring
 from llamakit.errors import ValidationError
 
-
 U = None  # unscored: the reply has no verdict in the protocol's one place and form
 
 # Realistic judge replies on a 5-point scale, and what the one parser makes of them.
