@@ -30,7 +30,8 @@ class CompareView(widgets.VBox):
     ``only_disagreements`` narrows the item list to items where the variants' scores differ
     (or, for a run without scorers, where their responses differ). State for code and tests:
     ``items`` (the items offered), ``item``/``repeat`` (shown), ``shown`` (variant -> dict of
-    response, error, scores, credits, latency_s), and :meth:`show`.
+    response, error, scores, reasons, credits, latency_s), and :meth:`show`. Each score shows
+    its reason beside it (the judge's reply; why a scorer gave no score), folded.
     """
 
     def __init__(self, run: Any) -> None:
@@ -172,6 +173,11 @@ def _cell(row: Any, score_columns: list[str]) -> dict[str, Any]:
         "error": clean(row.get("error")),
         "error_message": clean(row.get("error_message")),
         "scores": {c.removeprefix("score_"): clean(row.get(c)) for c in score_columns},
+        # Why each score is what it is: a judge's reply, or why a scorer gave no score.
+        "reasons": {
+            c.removeprefix("score_"): clean(row.get(f"{c.removeprefix('score_')}_reason"))
+            for c in score_columns
+        },
         "credits": clean(row.get("credits")),
         "latency_s": clean(row.get("latency_s")),
         "expected": clean(row.get("expected")),
@@ -185,7 +191,7 @@ def _card(variant: str, cell: dict[str, Any]) -> widgets.HTML:
     else:
         body = _render.markdown_html(cell["response"] or "")
     scores = " \u00b7 ".join(
-        f"{html.escape(name)} <b>{_render.number(v)}</b>" for name, v in cell["scores"].items()
+        _score_html(name, v, cell["reasons"].get(name)) for name, v in cell["scores"].items()
     )
     meta = f"{_render.credits(cell['credits'])} credits \u00b7 {_render.seconds(cell['latency_s'])}"
     expected = (
@@ -198,6 +204,17 @@ def _card(variant: str, cell: dict[str, Any]) -> widgets.HTML:
         f"<div>{scores or '<i>no scorers</i>'}</div>{expected}<div><small>{meta}</small></div>"
     )
     return _render.classed(card, "llamakit-compare-card")
+
+
+def _score_html(name: str, value: Any, reason: str | None) -> str:
+    score = f"{html.escape(name)} <b>{_render.number(value)}</b>"
+    if not reason:
+        return score
+    # The reason sits beside its score, folded: a judge's reply can be a paragraph.
+    return (
+        f"<details class='llamakit-compare-reason' style='display:inline-block'>"
+        f"<summary>{score}</summary><small>{_render.text_html(reason)}</small></details>"
+    )
 
 
 def _disagreeing_items(df: pd.DataFrame, score_columns: list[str]) -> list[Any]:
