@@ -28,9 +28,10 @@ async def _grade(scorer: Any, cell: Cell, text: str, judge: Judge) -> float:
     return float(scorer.parse(reply, text))
 
 
-async def score_cell(
-    scorers: Sequence[Any], cell: Cell, text: str, judge: Judge
-) -> tuple[dict, dict, dict]:
+Outcome = tuple[dict[str, float], dict[str, str], dict[str, "str | list[str]"]]
+
+
+async def score_cell(scorers: Sequence[Any], cell: Cell, text: str, judge: Judge) -> Outcome:
     """Scores, per-scorer errors (why a scorer gave no score) and judge keys for one response.
 
     ``judge_keys[name]`` is the key of the judge's grading call, or a list of two keys when the
@@ -77,12 +78,13 @@ async def _no_judge(scorer: Any, cell: Cell, text: str, messages: Any) -> tuple[
     raise RuntimeError("scoring awaited without judges")
 
 
-def score_without_judges(scorers: Sequence[Any], cell: Cell, text: str) -> tuple[dict, dict, dict]:
+def score_without_judges(scorers: Sequence[Any], cell: Cell, text: str) -> Outcome:
     """``score_cell`` run synchronously, for the bulk of cached cells recorded before any await."""
     coro = score_cell(scorers, cell, text, _no_judge)
     try:
         coro.send(None)  # no judges: the coroutine never awaits, so it finishes here
     except StopIteration as done:
-        return done.value
+        result: Outcome = done.value
+        return result
     coro.close()
     raise RuntimeError("scoring awaited without judges")

@@ -83,6 +83,15 @@ class JudgeScorer:
     its own): the judge would have two conflicting formats to follow.
     """
 
+    name: str
+    client: Any
+    rubric: str
+    scale: int
+    max_tokens: int
+    temperature: float
+    reask: bool
+    _template: Any
+
     def __init__(
         self,
         client: Any,
