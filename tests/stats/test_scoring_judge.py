@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llamakit import scoring
 from llamakit.errors import ValidationError
@@ -299,3 +301,41 @@ def test_judges_join_the_name_check_and_keep_clients_out_of_repr():
         scoring.check_unique_names([j, scoring.as_scorer(lambda t, r: 1, name="judge")])
     with pytest.raises(ValidationError, match="judge\\(..., name=...\\)"):
         scoring.as_scorer(j, name="other")
+
+
+# -- the parser on generated replies -------------------------------------------------------------
+
+_INVISIBLE = st.sampled_from(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e"])
+_HOSTILE = st.text(
+    alphabet=st.sampled_from(list("GRADEVICTPSFL:/0123456789 \n\r*_`>.#{}\"'-") + ["\u2028"]),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(_HOSTILE, st.text(max_size=80)), scale=st.integers(1, 10))
+def test_the_parser_never_raises_and_scores_only_a_protocol_last_line(text, scale):
+    verdict = scoring.read_verdict(text, scale)
+    if verdict.scored:
+        assert 0.0 <= verdict.score <= 1.0 and verdict.reason is None
+        keyword = "VERDICT" if scale == 1 else "GRADE"
+        assert keyword in verdict.line.upper()
+        # Whatever followed the verdict line was blank.
+        assert scoring.read_verdict(text + "\nmore", scale).scored is False
+    else:
+        assert verdict.reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    grade=st.integers(0, 7),
+    prefix=st.text(max_size=40).filter(lambda t: "GRADE" not in t.upper()),
+    spots=st.lists(st.tuples(st.integers(0, 20), _INVISIBLE), max_size=4),
+)
+def test_invisible_characters_never_change_a_grade(grade, prefix, spots):
+    line = list(f"GRADE: {grade}/7")
+    for at, ch in spots:
+        line.insert(min(at, len(line)), ch)
+    reply = f"{prefix}\n{''.join(line)}"
+    verdict = scoring.read_verdict(reply, 7)
+    assert verdict.scored and verdict.score == pytest.approx(grade / 7)
