@@ -7,6 +7,10 @@
 >>> run = exp.run(client)           # resumable: only unfinished cells are sent
 >>> run.summary()
 
+A variant may carry sampling params of its own, merged over ``params`` (its values win):
+``prompts={"steps": {"messages": "...", "params": {"max_tokens": 256}}}``. A condition is
+(variant, params): statistics treat only repeats of one condition as samples of the same thing.
+
 Every input is checked when the experiment is built (templates render for every row, ids are
 unique, params are valid), so a mistake is reported before any credit is spent.
 """

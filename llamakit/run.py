@@ -258,7 +258,10 @@ def judge_replies(
 
 def judge_spend(store: Store, run_id: str) -> float:
     """Credits run ``run_id`` paid for judge grading calls (each call once)."""
-    replies, _ = judge_replies(store, store.run_cells(run_id))
+    cells = store.query(
+        "SELECT judge_keys FROM run_cells WHERE run_id = ? AND judge_keys IS NOT NULL", (run_id,)
+    )
+    replies, _ = judge_replies(store, cells)
     return sum(float(r["credits"] or 0.0) for r in replies.values() if r["run_id"] == run_id)
 
 
