@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -151,11 +152,14 @@ class CompareView(widgets.VBox):
             self.cards.children = [widgets.HTML("<i>No items to show.</i>")]
             return
         rows = df[(df["item_id"] == self.item) & (df["repeat"] == self.repeat)]
-        if self.params_picker.value is not None:
-            rows = rows[rows["params"] == self.params_picker.value]
         shown: dict[str, dict[str, Any]] = {}
         for variant in self.variants:
             match = rows[rows["variant"].astype(str) == variant]
+            if self.params_picker.value is not None and len(match):
+                # A variant with params of its own never has the picked setting exactly: show
+                # its setting closest to it (the same temperature, say).
+                setting = _closest(self.params_picker.value, list(dict.fromkeys(match["params"])))
+                match = match[match["params"] == setting]
             if len(match):
                 shown[variant] = _cell(match.iloc[0], self.score_columns)
         self.shown = shown
@@ -204,6 +208,24 @@ def _card(variant: str, cell: dict[str, Any]) -> widgets.HTML:
         f"<div>{scores or '<i>no scorers</i>'}</div>{expected}<div><small>{meta}</small></div>"
     )
     return _render.classed(card, "llamakit-compare-card")
+
+
+def _closest(picked: str, settings: list[Any]) -> Any:
+    """The setting in ``settings`` (params JSON) that agrees with ``picked`` on most params."""
+    if picked in settings:
+        return picked
+    want = _params(picked)
+    return max(
+        settings, key=lambda s: sum(_params(s).get(k, object()) == v for k, v in want.items())
+    )
+
+
+def _params(value: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _score_html(name: str, value: Any, reason: str | None) -> str:
