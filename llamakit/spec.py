@@ -107,6 +107,8 @@ class Spec:
                 raise ValidationError(
                     f"{where}: bad options for {name!r}: {exc}", field=f"scorers[{i}]"
                 ) from None
+            except ValidationError as exc:  # say which file and scorer, keep the fix it names
+                raise ValidationError(f"{where} ({name}): {exc}", field=exc.field) from None
         return out
 
     def experiment(self) -> Any:

@@ -168,3 +168,26 @@ def test_spec_files_give_a_variant_its_own_params(tmp_path: Path) -> None:
 def test_bad_variant_params_are_refused_at_build(prompt, match) -> None:
     with pytest.raises(ValidationError, match=match):
         lk.Experiment("bad", prompts={"v": prompt}, dataset=DATASET)
+
+
+def test_a_spec_rubric_asking_for_its_own_format_is_refused_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "spec.yaml").write_text(
+        "name: judged\n"
+        "dataset: [{id: q1, topic: tides}]\n"
+        "prompts: {a: 'About {{ topic }}.'}\n"
+        "scorers:\n"
+        "  - {judge: {rubric: 'Is it right? Respond with JSON.'}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValidationError, match=r"spec.yaml: scorers\[0\] \(judge\).*asks for JSON"):
+        load_spec(tmp_path / "spec.yaml").experiment()
+    (tmp_path / "spec.yaml").write_text(
+        "name: judged\n"
+        "dataset: [{id: q1, topic: tides}]\n"
+        "prompts: {a: 'About {{ topic }}.'}\n"
+        "scorers: [{judge: {rubric: 'Is it right?', scale: 0}}]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValidationError, match="scale must be a positive integer") as info:
+        load_spec(tmp_path / "spec.yaml").experiment()
+    assert info.value.field == "scale"
