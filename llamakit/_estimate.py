@@ -20,7 +20,11 @@ PUBLISHED_LATENCY_S = 1.33946
 
 @dataclass(frozen=True)
 class Estimate:
-    """What ``Experiment.run`` would do now: calls to send, their projected credits and time."""
+    """What ``Experiment.run`` would do now: calls to send, their projected credits and time.
+
+    ``credits`` (USD) is the total, ``judge_credits`` the part of it for judge grading calls (one
+    per scorer per new response; a judge re-asked for its verdict line costs one call more).
+    """
 
     cells_total: int
     cells_finished: int
@@ -30,6 +34,7 @@ class Estimate:
     cost_per_call: float
     cost_source: Literal["observed", "published"]
     credits: float
+    judge_credits: float
     seconds: float
     rpm: float | None
     concurrency: int
@@ -40,9 +45,10 @@ class Estimate:
 
     def __str__(self) -> str:
         tokens = "" if self.prompt_tokens is None else f", {self.prompt_tokens:,} prompt tokens"
+        judged = f" (~{self.judge_credits:.4f} credits)" if self.judge_calls else ""
         return (
             f"{self.cells_to_run} of {self.cells_total} cells to run "
-            f"({self.cells_finished} already finished) + {self.judge_calls} judge calls: "
+            f"({self.cells_finished} already finished) + {self.judge_calls} judge calls{judged}: "
             f"~{self.credits:.4f} credits at {self.cost_per_call:.6f}/call ({self.cost_source}), "
             f"~{self.seconds:.0f}s{tokens}"
         )
@@ -92,6 +98,7 @@ def estimate(
         cost_per_call=cost,
         cost_source="observed" if observed is not None else "published",
         credits=calls * cost,
+        judge_credits=judge_calls * cost,
         seconds=seconds,
         rpm=rpm,
         concurrency=concurrency,

@@ -48,6 +48,7 @@ RUNS_COLUMNS = [
     "cells_done",
     "errors",
     "credits_spent",
+    "judge_credits",
     "balance_before",
     "balance_after",
     "spend_source",
@@ -60,10 +61,30 @@ def _score(value: Any) -> float:
     return float(value)
 
 
-def results_frame(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]) -> Any:
-    """The results DataFrame: contract columns, expected* columns, then ``score_<name>`` columns."""
+def judge_keys(cell: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A stored cell's grading-call keys per judge (two keys when the judge was re-asked)."""
+    raw = json.loads(cell["judge_keys"]) if cell.get("judge_keys") else {}
+    return {name: [str(k) for k in (v if isinstance(v, list) else [v])] for name, v in raw.items()}
+
+
+def results_frame(
+    rows: Sequence[Mapping[str, Any]],
+    scorer_names: Sequence[str],
+    *,
+    judge_replies: Mapping[str, Mapping[str, Any]] | None = None,
+    judge_names: Sequence[str] = (),
+) -> Any:
+    """The results DataFrame: contract columns, expected* columns, ``score_<name>`` columns, then
+    ``<name>_reason`` per scorer, ``scorer_errors`` and (with judges) ``judge_credits``.
+
+    ``judge_replies``: the stored responses (text, credits, run_id) of the cells' grading calls,
+    by key. A grading call is credited to the first cell that made it, and only when this run
+    paid for it (its response's ``run_id``), so ``credits + judge_credits`` sums to what the run
+    paid for its calls."""
     import pandas as pd
 
+    replies = judge_replies or {}
+    credited: set[str] = set()
     records = []
     expected_cols: dict[str, None] = {}
     for r in rows:
@@ -71,6 +92,7 @@ def results_frame(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]
         done = r["status"] != "error"
         scores = json.loads(r["scores"]) if r["scores"] else {}
         errors = json.loads(r["score_errors"]) if r["score_errors"] else {}
+        keys = judge_keys(r)
         record = {
             "run_id": r["run_id"],
             "cell_key": r["cell_key"],
@@ -101,18 +123,25 @@ def results_frame(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]
                 record[key] = value
         for name in scorer_names:
             record[f"score_{name}"] = _score(scores.get(name)) if done else math.nan
+        for name in scorer_names:
+            texts = [replies[k]["text"] for k in keys.get(name, []) if k in replies]
+            record[f"{name}_reason"] = _reason(r, scores, errors.get(name), name, texts)
         record["scorer_errors"] = json.dumps(errors, sort_keys=True) if errors else None
+        if judge_names:
+            record["judge_credits"] = _judge_credits(keys, replies, r["run_id"], credited)
         records.append(record)
     columns = [
         *RESULT_COLUMNS,
         *expected_cols,
         *(f"score_{n}" for n in scorer_names),
+        *(f"{n}_reason" for n in scorer_names),
         "scorer_errors",
+        *(["judge_credits"] if judge_names else []),
     ]
     frame = pd.DataFrame.from_records(records, columns=columns)
     for col in ("prompt_tokens", "completion_tokens", "local_prompt_tokens", "attempts"):
         frame[col] = frame[col].astype("Int64")
-    for col in ("latency_s", "credits"):
+    for col in ("latency_s", "credits", *(["judge_credits"] if judge_names else [])):
         frame[col] = frame[col].astype("float64")
     frame["repeat"] = frame["repeat"].astype("int64")
     for col in ("started_at", "finished_at"):
@@ -120,6 +149,41 @@ def results_frame(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]
     for name in scorer_names:
         frame[f"score_{name}"] = frame[f"score_{name}"].astype("float64")
     return frame
+
+
+def _reason(
+    cell: Mapping[str, Any],
+    scores: Mapping[str, Any],
+    error: str | None,
+    name: str,
+    replies: list[str],
+) -> str | None:
+    """Why a scorer gave this cell its score: the judge's full reply (both replies when it was
+    re-asked), and for a cell left unscored, why."""
+    if cell["status"] == "error":
+        return f"not scored: the call failed ({cell['error']}: {cell['error_message']})"
+    if cell["status"] != "done" and name not in scores and error is None:
+        return "not scored yet: the run stopped while scoring this cell; run it again to finish"
+    said = "\n\n[asked again for the verdict line]\n".join(replies) if replies else None
+    if error is not None:
+        return f"unscored: {error}" + (f"\n\n{said}" if said else "")
+    return said
+
+
+def _judge_credits(
+    keys: Mapping[str, list[str]],
+    replies: Mapping[str, Mapping[str, Any]],
+    run_id: str,
+    credited: set[str],
+) -> float:
+    total = 0.0
+    for key in (k for ks in keys.values() for k in ks):
+        reply = replies.get(key)
+        if reply is None or key in credited or reply.get("run_id") != run_id:
+            continue  # unknown, already credited to an earlier cell, or paid by another run
+        credited.add(key)
+        total += float(reply.get("credits") or 0.0)
+    return total
 
 
 def runs_frame(rows: Sequence[Mapping[str, Any]]) -> Any:
@@ -130,6 +194,6 @@ def runs_frame(rows: Sequence[Mapping[str, Any]]) -> Any:
         frame[col] = pd.to_datetime(frame[col].astype("float64"), unit="s", utc=True)
     for col in ("cells_total", "cells_done", "errors"):
         frame[col] = frame[col].astype("int64")
-    for col in ("credits_spent", "balance_before", "balance_after"):
+    for col in ("credits_spent", "judge_credits", "balance_before", "balance_after"):
         frame[col] = frame[col].astype("float64")
     return frame

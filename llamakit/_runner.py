@@ -170,10 +170,19 @@ class Runner:
             "local_prompt_tokens": self.tokens.get(cell),
         }
 
-    async def _judge(self, scorer: Any, cell: Cell, text: str) -> tuple[str, str]:
-        """The judge's grading call is a cell of its own: cached, budgeted and costed."""
+    async def _judge(
+        self, scorer: Any, cell: Cell, text: str, messages: list[dict[str, str]] | None
+    ) -> tuple[str, str]:
+        """The judge's grading call (or re-ask, ``messages``) is a cell of its own: cached,
+        budgeted and costed."""
         call = judge_call(
-            scorer, text, cell.row, client=self.client, model=self.model, source=self.source
+            scorer,
+            text,
+            cell.row,
+            client=self.client,
+            model=self.model,
+            source=self.source,
+            messages=messages,
         )
         responses = self.responses
         if call.key not in responses.cache and call.key not in responses.pending:

@@ -78,13 +78,21 @@ class JudgeCall:
 
 
 def judge_call(
-    scorer: Any, text: str, row: Mapping[str, Any], *, client: Any, model: str, source: str
+    scorer: Any,
+    text: str,
+    row: Mapping[str, Any],
+    *,
+    client: Any,
+    model: str,
+    source: str,
+    messages: list[dict[str, str]] | None = None,
 ) -> JudgeCall:
-    """The grading call for ``text``: through the judge's own client (model, source) if it has
-    one, else the run's."""
+    """The grading call for ``text`` (or the follow-up ``messages`` of a re-ask): through the
+    judge's own client (model, source) if it has one, else the run's."""
     judge_client = scorer.client if scorer.client is not None else client
     judge_model = getattr(judge_client, "model", None) or model
-    messages = scorer.grading_messages(text, row)
+    if messages is None:
+        messages = scorer.grading_messages(text, row)
     params = dict(scorer.params)
     key = cell_key(judge_model, messages, params, 0, source=source_of(scorer.client) or source)
     return JudgeCall(judge_client, judge_model, messages, params, key)
@@ -98,7 +106,8 @@ def check_replay(
     model: str,
     source: str,
 ) -> None:
-    """Raise ReplayMissError for the first cell (or judge grading) the store has never seen."""
+    """Raise ReplayMissError for the first cell (or judge grading, or re-ask of an unscored
+    grading) the store has never seen."""
     cache = store.cached_responses(c.cell_key for c in cells)
     for cell in cells:
         row = cache.get(cell.cell_key)
@@ -112,7 +121,25 @@ def check_replay(
             call = judge_call(
                 scorer, row["text"], cell.row, client=client, model=model, source=source
             )
-            if not store.cached_responses([call.key]):
+            graded = store.cached_responses([call.key]).get(call.key)
+            reasked = (
+                graded is not None
+                and getattr(scorer, "reask", False)
+                and not scorer.verdict(graded["text"], row["text"]).scored
+            )
+            if reasked:
+                follow = scorer.reask_messages(row["text"], cell.row, graded["text"])
+                call = judge_call(
+                    scorer,
+                    row["text"],
+                    cell.row,
+                    client=client,
+                    model=model,
+                    source=source,
+                    messages=follow,
+                )
+                graded = store.cached_responses([call.key]).get(call.key)
+            if graded is None:
                 raise ReplayMissError(
                     f"replay: judge {scorer.name!r} never graded cell (variant="
                     f"{cell.variant!r}, item={cell.item_id!r}, repeat={cell.repeat})"

@@ -10,26 +10,39 @@ from ._cells import Cell
 from ._runner_calls import Stop, describe
 from .errors import ReplayMissError
 
-# (judge scorer, cell, response text) -> (the judge's reply, the grading call's cell key)
-Judge = Callable[[Any, Cell, str], Awaitable[tuple[str, str]]]
+# (judge scorer, cell, response text, messages or None for the first grading call)
+#   -> (the judge's reply, the grading call's cell key)
+Judge = Callable[[Any, Cell, str, "list[dict[str, str]] | None"], Awaitable[tuple[str, str]]]
 
 
 def is_judge(scorer: Any) -> bool:
     return hasattr(scorer, "grading_messages")
 
 
-async def score_cell(
-    scorers: Sequence[Any], cell: Cell, text: str, judge: Judge
-) -> tuple[dict, dict, dict]:
-    """Scores, per-scorer errors and judge keys for one response."""
+async def _grade(scorer: Any, cell: Cell, text: str, judge: Judge) -> float:
+    """A judge's score for ``text``: one grading call, and one re-ask when its reply has no
+    verdict. Raises UnscoredReply (recorded on the cell, score NaN) when neither had one."""
+    reply, _ = await judge(scorer, cell, text, None)
+    if not scorer.verdict(reply, text).scored and getattr(scorer, "reask", False):
+        reply, _ = await judge(scorer, cell, text, scorer.reask_messages(text, cell.row, reply))
+    return float(scorer.parse(reply, text))
+
+
+Outcome = tuple[dict[str, float], dict[str, str], dict[str, "str | list[str]"]]
+
+
+async def score_cell(scorers: Sequence[Any], cell: Cell, text: str, judge: Judge) -> Outcome:
+    """Scores, per-scorer errors (why a scorer gave no score) and judge keys for one response.
+
+    ``judge_keys[name]`` is the key of the judge's grading call, or a list of two keys when the
+    judge was re-asked; the replies stored under them are the judge's reasons."""
     scores: dict[str, float] = {}
     errors: dict[str, str] = {}
-    judge_keys: dict[str, str] = {}
+    judge_keys: dict[str, str | list[str]] = {}
     for scorer in scorers:
         try:
             if is_judge(scorer):
-                reply, judge_keys[scorer.name] = await judge(scorer, cell, text)
-                value = scorer.parse(reply)
+                value = await _grade(scorer, cell, text, _keeping(judge, judge_keys, scorer))
             else:
                 value = scorer(text, cell.row)
             scores[scorer.name] = float(value)
@@ -40,16 +53,38 @@ async def score_cell(
     return scores, errors, judge_keys
 
 
-async def _no_judge(scorer: Any, cell: Cell, text: str) -> tuple[str, str]:
+def _keeping(judge: Judge, judge_keys: dict[str, str | list[str]], scorer: Any) -> Judge:
+    # An unscored reply raises after its calls were paid: keep their keys (and so the replies,
+    # the reason the cell is unscored) whatever happens next.
+    async def call(s: Any, cell: Cell, text: str, messages: Any) -> tuple[str, str]:
+        reply, key = await judge(s, cell, text, messages)
+        held = judge_keys.get(scorer.name)
+        judge_keys[scorer.name] = key if held is None else [*_as_list(held), key]
+        return reply, key
+
+    return call
+
+
+def judge_key_list(value: Any) -> list[str]:
+    """The grading-call keys stored for one judge on a cell (a key, or a list when re-asked)."""
+    return _as_list(value) if value else []
+
+
+def _as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+async def _no_judge(scorer: Any, cell: Cell, text: str, messages: Any) -> tuple[str, str]:
     raise RuntimeError("scoring awaited without judges")
 
 
-def score_without_judges(scorers: Sequence[Any], cell: Cell, text: str) -> tuple[dict, dict, dict]:
+def score_without_judges(scorers: Sequence[Any], cell: Cell, text: str) -> Outcome:
     """``score_cell`` run synchronously, for the bulk of cached cells recorded before any await."""
     coro = score_cell(scorers, cell, text, _no_judge)
     try:
         coro.send(None)  # no judges: the coroutine never awaits, so it finishes here
     except StopIteration as done:
-        return done.value
+        result: Outcome = done.value
+        return result
     coro.close()
     raise RuntimeError("scoring awaited without judges")

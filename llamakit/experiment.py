@@ -7,6 +7,10 @@
 >>> run = exp.run(client)           # resumable: only unfinished cells are sent
 >>> run.summary()
 
+A variant may carry sampling params of its own, merged over ``params`` (its values win):
+``prompts={"steps": {"messages": "...", "params": {"max_tokens": 256}}}``. A condition is
+(variant, params): statistics treat only repeats of one condition as samples of the same thing.
+
 Every input is checked when the experiment is built (templates render for every row, ids are
 unique, params are valid), so a mistake is reported before any credit is spent.
 """
@@ -72,6 +76,27 @@ def _check_scorers(scorers: Any) -> list[Any]:
     return out
 
 
+def _merge_params(
+    grid: list[dict[str, Any]], own: Mapping[str, Any] | None, variant: str
+) -> list[dict[str, Any]]:
+    """A variant's param sets: each of its own sets (a grid too) merged over each of the
+    experiment's; the variant's value wins where both name a param."""
+    if own is None:
+        return grid
+    try:
+        own_sets = expand_params(own)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"prompts.{variant}.params: {exc}", field=f"prompts.{variant}.params"
+        ) from None
+    merged: dict[str, dict[str, Any]] = {}
+    for base in grid:
+        for extra in own_sets:
+            params = expand_params({**base, **extra})[0]
+            merged.setdefault(canonical_json(params), params)
+    return list(merged.values())
+
+
 class Experiment:
     """Prompt variants compared over a dataset; see the module docstring."""
 
@@ -97,6 +122,9 @@ class Experiment:
         self.templates = parse_prompts(prompts)
         self.items = load_dataset(dataset)
         self.param_sets = expand_params(params)
+        self.variant_params = {
+            t.variant: _merge_params(self.param_sets, t.params, t.variant) for t in self.templates
+        }
         self.repeats = repeats
         self.scorers = _check_scorers(scorers)
         self.model = model
@@ -146,7 +174,7 @@ class Experiment:
                 messages = self._rendered[(template.variant, item.id)]
                 prompt_json = canonical_json(messages)
                 row_json = canonical_json(item.row)
-                for params in self.param_sets:
+                for params in self.variant_params[template.variant]:
                     params_json = canonical_json(params)
                     for repeat in range(self.repeats):
                         out.append(
@@ -183,10 +211,14 @@ class Experiment:
             "source": source,
             "prompts": {t.variant: [list(m) for m in t.messages] for t in self.templates},
             "params": self.param_sets,
+            "variant_params": {
+                t.variant: dict(t.params) for t in self.templates if t.params is not None
+            },
             "repeats": self.repeats,
             "items": len(self.items),
             "model": model,
             "scorers": [s.name for s in self.scorers],
+            "judges": [s.name for s in self.scorers if hasattr(s, "grading_messages")],
         }
 
     def _local_tokens(self, cell: Cell) -> int | None:

@@ -65,7 +65,9 @@ def credit_spend(
 
 def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     """Credits this run spent per prompt variant (bars), with the mean cost per billed call on each
-    bar. Cells served from the cache cost this run nothing, as in ``summary()``."""
+    bar. Cells served from the cache cost this run nothing, as in ``summary()``. Judge grading
+    calls (the ``judge_credits`` column) are stacked on top in their own colour and counted in
+    the total, so the bars add up to what the run paid."""
     df = _results(run)
     ax = _axes(ax)
     title = "Cost per variant"
@@ -77,20 +79,41 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
         df["cached"].fillna(False).astype(bool) if "cached" in df else pd.Series(False, df.index)
     )
     billed = df[df["credits"].notna() & (df["credits"] > 0) & ~cached]
-    if len(billed) == 0:
+    judged = (
+        df["judge_credits"].fillna(0.0).groupby(df["variant"]).sum()
+        if "judge_credits" in df
+        else pd.Series(dtype=float)
+    )
+    if len(billed) == 0 and not (judged > 0).any():
         if cached.any() and df["error"].isna().all():
             return _empty(ax, title, f"Nothing billed: all {len(df)} cell(s) came from the cache.")
         return _empty(ax, title, _nothing_billed_reason(df))
     per = billed.groupby("variant")["credits"].agg(["sum", "mean", "count"])
-    bars = ax.bar(per.index.astype(str), per["sum"], color="C0")
+    variants = sorted(set(per.index) | set(judged[judged > 0].index), key=str)
+    per = per.reindex(variants).fillna({"sum": 0.0, "count": 0})
+    judge = judged.reindex(variants).fillna(0.0)
+    bars = ax.bar([str(v) for v in variants], per["sum"], color="C0", label="calls")
     labels = [
-        f"{m:.5f}/call\n({int(n)} calls)" for m, n in zip(per["mean"], per["count"], strict=True)
+        f"{m:.5f}/call\n({int(n)} calls)" if n else ""
+        for m, n in zip(per["mean"], per["count"], strict=True)
     ]
-    ax.bar_label(bars, labels=labels, fontsize=8)
+    top = bars
+    if (judge > 0).any():
+        top = ax.bar(
+            [str(v) for v in variants],
+            judge,
+            bottom=per["sum"],
+            color="C1",
+            label="judge calls",
+        )
+        labels = [f"{lab}\n+{j:.5f} judge" for lab, j in zip(labels, judge, strict=True)]
+        ax.legend(fontsize=8)
+    ax.bar_label(top, labels=labels, fontsize=8)
     ax.set_ylabel("credits (USD)")
     ax.set_xlabel("variant")
     ax.margins(y=0.25)
-    ax.set_title(f"{title} (total {per['sum'].sum():.5f})")
+    total = float(per["sum"].sum() + judge.sum())
+    ax.set_title(f"{title} (total {total:.5f})")
     return ax
 
 

@@ -193,16 +193,35 @@ class Run:
 
     @property
     def results(self) -> Any:
+        """One row per cell (PLAN.md's columns), with ``<scorer>_reason`` per scorer (a judge's
+        full reply; why a scorer gave no score) and, for a run with judges, ``judge_credits``
+        (credits this run paid for the cell's grading calls)."""
         from ._results import results_frame
 
-        return results_frame(self.store.run_cells(self.id), self.scorer_names)
+        cells = self.store.run_cells(self.id)
+        replies, judges = judge_replies(self.store, cells)
+        return results_frame(
+            cells, self.scorer_names, judge_replies=replies, judge_names=self.judge_names or judges
+        )
+
+    @property
+    def judge_names(self) -> list[str]:
+        """Names of this run's model-graded scorers (from its stored config)."""
+        row = self.store.run_row(self.id) or {}
+        return list(json.loads(row.get("config") or "{}").get("judges", []))
 
     def summary(self, **kwargs: Any) -> Any:
+        """``stats.summarize`` of the results: one row per condition (variant, and params when
+        the run has more than one setting); ``credits`` includes ``judge_credits``."""
         from . import stats
 
         return stats.summarize(self.results, **kwargs)
 
-    def compare(self, a: str, b: str, metric: str | None = None) -> Any:
+    def compare(self, a: Any, b: Any, metric: str | None = None) -> Any:
+        """``stats.paired_compare`` on this run's results. ``a`` and ``b`` are conditions: a
+        variant name, or ``(variant, {param: value, ...})`` to pick one param setting (needed
+        when the variant ran with several). Raises ValidationError for an unknown condition or
+        metric, and for conditions that share no scored item."""
         from . import stats
 
         if metric is None:
@@ -219,9 +238,37 @@ class Run:
         return os.fspath(path)
 
 
+def judge_replies(
+    store: Store, cells: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The stored responses (text, credits, run_id) of these cells' grading calls, by key, and
+    the names of the judges that made them."""
+    from ._results import judge_keys
+
+    keys: list[str] = []
+    names: dict[str, None] = {}
+    for cell in cells:
+        for name, found in judge_keys(cell).items():
+            names[name] = None
+            keys.extend(found)
+    if not keys:
+        return {}, []
+    return store.cached_responses(keys, columns="cell_key, text, credits, run_id"), list(names)
+
+
+def judge_spend(store: Store, run_id: str) -> float:
+    """Credits run ``run_id`` paid for judge grading calls (each call once)."""
+    cells = store.query(
+        "SELECT judge_keys FROM run_cells WHERE run_id = ? AND judge_keys IS NOT NULL", (run_id,)
+    )
+    replies, _ = judge_replies(store, cells)
+    return sum(float(r["credits"] or 0.0) for r in replies.values() if r["run_id"] == run_id)
+
+
 def runs(store: Store | None = None) -> Any:
     """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
-    or ``llamakit-local/<backend>``), its cells, errors and credit spend."""
+    or ``llamakit-local/<backend>``), its cells, errors and credit spend (``credits_spent``, of
+    which ``judge_credits`` paid for judge grading calls)."""
     from ._results import runs_frame
     from ._sources import recorded_source
     from .store import Store
@@ -233,6 +280,7 @@ def runs(store: Store | None = None) -> Any:
             {
                 **row,
                 **run_spend(store, row["run_id"]),
+                "judge_credits": judge_spend(store, row["run_id"]),
                 "status": effective_status(store, row),
                 "source": recorded_source(row.get("config")),
             }

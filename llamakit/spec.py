@@ -8,6 +8,9 @@ prompts:
   chatty:
     - {role: system, content: "You are a helpful geography tutor."}
     - {role: user, content: "Which city is the capital of {{ country }}?"}
+  step_by_step:                  # a variant with sampling params of its own, merged over params
+    messages: "Think it through, then name the capital of {{ country }}."
+    params: {max_tokens: 256}
 params: {max_tokens: 32, temperature: [0.0, 0.7]}
 repeats: 2
 scorers: [contains, {exact: {ignore_case: true}}, {judge: {rubric: "Names {{ expected }}?"}}]
@@ -104,6 +107,8 @@ class Spec:
                 raise ValidationError(
                     f"{where}: bad options for {name!r}: {exc}", field=f"scorers[{i}]"
                 ) from None
+            except ValidationError as exc:  # say which file and scorer, keep the fix it names
+                raise ValidationError(f"{where} ({name}): {exc}", field=exc.field) from None
         return out
 
     def experiment(self) -> Any:

@@ -1,4 +1,5 @@
-"""Statistics over ``run.results``: per-variant summaries and paired comparisons between variants.
+"""Statistics over ``run.results``: per-condition summaries and paired comparisons between
+conditions (a condition is a variant with one param setting; see ``_conditions``).
 
 Both take the results DataFrame (one row per cell: ``variant``, ``item_id``, ``repeat``, ``error``,
 ``latency_s``, token and credit columns, one ``score_<name>`` column per scorer).
@@ -21,14 +22,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._conditions import condition_columns, select, unit_columns
+from ._resample import (
+    CI_LEVEL,
+    EXACT_PERMUTATION_MAX_ITEMS,
+    cluster_bootstrap,
+    percentile_ci,
+    sign_flip_p_value,
+)
 from .errors import ValidationError
 
+__all__ = [
+    "CI_LEVEL",
+    "EXACT_PERMUTATION_MAX_ITEMS",
+    "SCORE_PREFIX",
+    "Comparison",
+    "cluster_bootstrap",
+    "paired_compare",
+    "pass_at_k",
+    "pass_hat_k",
+    "percentile_ci",
+    "sign_flip_p_value",
+    "summarize",
+]
+
 SCORE_PREFIX = "score_"
-CI_LEVEL = 0.95
-# Up to 2**16 sign patterns are enumerated (an exact p-value); more items use Monte Carlo.
-EXACT_PERMUTATION_MAX_ITEMS = 16
-# Resamples are drawn in blocks of at most this many index draws, which bounds memory (~32 MB).
-_BLOCK_ELEMENTS = 4_000_000
 # Item means closer than this count as a tie; scores are fractions, so this is far below noise.
 _TIE_TOLERANCE = 1e-12
 
@@ -57,37 +75,56 @@ def summarize(
     *,
     n_boot: int = 2000,
     seed: int = 0,
-    by: str | Sequence[str] = "variant",
+    by: str | Sequence[str] | None = None,
+    k: int | None = None,
 ) -> pd.DataFrame:
-    """One row per variant (or per ``by`` group) describing its cells, scores, latency and cost.
+    """One row per condition (or per ``by`` group) describing its cells, scores, latency and cost.
 
-    Columns:
-      - ``n``: cells; ``items``: distinct item ids; ``k``: cells per item (the repeats);
+    ``by=None`` groups by condition: ``variant``, plus ``params`` and ``model`` when the results
+    hold more than one of them (so the index shows the params only when there are settings to
+    tell apart). Columns:
+      - ``n``: cells; ``items``: distinct item ids; ``k``: repeats (cells per item and condition);
         ``errors``: cells whose call failed (``error`` not null).
       - per ``score_<name>`` column: ``score_<name>_n`` (cells with a score), ``_mean``,
         ``_ci_low``/``_ci_high`` (95% percentile bootstrap clustered by item),
-        ``_consistency`` (share of items with 2+ scored repeats whose repeats all agree; NaN if
-        none), and when every score of that scorer is 0/1, ``_pass@k`` and ``_pass^k``.
+        ``_consistency`` (share of (item, condition) units with 2+ scored repeats whose repeats
+        all agree; NaN if none), and when every score of that scorer is 0/1, ``_pass@k`` and
+        ``_pass^k``.
       - ``latency_p50``/``latency_p95`` (seconds, successful cells), ``prompt_tokens``,
         ``completion_tokens``: sums over all cells (NaN when none is known); ``credits``: what
-        this run paid, the sum over cells not served from the cache (``cached`` column).
+        this run paid (USD), the sum over cells not served from the cache (``cached`` column)
+        plus, for a run with judges, ``judge_credits``, also shown on its own.
 
+    Repeats are samples of one condition on one item: pass@k, pass^k and consistency count the
+    repeats of each (item, model, variant, params) unit, never pooling two param settings even
+    when ``by`` groups them together. pass@k / pass^k average the Chen et al. (2021, "Evaluating
+    Large Language Models Trained on Code", eq. 1) unbiased per-unit estimators
+    1 - C(n-c, k)/C(n, k) and C(c, k)/C(n, k) over the units with at least ``k`` scored repeats
+    (``k=None``: the group's repeat count, so units with an errored repeat are left out).
     Errored cells count in ``errors`` and are excluded from every score statistic and from
     latency. A score is the mean over scored cells, so an item with more scored repeats weighs
-    more. pass@k / pass^k average the Chen et al. per-item estimators over the items whose ``k``
-    cells were all scored (an item with an errored repeat is left out of them).
-    The bootstrap RNG is seeded from ``seed``, the group and the column, so adding a variant
-    does not move another variant's interval.
+    more. The bootstrap RNG is seeded from ``seed``, the group and the column, so adding a
+    variant does not move another variant's interval. Raises ValidationError for a frame that
+    lacks the grouping columns or a ``k`` below 1.
     """
+    if by is None:
+        _require_columns(results, ["variant", "item_id"])
+        by = condition_columns(results)
     keys = [by] if isinstance(by, str) else list(by)
     _require_columns(results, [*keys, "item_id"])
-    score_cols = [c for c in results.columns if str(c).startswith(SCORE_PREFIX)]
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValidationError(f"k must be a positive integer or None, got {k!r}", field="k")
+    score_cols = [
+        c for c in results.columns if str(c).startswith(SCORE_PREFIX) and _is_numeric(results[c])
+    ]
     ok = _succeeded(results)
     binary = {col: _is_binary(results.loc[ok, col]) for col in score_cols}
-    columns = _summary_columns(score_cols, binary)
+    judged = "judge_credits" in results.columns
+    columns = _summary_columns(score_cols, binary, judged)
+    units = unit_columns(results)
     rows: dict[Any, dict[str, Any]] = {}
     for key, group in results.groupby(keys if len(keys) > 1 else keys[0], sort=True):
-        rows[key] = _group_row(group, score_cols, binary, n_boot, seed, key)
+        rows[key] = _group_row(group, units, score_cols, binary, n_boot, seed, key, k)
     frame = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
     if len(keys) > 1 and len(frame):
         frame.index = pd.MultiIndex.from_tuples(frame.index, names=keys)
@@ -96,36 +133,39 @@ def summarize(
     return frame
 
 
-def _summary_columns(score_cols: list[str], binary: dict[str, bool]) -> list[str]:
+def _summary_columns(score_cols: list[str], binary: dict[str, bool], judged: bool) -> list[str]:
     columns = ["n", "items", "k", "errors"]
     for col in score_cols:
         columns += [f"{col}_n", f"{col}_mean", f"{col}_ci_low", f"{col}_ci_high"]
         if binary[col]:
             columns += [f"{col}_pass@k", f"{col}_pass^k"]
         columns.append(f"{col}_consistency")
-    return columns + ["latency_p50", "latency_p95", "prompt_tokens", "completion_tokens", "credits"]
+    columns += ["latency_p50", "latency_p95", "prompt_tokens", "completion_tokens", "credits"]
+    return columns + (["judge_credits"] if judged else [])
 
 
 def _group_row(
     group: pd.DataFrame,
+    units: list[str],
     score_cols: list[str],
     binary: dict[str, bool],
     n_boot: int,
     seed: int,
     key: Any,
+    k: int | None,
 ) -> dict[str, Any]:
     ok = _succeeded(group)
     clean = group[ok]
-    k = int(group.groupby("item_id").size().max())
+    repeats = int(group.groupby(units, dropna=False).size().max())
     row: dict[str, Any] = {
         "n": len(group),
         "items": int(group["item_id"].nunique()),
-        "k": k,
+        "k": repeats,
         "errors": int((~ok).sum()),
     }
     for col in score_cols:
         rng = np.random.default_rng([seed, _crc(key), _crc(col)])
-        row.update(_score_stats(clean, col, k, binary[col], n_boot, rng))
+        row.update(_score_stats(clean, units, col, k or repeats, binary[col], n_boot, rng))
     latency = _numeric(clean, "latency_s").dropna().to_numpy(float)
     if len(latency):
         row["latency_p50"], row["latency_p95"] = np.quantile(latency, [0.5, 0.95])
@@ -134,14 +174,25 @@ def _group_row(
     # A cell served from the cache was paid for by an earlier run: it costs this run nothing.
     paid = group[~group["cached"].fillna(False).astype(bool)] if "cached" in group else group
     row["credits"] = _numeric(paid, "credits").sum(min_count=1) if len(paid) else 0.0
+    if "judge_credits" in group.columns:
+        # judge_credits is already only what this run paid (a cached grading call counts 0).
+        row["judge_credits"] = float(_numeric(group, "judge_credits").fillna(0.0).sum())
+        row["credits"] = float(np.nan_to_num(row["credits"])) + row["judge_credits"]
     return row
 
 
 def _score_stats(
-    clean: pd.DataFrame, col: str, k: int, binary: bool, n_boot: int, rng: np.random.Generator
+    clean: pd.DataFrame,
+    units: list[str],
+    col: str,
+    k: int,
+    binary: bool,
+    n_boot: int,
+    rng: np.random.Generator,
 ) -> dict[str, Any]:
-    scored = pd.DataFrame({"item_id": clean["item_id"], "value": _numeric(clean, col)})
-    per_item = scored.dropna().groupby("item_id")["value"].agg(["sum", "count", "min", "max"])
+    values = _numeric(clean, col)
+    scored = clean.loc[values.notna(), units].assign(value=values[values.notna()])
+    per_item = scored.groupby("item_id")["value"].agg(["sum", "count"])
     sums = per_item["sum"].to_numpy(float)
     counts = per_item["count"].to_numpy(float)
     out: dict[str, Any] = {f"{col}_n": int(counts.sum())}
@@ -151,60 +202,29 @@ def _score_stats(
     boot = cluster_bootstrap(sums, counts, n_boot=n_boot, rng=rng)
     out[f"{col}_mean"] = mean
     out[f"{col}_ci_low"], out[f"{col}_ci_high"] = percentile_ci(boot, mean)
-    repeated = per_item[per_item["count"] >= 2]
+    per_unit = scored.groupby(units, dropna=False)["value"].agg(["sum", "count", "min", "max"])
+    repeated = per_unit[per_unit["count"] >= 2]
     if len(repeated):
         agree = (repeated["max"] - repeated["min"]) <= 1e-9
         out[f"{col}_consistency"] = float(agree.mean())
-    complete = per_item[per_item["count"] == k]
+    complete = per_unit[per_unit["count"] >= k]
     if binary and len(complete):
-        passes = np.rint(complete["sum"].to_numpy(float)).astype(int)
-        # Per-item estimators depend only on the pass count, so tabulate them once for c = 0..k.
-        at_k = np.array([pass_at_k(k, c, k) for c in range(k + 1)])
-        hat_k = np.array([pass_hat_k(k, c, k) for c in range(k + 1)])
-        out[f"{col}_pass@k"] = float(at_k[passes].mean())
-        out[f"{col}_pass^k"] = float(hat_k[passes].mean())
+        counts_passes = pd.DataFrame(
+            {"n": complete["count"].to_numpy(int), "c": np.rint(complete["sum"]).astype(int)}
+        )
+        # The estimators depend only on (n, c): compute each distinct pair once.
+        table = counts_passes.drop_duplicates()
+        at = {(n, c): pass_at_k(n, c, k) for n, c in table.itertuples(index=False)}
+        hat = {(n, c): pass_hat_k(n, c, k) for n, c in table.itertuples(index=False)}
+        pairs = list(counts_passes.itertuples(index=False, name=None))
+        out[f"{col}_pass@k"] = float(np.mean([at[p] for p in pairs]))
+        out[f"{col}_pass^k"] = float(np.mean([hat[p] for p in pairs]))
     return out
-
-
-def cluster_bootstrap(
-    sums: np.ndarray, counts: np.ndarray, *, n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``n_boot`` bootstrap means that resample whole items (clusters) with replacement.
-
-    ``sums[i]`` and ``counts[i]`` are item i's score total and number of scored cells; a
-    resample's mean is the total of its items' sums over the total of their counts.
-    """
-    if n_boot < 1:
-        raise ValidationError(f"n_boot must be at least 1, got {n_boot}", field="n_boot")
-    m = len(sums)
-    out = np.empty(n_boot)
-    block = max(1, _BLOCK_ELEMENTS // max(m, 1))
-    for start in range(0, n_boot, block):
-        stop = min(n_boot, start + block)
-        idx = rng.integers(0, m, size=(stop - start, m))
-        out[start:stop] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
-    return out
-
-
-def percentile_ci(boot: np.ndarray, estimate: float) -> tuple[float, float]:
-    """The 95% percentile interval of ``boot``.
-
-    Resampled means are summed in a different order from the estimate, so with constant data a
-    bound can land an ulp on the wrong side of it; such rounding is snapped back to the estimate.
-    """
-    alpha = (1 - CI_LEVEL) / 2
-    low, high = (float(x) for x in np.quantile(boot, [alpha, 1 - alpha]))
-    slack = 1e-12 * max(1.0, abs(estimate))
-    if estimate < low <= estimate + slack:
-        low = estimate
-    if estimate - slack <= high < estimate:
-        high = estimate
-    return low, high
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A paired comparison of variants ``a`` and ``b`` on ``metric`` over the items both have.
+    """A paired comparison of conditions ``a`` and ``b`` on ``metric`` over the items both have.
 
     ``mean_a``/``mean_b`` average each item's repeats first, then the items; ``diff`` is the mean
     of per-item differences (a - b) with a 95% bootstrap interval over items; ``p_value`` is a
@@ -253,53 +273,59 @@ def _fmt(value: Any) -> str:
 
 def paired_compare(
     results: pd.DataFrame,
-    a: str,
-    b: str,
+    a: Any,
+    b: Any,
     metric: str,
     *,
     n_boot: int = 2000,
     n_perm: int = 10_000,
     seed: int = 0,
 ) -> Comparison:
-    """Compare variant ``a`` with ``b`` on ``metric`` (a results column, e.g. "score_exact" or
+    """Compare condition ``a`` with ``b`` on ``metric`` (a results column, e.g. "score_exact" or
     just "exact", or "latency_s"), pairing by item.
 
-    Each item's repeats are averaged per variant (errored cells and missing scores skipped); only
-    items with a value for both variants count. The p-value comes from flipping the signs of the
-    per-item differences: exact for up to 16 items, else ``n_perm`` Monte Carlo draws.
+    A condition is a variant name, or ``(variant, {param: value})`` naming one of its param
+    settings (required when the variant ran with several; two settings of one variant can be
+    compared). Each item's repeats are averaged per condition (errored cells and missing scores
+    skipped); only items with a value for both count. The p-value comes from flipping the signs
+    of the per-item differences: exact for up to 16 items, else ``n_perm`` Monte Carlo draws.
+    Raises ValidationError for an unknown condition or metric, a condition compared with
+    itself, and conditions that share no item with a value.
     """
     _require_columns(results, ["variant", "item_id"])
     col = _resolve_metric(results, metric)
-    known = sorted(map(str, results["variant"].dropna().unique()))
-    for label, name in (("a", a), ("b", b)):
-        if name not in known:
-            raise ValidationError(
-                f"unknown variant {name!r}; the results have {known}", field=label
-            )
-    if a == b:
-        raise ValidationError(f"a and b are the same variant ({a!r})", field="b")
-    clean = results[_succeeded(results) & results["variant"].isin([a, b])]
-    values = clean.assign(_value=_numeric(clean, col)).dropna(subset=["_value"])
-    per_item = (
-        (values.groupby(["item_id", "variant"])["_value"].mean().unstack("variant"))
-        .reindex(columns=[a, b])
-        .dropna()
-    )
+    rows_a, name_a = select(results, a, field="a")
+    rows_b, name_b = select(results, b, field="b")
+    if name_a == name_b:
+        raise ValidationError(
+            f"a and b are the same condition ({name_a!r}); name two variants, or one variant "
+            "with two param settings",
+            field="b",
+        )
+    ok = _succeeded(results)
+    per_item = pd.DataFrame(
+        {
+            name: _numeric(results[ok & rows], col).groupby(results["item_id"]).mean()
+            for name, rows in ((name_a, rows_a), (name_b, rows_b))
+        }
+    ).dropna()
     if per_item.empty:
         raise ValidationError(
-            f"variants {a!r} and {b!r} share no item with a value of {col!r}", field="metric"
+            f"conditions {name_a!r} and {name_b!r} share no item with a value of {col!r}; "
+            "compare conditions run on the same dataset items (and check that they were scored)",
+            field="metric",
         )
-    va, vb = per_item[a].to_numpy(float), per_item[b].to_numpy(float)
+    va, vb = per_item[name_a].to_numpy(float), per_item[name_b].to_numpy(float)
     d = va - vb
-    rng = np.random.default_rng([seed, _crc(a), _crc(b), _crc(col)])
+    rng = np.random.default_rng([seed, _crc(name_a), _crc(name_b), _crc(col)])
     diff = float(d.mean())
     boot = cluster_bootstrap(d, np.ones_like(d), n_boot=n_boot, rng=rng)
     ci_low, ci_high = percentile_ci(boot, diff)
     p_value, method = sign_flip_p_value(d, n_perm=n_perm, rng=rng)
     tied = np.abs(d) <= _TIE_TOLERANCE
     return Comparison(
-        a=a,
-        b=b,
+        a=name_a,
+        b=name_b,
         metric=col,
         n_items=len(d),
         mean_a=float(va.mean()),
@@ -313,37 +339,6 @@ def paired_compare(
         ties=int(tied.sum()),
         p_method=method,
     )
-
-
-def sign_flip_p_value(
-    d: np.ndarray, *, n_perm: int = 10_000, rng: np.random.Generator | None = None
-) -> tuple[float, str]:
-    """Two-sided p-value for "the paired differences ``d`` are symmetric around 0".
-
-    Under that null each difference is as likely to have the other sign, so the observed
-    ``|sum(d)|`` is ranked among the sums with signs flipped. Up to 16 items every pattern is
-    enumerated; beyond, ``n_perm`` random patterns give (hits + 1) / (n_perm + 1), which never
-    understates p.
-    """
-    d = np.asarray(d, dtype=float)
-    n = len(d)
-    observed = abs(d.sum())
-    # Sums of the same numbers in another order differ by rounding; count those as ties.
-    slack = 1e-9 * max(1.0, float(np.abs(d).sum()))
-    if n <= EXACT_PERMUTATION_MAX_ITEMS:
-        patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
-        sums = np.abs((1 - 2 * patterns) @ d)
-        return float(np.mean(sums >= observed - slack)), "exact"
-    if n_perm < 1:
-        raise ValidationError(f"n_perm must be at least 1, got {n_perm}", field="n_perm")
-    rng = rng if rng is not None else np.random.default_rng(0)
-    hits = 0
-    block = max(1, _BLOCK_ELEMENTS // n)
-    for start in range(0, n_perm, block):
-        rows = min(block, n_perm - start)
-        signs = rng.integers(0, 2, size=(rows, n)) * 2 - 1
-        hits += int((np.abs(signs @ d) >= observed - slack).sum())
-    return (hits + 1) / (n_perm + 1), "monte_carlo"
 
 
 def _resolve_metric(results: pd.DataFrame, metric: str) -> str:
@@ -382,6 +377,10 @@ def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
     if col not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype=float)
     return pd.to_numeric(frame[col], errors="coerce").astype(float)
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values))
 
 
 def _is_binary(values: pd.Series) -> bool:

@@ -36,6 +36,9 @@ class PromptTemplate:
 
     variant: str
     messages: tuple[tuple[str, str], ...]  # (role, template source)
+    # The variant's own sampling params (fixed values or lists to grid over), merged over the
+    # experiment's params; None when it has none.
+    params: Mapping[str, Any] | None = None
 
     def render(self, row: Mapping[str, Any], *, item_id: str) -> list[dict[str, str]]:
         import jinja2
@@ -106,8 +109,32 @@ def _parse_messages(variant: str, value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(messages)
 
 
+def _split_params(variant: str, value: Any) -> tuple[Any, Mapping[str, Any] | None]:
+    # {"messages": ..., "params": {...}}: a variant with sampling params of its own.
+    if not isinstance(value, Mapping):
+        return value, None
+    extra = set(value) - {"messages", "params"}
+    if "messages" not in value or extra:
+        raise ValidationError(
+            f"prompt {variant!r} as a mapping takes 'messages' (a template or message list) and "
+            f"optionally 'params'; got keys {sorted(map(str, value))}",
+            field=f"prompts.{variant}",
+        )
+    params = value.get("params")
+    if params is not None and not isinstance(params, Mapping):
+        raise ValidationError(
+            f"prompts.{variant}.params must be a dict of sampling params, got "
+            f"{type(params).__name__}",
+            field=f"prompts.{variant}.params",
+        )
+    return value["messages"], (dict(params) if params else None)
+
+
 def parse_prompts(prompts: Any) -> list[PromptTemplate]:
     """Variant name -> template(s); a single string or message list becomes variant "default".
+
+    A variant may carry sampling params of its own: ``{"messages": template_or_list,
+    "params": {"max_tokens": 256}}``; the experiment merges them over its params grid.
 
     Every template is compiled here, so a syntax error is reported before any call.
     """
@@ -127,7 +154,8 @@ def parse_prompts(prompts: Any) -> list[PromptTemplate]:
             raise ValidationError(
                 f"prompt variant names must be non-empty strings: {variant!r}", field="prompts"
             )
-        template = PromptTemplate(variant, _parse_messages(variant, value))
+        value, params = _split_params(variant, value)
+        template = PromptTemplate(variant, _parse_messages(variant, value), params)
         for i, (_, source) in enumerate(template.messages):
             try:
                 _compiled(source)

@@ -5,7 +5,8 @@ A scorer has a ``name`` (its results column is ``score_<name>``) and is called a
 
     exact, contains, regex, is_json, json_field, length_between, numeric_close
 
-any Python function via ``as_scorer(fn, name=None)``, and a model-graded ``judge(client, rubric)``.
+any Python function via ``as_scorer(fn, name=None)``, and a model-graded ``judge(client, rubric)``
+whose replies are read by the one verdict parser, ``read_verdict`` (protocol in ``_verdict``).
 Bad configuration (a regex that does not compile, lo > hi) raises ValidationError when the scorer
 is built; a scorer that raises while scoring a cell is recorded on that cell by the runner.
 """
@@ -21,9 +22,10 @@ from ._base import (
     check_unique_names,
     score_value,
 )
-from ._judge import DEFAULT_JUDGE_MAX_TOKENS, JudgeScorer, judge
+from ._judge import DEFAULT_JUDGE_MAX_TOKENS, JudgeScorer, UnscoredReply, judge, response_tag
 from ._match import contains, exact, length_between, regex
 from ._structured import is_json, json_field, last_number, numeric_close, parse_json
+from ._verdict import Verdict, read_verdict
 
 __all__ = [
     "DEFAULT_JUDGE_MAX_TOKENS",
@@ -31,6 +33,8 @@ __all__ = [
     "FunctionScorer",
     "JudgeScorer",
     "Scorer",
+    "UnscoredReply",
+    "Verdict",
     "as_scorer",
     "check_name",
     "check_unique_names",
@@ -43,6 +47,8 @@ __all__ = [
     "length_between",
     "numeric_close",
     "parse_json",
+    "read_verdict",
     "regex",
+    "response_tag",
     "score_value",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,8 @@ class CompareView(widgets.VBox):
     ``only_disagreements`` narrows the item list to items where the variants' scores differ
     (or, for a run without scorers, where their responses differ). State for code and tests:
     ``items`` (the items offered), ``item``/``repeat`` (shown), ``shown`` (variant -> dict of
-    response, error, scores, credits, latency_s), and :meth:`show`.
+    response, error, scores, reasons, credits, latency_s), and :meth:`show`. Each score shows
+    its reason beside it (the judge's reply; why a scorer gave no score), folded.
     """
 
     def __init__(self, run: Any) -> None:
@@ -150,11 +152,14 @@ class CompareView(widgets.VBox):
             self.cards.children = [widgets.HTML("<i>No items to show.</i>")]
             return
         rows = df[(df["item_id"] == self.item) & (df["repeat"] == self.repeat)]
-        if self.params_picker.value is not None:
-            rows = rows[rows["params"] == self.params_picker.value]
         shown: dict[str, dict[str, Any]] = {}
         for variant in self.variants:
             match = rows[rows["variant"].astype(str) == variant]
+            if self.params_picker.value is not None and len(match):
+                # A variant with params of its own never has the picked setting exactly: show
+                # its setting closest to it (the same temperature, say).
+                setting = _closest(self.params_picker.value, list(dict.fromkeys(match["params"])))
+                match = match[match["params"] == setting]
             if len(match):
                 shown[variant] = _cell(match.iloc[0], self.score_columns)
         self.shown = shown
@@ -172,6 +177,11 @@ def _cell(row: Any, score_columns: list[str]) -> dict[str, Any]:
         "error": clean(row.get("error")),
         "error_message": clean(row.get("error_message")),
         "scores": {c.removeprefix("score_"): clean(row.get(c)) for c in score_columns},
+        # Why each score is what it is: a judge's reply, or why a scorer gave no score.
+        "reasons": {
+            c.removeprefix("score_"): clean(row.get(f"{c.removeprefix('score_')}_reason"))
+            for c in score_columns
+        },
         "credits": clean(row.get("credits")),
         "latency_s": clean(row.get("latency_s")),
         "expected": clean(row.get("expected")),
@@ -185,7 +195,7 @@ def _card(variant: str, cell: dict[str, Any]) -> widgets.HTML:
     else:
         body = _render.markdown_html(cell["response"] or "")
     scores = " \u00b7 ".join(
-        f"{html.escape(name)} <b>{_render.number(v)}</b>" for name, v in cell["scores"].items()
+        _score_html(name, v, cell["reasons"].get(name)) for name, v in cell["scores"].items()
     )
     meta = f"{_render.credits(cell['credits'])} credits \u00b7 {_render.seconds(cell['latency_s'])}"
     expected = (
@@ -198,6 +208,35 @@ def _card(variant: str, cell: dict[str, Any]) -> widgets.HTML:
         f"<div>{scores or '<i>no scorers</i>'}</div>{expected}<div><small>{meta}</small></div>"
     )
     return _render.classed(card, "llamakit-compare-card")
+
+
+def _closest(picked: str, settings: list[Any]) -> Any:
+    """The setting in ``settings`` (params JSON) that agrees with ``picked`` on most params."""
+    if picked in settings:
+        return picked
+    want = _params(picked)
+    return max(
+        settings, key=lambda s: sum(_params(s).get(k, object()) == v for k, v in want.items())
+    )
+
+
+def _params(value: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _score_html(name: str, value: Any, reason: str | None) -> str:
+    score = f"{html.escape(name)} <b>{_render.number(value)}</b>"
+    if not reason:
+        return score
+    # The reason sits beside its score, folded: a judge's reply can be a paragraph.
+    return (
+        f"<details class='llamakit-compare-reason' style='display:inline-block'>"
+        f"<summary>{score}</summary><small>{_render.text_html(reason)}</small></details>"
+    )
 
 
 def _disagreeing_items(df: pd.DataFrame, score_columns: list[str]) -> list[Any]:

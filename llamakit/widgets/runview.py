@@ -23,7 +23,8 @@ class RunView(widgets.VBox):
     (``Experiment.start`` runs it in the background). Its figures are attributes
     (``done`` answered cells, ``processed`` = answered + failed, ``total``, ``errors`` by class,
     ``credits_spent``, ``credits_left``, ``finished``, ``status``), so code can assert on what
-    it shows.
+    it shows. When the run ends, ``unscored`` maps each scorer that left answered cells without
+    a score to (count, first reason), shown under the errors.
     """
 
     def __init__(self, run: Run) -> None:
@@ -44,6 +45,9 @@ class RunView(widgets.VBox):
         self.counts = _render.classed(widgets.HTML(), "llamakit-run-done")
         self.credits_label = _render.classed(widgets.HTML(), "llamakit-run-credits")
         self.errors_label = _render.classed(widgets.HTML(), "llamakit-run-errors")
+        # When the run ends: per scorer, cells it left unscored and the first reason why.
+        self.unscored: dict[str, tuple[int, str]] = {}
+        self.unscored_label = _render.classed(widgets.HTML(), "llamakit-run-unscored")
         self.status_label = _render.classed(widgets.HTML(), "llamakit-run-status")
         self.stop_button = _render.classed(
             widgets.Button(
@@ -60,6 +64,7 @@ class RunView(widgets.VBox):
                 widgets.HBox([self.bar, self.counts, self.status_label, self.stop_button]),
                 self.credits_label,
                 self.errors_label,
+                self.unscored_label,
             ]
         )
         self.add_class("llamakit-run")
@@ -90,6 +95,8 @@ class RunView(widgets.VBox):
             self.finished = bool(progress.finished)
             self.status = getattr(progress, "status", None) or getattr(self.run, "status", None)
             self._render()
+        if self.finished and not self.unscored_label.value:
+            self._show_unscored()
         if self.finished and self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -122,8 +129,40 @@ class RunView(widgets.VBox):
         else:
             self.errors_label.value = "<b>Errors</b> none"
 
+    def _show_unscored(self) -> None:
+        try:
+            results = self.run.results
+        except Exception:  # a view must not fail over a store it cannot read
+            return
+        self.unscored = unscored_reasons(results)
+        parts = [
+            f"{html.escape(name)} \u00d7{n}: <small>{_render.text_html(reason)}</small>"
+            for name, (n, reason) in sorted(self.unscored.items())
+        ]
+        self.unscored_label.value = (
+            "<b>Unscored</b> " + "<br>".join(parts) if parts else "<b>Unscored</b> none"
+        )
+
     def __repr__(self) -> str:
         return (
             f"RunView({getattr(self.run, 'name', '')!r}: {self.processed}/{self.total} cells, "
             f"errors={self.errors}, spent={_render.credits(self.credits_spent)})"
         )
+
+
+def unscored_reasons(results: Any) -> dict[str, tuple[int, str]]:
+    """Per scorer: how many answered cells it left without a score, and the first reason why
+    (its ``<scorer>_reason`` column)."""
+    out: dict[str, tuple[int, str]] = {}
+    if "error" not in getattr(results, "columns", ()):
+        return out
+    answered = results[results["error"].isna()]
+    for col in answered.columns:
+        name = str(col).removeprefix("score_")
+        if not str(col).startswith("score_") or f"{name}_reason" not in answered.columns:
+            continue
+        missing = answered[answered[col].isna()]
+        if len(missing):
+            reasons = missing[f"{name}_reason"].dropna()
+            out[name] = (len(missing), str(reasons.iloc[0]) if len(reasons) else "")
+    return out

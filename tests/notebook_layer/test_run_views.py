@@ -142,6 +142,22 @@ def test_compareview_picks_a_parameter_set(results_frame) -> None:
     assert view.shown["a"]["response"] == "a hot"
 
 
+def test_compareview_shows_a_variant_with_own_params_at_the_closest_setting(results_frame) -> None:
+    import pandas as pd
+
+    cold, hot = results_frame({"a": [1], "b": [0]}), results_frame({"a": [0], "b": [0]})
+    hot["params"] = '{"temperature": 1}'
+    hot["response"] = hot["variant"] + " hot"
+    # Variant b carries max_tokens of its own, so its settings never equal a's exactly.
+    for frame in (cold, hot):
+        own = frame["variant"] == "b"
+        frame.loc[own, "params"] = frame.loc[own, "params"].str.replace("}", ', "max_tokens": 9}')
+    view = CompareView(pd.concat([cold, hot], ignore_index=True))
+    assert set(view.shown) == {"a", "b"}
+    view.params_picker.value = '{"temperature": 1}'
+    assert view.shown["a"]["response"] == "a hot" and view.shown["b"]["response"] == "b hot"
+
+
 def test_runview_stop_button_stops_a_live_run(run_store) -> None:
     exp = lk.Experiment(
         "stoppable",

@@ -79,7 +79,7 @@ def test_many_items_use_monte_carlo(results_factory):
     [
         ("A", "Z", "exact", "b", "unknown variant 'Z'"),
         ("Z", "B", "exact", "a", "unknown variant 'Z'"),
-        ("A", "A", "exact", "b", "same variant"),
+        ("A", "A", "exact", "b", "same condition"),
         ("A", "B", "nope", "metric", "unknown metric 'nope'"),
         ("A", "B", "response", "metric", "not numeric"),
     ],

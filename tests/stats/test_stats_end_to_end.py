@@ -13,10 +13,13 @@ from llamakit import scoring, stats
 
 # The scripted backend answers "17 + 25 = 42", or just "42" when the system message asks for
 # only the number. The judge's grading request quotes the response, so these rules grade a bare
-# number PASS and anything else FAIL.
+# number PASS and anything else FAIL, in the verdict protocol's final line.
 JUDGE_RULES = [
-    {"pattern": r"<response>\s*-?\d+\s*</response>", "reply": "Just the number. PASS"},
-    {"pattern": r"Response to grade", "reply": "Too wordy.\nFAIL"},
+    {
+        "pattern": r"<response-\w+>\s*-?\d+\s*</response-\w+>",
+        "reply": "Just the number.\nVERDICT: PASS",
+    },
+    {"pattern": r"Response to grade", "reply": "Too wordy.\nVERDICT: FAIL"},
 ]
 ITEMS = 8
 
