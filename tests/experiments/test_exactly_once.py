@@ -70,7 +70,7 @@ def test_processes_started_at_once_bill_each_cell_once(processes: int, tmp_path:
         try:
             for trial in range(TRIALS):
                 ready = [tmp_path / f"ready-{trial}-{n}" for n in names]
-                _wait_for(lambda: all(r.exists() for r in ready), procs, f"trial {trial} ready")
+                _wait_for(lambda r=ready: all(f.exists() for f in r), procs, f"trial {trial}")
                 before = billed(srv)
                 (tmp_path / f"go-{trial}").touch()  # every runner starts now, on a fresh store
                 lines = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
