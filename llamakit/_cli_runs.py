@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -17,10 +18,16 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .errors import LlamakitError
     from .run import runs
     from .store import Store
 
-    frame = runs(Store(args.store) if args.store else Store())
+    try:
+        # Listing never creates a store: a mistyped path is an error, not an empty new file.
+        frame = runs(Store(args.store, create=False) if args.store else Store())
+    except LlamakitError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if frame.empty:
         print("no runs yet")
         return 0

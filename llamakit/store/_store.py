@@ -84,10 +84,18 @@ class Store(Coordination):
                 check_not_newer(self._db)
             else:
                 migrate(self._db)
+                self._probe_write()
                 self.reconcile_spill()
         except BaseException:
             self._db.close()
             raise
+
+    def _probe_write(self) -> None:
+        # SQLite opens a write-protected file read-only without a word, and a full disk shows
+        # only at the first write: rewrite one header field now, so both surface at open.
+        (version,) = self._db.query("PRAGMA user_version")[0]
+        with self._db.write("opening it for writing") as tx:
+            tx.execute(f"PRAGMA user_version = {int(version)}")
 
     @property
     def readonly(self) -> bool:
