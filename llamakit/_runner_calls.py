@@ -295,7 +295,7 @@ class Responses:
         has stored one meanwhile (marked ``_from_store``); ClaimedElsewhere if one is paying now."""
         if self.lease is None:
             return None
-        taken = self.store.claim_cell(key, self.lease)
+        taken: dict[str, Any] | Busy | None = self.store.claim_cell(key, self.lease)
         if isinstance(taken, Busy):
             raise ClaimedElsewhere(taken.owner)
         if taken is not None:

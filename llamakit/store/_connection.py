@@ -85,6 +85,11 @@ class Transaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection, for migrations (DDL only, no parameters to convert)."""
+        return self._conn
+
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self._conn.execute(sql, storable_params(params))
 

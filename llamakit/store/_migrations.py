@@ -144,7 +144,7 @@ def migrate(database: Database) -> list[str]:
             done = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,))
             if done.fetchone():
                 continue
-            fn(db)
+            fn(db.connection)
             db.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, time.time()))
             applied_now.append(fn.__name__)
     return applied_now
