@@ -119,6 +119,16 @@ class Coordination:
             for record in records:
                 if record.get("kind") == "call":
                     self._write_call(tx, record.get("response"), record.get("cells") or [])
+                elif record.get("kind") == "chat_turn":
+                    row = record["row"]
+                    names = ", ".join(row)
+                    marks = ", ".join(f":{c}" for c in row)
+                    tx.execute(  # once, even if a crash kept the file after applying it
+                        f"INSERT INTO chat_turns ({names}) SELECT {marks} WHERE NOT EXISTS "
+                        "(SELECT 1 FROM chat_turns WHERE conversation_id = :conversation_id "
+                        "AND idx = :idx AND created_at = :created_at)",
+                        row,
+                    )
                 elif record.get("kind") == "session_end":
                     _end_session(
                         tx,
@@ -141,6 +151,9 @@ class Coordination:
         self, response: dict[str, Any] | None, cells: Sequence[Mapping[str, Any]]
     ) -> Path | None:
         record = {"kind": "call", "response": response, "cells": [dict(c) for c in cells]}
+        return _spill.append(self.path, record)
+
+    def spill_record(self, record: dict[str, Any]) -> Path | None:
         return _spill.append(self.path, record)
 
 

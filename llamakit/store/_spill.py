@@ -8,7 +8,7 @@ transaction and the file is removed; a line cut short by a crash is skipped (its
 confirmed stored, and the run that wrote it had already failed).
 
 Records: ``{"kind": "call", "response": {...}, "cells": [...]}`` (``Store.record_call``'s
-arguments) and ``{"kind": "session_end", "run_id", "session", "status", "balance_after",
+arguments), ``{"kind": "chat_turn", "row": {...}}`` and ``{"kind": "session_end", "run_id", "session", "status", "balance_after",
 "finished_at"}`` (a session whose end could not be written, so its run is not left "running").
 """
 

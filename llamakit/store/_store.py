@@ -155,8 +155,11 @@ class Store(Coordination):
             "error": error,
             "created_at": time.time(),
         }
-        with self._db.write() as db:
-            db.execute(_insert_sql("chat_turns", list(row)), row)
+        try:
+            with self._db.write("saving a chat turn") as tx:
+                tx.execute(_insert_sql("chat_turns", list(row)), row)
+        except StoreError as exc:
+            self._raise_spilled(exc, self.spill_record({"kind": "chat_turn", "row": row}))
 
     def chat_turns(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
         if conversation_id is None:
@@ -249,16 +252,19 @@ class Store(Coordination):
             with self._db.write("saving a paid reply") as tx:
                 self._write_call(tx, response, cells)
         except StoreError as exc:
-            spilled = self.spill_call(response, cells) if response is not None else None
-            if spilled is None:
+            if response is None:
                 raise
-            raise StoreError(
-                self.path,
-                exc.problem,
-                f"{exc.detail}; the reply is kept in "
-                f"{spilled} and is stored when the store next opens",
-                exc.fix,
-            ) from exc
+            self._raise_spilled(exc, self.spill_call(response, cells))
+
+    def _raise_spilled(self, exc: StoreError, spilled: Path | None) -> None:
+        if spilled is None:
+            raise exc
+        raise StoreError(
+            self.path,
+            exc.problem,
+            f"{exc.detail}; the reply is kept in {spilled} and is stored when the store next opens",
+            exc.fix,
+        ) from exc
 
     def _write_call(
         self, tx: Transaction, response: dict[str, Any] | None, cells: Sequence[Mapping[str, Any]]

@@ -241,3 +241,26 @@ def test_a_read_only_store_can_be_read_and_a_run_on_it_fails_before_paying(
     assert "readonly True runs 1" in out.stdout, out.stdout
     assert "STOREERROR read-only" in out.stdout and str(db) in out.stdout
     assert billed(server) == paid
+
+
+def test_a_chat_reply_the_store_cannot_take_is_kept_and_stored_on_the_next_open(
+    tmp_path: Path, server
+) -> None:
+    from llamakit.store._connection import Database
+
+    path = tmp_path / "chat.db"
+    store = Store(path)
+    conv = lk.Conversation(server.client(), store=store)
+    conv.send("first")
+    store._db = Database(path, readonly=True)  # from now on every write fails
+    with pytest.raises(lk.StoreError) as info:
+        conv.send("second")
+    assert str(spill_path(path)) in str(info.value)
+    assert len(conv) == 2 and conv.messages[-1]["role"] == "assistant"  # the reply is not lost
+    reopened = Store(path)
+    turns = reopened.chat_turns(conv.id)
+    assert [t["idx"] for t in turns] == [0, 1]
+    assert json.loads(turns[1]["messages"])[-1]["content"] == "second"
+    assert turns[1]["response"] == conv.messages[-1]["content"]
+    assert not spill_path(path).exists()
+    assert len(Store(path).chat_turns(conv.id)) == 2  # applied once
