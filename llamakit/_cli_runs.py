@@ -20,11 +20,14 @@ def run(args: argparse.Namespace) -> int:
 
     from .errors import LlamakitError
     from .run import runs
-    from .store import Store
+    from .store import Store, default_path
 
+    if args.store is None and not default_path().exists():
+        print(f"no runs yet (no store at {default_path()})")
+        return 0
     try:
         # Listing never creates a store: a mistyped path is an error, not an empty new file.
-        frame = runs(Store(args.store, create=False) if args.store else Store())
+        frame = runs(Store(args.store or None, create=False))
     except LlamakitError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
