@@ -185,7 +185,10 @@ class Experiment:
         return digest.hexdigest()[:32]
 
     def _scorer_identity(self) -> list[list[Any]]:
-        """Each scorer's name, kind and, for a judge, its grading setup (params, model)."""
+        """Each scorer's name, kind and, for a judge, its grading setup (rubric, scale, params,
+        model, source): what decides its grading requests and scores."""
+        from ._sources import source_of
+
         out: list[list[Any]] = []
         for s in self.scorers:
             judge_client = getattr(s, "client", None)
@@ -193,8 +196,11 @@ class Experiment:
                 [
                     s.name,
                     type(s).__qualname__,
+                    getattr(s, "rubric", None),
+                    getattr(s, "scale", None),
                     getattr(s, "params", None),
                     getattr(judge_client, "model", None),
+                    source_of(judge_client) if judge_client is not None else None,
                 ]
             )
         return out

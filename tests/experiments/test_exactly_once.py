@@ -187,3 +187,53 @@ def test_an_edited_prompt_starts_a_new_run_and_reuses_unchanged_cells(server, ca
     run3 = _arith("What is {{ a }} + {{ b }}?").run(client, progress=False)
     assert run3.id == run1.id and run3.status == "finished" and billed(server) == 6 + 3
     assert "changed" not in capsys.readouterr().err
+
+
+def _variant(**change: Any) -> lk.Experiment:
+    from llamakit import scoring
+
+    spec: dict[str, Any] = {
+        "prompts": {"terse": "{{ a }} + {{ b }} =", "plain": "What is {{ a }} + {{ b }}?"},
+        "dataset": rows(3),
+        "params": {"max_tokens": 16},
+        "scorers": [scoring.contains()],
+        **change,
+    }
+    return lk.Experiment("arith", **spec)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"prompts": {"terse": "{{ a }} + {{ b }} =", "plain": "What is {{ a }} plus {{ b }}?"}},
+        {"prompts": {"terse": [{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": "{{ a }} + {{ b }} ="}],
+                     "plain": "What is {{ a }} + {{ b }}?"}},
+        {"params": {"max_tokens": 17}},
+        {"params": {"max_tokens": 16, "temperature": 0.5}},
+        {"dataset": [{**r, "a": r["a"] + 100} for r in rows(3)]},
+        {"dataset": [{**r, "expected": "other"} for r in rows(3)]},
+        {"scorers": []},
+        {"scorers": [lk.scoring.exact()]},
+        {"repeats": 2},
+    ],
+    ids=["prompt", "system-message", "params", "new-param", "row-values", "row-expected",
+         "no-scorer", "other-scorer", "repeats"],
+)  # fmt: skip
+def test_the_fingerprint_covers_everything_that_changes_a_request(change: dict[str, Any]) -> None:
+    base = _variant()
+    assert base.fingerprint("m", "src") == _variant().fingerprint("m", "src")
+    assert _variant(**change).fingerprint("m", "src") != base.fingerprint("m", "src")
+    assert base.fingerprint("m2", "src") != base.fingerprint("m", "src")
+    assert base.fingerprint("m", "other-server") != base.fingerprint("m", "src")
+
+
+def test_the_fingerprint_covers_a_judges_rubric(server) -> None:
+    from llamakit import scoring
+
+    def judged(rubric: str) -> str:
+        judge = scoring.judge(server.client(), rubric, name="j")
+        return _variant(scorers=[judge]).fingerprint("m", "src")
+
+    assert judged("Is {{ response }} right?") == judged("Is {{ response }} right?")
+    assert judged("Is {{ response }} right?") != judged("Is {{ response }} correct?")
