@@ -4,6 +4,9 @@ Invariants (each one is a test):
 - a paid response is committed to SQLite before its worker takes the next cell, so a killed process
   loses at most the calls in flight;
 - a cell whose key is in the store is never sent again (resume, rerun, shared cache);
+- a request is claimed in the transaction that checks the store before it is sent, so processes
+  sharing a store never send it twice (a cell another process holds is deferred, then read back);
+- a store write that fails stops the run (StoreError) with the reply kept in the spill file;
 - before each send, spent + (calls in flight + 1) x expected cost must fit the budget;
 - a 406 stops the run ("insufficient_credits"), keeping every finished row;
 - replay never touches the network and fails on the first cell it has never seen.

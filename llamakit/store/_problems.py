@@ -41,6 +41,10 @@ def _is_readonly_path(path: Path) -> bool:
 def store_error(path: Path, exc: BaseException, *, doing: str) -> StoreError:
     """The StoreError for ``exc``, raised while ``doing`` (e.g. "opening it", "saving a reply")."""
     text = str(exc)
+    if path.is_dir():
+        return StoreError(
+            path, "missing", "it is a folder, not a store file", "Pass the path of a .db file"
+        )
     name = getattr(exc, "sqlite_errorname", "") or ""
     os_errno = getattr(exc, "errno", None)
     if "FULL" in name or "full" in text or os_errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

@@ -237,3 +237,19 @@ def test_the_fingerprint_covers_a_judges_rubric(server) -> None:
 
     assert judged("Is {{ response }} right?") == judged("Is {{ response }} right?")
     assert judged("Is {{ response }} right?") != judged("Is {{ response }} correct?")
+
+
+def test_a_running_lease_keeps_its_claims_alive(tmp_path: Path, monkeypatch) -> None:
+    from llamakit.store import _claims
+
+    monkeypatch.setattr(_claims, "HEARTBEAT_S", 0.02)
+    store = Store(tmp_path / "s.db")
+    lease = Lease(store, "r").start()
+    assert store.claim_cell("k", lease) is None
+    first = store.query("SELECT heartbeat FROM claims")[0]["heartbeat"]
+    deadline = time.monotonic() + 10
+    while store.query("SELECT heartbeat FROM claims")[0]["heartbeat"] == first:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    lease.close()
+    assert store.query("SELECT COUNT(*) AS n FROM claims")[0]["n"] == 0

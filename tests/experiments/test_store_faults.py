@@ -264,3 +264,10 @@ def test_a_chat_reply_the_store_cannot_take_is_kept_and_stored_on_the_next_open(
     assert turns[1]["response"] == conv.messages[-1]["content"]
     assert not spill_path(path).exists()
     assert len(Store(path).chat_turns(conv.id)) == 2  # applied once
+
+
+def test_a_folder_where_the_store_should_be_is_named(tmp_path: Path) -> None:
+    (tmp_path / "x.db").mkdir()
+    with pytest.raises(lk.StoreError) as info:
+        Store(tmp_path / "x.db")
+    assert "a folder" in str(info.value) and str(tmp_path / "x.db") in str(info.value)
