@@ -28,6 +28,7 @@ Where the parts live: ``_runner_calls`` (one paid call per request key, within t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -285,13 +286,18 @@ class Runner:
         self.responses.pool = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="llamakit-cell"
         )
-        repair_earlier_sessions(self.store, self.run.id, self.responses.session)
-        # Cached cells are recorded first, with no network at all: a fully cached rerun sends
-        # not even the (free) balance requests.
-        self.tokens.start(
-            c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
-        )
-        queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+        try:
+            repair_earlier_sessions(self.store, self.run.id, self.responses.session)
+            # Cached cells are recorded first, with no network at all: a fully cached rerun
+            # sends not even the (free) balance requests.
+            self.tokens.start(
+                c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
+            )
+            queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+        except BaseException:  # no session yet: still, leave no run "running" behind
+            with contextlib.suppress(StoreError):
+                self.store.end_session(self.run.id, 0, status="failed", balance_after=None)
+            raise
         self.sends = bool(queue)
         status = "failed"
         hook = lambda: None  # noqa: E731
@@ -348,10 +354,10 @@ class Runner:
                     balance_after = await self._balance()
                 except APIError:
                     balance_after = None
-            if session:  # the run's status is set by the last of its live sessions to end
-                self.store.end_session(
-                    self.run.id, session, status=status, balance_after=balance_after
-                )
+            # The run's status is set by the last of its live sessions to end (session 0: this
+            # process failed before it opened one).
+            self.store.end_session(self.run.id, session, status=status, balance_after=balance_after)
+            if session:
                 attribute_session(self.store, self.run.id, session, self.spending.balance_before)
                 repair_earlier_sessions(self.store, self.run.id, session)  # v2 jobs of a kill
         except StoreError as exc:  # the session's end is in the spill file; say why it stopped

@@ -271,3 +271,12 @@ def test_a_folder_where_the_store_should_be_is_named(tmp_path: Path) -> None:
     with pytest.raises(lk.StoreError) as info:
         Store(tmp_path / "x.db")
     assert "a folder" in str(info.value) and str(tmp_path / "x.db") in str(info.value)
+
+
+def test_a_run_that_fails_before_its_first_call_is_not_left_running(tmp_path: Path, server) -> None:
+    store = Store(tmp_path / "s.db")
+    bad = server.client(api_key="SG_not_the_right_key_000000")
+    with pytest.raises(lk.AuthenticationError):
+        _experiment().run(bad, progress=False, store=store)
+    assert [r["status"] for r in store.query("SELECT status FROM runs")] == ["failed"]
+    assert billed(server) == 0
