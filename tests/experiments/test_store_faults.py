@@ -132,6 +132,10 @@ def test_a_store_that_fills_up_stops_the_run_and_keeps_every_billed_reply(tmp_pa
         assert 0 < paid < 300
         # The replies the store could not take are in the spill file beside it ...
         assert spill_path(db).exists()
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        in_db = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        conn.close()
+        assert in_db < paid  # (some billed replies reached only the spill file)
         store = Store(db)  # ... and opening the store (no limit now) takes them in.
         assert not spill_path(db).exists()
         stored = store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"]
@@ -149,7 +153,8 @@ def test_a_store_that_fills_up_stops_the_run_and_keeps_every_billed_reply(tmp_pa
         )
         assert rerun.status == "finished"
         assert billed(srv) == 300  # each cell paid for exactly once, over both processes
-        print(f"\nRLIMIT_FSIZE=2MB: billed {paid} before the stop, all {stored} stored; "
+        print(f"\nRLIMIT_FSIZE=2MB: billed {paid} before the stop, {in_db} in the store and "
+              f"{paid - in_db} in the spill file, all {stored} stored on reopen; "
               f"rerun billed {300 - paid} more = 300 cells")  # fmt: skip
 
 
