@@ -253,3 +253,74 @@ def test_a_running_lease_keeps_its_claims_alive(tmp_path: Path, monkeypatch) -> 
         time.sleep(0.01)
     lease.close()
     assert store.query("SELECT COUNT(*) AS n FROM claims")[0]["n"] == 0
+
+
+def test_a_process_killed_mid_run_leaves_its_cells_to_the_other(tmp_path: Path) -> None:
+    """Two processes share a run; one is SIGKILLed holding claims. The other takes its cells
+    over at once (its pid is gone) rather than after the 60 s lease, and finishes the run. The
+    only cost is v1's: calls in flight in the killed process were billed and are paid again."""
+    import signal
+    import sqlite3
+
+    items, concurrency = 10, 4
+    cells = items * 2 * 2
+    with lk.local_server(backend="scripted", credits=100.0, latency_ms=150) as srv:
+        env = {**os.environ, "SEGMIND_API_KEY": srv.api_key}
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "claim_runner.py"),
+                    srv.url,
+                    str(tmp_path),
+                    name,
+                    "1",
+                    str(items),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for name in ("victim", "survivor")
+        ]
+        victim, survivor = procs
+        try:
+            ready = [tmp_path / f"ready-0-{n}" for n in ("victim", "survivor")]
+            _wait_for(lambda: all(r.exists() for r in ready), procs, "ready")
+            (tmp_path / "go-0").touch()
+            db = tmp_path / "store-0.db"
+
+            def victim_holds_claims() -> bool:
+                if not db.exists():
+                    return False
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+                try:
+                    sql = "SELECT COUNT(*) FROM claims WHERE pid = ?"
+                    held = conn.execute(sql, (victim.pid,)).fetchone()[0]
+                    done = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+                except sqlite3.OperationalError:  # not migrated yet
+                    return False
+                finally:
+                    conn.close()
+                return held > 0 and done >= 4
+
+            _wait_for(victim_holds_claims, procs, "victim claims")
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+            started = time.monotonic()
+            line = json.loads(survivor.stdout.readline())  # type: ignore[union-attr]
+            took = time.monotonic() - started
+        finally:
+            for p in procs:
+                p.kill() if p.poll() is None else None
+                p.wait(timeout=30)
+                p.stdout.close()  # type: ignore[union-attr]
+                p.stderr.close()  # type: ignore[union-attr]
+        assert line["status"] == "finished" and line["done"] == cells, line
+        assert took < 30  # not waiting out the 60 s lease
+        store = Store(tmp_path / "store-0.db")
+        assert store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == cells
+        assert cells <= billed(srv) <= cells + concurrency
+        print(f"\nkilled mid-run: survivor finished {cells} cells {took:.1f} s after the kill, "
+              f"billed {billed(srv)}")  # fmt: skip
