@@ -22,6 +22,7 @@ from .errors import (
     RateLimitError,
     ReplayMissError,
     ServerError,
+    StoreError,
     UnprocessableRequestError,
     ValidationError,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "Run",
     "ServerError",
     "Store",
+    "StoreError",
     "UnprocessableRequestError",
     "Usage",
     "ValidationError",

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from .store import Store
 
     try:
-        result = load_run(args.run_id, Store(args.store) if args.store else Store())
+        result = load_run(args.run_id, Store(args.store, create=False) if args.store else Store())
         result.to_csv(args.csv)
     except LlamakitError as exc:
         print(f"error: {exc}", file=sys.stderr)

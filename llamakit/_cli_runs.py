@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -17,10 +18,19 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .errors import LlamakitError
     from .run import runs
-    from .store import Store
+    from .store import Store, default_path
 
-    frame = runs(Store(args.store) if args.store else Store())
+    if args.store is None and not default_path().exists():
+        print(f"no runs yet (no store at {default_path()})")
+        return 0
+    try:
+        # Listing never creates a store: a mistyped path is an error, not an empty new file.
+        frame = runs(Store(args.store or None, create=False))
+    except LlamakitError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if frame.empty:
         print("no runs yet")
         return 0

@@ -1,12 +1,15 @@
 """The runs this process is executing: one run per experiment at a time, found again on resume.
 
-A run is registered while it executes, so running the same experiment twice at once (in this
-process, or in another one sharing the store) is refused rather than paying for its cells twice.
+A run is registered while it executes, so running the same experiment twice at once in this
+process is refused. Other processes that start it on the same store join the same run (one
+transaction finds or creates it: ``Store.join_run``) and share its cells: each request is claimed
+before it is sent (``store/_claims``), so none is paid for twice and a second process speeds the
+run up.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import secrets
 import sys
 import threading
@@ -66,8 +69,6 @@ def _resume_or_create(
     budget: float | None,
     mode: str,
 ) -> str:
-    from .run import effective_status
-
     latest = store.latest_run(fingerprint)
     if latest is not None and latest["status"] != "finished":
         live = _LIVE.get(latest["run_id"])
@@ -76,19 +77,10 @@ def _resume_or_create(
                 f"run {latest['run_id']} of {experiment.name!r} is still running in this process; "
                 "call run.wait() or run.stop() first"
             )
-        others = [
-            s
-            for s in store.sessions(latest["run_id"])
-            if s["finished_at"] is None and s["pid"] != os.getpid()
-        ]
-        if effective_status(store, latest) == "running" and others:
-            raise LlamakitError(
-                f"run {latest['run_id']} of {experiment.name!r} is running in another process; "
-                "wait for it (running both would pay for the same cells twice)"
-            )
-        return str(latest["run_id"])
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-    store.create_run(
+    config = experiment.config(model, source)
+    run_id, created = store.join_run(
+        fingerprint,
         {
             "run_id": run_id,
             "name": experiment.name,
@@ -100,10 +92,33 @@ def _resume_or_create(
             "finished_at": None,
             "cells_total": total,
             "budget": budget,
-            "config": experiment.config(model, source),
-        }
+            "config": config,
+        },
     )
+    if created:
+        _notice_if_changed(store, experiment.name, run_id, config)
     return run_id
+
+
+def _notice_if_changed(store: Store, name: str, run_id: str, config: dict[str, Any]) -> None:
+    """One line when this experiment's previous run asked for something else, so a user who
+    edited a prompt sees why a stopped run was not resumed."""
+    sql = "SELECT run_id, config FROM runs WHERE name = ? AND run_id != ? ORDER BY started_at DESC"
+    rows = store.query(sql + " LIMIT 1", (name, run_id))
+    if not rows:
+        return
+    try:
+        before = json.loads(rows[0]["config"])
+    except ValueError:
+        return
+    changed = [k for k in config if k in before and before[k] != config[k]]
+    if not changed:
+        return
+    print(
+        f"llamakit: {name!r} changed since run {rows[0]['run_id']} ({', '.join(changed)}); "
+        f"starting run {run_id} (unchanged cells come from the cache, free)",
+        file=sys.stderr,
+    )
 
 
 def execute_in_background(run: Run, runner: Any) -> None:

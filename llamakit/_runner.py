@@ -4,6 +4,9 @@ Invariants (each one is a test):
 - a paid response is committed to SQLite before its worker takes the next cell, so a killed process
   loses at most the calls in flight;
 - a cell whose key is in the store is never sent again (resume, rerun, shared cache);
+- a request is claimed in the transaction that checks the store before it is sent, so processes
+  sharing a store never send it twice (a cell another process holds is deferred, then read back);
+- a store write that fails stops the run (StoreError) with the reply kept in the spill file;
 - before each send, spent + (calls in flight + 1) x expected cost must fit the budget;
 - a 406 stops the run ("insufficient_credits"), keeping every finished row;
 - replay never touches the network and fails on the first cell it has never seen.
@@ -25,6 +28,7 @@ Where the parts live: ``_runner_calls`` (one paid call per request key, within t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -33,12 +37,16 @@ from typing import Any
 
 from ._cells import Cell
 from ._runner_budget import Spending, attribute_session, repair_earlier_sessions
-from ._runner_calls import FATAL, Responses, Stop, hook_attempts, judge_call
+from ._runner_calls import FATAL, ClaimedElsewhere, Responses, Stop, hook_attempts, judge_call
 from ._runner_progress import ProgressBar
 from ._runner_scoring import is_judge, score_cell, score_without_judges
 from ._runner_tokens import LocalTokenCounts
-from .errors import APIError, ValidationError
+from .errors import APIError, StoreError, ValidationError
 from .run import Run, RunProgress, run_spend
+from .store._claims import Lease
+
+# How often a cell another process is paying for is looked at again.
+CLAIM_POLL_S = 0.05
 
 
 class Runner:
@@ -86,6 +94,7 @@ class Runner:
         self.cached = 0
         self.errors: Counter[str] = Counter()
         self.prior_spent = 0.0
+        self.deferred: list[Cell] = []  # cells another process is paying for right now
         self.bar = ProgressBar()
         self._task: asyncio.Task[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,9 +121,18 @@ class Runner:
             )
         except Stop:
             return
+        except ClaimedElsewhere:
+            self.deferred.append(cell)
+            return
         except (APIError, ValidationError) as exc:  # a per-cell failure: recorded, run goes on
             self._record_error(cell, exc, started)
             return
+        if row.get("_from_store"):  # another process paid for it while this one waited
+            was_cached = True
+            if self.store.cell_done(self.run.id, cell.cell_id):  # and recorded it in this run
+                self.done += 1
+                self._publish()
+                return
         fields = self._cell_fields(cell, row, cached=was_cached)
         paid_now = not was_cached  # INSERT OR IGNORE: a duplicate of a shared key is harmless
         if self.judges:
@@ -189,10 +207,16 @@ class Runner:
             stored = self.store.cached_responses([call.key]).get(call.key)
             if stored is not None:
                 responses.cache[call.key] = stored
-        row = await responses.fetch(
-            call.client, call.key, call.messages, call.params, 0, call.model, commit=True
-        )
-        return row["text"], call.key
+        while True:  # a grading another process is paying for: wait for its reply
+            try:
+                row = await responses.fetch(
+                    call.client, call.key, call.messages, call.params, 0, call.model, commit=True
+                )
+                return row["text"], call.key
+            except ClaimedElsewhere:
+                if self.stop_reason is not None:
+                    raise Stop from None
+                await asyncio.sleep(CLAIM_POLL_S)
 
     # -- the run -------------------------------------------------------------------------------
     async def _balance(self) -> float | None:
@@ -251,8 +275,18 @@ class Runner:
             self._publish()
 
     async def _worker(self, queue: deque[Cell]) -> None:
-        while queue and self.stop_reason is None:
-            await self._process(queue.popleft())
+        while self.stop_reason is None:
+            if not queue:
+                if not self.deferred:
+                    return
+                await asyncio.sleep(CLAIM_POLL_S)
+                queue.extend(self.deferred)
+                self.deferred.clear()
+                continue
+            try:
+                await self._process(queue.popleft())
+            except StoreError as exc:  # the store cannot take more: stop this run, keep the rest
+                self.responses.fail(exc)
 
     async def execute(self) -> str:
         self._loop = asyncio.get_running_loop()
@@ -261,13 +295,18 @@ class Runner:
         self.responses.pool = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="llamakit-cell"
         )
-        repair_earlier_sessions(self.store, self.run.id, self.responses.session)
-        # Cached cells are recorded first, with no network at all: a fully cached rerun sends
-        # not even the (free) balance requests.
-        self.tokens.start(
-            c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
-        )
-        queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+        try:
+            repair_earlier_sessions(self.store, self.run.id, self.responses.session)
+            # Cached cells are recorded first, with no network at all: a fully cached rerun
+            # sends not even the (free) balance requests.
+            self.tokens.start(
+                c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
+            )
+            queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+        except BaseException:  # no session yet: still, leave no run "running" behind
+            with contextlib.suppress(StoreError):
+                self.store.end_session(self.run.id, 0, status="failed", balance_after=None)
+            raise
         self.sends = bool(queue)
         status = "failed"
         hook = lambda: None  # noqa: E731
@@ -276,6 +315,8 @@ class Runner:
             self.responses.session = self.store.start_session(
                 self.run.id, balance_before=self.spending.balance_before
             )
+            if self.mode != "replay":
+                self.responses.lease = Lease(self.store, self.run.id).start()
             hook = hook_attempts(self.client, self.responses.on_attempt)
             workers = [
                 asyncio.create_task(self._worker(queue))
@@ -288,7 +329,9 @@ class Runner:
                     w.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
                 raise
-            status = self.stop_reason or ("finished" if not queue else "stopped")
+            status = self.stop_reason or (
+                "finished" if not queue and not self.deferred else "stopped"
+            )
             if status == "finished" and self.done < len(self.cells) and not self.errors:
                 status = "stopped"
         except asyncio.CancelledError:
@@ -307,24 +350,33 @@ class Runner:
     async def _finish(self, status: str) -> None:
         pool = self.responses.pool
         session = self.responses.session
-        if status != "interrupted":
-            await asyncio.get_running_loop().run_in_executor(
-                pool, self.tokens.backfill, self.store, self.run.id, self.cells
-            )
-        balance_after = None
-        if status != "interrupted" and self.sends and session:
-            try:
-                balance_after = await self._balance()
-            except APIError:
-                balance_after = None
-        self.store.finish_session(self.run.id, session, status=status, balance_after=balance_after)
-        attribute_session(self.store, self.run.id, session, self.spending.balance_before)
-        repair_earlier_sessions(self.store, self.run.id, session)  # v2 jobs of a killed session
-        self.store.set_run_status(self.run.id, status, finished_at=time.time())
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        self._publish(finished=True, status=status)
-        self.bar.close()
+        if self.responses.lease is not None:
+            self.responses.lease.close()
+        try:
+            if status != "interrupted":
+                await asyncio.get_running_loop().run_in_executor(
+                    pool, self.tokens.backfill, self.store, self.run.id, self.cells
+                )
+            balance_after = None
+            if status != "interrupted" and self.sends and session:
+                try:
+                    balance_after = await self._balance()
+                except APIError:
+                    balance_after = None
+            # The run's status is set by the last of its live sessions to end (session 0: this
+            # process failed before it opened one).
+            self.store.end_session(self.run.id, session, status=status, balance_after=balance_after)
+            if session:
+                attribute_session(self.store, self.run.id, session, self.spending.balance_before)
+                repair_earlier_sessions(self.store, self.run.id, session)  # v2 jobs of a kill
+        except StoreError as exc:  # the session's end is in the spill file; say why it stopped
+            self.responses.fail(exc)
+            status = "failed"
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._publish(finished=True, status=status)
+            self.bar.close()
 
     def open_bar(self) -> None:
         """Create the progress bar; called from the caller's thread so that Jupyter shows the

@@ -6,6 +6,7 @@ replay check. Split from ``_runner`` to keep each module readable at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -25,9 +26,11 @@ from .errors import (
     MethodNotAllowedError,
     NotFoundError,
     ReplayMissError,
+    StoreError,
     ValidationError,
 )
-from .store._store import response_fields
+from .store._claims import Busy, Lease
+from .store._rows import response_fields
 
 if TYPE_CHECKING:
     from ._runner_budget import Spending
@@ -55,6 +58,11 @@ class CallContext:
 
 class Stop(Exception):
     """Raised inside a worker when the run must stop before this cell completes."""
+
+
+class ClaimedElsewhere(Exception):
+    """Another live process is paying for this request now: leave the cell and come back to it
+    (its reply will then be in the store, or its claim dead and free to take)."""
 
 
 def describe(exc: BaseException) -> str:
@@ -192,12 +200,19 @@ class Responses:
         self.pool: ThreadPoolExecutor | None = None
         self.stop_reason: str | None = None
         self.fatal: BaseException | None = None
+        self.lease: Lease | None = None
         self.cache: dict[str, dict[str, Any]] = {}
         self.pending: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the run because of ``exc`` (raised to the caller when the run ends)."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.request_stop("failed")
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if inspect.iscoroutinefunction(fn):
@@ -272,7 +287,7 @@ class Responses:
                 self.store.record_call(row)
             self.cache[key] = row
             future.set_result(row)
-        except (APIError, ValidationError) as exc:  # whoever shares this key records it too
+        except (APIError, ValidationError, ClaimedElsewhere) as exc:  # shared with key sharers
             future.set_exception(exc)
             future.add_done_callback(lambda f: f.exception())
             raise
@@ -291,6 +306,33 @@ class Responses:
         Raises Stop when the run must stop first, or the per-cell error."""
         if self.mode == "replay":
             raise ReplayMissError(f"replay: no recorded response for cell {key}")
+        claimed = self._claim(key)
+        if isinstance(claimed, dict):
+            return claimed
+        try:
+            return await self._send_claimed(client, key, messages, params, repeat, model)
+        except BaseException:
+            if self.lease is not None:  # unsent, or failed unpaid: free for anyone to retry
+                with contextlib.suppress(StoreError):
+                    self.store.release_claim(key, self.lease)
+            raise
+
+    def _claim(self, key: str) -> dict[str, Any] | None:
+        """None once this session holds the claim on ``key``; the stored reply if another process
+        has stored one meanwhile (marked ``_from_store``); ClaimedElsewhere if one is paying now."""
+        if self.lease is None:
+            return None
+        taken: dict[str, Any] | Busy | None = self.store.claim_cell(key, self.lease)
+        if isinstance(taken, Busy):
+            raise ClaimedElsewhere(taken.owner)
+        if taken is not None:
+            taken["_from_store"] = True
+            self.cache[key] = taken
+        return taken
+
+    async def _send_claimed(
+        self, client: Any, key: str, messages: list[dict], params: dict, repeat: int, model: str
+    ) -> dict[str, Any]:
         if self.api == "v2":
             recovered = await self.journal.recover(client, key)
             if recovered is not None:

@@ -134,19 +134,27 @@ class Conversation:
         return [*self.messages, {"role": "user", "content": text}]
 
     def _commit(self, sent: list[dict[str, str]], response: ChatResponse) -> ChatResponse:
-        self._record(sent, response, None)
+        index = len(self._responses)
+        # The paid reply joins the conversation first: a store that fails to record it (and
+        # keeps it in its spill file) raises StoreError, but the reply is not lost here either.
         self._messages = [*sent, {"role": "assistant", "content": response.text}]
         self._responses.append(response)
+        self._record(sent, response, None, index=index)
         return response
 
     def _record(
-        self, sent: list[dict[str, str]], response: ChatResponse | None, exc: Exception | None
+        self,
+        sent: list[dict[str, str]],
+        response: ChatResponse | None,
+        exc: Exception | None,
+        *,
+        index: int | None = None,
     ) -> None:
         if self.store is None:
             return
         self.store.record_chat_turn(
             conversation_id=self.id,
-            index=len(self._responses),
+            index=len(self._responses) if index is None else index,
             messages=sent,
             response=response,
             error=None if exc is None else type(exc).__name__,

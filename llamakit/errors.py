@@ -4,6 +4,7 @@
     ├── ValidationError              bad input, caught before any request is sent
     ├── BudgetExceededError          a run's budget would be exceeded by the next call
     ├── ReplayMissError              replay mode met a cell the store has never seen
+    ├── StoreError                   the SQLite store is damaged, full, read-only or newer than llamakit
     └── APIError                     anything that went wrong talking to the API
         ├── APIConnectionError       the server could not be reached, or dropped the connection
         │   └── APITimeoutError      no complete answer within the timeout
@@ -46,6 +47,22 @@ class BudgetExceededError(LlamakitError):
 
 class ReplayMissError(LlamakitError):
     """Replay mode found a cell with no recorded response, so it cannot answer without the API."""
+
+
+class StoreError(LlamakitError):
+    """The store at ``path`` cannot be used: ``problem`` says what is wrong, ``fix`` what to do.
+
+    ``problem`` is one of "missing", "damaged", "full", "read-only", "newer-schema", "write-failed".
+    Raised when the store is opened (before any credit is spent) or when a write fails mid-run
+    (the run stops; replies already paid for are kept in the spill file beside the store).
+    """
+
+    def __init__(self, path: object, problem: str, detail: str, fix: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.detail = detail
+        self.fix = fix
+        super().__init__(f"store {self.path}: {detail}. {fix}")
 
 
 class APIError(LlamakitError):

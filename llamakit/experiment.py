@@ -199,12 +199,39 @@ class Experiment:
         return out
 
     def fingerprint(self, model: str, source: str = "") -> str:
-        """Same name, cells and source -> same fingerprint -> an unfinished run is resumed (never
-        by a client of another server: that would mix two models' replies in one run)."""
-        ids = sorted(c.cell_id for c in self.cells(model, source))
-        scorer_names = [s.name for s in self.scorers]
-        payload = canonical_json([self.name, model, ids, scorer_names, source])
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+        """Same fingerprint -> an unfinished run is resumed. It covers everything that changes a
+        request or its row in the table: each cell's place (variant, item, params, repeat) and
+        its request key (rendered messages, params, model, source), the dataset rows and the
+        scorers. An edited prompt, another server or another scorer starts a new run (whose
+        unchanged cells still come from the cache), so a run never mixes two versions."""
+        digest = hashlib.sha256()
+        for part in (self.name, model, source, canonical_json(self._scorer_identity())):
+            digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        for c in sorted(self.cells(model, source), key=lambda c: c.cell_id):
+            digest.update(f"{c.cell_id}:{c.cell_key}:".encode())
+            digest.update(c.row_json.encode("utf-8", "surrogatepass") + b"\0")
+        return digest.hexdigest()[:32]
+
+    def _scorer_identity(self) -> list[list[Any]]:
+        """Each scorer's name, kind and, for a judge, its grading setup (rubric, scale, params,
+        model, source): what decides its grading requests and scores."""
+        from ._sources import source_of
+
+        out: list[list[Any]] = []
+        for s in self.scorers:
+            judge_client = getattr(s, "client", None)
+            out.append(
+                [
+                    s.name,
+                    type(s).__qualname__,
+                    getattr(s, "rubric", None),
+                    getattr(s, "scale", None),
+                    getattr(s, "params", None),
+                    getattr(judge_client, "model", None),
+                    source_of(judge_client) if judge_client is not None else None,
+                ]
+            )
+        return out
 
     def config(self, model: str, source: str = "") -> dict[str, Any]:
         return {
@@ -219,6 +246,9 @@ class Experiment:
             "model": model,
             "scorers": [s.name for s in self.scorers],
             "judges": [s.name for s in self.scorers if hasattr(s, "grading_messages")],
+            "dataset": hashlib.sha256(
+                canonical_json([i.row for i in self.items]).encode("utf-8", "surrogatepass")
+            ).hexdigest()[:16],
         }
 
     def _local_tokens(self, cell: Cell) -> int | None:
@@ -268,6 +298,7 @@ class Experiment:
         if mode == "live" and client is None:
             raise ValidationError("a live run needs a client (llamakit.connect())", field="client")
         store = store or Store()
+        store.require_writable()  # a read-only, full or damaged store fails here, before paying
         model = self.resolve_model(client)
         source = resolve_source(client, store, self.name, model)
         cells = self.cells(model, source)

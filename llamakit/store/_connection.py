@@ -6,28 +6,58 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from ._problems import row_factory, storable_params, store_error
 
 # Long enough to outlast another process's burst of commits; a lock held longer than this is a bug.
 BUSY_TIMEOUT_S = 60.0
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode: every write goes through `write()`, which opens
-    ``BEGIN IMMEDIATE`` so the write lock is taken up front (no upgrade deadlock between processes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
-    conn.row_factory = sqlite3.Row
+    ``BEGIN IMMEDIATE`` so the write lock is taken up front (no upgrade deadlock between processes).
+
+    ``readonly`` opens an existing file for reading only, never creating or changing it."""
+    if readonly:
+        conn = _connect_readonly(path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    conn.row_factory = row_factory
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # a damaged file fails here
+        return conn
     _enable_wal(conn)
     # NORMAL in WAL mode survives a killed process (the WAL is in the OS cache); only power loss can
     # drop the last commits. FULL would fsync every cell and halve throughput for no gain here.
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(
+            uri + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        # A WAL file in a folder we cannot write: SQLite cannot create the shared-memory index
+        # it needs, so read the file as immutable (nobody else can be writing it either).
+        return sqlite3.connect(
+            uri + "?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -46,28 +76,79 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
-class Database:
-    """One connection shared by the threads of this process, serialised by a lock."""
+class Transaction:
+    """The connection inside ``Database.write()``: every parameter passes ``storable`` first, so
+    text UTF-8 cannot hold is kept (as bytes) instead of failing the transaction."""
 
-    def __init__(self, path: Path) -> None:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection, for migrations (DDL only, no parameters to convert)."""
+        return self._conn
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, storable_params(params))
+
+    def executemany(self, sql: str, rows: Iterable[Any]) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, (storable_params(r) for r in rows))
+
+
+# Errors that describe the store rather than a bug in the SQL: they become StoreError.
+_STORE_FAULTS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+class Database:
+    """One connection shared by the threads of this process, serialised by a lock. Every failure
+    of the file or the disk surfaces as ``StoreError`` naming the path and what to do."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
-        self._conn = connect(path)
+        self.readonly = readonly
+        try:
+            self._conn = connect(path, readonly=readonly)
+        except _BUGS:
+            raise
+        except _STORE_FAULTS as exc:
+            raise store_error(path, exc, doing="opening it") from exc
         self._lock = threading.RLock()
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, doing: str = "writing to it") -> Iterator[Transaction]:
+        if self.readonly:
+            raise StoreError(
+                self.path, "read-only", "it was opened read-only", "Open it with readonly=False"
+            )
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Transaction(self._conn)
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except _BUGS:
                 raise
-            self._conn.execute("COMMIT")
+            except _STORE_FAULTS as exc:
+                if self._conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                raise store_error(self.path, exc, doing=doing) from exc
 
     def query(self, sql: str, args: tuple | dict = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, storable_params(args)).fetchall()
+            except _BUGS:
+                raise
+            except _STORE_FAULTS as exc:
+                raise store_error(self.path, exc, doing="reading it") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -12,7 +12,9 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from ..errors import StoreError
 from ._connection import Database
+from ._problems import FIX_NEWER
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -96,8 +98,42 @@ def m002_inflight(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_claims(db: sqlite3.Connection) -> None:
+    # Who is paying for a request right now. A process claims a cell key in the transaction that
+    # checks the cache, and drops the claim in the one that stores the reply, so two processes on
+    # one store never send the same request. A claim whose owner died (its pid is gone on this
+    # host, or its heartbeat is stale) is taken over.
+    db.execute(
+        """CREATE TABLE claims (
+            cell_key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL,
+            pid INTEGER NOT NULL, run_id TEXT, claimed_at REAL NOT NULL, heartbeat REAL NOT NULL)"""
+    )
+    db.execute("CREATE INDEX claims_owner ON claims (owner)")
+
+
+def check_not_newer(database: Database) -> None:
+    """StoreError if the store records a migration this llamakit does not know (a newer release
+    wrote it: its schema may mean things this code would get wrong)."""
+    known = {fn.__name__ for fn in MIGRATIONS}
+    tables = database.query("SELECT name FROM sqlite_master WHERE name = '_migrations'")
+    if not tables:
+        return
+    unknown = [r["name"] for r in database.query("SELECT name FROM _migrations")]
+    unknown = [n for n in unknown if n not in known]
+    if unknown:
+        raise StoreError(
+            database.path,
+            "newer-schema",
+            f"its schema is newer than this llamakit (unknown migrations: {', '.join(unknown)})",
+            FIX_NEWER,
+        )
+
+
 def migrate(database: Database) -> list[str]:
-    """Apply every migration not yet recorded; returns the names applied now."""
+    """Apply every migration not yet recorded; returns the names applied now. Raises StoreError
+    for a store from a newer llamakit (checked first, so nothing is changed in it)."""
+    check_not_newer(database)
     applied_now: list[str] = []
     with database.write() as db:
         db.execute(
@@ -108,7 +144,7 @@ def migrate(database: Database) -> list[str]:
             done = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,))
             if done.fetchone():
                 continue
-            fn(db)
+            fn(db.connection)
             db.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, time.time()))
             applied_now.append(fn.__name__)
     return applied_now

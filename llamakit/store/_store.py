@@ -6,7 +6,6 @@ is never passed in here, so it cannot be written.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,8 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from .._defaults import ENV_HOME
-from ._connection import Database
-from ._migrations import migrate
+from ..errors import StoreError
+from ._claims import Busy, Lease
+from ._connection import Database, Transaction
+from ._coordination import Coordination
+from ._migrations import check_not_newer, migrate
+from ._problems import FIX_READ_ONLY
+from ._rows import (
+    _ATTEMPT_COLUMNS,
+    _CACHE_COLUMNS,
+    _CELL_COLUMNS,
+    _RESPONSE_COLUMNS,
+    _dumps,
+    _insert_sql,
+    response_fields,
+)
 
 DB_FILENAME = "llamakit.db"
 
@@ -27,113 +39,76 @@ def default_path() -> Path:
     return root / DB_FILENAME
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+class Store(Coordination):
+    """The SQLite store. ``Store()`` opens the default path; ``Store(path)`` any file.
 
+    ``create=False`` refuses a path with no store instead of creating one there. ``readonly``:
+    True opens for reading only; None (the default) opens for writing and falls back to reading
+    when the file or its folder is read-only (writes then raise ``StoreError``).
 
-def response_fields(response: Any) -> dict[str, Any]:
-    """The columns a ChatResponse fills (duck-typed, so the store does not import the client)."""
-    usage = getattr(response, "usage", None)
-    return {
-        "text": response.text,
-        "finish_reason": response.finish_reason,
-        "prompt_tokens": getattr(usage, "prompt_tokens", None),
-        "completion_tokens": getattr(usage, "completion_tokens", None),
-        "total_tokens": getattr(usage, "total_tokens", None),
-        "usage": _dumps(getattr(usage, "extras", None) or {}),
-        "request_id": response.request_id,
-        "latency_s": response.latency_s,
-        "attempts": getattr(response, "attempts", 1),
-        "started_at": getattr(response, "started_at", None),
-        "finished_at": getattr(response, "finished_at", None),
-        "credits_remaining": response.credits_remaining,
-        "model": getattr(response, "model", None),
-    }
+    Raises ``StoreError`` (naming the path, the problem and the fix) for a missing store with
+    ``create=False``, a damaged file, a full disk, or a store written by a newer llamakit.
+    Opening for writing also stores any replies kept in the spill file beside it.
+    """
 
-
-_RESPONSE_COLUMNS = [
-    "cell_key",
-    "model",
-    "endpoint",
-    "messages",
-    "params",
-    "repeat",
-    "text",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "usage",
-    "request_id",
-    "latency_s",
-    "attempts",
-    "started_at",
-    "finished_at",
-    "credits_remaining",
-    "credits",
-    "credits_precision",
-    "run_id",
-    "session",
-    "created_at",
-]
-
-_ATTEMPT_COLUMNS = [
-    "run_id",
-    "session",
-    "cell_key",
-    "call_id",
-    "attempt",
-    "status",
-    "error",
-    "message",
-    "latency_s",
-    "credits_remaining",
-    "started_at",
-    "finished_at",
-]
-
-_CACHE_COLUMNS = "cell_key, text, attempts, latency_s, started_at, finished_at, credits_remaining, run_id, session"
-
-_CELL_COLUMNS = [
-    "run_id",
-    "cell_id",
-    "cell_key",
-    "ordinal",
-    "variant",
-    "item_id",
-    "params",
-    "repeat",
-    "model",
-    "prompt",
-    "row",
-    "status",
-    "cached",
-    "error",
-    "error_message",
-    "attempts",
-    "latency_s",
-    "started_at",
-    "finished_at",
-    "local_prompt_tokens",
-    "scores",
-    "score_errors",
-    "judge_keys",
-]
-
-
-def _insert_sql(table: str, columns: Sequence[str], verb: str = "INSERT") -> str:
-    names = ", ".join(columns)
-    marks = ", ".join(f":{c}" for c in columns)
-    return f"{verb} INTO {table} ({names}) VALUES ({marks})"
-
-
-class Store:
-    """The SQLite store. ``Store()`` opens the default path; ``Store(path)`` any file."""
-
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        readonly: bool | None = None,
+    ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
-        self._db = Database(self.path)
-        migrate(self._db)
+        if not create and not self.path.exists():
+            raise StoreError(
+                self.path,
+                "missing",
+                "there is no store at this path",
+                "Check the path (llamakit writes its store at .llamakit/llamakit.db, or under "
+                "$LLAMAKIT_HOME)",
+            )
+        if readonly is None:
+            try:
+                self._open(readonly=False)
+            except StoreError as exc:
+                if exc.problem != "read-only" or not self.path.exists():
+                    raise
+                self._open(readonly=True)
+        else:
+            self._open(readonly=readonly)
+
+    def _open(self, *, readonly: bool) -> None:
+        self._db = Database(self.path, readonly=readonly)
+        try:
+            if readonly:
+                check_not_newer(self._db)
+            else:
+                migrate(self._db)
+                self._probe_write()
+                self.reconcile_spill()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _probe_write(self) -> None:
+        # SQLite opens a write-protected file read-only without a word, and a full disk shows
+        # only at the first write: rewrite one header field now, so both surface at open.
+        (version,) = self._db.query("PRAGMA user_version")[0]
+        with self._db.write("opening it for writing") as tx:
+            tx.execute(f"PRAGMA user_version = {int(version)}")
+
+    @property
+    def readonly(self) -> bool:
+        return self._db.readonly
+
+    def require_writable(self) -> None:
+        """StoreError unless this store can be written (checked before a run spends anything)."""
+        if self.readonly:
+            raise StoreError(self.path, "read-only", "it is read-only", FIX_READ_ONLY)
+
+    @staticmethod
+    def _dumps(value: Any) -> str:
+        return _dumps(value)
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -180,8 +155,11 @@ class Store:
             "error": error,
             "created_at": time.time(),
         }
-        with self._db.write() as db:
-            db.execute(_insert_sql("chat_turns", list(row)), row)
+        try:
+            with self._db.write("saving a chat turn") as tx:
+                tx.execute(_insert_sql("chat_turns", list(row)), row)
+        except StoreError as exc:
+            self._raise_spilled(exc, self.spill_record({"kind": "chat_turn", "row": row}))
 
     def chat_turns(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
         if conversation_id is None:
@@ -261,28 +239,57 @@ class Store:
     def record_call(
         self, response: Mapping[str, Any] | None, cells: Sequence[Mapping[str, Any]] = ()
     ) -> None:
-        """Commit a paid response (to the cache) and the run cells it answers, in one transaction.
+        """Commit a paid response (to the cache), the run cells it answers, and drop its claim, in
+        one transaction.
 
         ``INSERT OR IGNORE`` on the response: if another process already paid for the same key,
         its row stays the cache entry; this call's cost still shows in its session's balance.
+        If the store cannot take them, they go to the spill file beside it (stored when the store
+        next opens) and StoreError is raised: the run stops, the reply is not lost.
         """
-        with self._db.write() as db:
-            if response is not None:
-                attempts = response.pop("_attempts", None) if isinstance(response, dict) else None
-                if attempts:
-                    db.executemany(_insert_sql("attempts", _ATTEMPT_COLUMNS), attempts)
-                db.execute("DELETE FROM inflight WHERE cell_key = ?", (response["cell_key"],))
-                row = {c: response.get(c) for c in _RESPONSE_COLUMNS}
-                row["created_at"] = row["created_at"] or time.time()
-                for key in ("messages", "params"):
-                    if not isinstance(row[key], str):
-                        row[key] = _dumps(row[key])
-                db.execute(_insert_sql("responses", _RESPONSE_COLUMNS, "INSERT OR IGNORE"), row)
-            if cells:
-                db.executemany(
-                    _insert_sql("run_cells", _CELL_COLUMNS, "INSERT OR REPLACE"),
-                    [self._cell_row(c) for c in cells],
-                )
+        response = dict(response) if response is not None else None
+        try:
+            with self._db.write("saving a paid reply") as tx:
+                self._write_call(tx, response, cells)
+        except StoreError as exc:
+            if response is None:
+                raise
+            self._raise_spilled(exc, self.spill_call(response, cells))
+
+    def _raise_spilled(self, exc: StoreError, spilled: Path | None) -> None:
+        if spilled is None:
+            raise exc
+        raise StoreError(
+            self.path,
+            exc.problem,
+            f"{exc.detail}; the reply is kept in {spilled} and is stored when the store next opens",
+            exc.fix,
+        ) from exc
+
+    def _write_call(
+        self, tx: Transaction, response: dict[str, Any] | None, cells: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if response is not None:
+            attempts = response.pop("_attempts", None)
+            if attempts:
+                tx.executemany(_insert_sql("attempts", _ATTEMPT_COLUMNS), attempts)
+            tx.execute("DELETE FROM inflight WHERE cell_key = ?", (response["cell_key"],))
+            tx.execute("DELETE FROM claims WHERE cell_key = ?", (response["cell_key"],))
+            row = {c: response.get(c) for c in _RESPONSE_COLUMNS}
+            row["created_at"] = row["created_at"] or time.time()
+            for key in ("messages", "params"):
+                if not isinstance(row[key], str):
+                    row[key] = _dumps(row[key])
+            tx.execute(_insert_sql("responses", _RESPONSE_COLUMNS, "INSERT OR IGNORE"), row)
+        if cells:
+            tx.executemany(
+                _insert_sql("run_cells", _CELL_COLUMNS, "INSERT OR REPLACE"),
+                [self._cell_row(c) for c in cells],
+            )
+
+    def claim_cell(self, key: str, lease: Lease) -> dict[str, Any] | Busy | None:
+        """``claim`` returning the cache columns a run reads."""
+        return self.claim(key, lease, _CACHE_COLUMNS)
 
     def record_inflight(self, row: Mapping[str, Any]) -> None:
         """Journal a submitted v2 job (cell_key, run_id, session, request_id, status_url,
@@ -319,6 +326,10 @@ class Store:
                    ON c.cell_key = r.cell_key AND c.status = 'done'
                  WHERE c.run_id = ? ORDER BY c.ordinal, c.rowid"""
         return self.query(sql, (run_id,))
+
+    def cell_done(self, run_id: str, cell_id: str) -> bool:
+        sql = "SELECT 1 FROM run_cells WHERE run_id = ? AND cell_id = ? AND status = 'done'"
+        return bool(self.query(sql, (run_id, cell_id)))
 
     def done_cell_ids(self, run_id: str) -> set[str]:
         sql = "SELECT cell_id FROM run_cells WHERE run_id = ? AND status = 'done'"

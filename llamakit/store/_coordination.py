@@ -1,0 +1,172 @@
+"""The store's part in "each cell paid for once, whatever happens", as a mixin of ``Store``:
+processes joining one run atomically, claims on requests (``_claims``), a session's end written
+so no run stays "running", and the spill file (``_spill``) applied when the store opens."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreError
+from . import _spill
+from ._claims import Busy, Lease, claim_alive, pid_alive, try_claim
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ._connection import Database, Transaction
+
+
+class Coordination:
+    path: Path
+    _db: Database
+
+    def _dumps(self, value: Any) -> str:  # overridden by Store
+        raise NotImplementedError
+
+    def _write_call(
+        self, tx: Transaction, response: dict[str, Any] | None, cells: Sequence[Mapping[str, Any]]
+    ) -> None:
+        raise NotImplementedError
+
+    # -- runs: one run per fingerprint, joined by every process that starts it ---------------
+    def join_run(self, fingerprint: str, row: Mapping[str, Any]) -> tuple[str, bool]:
+        """The unfinished run with this fingerprint, else ``row`` inserted as a new run; in one
+        transaction, so processes starting the same experiment at once share one run.
+        Returns (run_id, created)."""
+        with self._db.write("starting a run") as tx:
+            latest = tx.execute(
+                "SELECT run_id, status FROM runs WHERE fingerprint = ? "
+                "ORDER BY started_at DESC LIMIT 1",
+                (fingerprint,),
+            ).fetchone()
+            if latest is not None and latest["status"] != "finished":
+                return str(latest["run_id"]), False
+            values = {**row, "config": self._dumps(row["config"])}
+            names = ", ".join(values)
+            marks = ", ".join(f":{c}" for c in values)
+            tx.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", values)
+        return str(row["run_id"]), True
+
+    def end_session(
+        self, run_id: str, session: int, *, status: str, balance_after: float | None
+    ) -> str:
+        """Close this process's session; the run takes ``status`` unless another live process
+        still works on it (then the last one to finish sets it). Returns the run's status. If
+        the store cannot take it, the end goes to the spill file and the error is raised."""
+        now = time.time()
+        try:
+            with self._db.write("ending a session") as tx:
+                _end_session(tx, run_id, session, status, balance_after, now)
+                others = tx.execute(
+                    "SELECT pid FROM run_sessions WHERE run_id = ? AND session != ? "
+                    "AND finished_at IS NULL",
+                    (run_id, session),
+                ).fetchall()
+                if any(o["pid"] != os.getpid() and pid_alive(o["pid"]) for o in others):
+                    return "running"
+                tx.execute(
+                    "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                    (status, now, run_id),
+                )
+            return status
+        except StoreError:
+            _spill.append(
+                self.path,
+                {"kind": "session_end", "run_id": run_id, "session": session, "status": status,
+                 "balance_after": balance_after, "finished_at": now},
+            )  # fmt: skip
+            raise
+
+    # -- claims -------------------------------------------------------------------------------
+    def claim(self, key: str, lease: Lease, columns: str) -> dict[str, Any] | Busy | None:
+        """The stored reply for ``key`` (send nothing), ``Busy`` (another live process is paying
+        for it), or None: the claim is now ``lease``'s and the request may be sent."""
+        if _spill.spill_path(self.path).exists():
+            self.reconcile_spill()  # a dead owner's replies may be there: never pay for them again
+        with self._db.write("claiming a cell") as tx:
+            return try_claim(tx, key, lease, columns)
+
+    def release_claim(self, key: str, lease: Lease) -> None:
+        with self._db.write("releasing a claim") as tx:
+            tx.execute("DELETE FROM claims WHERE cell_key = ? AND owner = ?", (key, lease.owner))
+
+    def release_claims(self, owner: str) -> None:
+        with self._db.write("releasing claims") as tx:
+            tx.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    def heartbeat(self, owner: str) -> None:
+        with self._db.write("refreshing claims") as tx:
+            tx.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+
+    def live_claims(self) -> list[dict[str, Any]]:
+        """Claims whose owner is alive (for inspection and tests)."""
+        now = time.time()
+        rows = self._db.query("SELECT * FROM claims")
+        return [dict(r) for r in rows if claim_alive(r, now)]
+
+    # -- the spill file -----------------------------------------------------------------------
+    def reconcile_spill(self) -> int:
+        """Apply the spill file (replies, and session ends, the store could not take) and remove
+        it. Returns the records applied. Raises StoreError if the store still cannot take them."""
+        records = list(_spill.records(self.path))
+        if not records:
+            _spill.remove(self.path)
+            return 0
+        with self._db.write(f"storing the replies kept in {_spill.spill_path(self.path)}") as tx:
+            for record in records:
+                if record.get("kind") == "call":
+                    self._write_call(tx, record.get("response"), record.get("cells") or [])
+                elif record.get("kind") == "chat_turn":
+                    row = record["row"]
+                    names = ", ".join(row)
+                    marks = ", ".join(f":{c}" for c in row)
+                    tx.execute(  # once, even if a crash kept the file after applying it
+                        f"INSERT INTO chat_turns ({names}) SELECT {marks} WHERE NOT EXISTS "
+                        "(SELECT 1 FROM chat_turns WHERE conversation_id = :conversation_id "
+                        "AND idx = :idx AND created_at = :created_at)",
+                        row,
+                    )
+                elif record.get("kind") == "session_end":
+                    _end_session(
+                        tx,
+                        record["run_id"],
+                        record["session"],
+                        record["status"],
+                        record.get("balance_after"),
+                        record["finished_at"],
+                    )
+                    tx.execute(
+                        "UPDATE runs SET status = ?, finished_at = ? "
+                        "WHERE run_id = ? AND status = 'running'",
+                        (record["status"], record["finished_at"], record["run_id"]),
+                    )
+            tx.execute("DELETE FROM claims WHERE cell_key IN (SELECT cell_key FROM responses)")
+        _spill.remove(self.path)
+        return len(records)
+
+    def spill_call(
+        self, response: dict[str, Any] | None, cells: Sequence[Mapping[str, Any]]
+    ) -> Path | None:
+        record = {"kind": "call", "response": response, "cells": [dict(c) for c in cells]}
+        return _spill.append(self.path, record)
+
+    def spill_record(self, record: dict[str, Any]) -> Path | None:
+        return _spill.append(self.path, record)
+
+
+def _end_session(
+    tx: Transaction,
+    run_id: str,
+    session: int,
+    status: str,
+    balance_after: float | None,
+    now: float,
+) -> None:
+    tx.execute(
+        "UPDATE run_sessions SET status = ?, finished_at = ?, balance_after = ? "
+        "WHERE run_id = ? AND session = ? AND finished_at IS NULL",
+        (status, now, balance_after, run_id, session),
+    )
