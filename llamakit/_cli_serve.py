@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
+from ._serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
 from .server.config import DEFAULT_UPSTREAM_TIMEOUT_S
 from .server.protocol import (
     DEFAULT_BODY_TIMEOUT_S,
@@ -17,7 +18,6 @@ from .server.protocol import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
 )
-from ._serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
 
 ENV_UPSTREAM_API_KEY = "LLAMAKIT_UPSTREAM_API_KEY"
 ENV_SERVER_KEYS = "LLAMAKIT_SERVER_KEYS"

@@ -129,7 +129,8 @@ def _credits_account(state: ServerState, caller: str | None, named: Any) -> str:
         return caller
     if named is None:
         raise ApiError(
-            422, "Validation error: key: required with the admin key (a label from /_llamakit/stats)"
+            422,
+            "Validation error: key: required with the admin key (a label from /_llamakit/stats)",
         )
     if named not in state.keyring.labels:
         raise ApiError(404, f"key: no account labelled {named!r} on this server")

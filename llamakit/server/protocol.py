@@ -96,7 +96,9 @@ def guarded_h11_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
             host = self.client[0] if self.client else None
             if host is not None:
                 if per_client[host] >= guard.max_connections_per_client:
-                    log.warning("refused a connection from %s: %d already open", host, per_client[host])
+                    log.warning(
+                        "refused a connection from %s: %d already open", host, per_client[host]
+                    )
                     transport.write(
                         _raw_response(
                             503,

@@ -320,8 +320,7 @@ def test_the_admin_key_sees_and_sets_every_key_and_nothing_else(make_server):
         assert r.status_code == 200 and srv.balance("SG_bob") == 0.5
         assert admin.post("/_llamakit/credits", json={"credits": 1}).status_code == 422
         assert (
-            admin.post("/_llamakit/credits", json={"credits": 1, "key": "key-0"}).status_code
-            == 404
+            admin.post("/_llamakit/credits", json={"credits": 1, "key": "key-0"}).status_code == 404
         )
         assert admin.post("/_llamakit/faults", json={"rate_429": 1.0}).status_code == 200
         assert bob.post(CHAT, json=chat_body()).status_code == 429  # everyone's setting

@@ -121,7 +121,9 @@ def _front(make_server, upstream_url: str, **kw: Any):
     )
 
 
-@pytest.mark.parametrize("mode", ["status 400", "status 401", "status 403", "status 404", "status 500", "utf16", "echo"])
+@pytest.mark.parametrize(
+    "mode", ["status 400", "status 401", "status 403", "status 404", "status 500", "utf16", "echo"]
+)
 def test_the_upstream_credential_never_reaches_the_caller_or_the_log(
     make_server, hostile, caplog, mode
 ):
@@ -221,7 +223,7 @@ def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.kill()
                 log.close()
                 text = Path(log.name).read_text()[-2000:]
-                raise RuntimeError(f"llama_cpp.server did not start: {text}")
+                raise RuntimeError(f"llama_cpp.server did not start: {text}") from None
             time.sleep(0.2)
     yield url
     proc.terminate()

@@ -41,7 +41,8 @@ CONFIG_REJECTED = frozenset({401, 403, 404})
 
 def headers_charset(headers: httpx.Headers) -> str | None:
     """The charset parameter of the reply's Content-Type, if any."""
-    for param in headers.get("content-type", "").split(";")[1:]:
+    content_type: str = headers.get("content-type", "")
+    for param in content_type.split(";")[1:]:
         name, _, value = param.strip().partition("=")
         if name.lower() == "charset" and value:
             return value.strip('"')
