@@ -78,7 +78,7 @@ class ServerConfig:
     # it, each key's admin calls see and change that key's own state only.
     admin_key: str | None = None
     upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S
-    guard: ConnectionGuard = field(default_factory=lambda: ConnectionGuard())
+    guard: ConnectionGuard = field(default_factory=ConnectionGuard)
 
     def __post_init__(self) -> None:
         if self.admin_key is not None:

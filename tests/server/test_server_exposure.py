@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llamakit.server.protocol import ConnectionGuard
+from llamakit.server import ConnectionGuard
 
 from .server_helpers import CHAT, chat_body, http, ssl_context
 
