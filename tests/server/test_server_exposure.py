@@ -278,6 +278,17 @@ def test_kept_alive_connections_still_serve_many_requests(make_server):
             time.sleep(0.3)
 
 
+def test_an_oversized_request_head_is_refused_not_buffered(make_server):
+    srv = make_server()
+    with socket.create_connection((srv.host, srv.port)) as s:
+        s.sendall(f"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-pad: {'a' * 20_000}".encode())
+        s.settimeout(5)
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400")  # h11's 16 KiB bound on a request head
+    with http(srv) as c:
+        assert c.get("/v1/models").status_code == 200
+
+
 def test_bad_connection_limits_are_refused():
     with pytest.raises(ValueError, match="header_timeout_s"):
         ConnectionGuard(header_timeout_s=0)
