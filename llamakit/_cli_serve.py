@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from .server.backends import default_backend
     from .server.config import ServerConfig, build_keys
     from .server.faults import FaultSettings
-    from .server.protocol import ConnectionGuard
+    from .server.protocol import ConnectionGuard, raise_fd_limit
 
     api_keys = args.api_key or [k for k in os.environ.get(ENV_SERVER_KEYS, "").split(",") if k]
     keys = build_keys(api_keys[0] if api_keys else None, api_keys, args.credits)
@@ -218,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  (generated; the whole key is in {generated}, readable by you only)", flush=True)
     if config.admin_key:
         print(f"  admin key: {key_hint(config.admin_key)} (from ${ENV_ADMIN_KEY})", flush=True)
+    warning = raise_fd_limit(config.guard)
+    if warning:
+        print(f"llamakit serve: warning: {warning}", file=sys.stderr)
     uvicorn_config = config.guard.uvicorn_config(
         app,
         log_level=args.log_level,

@@ -69,6 +69,38 @@ class ConnectionGuard:
         )
 
 
+# File descriptors the process needs beyond its connections (its own files, a burst of connections
+# accepted before refused ones are closed: asyncio accepts up to a whole backlog at once).
+FD_HEADROOM = 512
+
+
+def raise_fd_limit(guard: ConnectionGuard) -> str | None:
+    """Raise this process's soft limit on open files towards its hard limit, so that reaching
+    `max_connections` answers 503s instead of failing `accept()` (which stalls every client,
+    ordinary ones included). For a process of its own (`llamakit serve`), not an embedding one.
+    Returns a warning when even the hard limit leaves too little room, else None."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to raise
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = guard.max_connections + FD_HEADROOM
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        return (
+            f"the open-file limit ({soft}) is below --max-connections {guard.max_connections} "
+            f"plus {FD_HEADROOM}: many connections at once can stall every client; lower "
+            "--max-connections or raise `ulimit -n`"
+        )
+    return None
+
+
 def _raw_response(status: int, reason: str, message: str) -> bytes:
     body = json.dumps({"error": message}).encode()
     head = (

@@ -386,3 +386,45 @@ def test_serve_keeps_a_generated_key_in_a_private_file(serve, tmp_path):
         assert c.post(CHAT, json=chat_body()).status_code == 200
     srv.stop()
     assert not path.exists()  # the key died with the server
+
+
+def test_serve_raises_its_open_file_limit_or_warns():
+    # Reaching the open-file limit makes accept() fail, which stalls every client; the server
+    # raises its soft limit to fit --max-connections, or says why it cannot.
+    import resource
+
+    def limit(soft: int, hard: int):
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    def run(soft: int, hard: int) -> tuple[str, int]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llamakit.cli", "serve", "--backend", "scripted"]
+            + ["--port", "0", "--api-key", "SG_fd_test", "--max-connections", "1000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=limit(soft, hard),
+        )
+        assert proc.stdout is not None
+        port = int(re.search(r":(\d+)", proc.stdout.readline()).group(1))  # type: ignore[union-attr]
+        with httpx.Client() as c:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    c.get(f"http://127.0.0.1:{port}/v1/models", headers={"x-api-key": "SG_fd_test"})
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        soft_now = int(re.search(r"Max open files\s+(\d+)", limits).group(1))  # type: ignore[union-attr]
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        return err, soft_now
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard >= 1512:
+        err, soft_now = run(256, min(hard, 4096) if hard != resource.RLIM_INFINITY else 4096)
+        assert soft_now >= 1512 and "open-file limit" not in err
+    err, soft_now = run(256, 256)
+    assert soft_now == 256 and "open-file limit (256) is below --max-connections 1000" in err
