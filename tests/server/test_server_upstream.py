@@ -54,6 +54,7 @@ def _secret_forms(secret: str) -> list[str]:
 class Hostile:
     def __init__(self) -> None:
         self.calls = 0
+        self.last_auth = ""
         app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -71,10 +72,13 @@ class Hostile:
 
     async def _chat(self, request: Request) -> Response:
         self.calls += 1
+        self.last_auth = request.headers.get("authorization", "")
         body = await request.json()
         mode = body["messages"][-1]["content"]
         auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ")
+        scheme, _, key = auth.partition(" ")
+        if scheme == "Basic":  # echo the decoded user:password too
+            key = base64.b64decode(key).decode()
         echo = f"bad key {key.upper()} / {quote(key, safe='')} / {auth} / {key.lower()}"
         if mode.startswith("status "):
             status = int(mode.split()[1])
@@ -114,20 +118,24 @@ def hostile() -> Iterator[Hostile]:
     h.close()
 
 
-def _front(make_server, upstream_url: str, **kw: Any):
+def _front(make_server, upstream_url: str, creds: str = "key", **kw: Any):
+    """creds "key": an upstream API key (sent as Bearer) and credentials in the URL (then unused);
+    "url": only the URL's credentials (sent as HTTP Basic)."""
     with_creds = upstream_url.replace("http://", f"http://operator:{URL_PASSWORD}@")
+    key = SECRET if creds == "key" else None
     return make_server(
-        backend="upstream", upstream_url=with_creds, upstream_api_key=SECRET, credits=1.0, **kw
+        backend="upstream", upstream_url=with_creds, upstream_api_key=key, credits=1.0, **kw
     )
 
 
+@pytest.mark.parametrize("creds", ["key", "url"])
 @pytest.mark.parametrize(
     "mode", ["status 400", "status 401", "status 403", "status 404", "status 500", "utf16", "echo"]
 )
 def test_the_upstream_credential_never_reaches_the_caller_or_the_log(
-    make_server, hostile, caplog, mode
+    make_server, hostile, caplog, mode, creds
 ):
-    front = _front(make_server, hostile.url)
+    front = _front(make_server, hostile.url, creds)
     with caplog.at_level(logging.DEBUG), http(front) as c:
         r = c.post(CHAT, json=chat_body(mode))
         v2 = c.post("/v2/llama-v3-8b-instruct", json=chat_body(mode)).json()
@@ -136,8 +144,10 @@ def test_the_upstream_credential_never_reaches_the_caller_or_the_log(
     seen = r.text + str(r.headers) + polled.text + caplog.text + repr(front) + front.source
     for form in _secret_forms(SECRET) + _secret_forms(URL_PASSWORD):
         assert form not in seen, (form, seen)
+    # The upstream did echo the credential: it was masked, not absent.
     assert "***" in r.text or r.status_code == 424
     assert hostile.calls == 2
+    assert hostile.last_auth.startswith("Bearer " if creds == "key" else "Basic ")
 
 
 def test_rejected_configuration_is_final_and_says_so(make_server, hostile):

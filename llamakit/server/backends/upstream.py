@@ -64,9 +64,12 @@ class UpstreamBackend:
         self.base_url = url
         self.model = model
         self._api_key = api_key
-        self._auth = (user or "", password or "") if user or password else None
+        # Credentials in the URL are HTTP Basic auth, unless an API key is given: then the key
+        # (Bearer) is what is sent, and the URL's credentials are only kept out of every output.
+        self._auth = (user or "", password or "") if (user or password) and not api_key else None
         self._timeout = timeout
-        self._scrub = Scrubber([api_key, password], users=[user])
+        self._secrets = [s for s in (api_key, password) if s]
+        self._scrub = Scrubber(self._secrets, users=[user])
         self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -75,9 +78,8 @@ class UpstreamBackend:
     async def start(self) -> None:
         from ..._secrets import install_log_filter, register_secret
 
-        for secret in (self._api_key, self._auth[1] if self._auth else None):
-            if secret:
-                register_secret(secret)  # httpx's own debug logs are filtered too
+        for secret in self._secrets:
+            register_secret(secret)  # httpx's own debug logs are filtered too
         install_log_filter()
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         self._client = httpx.AsyncClient(
