@@ -11,9 +11,17 @@ from pathlib import Path
 
 from ._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
 from ._serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
+from .server.config import DEFAULT_UPSTREAM_TIMEOUT_S
+from .server.protocol import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+)
 
 ENV_UPSTREAM_API_KEY = "LLAMAKIT_UPSTREAM_API_KEY"
 ENV_SERVER_KEYS = "LLAMAKIT_SERVER_KEYS"
+ENV_ADMIN_KEY = "LLAMAKIT_ADMIN_KEY"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -68,7 +76,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument(
         "--cost-per-token", type=float, default=None, help="bill per token instead of per call"
     )
+    p.add_argument(
+        "--upstream-timeout-s",
+        type=float,
+        default=DEFAULT_UPSTREAM_TIMEOUT_S,
+        help="seconds the upstream backend waits for each upstream reply (default %(default)s)",
+    )
     p.add_argument("--v2-expiry-s", type=float, default=3600.0, help="keep v2 results this long")
+    limits = p.add_argument_group(
+        "exposure limits",
+        "bounds that keep the server answering when slow or greedy clients connect; the admin "
+        f"key (${ENV_ADMIN_KEY}, never a flag, so `ps` never shows it) is the only key that can "
+        "read or change other keys' stats, faults and balances",
+    )
+    limits.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        help="a request head must arrive within this time (408 and close otherwise; default %(default)s)",
+    )
+    limits.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT_S,
+        help="a request body must arrive within this time after its head (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        help="open connections one client address may hold (503 beyond; default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections plus running requests in all (uvicorn's limit_concurrency; 503 "
+        "beyond; default %(default)s)",
+    )
     faults = p.add_argument_group("fault injection")
     faults.add_argument("--latency-ms", type=float, default=0.0)
     faults.add_argument("--latency-jitter-ms", type=float, default=0.0)
@@ -90,12 +135,11 @@ def run(args: argparse.Namespace) -> int:
     # First thing, so that a stop signal is honoured however early it comes.
     stop = StopRequest()
     stop.install()
-    import uvicorn
-
     from .server.app import create_app
     from .server.backends import default_backend
     from .server.config import ServerConfig, build_keys
     from .server.faults import FaultSettings
+    from .server.protocol import ConnectionGuard, raise_fd_limit
 
     api_keys = args.api_key or [k for k in os.environ.get(ENV_SERVER_KEYS, "").split(",") if k]
     keys = build_keys(api_keys[0] if api_keys else None, api_keys, args.credits)
@@ -121,21 +165,33 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"llamakit serve: {exc}", file=sys.stderr)
         return 2
-    config = ServerConfig(
-        keys=keys,
-        backend=args.backend or default_backend(),
-        rpm=args.rpm,
-        db=args.db,
-        rules=args.rules,
-        upstream_url=args.upstream_url,
-        # The upstream's key comes from the environment so it never shows in `ps`.
-        upstream_api_key=os.environ.get(ENV_UPSTREAM_API_KEY),
-        upstream_model=args.upstream_model,
-        cost_per_call=args.cost_per_call,
-        cost_per_token=args.cost_per_token,
-        faults=faults,
-        v2_expiry_s=args.v2_expiry_s,
-    )
+    try:
+        config = ServerConfig(
+            keys=keys,
+            backend=args.backend or default_backend(),
+            rpm=args.rpm,
+            db=args.db,
+            rules=args.rules,
+            upstream_url=args.upstream_url,
+            # The upstream's key comes from the environment so it never shows in `ps`.
+            upstream_api_key=os.environ.get(ENV_UPSTREAM_API_KEY),
+            upstream_model=args.upstream_model,
+            upstream_timeout_s=args.upstream_timeout_s,
+            cost_per_call=args.cost_per_call,
+            cost_per_token=args.cost_per_token,
+            faults=faults,
+            v2_expiry_s=args.v2_expiry_s,
+            admin_key=os.environ.get(ENV_ADMIN_KEY) or None,
+            guard=ConnectionGuard(
+                header_timeout_s=args.header_timeout_s,
+                body_timeout_s=args.body_timeout_s,
+                max_connections_per_client=args.max_connections_per_client,
+                max_connections=args.max_connections,
+            ),
+        )
+    except ValueError as exc:
+        print(f"llamakit serve: {exc}", file=sys.stderr)
+        return 2
     try:
         app = create_app(config)
     except (ValueError, OSError) as exc:
@@ -152,12 +208,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sock.listen(128)  # connections queue until uvicorn accepts, so clients may start right away
     host, port = sock.getsockname()[:2]
-    # The user asked for a server to call: the key it accepts is what they need to see.
+    generated = None if api_keys else _save_generated_key(next(iter(keys)), port)
     print(f"llamakit serve: http://{host}:{port}  backend={config.backend}", flush=True)
     print(f"  base_url: http://{host}:{port}/v1", flush=True)
+    # Terminal output ends up in logs and screen shares: show which keys, never a whole key.
     for key in keys:
-        print(f"  api key:  {key}", flush=True)
-    uvicorn_config = uvicorn.Config(
+        print(f"  api key:  {key_hint(key)}", flush=True)
+    if generated is not None:
+        print(f"  (generated; the whole key is in {generated}, readable by you only)", flush=True)
+    if config.admin_key:
+        print(f"  admin key: {key_hint(config.admin_key)} (from ${ENV_ADMIN_KEY})", flush=True)
+    warning = raise_fd_limit(config.guard)
+    if warning:
+        print(f"llamakit serve: warning: {warning}", file=sys.stderr)
+    uvicorn_config = config.guard.uvicorn_config(
         app,
         log_level=args.log_level,
         access_log=args.log_level in ("info", "debug"),
@@ -166,8 +230,35 @@ def run(args: argparse.Namespace) -> int:
     )
     # uvicorn re-raises the stop signal once it has shut down; it lands in `stop` again, so this
     # is a normal return: status 0, no traceback.
-    bounded_server(uvicorn_config, stop).run(sockets=[sock])
+    try:
+        bounded_server(uvicorn_config, stop).run(sockets=[sock])
+    finally:
+        if generated is not None:  # the key dies with the server; so does its file
+            generated.unlink(missing_ok=True)
     return 0
+
+
+def key_hint(key: str) -> str:
+    """Enough of `key` to tell which one it is (its first 6 and last 4 characters, when that
+    leaves at least half of it hidden) and its label, as stats and ledgers name it."""
+    from .server.config import key_label
+
+    shown = f"{key[:6]}...{key[-4:]}" if len(key) >= 20 else "..."
+    return f"{shown} ({key_label(key)})"
+
+
+def _save_generated_key(key: str, port: int) -> Path:
+    """Write a generated key to a file only its owner can read; return the path."""
+    from ._defaults import ENV_HOME
+
+    home = Path(os.environ.get(ENV_HOME) or ".llamakit")
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / f"serve-{port}.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
+    return path.resolve()
 
 
 def _is_loopback(host: str) -> bool:

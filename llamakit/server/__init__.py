@@ -4,10 +4,14 @@
 `create_app(ServerConfig(...))` gives the bare ASGI app. starlette, uvicorn and the backends are
 imported only when a server is built, so importing this package stays cheap.
 
-Routes: POST /v1/{slug}, POST /v1/chat/completions (OpenAI), GET /v1/get-user-credits,
-POST /v2/{slug} + GET /v2/requests/{id}/status + GET /v2/requests/{id} (and GET /v1/requests/{id}),
+Routes: POST /v1/{slug}, POST /v1/chat/completions (OpenAI; `stream: true` answers Server-Sent
+Events), GET /v1/models and /v1/models/{id}, GET /v1/get-user-credits, POST /v2/{slug} +
+GET /v2/requests/{id}/status + GET /v2/requests/{id} (and GET /v1/requests/{id}),
 GET /_llamakit/stats, GET|POST /_llamakit/faults, POST /_llamakit/credits. Every route needs a valid
-key (`x-api-key`, or `Authorization: Bearer`). Errors are always `{"error": "..."}`.
+key (`x-api-key`, or `Authorization: Bearer`). Errors are always `{"error": "..."}`. The admin
+routes (/_llamakit/) see and change only the calling key's own state; the optional admin key
+(`ServerConfig.admin_key`) alone sees and changes every key's. Connection limits (request head and
+body deadlines, connections per client and in all) are `ConnectionGuard`'s (protocol.py).
 
 Check order (CONTRACT §4.3): 404 unknown path or model slug, 405 wrong method, 401 key, injected
 faults, 429 RPM limit (`Retry-After` in whole seconds), 413 body over 1 MiB (a JSON error, chosen
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import KNOWN_SLUGS, ServerConfig
 from .faults import FaultSettings
+from .protocol import ConnectionGuard
 
 if TYPE_CHECKING:
     from .app import create_app
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KNOWN_SLUGS",
+    "ConnectionGuard",
     "FaultSettings",
     "ServerConfig",
     "ServerHandle",

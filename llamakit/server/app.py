@@ -23,6 +23,7 @@ from .ledger import format_credits
 from .middleware import BODY_KEY, BODY_SIZE_KEY, OuterMiddleware
 from .responses import MESSAGES, ApiError, DelayedJSONResponse, error_response
 from .state import ServerState, get_state
+from .streaming import sse_response
 from .tokencount import count_messages
 from .validation import BodyError, parse_json_body
 
@@ -38,7 +39,37 @@ async def chat_v1(request: Request) -> Response:
     admitted = await admit(state, request, slug)
     body, balance = await generate(state, admitted)
     headers = {"x-remaining-credits": format_credits(balance), "x-request-id": admitted.request_id}
+    if admitted.chat.stream:
+        return sse_response(
+            body,
+            include_usage=admitted.chat.stream_usage,
+            headers=headers,
+            first_delay_s=admitted.faults.slow_body_s,
+        )
     return DelayedJSONResponse(body, headers=headers, body_delay_s=admitted.faults.slow_body_s)
+
+
+async def list_models(request: Request) -> Response:
+    """GET /v1/models (OpenAI's model list): every slug this server answers."""
+    state = get_state(request)
+    state.authenticate(request)
+    return JSONResponse({"object": "list", "data": [_model(s) for s in state.config.slugs]})
+
+
+async def get_model(request: Request) -> Response:
+    """GET /v1/models/{model}: one entry of that list, or 404."""
+    state = get_state(request)
+    state.authenticate(request)
+    slug = request.path_params["model"]
+    if slug not in state.config.slugs:
+        raise ApiError(
+            404, f"model: {slug!r} does not exist (known: {', '.join(state.config.slugs)})"
+        )
+    return JSONResponse(_model(slug))
+
+
+def _model(slug: str) -> dict[str, Any]:
+    return {"id": slug, "object": "model", "created": 0, "owned_by": "llamakit-local"}
 
 
 async def user_credits(request: Request) -> Response:
@@ -49,29 +80,33 @@ async def user_credits(request: Request) -> Response:
 
 
 async def admin_stats(request: Request) -> Response:
+    """GET: the calling key's figures; with the admin key, every key's (see `ServerState.admin_scope`)."""
     state = get_state(request)
-    state.authenticate(request)
-    return JSONResponse(state.stats_dict())
+    label = state.admin_scope(request)
+    return JSONResponse(state.stats_dict() if label is None else state.stats_dict_for(label))
 
 
 async def admin_faults(request: Request) -> Response:
-    """GET: current fault settings. POST {setting: value, ...}: change some of them."""
+    """GET: the fault settings the caller's requests get. POST {setting: value, ...}: change some
+    of them, for the calling key only (with the admin key: for every key)."""
     state = get_state(request)
-    state.authenticate(request)
+    label = state.admin_scope(request)
     if request.method == "POST":
         changes = _admin_body(request)
         try:
-            state.faults.update(changes)
+            state.faults.update(changes, label=label)
         except ValueError as exc:
             raise ApiError(422, f"Validation error: {exc}") from None
-    return JSONResponse(state.faults.settings.as_dict())
+    return JSONResponse(state.faults.settings_for(label).as_dict())
 
 
 async def admin_credits(request: Request) -> Response:
-    """POST {"credits": x}: set the calling key's balance (for servers run as a subprocess)."""
+    """POST {"credits": x}: set the calling key's own balance. With the admin key, name the
+    account: {"key": "<key label>", "credits": x}."""
     state = get_state(request)
-    label = state.authenticate(request)
-    amount = _admin_body(request).get("credits")
+    caller = state.admin_scope(request)
+    body = _admin_body(request)
+    amount = body.get("credits")
     if (
         isinstance(amount, bool)
         or not isinstance(amount, (int, float))
@@ -80,8 +115,26 @@ async def admin_credits(request: Request) -> Response:
         or amount < 0
     ):
         raise ApiError(422, "Validation error: credits: must be a number >= 0")
+    label = _credits_account(state, caller, body.get("key"))
     balance = state.ledger.set_balance(label, amount)
     return JSONResponse({"credits": float(balance)})
+
+
+def _credits_account(state: ServerState, caller: str | None, named: Any) -> str:
+    if named is not None and not isinstance(named, str):
+        raise ApiError(422, "Validation error: key: must be a key label string")
+    if caller is not None:
+        if named not in (None, caller):
+            raise ApiError(403, "Forbidden: a key can set only its own balance (omit `key`)")
+        return caller
+    if named is None:
+        raise ApiError(
+            422,
+            "Validation error: key: required with the admin key (a label from /_llamakit/stats)",
+        )
+    if named not in state.keyring.labels:
+        raise ApiError(404, f"key: no account labelled {named!r} on this server")
+    return named
 
 
 def _admin_body(request: Request) -> dict[str, Any]:
@@ -118,6 +171,8 @@ def routes(config: ServerConfig) -> list[Route]:
     out = [
         Route("/v1/chat/completions", chat_v1, methods=["POST"]),
         Route("/v1/get-user-credits", user_credits, methods=["GET"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/v1/requests/{request_id}", v2.result, methods=["GET"]),
         Route("/v2/requests/{request_id}/status", v2.status, methods=["GET"]),
         Route("/v2/requests/{request_id}", v2.result, methods=["GET"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from typing import Any
 
 from .._defaults import CONTEXT_WINDOW, LOCAL_COST_PER_CALL
 from .faults import FaultSettings
+from .protocol import ConnectionGuard
+from .redact import public_url
 
 # Model slugs served on /v1/{slug} and /v2/{slug}. Segmind's Llama siblings share one contract
 # (CONTRACT §1), so the local server answers all of them with whichever backend it runs.
@@ -35,6 +38,8 @@ DEFAULT_MAX_TOKENS = 512
 # Segmind keeps v2 results for an hour after submission (CONTRACT §8).
 DEFAULT_V2_EXPIRY_S = 3600.0
 DEFAULT_RPM_WINDOW_S = 60.0
+# How long the upstream backend waits for the upstream server's whole reply.
+DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
 
 
 def generate_api_key() -> str:
@@ -69,6 +74,20 @@ class ServerConfig:
     context_window: int = CONTEXT_WINDOW
     default_max_tokens: int = DEFAULT_MAX_TOKENS
     slugs: tuple[str, ...] = KNOWN_SLUGS
+    # The operator's key for the admin routes (every key's stats, faults and balances). Without
+    # it, each key's admin calls see and change that key's own state only.
+    admin_key: str | None = None
+    upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S
+    guard: ConnectionGuard = field(default_factory=ConnectionGuard)
+
+    def __post_init__(self) -> None:
+        if self.admin_key is not None:
+            if not self.admin_key or any(c.isspace() for c in self.admin_key):
+                raise ValueError("the admin key must be non-empty and contain no whitespace")
+            if self.admin_key in self.keys:
+                raise ValueError("the admin key must differ from every API key")
+        if not (math.isfinite(self.upstream_timeout_s) and self.upstream_timeout_s > 0):
+            raise ValueError("upstream_timeout_s must be a finite number of seconds > 0")
 
     def __repr__(self) -> str:  # keys are secrets: show their labels only
         labels = ", ".join(key_label(k) for k in self.keys)
@@ -84,9 +103,9 @@ class ServerConfig:
         if self.backend == "scripted" and self.rules is not None:
             return f"llamakit-local/scripted#{_rules_digest(self.rules)}"
         if self.backend == "upstream":
-            return (
-                f"llamakit-local/upstream {self.upstream_url} {self.upstream_model or ''}".strip()
-            )
+            # Clients store their source: the URL's credentials (if any) must not travel with it.
+            url = public_url(self.upstream_url or "")
+            return f"llamakit-local/upstream {url} {self.upstream_model or ''}".strip()
         return f"llamakit-local/{self.backend}"
 
 

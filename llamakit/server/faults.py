@@ -74,29 +74,57 @@ class FaultDecision:
 
 
 class FaultInjector:
-    """Draws one decision per inference request. Thread-safe; settings can change at runtime."""
+    """Draws one decision per inference request. Thread-safe; settings can change at runtime.
+
+    The operator's settings apply to every key. A key may override them for itself only (through
+    `POST /_llamakit/faults`), so one caller can never change what another caller gets; each key
+    also draws from its own seeded generator, so one key's traffic never shifts another key's
+    sequence of outcomes.
+    """
 
     def __init__(self, settings: FaultSettings | None = None) -> None:
         self._lock = threading.Lock()
         self._settings = settings or FaultSettings()
-        self._rng = random.Random(self._settings.seed)
+        self._per_key: dict[str, FaultSettings] = {}
+        self._rngs: dict[str | None, random.Random] = {}
 
     @property
     def settings(self) -> FaultSettings:
         return self._settings
 
-    def update(self, changes: Mapping[str, Any]) -> FaultSettings:
+    def settings_for(self, label: str | None) -> FaultSettings:
+        """What requests of `label` get (the operator's settings unless the key changed its own)."""
         with self._lock:
+            return self._per_key.get(label, self._settings) if label else self._settings
+
+    def update(self, changes: Mapping[str, Any], *, label: str | None = None) -> FaultSettings:
+        """Apply `changes` for one key (`label`), or for every key (None: the operator).
+        Raises ValueError naming the bad field; nothing changes then."""
+        with self._lock:
+            if label is not None:
+                current = self._per_key.get(label, self._settings)
+                self._per_key[label] = current.updated(changes)
+                if "seed" in changes:
+                    self._rngs.pop(label, None)
+                return self._per_key[label]
             self._settings = self._settings.updated(changes)
+            for key, own in list(self._per_key.items()):
+                try:
+                    self._per_key[key] = own.updated(changes)
+                except ValueError:  # the key's overrides no longer combine: it gets the new ones
+                    self._per_key[key] = self._settings
             if "seed" in changes:
-                self._rng = random.Random(self._settings.seed)
+                self._rngs.clear()
             return self._settings
 
-    def decide(self) -> FaultDecision:
+    def decide(self, label: str | None = None) -> FaultDecision:
         with self._lock:
-            s = self._settings
+            s = self._per_key.get(label, self._settings) if label else self._settings
+            rng = self._rngs.get(label)
+            if rng is None:
+                rng = self._rngs[label] = random.Random(s.seed)
             # Always draw the same number of values so a seed gives one fixed sequence of outcomes.
-            roll, jitter_roll = self._rng.random(), self._rng.random()
+            roll, jitter_roll = rng.random(), rng.random()
         latency = s.latency_ms + s.latency_jitter_ms * (2 * jitter_roll - 1)
         outcome: FaultOutcome = "ok"
         if roll < s.drop_rate:

@@ -11,8 +11,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST
-from .config import ServerConfig, build_keys, key_label
+from .config import DEFAULT_UPSTREAM_TIMEOUT_S, ServerConfig, build_keys, key_label
 from .faults import FaultSettings
+from .protocol import ConnectionGuard
 
 if TYPE_CHECKING:
     import uvicorn
@@ -47,7 +48,7 @@ class ServerHandle:
             raise
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
-        uv_config = uvicorn.Config(
+        uv_config = config.guard.uvicorn_config(
             app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
         )
         self._server: uvicorn.Server = uvicorn.Server(uv_config)
@@ -164,13 +165,21 @@ def local_server(
     host: str = LOCAL_HOST,
     rpm_window_s: float = 60.0,
     v2_expiry_s: float = 3600.0,
+    admin_key: str | None = None,
+    upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
+    guard: ConnectionGuard | None = None,
     **faults: Any,
 ) -> ServerHandle:
     """Start a Segmind-compatible server on a background thread and return its handle.
 
     `backend` None picks "smollm2" when llama_cpp and the GGUF are installed, else "scripted".
     `api_key` None generates `SG_local_<hex>`; `keys` adds more keys (a list, or {key: credits}).
+    `admin_key` lets HTTP callers holding it read every key's stats and change every key's faults
+    and balance; without it each key's admin calls are scoped to that key (README, "Admin routes").
+    `upstream_timeout_s` bounds each call to the upstream backend. `guard` sets connection limits
+    (header/body timeouts, connections per client, total connections; see `protocol.py`).
     Extra keyword arguments are fault settings (latency_ms, fail_rate, rate_429, drop_rate, ...).
+    Raises ValueError for a bad setting.
     """
     from .backends import default_backend
 
@@ -189,5 +198,8 @@ def local_server(
         cost_per_token=cost_per_token,
         faults=FaultSettings().updated(faults),
         v2_expiry_s=v2_expiry_s,
+        admin_key=admin_key,
+        upstream_timeout_s=upstream_timeout_s,
+        guard=guard or ConnectionGuard(),
     )
     return ServerHandle(config, host=host, port=port)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,14 @@ from .ratelimit import retry_after_header
 from .responses import ApiError, completion_body, new_request_id
 from .state import ServerState
 from .tokencount import count_messages
-from .validation import BodyError, ChatRequest, check_context, parse_json_body, validate_chat
+from .validation import (
+    BodyError,
+    ChatRequest,
+    check_context,
+    openai_options,
+    parse_json_body,
+    validate_chat,
+)
 
 _INLINE_COUNT_CHARS = 20_000
 
@@ -39,7 +46,7 @@ async def admit(state: ServerState, request: Request, slug: str | None) -> Admit
     """Run the checks; raise ApiError with the first failing status. `slug` None: OpenAI route
     (the model comes from the body)."""
     label = state.authenticate(request)
-    decision = state.faults.decide()
+    decision = state.faults.decide(label)
     await _injected_fault(decision)
 
     wait = state.limiter.acquire(label)
@@ -101,6 +108,10 @@ async def generate(state: ServerState, admitted: Admitted) -> tuple[dict[str, An
 def _backend_error(exc: BackendError) -> ApiError:
     if exc.status == 422:
         return ApiError(422, f"Validation error: {exc}")
+    if exc.status == 424:  # the upstream refused our configuration: final, see upstream.py
+        return ApiError(424, str(exc), {"x-should-retry": "false"})
+    if exc.status == 504:
+        return ApiError(504, f"Upstream timed out: {exc}")
     if exc.status == 429:
         return ApiError(429, f"Rate limit exceeded: {exc}", {"Retry-After": exc.retry_after or "1"})
     return ApiError(500, f"Server had some issue with processing: {exc}")
@@ -132,11 +143,15 @@ def _parse(state: ServerState, request: Request, *, openai: bool) -> ChatRequest
         )
     try:
         body = parse_json_body(request.scope.get(BODY_KEY, b""))
-        return validate_chat(
+        chat = validate_chat(
             body,
             context_window=state.config.context_window,
             default_max_tokens=state.config.default_max_tokens,
             require_model=openai,
         )
+        if not openai:
+            return chat  # Segmind routes ignore `stream` and OpenAI-only fields (CONTRACT §2, §5)
+        stream, stream_usage = openai_options(body)
+        return replace(chat, stream=stream, stream_usage=stream_usage)
     except BodyError as exc:
         raise ApiError(422, f"Validation error: {exc}") from None

@@ -25,6 +25,8 @@ from .stats import Stats
 class ServerState:
     config: ServerConfig
     keyring: KeyRing
+    # The operator's key for the admin routes only (no account, refused on inference routes).
+    admin: KeyRing
     ledger: Ledger
     limiter: RpmLimiter
     faults: FaultInjector
@@ -38,6 +40,7 @@ class ServerState:
         return cls(
             config=config,
             keyring=KeyRing(config.keys),
+            admin=KeyRing([config.admin_key] if config.admin_key else []),
             ledger=Ledger({key_label(k): v for k, v in config.keys.items()}, db=config.db),
             limiter=RpmLimiter(config.rpm, config.rpm_window_s),
             faults=FaultInjector(config.faults),
@@ -55,6 +58,14 @@ class ServerState:
         conn.scope[LABEL_KEY] = label
         return label
 
+    def admin_scope(self, conn: HTTPConnection) -> str | None:
+        """Whose state an admin route may read or change: None for the admin key (every key's),
+        else the calling key's label (its own only). ApiError(401) for any other key."""
+        presented = presented_key(conn)
+        if self.admin.match(presented) is not None:
+            return None
+        return self.authenticate(conn)
+
     def add_key(self, api_key: str, credits: float) -> str:
         label = self.keyring.add(api_key)
         self.ledger.add_account(label, credits)
@@ -62,6 +73,10 @@ class ServerState:
 
     def stats_dict(self) -> dict[str, Any]:
         return self.stats.as_dict(self.ledger, self.keyring.labels)
+
+    def stats_dict_for(self, label: str) -> dict[str, Any]:
+        """The figures of one key, in the shape of `stats_dict` (others' are never included)."""
+        return self.stats.as_dict_for(self.ledger, label)
 
     def balance(self, label: str) -> Decimal:
         return self.ledger.balance(label)

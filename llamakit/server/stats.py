@@ -34,10 +34,18 @@ class Stats:
         with self._lock:
             self._dropped[label or ""] += 1
 
-    def as_dict(self, ledger: Ledger, labels: list[str]) -> dict[str, Any]:
+    def as_dict_for(self, ledger: Ledger, label: str) -> dict[str, Any]:
+        """One key's figures, as `as_dict` would give them if that key were the only one."""
+        own = self._per_key_dict(ledger, [label])
+        return {
+            **{k: v for k, v in own[label].items() if k != "balance"},
+            "per_key": own,
+        }
+
+    def _per_key_dict(self, ledger: Ledger, labels: list[str]) -> dict[str, dict[str, Any]]:
         accounts = ledger.snapshot()
         with self._lock:
-            per_key = {
+            return {
                 label: {
                     "requests": dict(self._per_key.get(label, {})),
                     "billed_calls": self._billed[label],
@@ -47,6 +55,10 @@ class Stats:
                 }
                 for label in labels
             }
+
+    def as_dict(self, ledger: Ledger, labels: list[str]) -> dict[str, Any]:
+        per_key = self._per_key_dict(ledger, labels)
+        with self._lock:
             return {
                 "requests": dict(self._requests),
                 "billed_calls": sum(self._billed.values()),

@@ -37,6 +37,9 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     model: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # OpenAI route only: answer as Server-Sent Events, and end them with a usage chunk.
+    stream: bool = False
+    stream_usage: bool = False
 
     def sampling(self) -> dict[str, Any]:
         """The sampling parameters that were given (for backends that forward them)."""
@@ -118,6 +121,58 @@ def validate_chat(
         response_format=_response_format(body.get("response_format")),
         model=model if isinstance(model, str) else None,
     )
+
+
+# Fields of OpenAI's chat API that this server cannot honour. On the OpenAI route each is refused
+# with a 422 that names it, rather than silently answered as if it had not been sent; the Segmind
+# routes ignore unknown fields, as the gateway does (CONTRACT §2).
+_UNSUPPORTED = {
+    "tools": "tool calling is not supported by this server; remove `tools`",
+    "tool_choice": "tool calling is not supported by this server; remove `tool_choice`",
+    "functions": "function calling is not supported by this server; remove `functions`",
+    "function_call": "function calling is not supported by this server; remove `function_call`",
+    "logprobs": "log probabilities are not available from this server; remove `logprobs`",
+    "top_logprobs": "log probabilities are not available from this server; remove `top_logprobs`",
+    "audio": "audio output is not supported by this server; remove `audio`",
+}
+# Values that mean "not asked for", accepted for each of those fields.
+_NOT_ASKED: dict[str, tuple[Any, ...]] = {
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "audio": (None,),
+}
+
+
+def openai_options(body: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Check the OpenAI-only fields of `body`; return (stream, include usage in the stream).
+    Raises BodyError naming the field that is malformed or asks for something unsupported."""
+    for name, problem in _UNSUPPORTED.items():
+        value = body.get(name)
+        if not any(value == ok and type(value) is type(ok) for ok in _NOT_ASKED[name]):
+            raise BodyError(name, problem)
+    modalities = body.get("modalities")
+    if modalities not in (None, ["text"]):
+        raise BodyError("modalities", 'only ["text"] is supported')
+    stream = body.get("stream")
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BodyError("stream", f"must be true or false, got {_type_name(stream)}")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not stream:
+        raise BodyError("stream_options", "is only allowed when stream is true")
+    if not isinstance(options, dict):
+        raise BodyError("stream_options", f"must be an object, got {_type_name(options)}")
+    usage = options.get("include_usage", False)
+    if not isinstance(usage, bool):
+        raise BodyError("stream_options.include_usage", "must be true or false")
+    return stream, usage
 
 
 def check_context(prompt_tokens: int, req: ChatRequest, context_window: int) -> None:

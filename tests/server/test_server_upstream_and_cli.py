@@ -42,14 +42,16 @@ def test_upstream_forwards_to_an_openai_compatible_server(make_server):
         assert cut["choices"][0]["finish_reason"] == "length"
 
 
-def test_upstream_failures_are_500_and_not_billed(make_server):
+def test_upstream_failures_are_not_billed_and_a_rejected_key_is_final(make_server):
     upstream = make_server(api_key="SG_up", fail_rate=1.0)
     front = make_server(
         backend="upstream", upstream_url=upstream.url + "/v1", upstream_api_key="SG_wrong_key"
     )
     with http(front) as c:
         r = c.post(CHAT, json=chat_body())
-        assert r.status_code == 500 and "401" in r.json()["error"]
+        # 424, a 4xx: no client retries it; the message says whose configuration is wrong.
+        assert r.status_code == 424 and "rejected this server's configuration" in r.json()["error"]
+        assert r.headers["x-should-retry"] == "false"
         front_bad = make_server(
             backend="upstream", upstream_url=upstream.url + "/v1", upstream_api_key="SG_up"
         )

@@ -43,5 +43,10 @@ def make_backend(config: ServerConfig) -> Backend:
             raise ValueError(
                 "the upstream backend needs upstream_url (an OpenAI-compatible base URL)"
             )
-        return UpstreamBackend(config.upstream_url, config.upstream_api_key, config.upstream_model)
+        return UpstreamBackend(
+            config.upstream_url,
+            config.upstream_api_key,
+            config.upstream_model,
+            timeout=config.upstream_timeout_s,
+        )
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")

@@ -1,0 +1,57 @@
+"""Keeping the operator's upstream credentials out of everything the server sends back or logs.
+
+An upstream may echo the key it was sent (in an error message, or in a hostile completion), and the
+upstream URL may carry `user:password@`. Whatever comes from the upstream passes through `Scrubber`
+before a caller, a log line or a client's store can see it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+
+MASK = "***"
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """(`url` without `user:password@`, user, password); the parts are None when absent."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return clean, user or None, password if sep else None
+
+
+def public_url(url: str) -> str:
+    """`url` safe to show: its credentials (if any) are dropped."""
+    return split_userinfo(url)[0]
+
+
+class Scrubber:
+    """Replaces each secret, in any letter case and in the encodings it travels in (percent-encoded,
+    base64 alone or as HTTP Basic `user:secret`), by `***`."""
+
+    def __init__(self, secrets: Iterable[str | None], *, users: Iterable[str | None] = ()) -> None:
+        forms: set[str] = set()
+        for secret in (s for s in secrets if s):
+            forms |= {secret, quote(secret, safe=""), quote_plus(secret)}
+            for user in [*(u for u in users if u), ""]:
+                basic = f"{user}:{secret}".encode()
+                forms.add(base64.b64encode(basic).decode())
+            forms.add(base64.b64encode(secret.encode()).decode().rstrip("="))
+            forms.add(base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="))
+        # Longest first, so a form that contains another is masked whole.
+        ordered = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+        self._pattern = (
+            re.compile("|".join(re.escape(f) for f in ordered), re.IGNORECASE) if ordered else None
+        )
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern is not None else text
+
+    def __repr__(self) -> str:
+        return "Scrubber(***)"
