@@ -137,11 +137,11 @@ def bench_scripted(requests: int, concurrency: int) -> None:
 
 
 def bench_smollm2(calls: int, max_tokens: int) -> None:
-    from llamakit.server.backends.smollm2 import find_gguf
+    from llamakit.server.backends.smollm2 import find_gguf, open_llama
 
     path = find_gguf()
     try:
-        import llama_cpp
+        import llama_cpp  # noqa: F401
     except ImportError:
         path = None
     if path is None:
@@ -150,7 +150,7 @@ def bench_smollm2(calls: int, max_tokens: int) -> None:
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": 1}
     warm = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     # Same settings as the backend (n_ctx, verbose, default threads), llama.cpp called directly.
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, verbose=False, seed=0)
+    llm = open_llama(path)
     llm.create_chat_completion(**warm)
     served = [0, 0.0]
     direct = [0, 0.0]

@@ -59,3 +59,11 @@ def test_prompt_beyond_the_small_models_context_is_422_not_retryable_500(smol):
         r = c.post(CHAT, json=chat_body("word " * 3000, max_tokens=8))
     assert r.status_code == 422
     assert "2048" in r.json()["error"]
+
+
+def test_amx_flag_is_read_from_cpu_flags_only():
+    from llamakit.server.backends.smollm2 import cpu_has_amx
+
+    assert cpu_has_amx("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile amx_int8\n")
+    assert not cpu_has_amx("processor\t: 0\nflags\t\t: fpu sse2 avx2\n")
+    assert not cpu_has_amx("model name\t: amx_tile lookalike\nflags\t\t: fpu\n")

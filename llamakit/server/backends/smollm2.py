@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,15 +37,60 @@ def find_gguf() -> Path | None:
     return None
 
 
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """True when the CPU advertises Intel AMX tiles (``amx_tile`` in /proc/cpuinfo's flags)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    return any(
+        line.startswith("flags") and "amx_tile" in line.split() for line in cpuinfo.splitlines()
+    )
+
+
+@contextlib.contextmanager
+def _plain_weight_buffers() -> Iterator[None]:
+    """While a Llama is built, ask llama.cpp to keep weights in plain CPU buffers.
+
+    Why: on CPUs with AMX, llama.cpp (as built by llama-cpp-python 0.3.36) repacks q4_1 weights
+    into its AMX "extra buffer" and then segfaults in ``llama_decode`` on any batch of more than
+    one token. ``use_extra_bufts = False`` is llama.cpp's own ``--no-repack``; llama-cpp-python
+    builds its model params from ``llama_model_default_params()`` without exposing the field, so
+    the defaults are wrapped for the duration of the load (callers hold ``_models_lock``).
+    """
+    import llama_cpp.llama as llama_module
+
+    original = llama_module.llama_cpp.llama_model_default_params
+
+    def no_repack() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = no_repack
+    try:
+        yield
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = original
+
+
+def open_llama(path: Path, n_ctx: int = N_CTX) -> Any:
+    """A ``llama_cpp.Llama`` for ``path`` that is safe on this CPU (see `_plain_weight_buffers`)."""
+    from llama_cpp import Llama
+
+    guard = _plain_weight_buffers() if cpu_has_amx() else contextlib.nullcontext()
+    with guard:
+        return Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, seed=0)
+
+
 class LoadedModel:
     """One llama_cpp.Llama plus the single thread that is allowed to use it."""
 
     def __init__(self, path: Path, n_ctx: int = N_CTX) -> None:
-        from llama_cpp import Llama
-
         self.path = path
         self.n_ctx = n_ctx
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, seed=0)
+        self.llm = open_llama(path, n_ctx)
         self.lock = threading.Lock()  # also guards direct callers outside the executor
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamakit-smollm2")
 
