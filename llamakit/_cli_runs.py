@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._cli_args import store_path
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "runs", help="list runs in the store", description="List every run in the store."
     )
-    parser.add_argument("--store", default=None, metavar="PATH", help="SQLite store path")
+    parser.add_argument(
+        "--store", default=None, type=store_path, metavar="PATH", help="SQLite store path"
+    )
+    parser.add_argument("--wide", action="store_true", help="print every column")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from ._cli_tables import compact_runs, render
     from .run import runs
     from .store import Store
 
@@ -24,6 +28,5 @@ def run(args: argparse.Namespace) -> int:
     if frame.empty:
         print("no runs yet")
         return 0
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(frame.to_string(index=False))
+    print(render(frame if args.wide else compact_runs(frame), index=False))
     return 0

@@ -19,6 +19,7 @@ RESULT_COLUMNS = [
     "params",
     "repeat",
     "model",
+    "source",
     "prompt",
     "response",
     "finish_reason",
@@ -60,8 +61,13 @@ def _score(value: Any) -> float:
     return float(value)
 
 
-def results_frame(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]) -> Any:
-    """The results DataFrame: contract columns, expected* columns, then ``score_<name>`` columns."""
+def results_frame(
+    rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str], *, source: str | None = None
+) -> Any:
+    """The results DataFrame: contract columns, expected* columns, then ``score_<name>`` columns.
+
+    ``source`` (who answered: the hosted API's URL or ``llamakit-local/<backend>``) fills the column
+    next to ``model``, which names only the model asked for."""
     import pandas as pd
 
     records = []
@@ -79,6 +85,7 @@ def results_frame(rows: Sequence[Mapping[str, Any]], scorer_names: Sequence[str]
             "params": r["params"],
             "repeat": r["repeat"],
             "model": r["model"],
+            "source": source,
             "prompt": r["prompt"],
             "response": r["text"] if done else None,
             "finish_reason": r["finish_reason"] if done else None,

@@ -16,6 +16,7 @@ from typing import Any
 from .._defaults import ENV_HOME
 from ._connection import Database
 from ._migrations import migrate
+from ._paths import check_store_path
 
 DB_FILENAME = "llamakit.db"
 
@@ -128,10 +129,14 @@ def _insert_sql(table: str, columns: Sequence[str], verb: str = "INSERT") -> str
 
 
 class Store:
-    """The SQLite store. ``Store()`` opens the default path; ``Store(path)`` any file."""
+    """The SQLite store. ``Store()`` opens the default path; ``Store(path)`` any file.
+
+    Raises ValidationError when the path is a folder, not an SQLite database, or under a file.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
+        check_store_path(self.path, from_home=path is None and bool(os.environ.get(ENV_HOME)))
         self._db = Database(self.path)
         migrate(self._db)
 
