@@ -66,7 +66,10 @@ def run_demo(args: argparse.Namespace) -> int:
     png_path = out / "credit_spend.png"
     figure.savefig(png_path, dpi=120, bbox_inches="tight")
 
-    print(f"\nRun {run.id}: {run.status}, {run.credits_spent:.6f} credits spent")
+    print(
+        f"\nRun {run.id}: {run.status}, {run.credits_spent:.6f} credits spent; "
+        f"model {run.model}, answered by {run.source or 'unknown'}"
+    )
     summary = run.summary()
     print(render(summary if args.wide else compact_summary(summary)))
     print(f"\nresults table: {csv_path}\ncredit-spend plot: {png_path}")

@@ -13,16 +13,46 @@ RUNS_COMPACT = ["run_id", "name", "source", "status", "started_at", "cells_done"
 
 
 def compact_summary(summary: Any) -> Any:
-    """Score means with their 95% CI, the count, errors, median latency and credits; ``score_``
-    dropped from the names."""
-    keep = [c for c in ("n", "errors") if c in summary.columns]
+    """One column per scorer, ``mean [95% CI]``, then the count, errors, median latency (s) and
+    credits. The full table (pass@k, consistency, tokens, ...) is ``--wide`` or ``run.summary()``."""
+    import pandas as pd
+
+    table = pd.DataFrame(index=summary.index)
+    for column in ("n", "errors"):
+        if column in summary.columns:
+            table[column] = summary[column]
     for column in summary.columns:
-        if column.startswith("score_") and column.endswith(("_mean", "_ci_low", "_ci_high")):
-            keep.append(column)
-    keep += [c for c in ("latency_p50", "credits") if c in summary.columns]
-    table = summary[keep].copy()
-    table.columns = [c.removeprefix("score_") for c in keep]
-    return table.round(4)
+        if column.startswith("score_") and column.endswith("_mean"):
+            stem = column.removesuffix("_mean")
+            low, high = summary.get(f"{stem}_ci_low"), summary.get(f"{stem}_ci_high")
+            table[stem.removeprefix("score_")] = [
+                _mean_ci(m, lo, hi)
+                for m, lo, hi in zip(
+                    summary[column],
+                    low if low is not None else [None] * len(summary),
+                    high if high is not None else [None] * len(summary),
+                    strict=True,
+                )
+            ]
+    if "latency_p50" in summary.columns:
+        table["latency_p50_s"] = summary["latency_p50"].round(2)
+    if "credits" in summary.columns:
+        table["credits"] = summary["credits"].round(6)
+    return table
+
+
+def _mean_ci(mean: Any, low: Any, high: Any) -> str:
+    import math
+
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if (
+        low is None
+        or high is None
+        or any(isinstance(v, float) and math.isnan(v) for v in (low, high))
+    ):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def compact_runs(frame: Any) -> Any:

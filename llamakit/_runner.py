@@ -259,6 +259,7 @@ class Runner:
             c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
         )
         queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+        self.bar.begin(self.done)
         self.sends = bool(queue)
         status = "failed"
         hook = lambda: None  # noqa: E731
