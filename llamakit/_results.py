@@ -49,6 +49,7 @@ RUNS_COLUMNS = [
     "cells_done",
     "errors",
     "credits_spent",
+    "judge_credits",
     "balance_before",
     "balance_after",
     "spend_source",
@@ -137,6 +138,6 @@ def runs_frame(rows: Sequence[Mapping[str, Any]]) -> Any:
         frame[col] = pd.to_datetime(frame[col].astype("float64"), unit="s", utc=True)
     for col in ("cells_total", "cells_done", "errors"):
         frame[col] = frame[col].astype("int64")
-    for col in ("credits_spent", "balance_before", "balance_after"):
+    for col in ("credits_spent", "judge_credits", "balance_before", "balance_after"):
         frame[col] = frame[col].astype("float64")
     return frame

@@ -91,6 +91,15 @@ def run_spend(store: Store, run_id: str) -> dict[str, Any]:
     }
 
 
+def judge_spend(store: Store, run_id: str) -> float:
+    """Credits this run paid for its judges' grading calls (attributed per call; 0 if none)."""
+    sql = """SELECT COALESCE(SUM(r.credits), 0) AS c FROM responses r
+             WHERE r.run_id = ? AND r.cell_key IN (
+               SELECT j.value FROM run_cells c, json_each(c.judge_keys) j
+               WHERE c.run_id = ? AND c.judge_keys IS NOT NULL)"""
+    return float(store.query(sql, (run_id, run_id))[0]["c"])
+
+
 class Run:
     """A run of an experiment. Live runs update as cells finish; loaded runs read the store.
 
@@ -224,7 +233,8 @@ class Run:
 
 def runs(store: Store | None = None) -> Any:
     """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
-    or ``llamakit-local/<backend>``), its cells, errors and credit spend."""
+    or ``llamakit-local/<backend>``), its cells, errors and credit spend (``judge_credits``: the
+    part of ``credits_spent`` paid for judges' grading calls)."""
     from ._results import runs_frame
     from ._sources import recorded_source
     from .store import Store
@@ -238,6 +248,7 @@ def runs(store: Store | None = None) -> Any:
                 **run_spend(store, row["run_id"]),
                 "status": effective_status(store, row),
                 "source": recorded_source(row.get("config")),
+                "judge_credits": judge_spend(store, row["run_id"]),
             }
         )
     return runs_frame(rows)
