@@ -87,6 +87,11 @@ def scores(run: Any, metric: str | None = None, ax: Axes | None = None) -> Axes:
     # Labels keep a zero mean visible: a bar of height 0 is otherwise just missing.
     ax.bar_label(bars, labels=[f"{m:.2f}" for m in table["mean"]], padding=2, fontsize=8)
     ax.set_xticks(list(x), table.index.astype(str))
+    # Scores live in [0, 1]: a fixed axis keeps an all-zero run at the bottom of a readable chart
+    # (autoscale would centre it on a negative axis) and makes charts of two runs comparable.
+    top = max(1.0, float(table["ci_high"].max()))
+    bottom = min(0.0, float(table["ci_low"].min()))
+    ax.set_ylim(bottom, top * 1.1)
     ax.set_ylabel(f"mean {col} (95% CI)")
     ax.set_xlabel("variant")
     ax.set_title(f"{title}: {col}")
@@ -135,7 +140,9 @@ def paired(run: Any, a: str, b: str, metric: str | None = None, ax: Axes | None 
             f" (W/L/T {summary.wins}/{summary.losses}/{summary.ties})"
         )
     pad = 0.1 * ((hi - lo) or 1.0)
-    ax.set_ylim(lo - pad, hi + pad)
+    # A difference of two scores in [0, 1] lies in [-1, 1]: never draw the axis beyond it.
+    bound = 1.05 * max(1.0, abs(lo), abs(hi))
+    ax.set_ylim(max(lo - pad, -bound), min(hi + pad, bound))
     ax.set_title(title, fontsize=10)
     return ax
 

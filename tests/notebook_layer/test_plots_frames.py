@@ -105,3 +105,14 @@ def test_plots_draw_on_a_given_axes_and_never_show(results_frame, monkeypatch) -
     assert plots.paired(df, "a", "b", ax=axes[2]) is axes[2]
     assert plots.latency(df, ax=axes[3]) is axes[3]
     assert len(plt.get_fignums()) == 1
+
+
+def test_score_axes_stay_in_the_metric_range_even_when_every_score_is_zero(results_frame) -> None:
+    zeros = results_frame({"a": [0, 0, 0], "b": [0, 0, 0]})
+    low, high = plots.scores(zeros, metric="exact").get_ylim()
+    assert low == 0 and 1 <= high <= 1.1  # never a negative score axis
+    low, high = plots.paired(zeros, "a", "b", metric="exact").get_ylim()
+    assert -1.05 <= low < 0 < high <= 1.05
+    spread = results_frame({"a": [1, 1, 1, 1], "b": [0, 0, 0, 0]})
+    low, high = plots.paired(spread, "a", "b", metric="exact").get_ylim()
+    assert low >= -1.05 and high <= 1.05
