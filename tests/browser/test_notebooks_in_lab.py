@@ -25,6 +25,26 @@ _RESPONSE_TEXT_JS = """card => {
 }"""
 
 
+# The transcript's scroll box: is it scrolled so that the newest turn is fully visible?
+_SCROLL_STATE_JS = """box => {
+  const turns = box.querySelectorAll('.llamakit-chat-user, .llamakit-chat-assistant');
+  const newest = turns[turns.length - 1].getBoundingClientRect();
+  const seen = box.getBoundingClientRect();
+  return {overflows: box.scrollHeight > box.clientHeight + 1,
+          newest_in_view: newest.bottom <= seen.bottom + 1 && newest.top >= seen.top - 1,
+          scrollTop: box.scrollTop, scrollHeight: box.scrollHeight, clientHeight: box.clientHeight};
+}"""
+# A code block in a reply: it scrolls sideways itself, inside its bubble, and the panel does not.
+_CODE_WIDTH_JS = """pre => {
+  const bubble = pre.closest('.llamakit-chat-assistant').getBoundingClientRect();
+  const panel = pre.closest('.llamakit-chat');
+  const box = pre.getBoundingClientRect();
+  return {code_scrolls: pre.scrollWidth > pre.clientWidth,
+          inside_bubble: box.right <= bubble.right + 1 && box.left >= bubble.left - 1,
+          panel_overflows: panel.scrollWidth > panel.clientWidth + 1};
+}"""
+
+
 def _credits(text: str) -> float:
     match = re.search(r"(\d+\.\d+)", text)
     assert match, f"no credit figure in {text!r}"
@@ -44,8 +64,11 @@ def test_chat_panel_send_and_undo(notebook: Any, artifacts: Path, capsys: Any) -
     notebook.run_all()
     page = notebook.page
 
-    panel = page.locator(".llamakit-chat")
-    expect(panel).to_have_count(1)  # the notebook displays one panel (bad_panel is never shown)
+    panels = page.locator(".llamakit-chat")
+    expect(panels).to_have_count(2)  # the chat panel, and bad_panel showing a 401
+    panel, bad_panel = panels.first, panels.last
+    expect(bad_panel.locator(".llamakit-chat-error")).to_contain_text("AuthenticationError (401)")
+    expect(bad_panel.locator(".llamakit-chat-user")).to_have_count(0)
     transcript = panel.locator(".llamakit-chat-transcript")
     turns = transcript.locator(".llamakit-chat-user, .llamakit-chat-assistant")
     credits = panel.locator(".llamakit-credits")
@@ -74,7 +97,25 @@ def test_chat_panel_send_and_undo(notebook: Any, artifacts: Path, capsys: Any) -
     panel.locator(".llamakit-undo").click()
     expect(turns).to_have_count(2, timeout=WAIT_MS)
     expect(transcript).not_to_contain_text(question)
-    _report(capsys, "01_chat (open, run all, send, undo)", started)
+
+    # Five more exchanges, one of them a reply with a code line wider than any panel.
+    for i, text in enumerate(["What is 2 + 2?", "Show me some code", "What is 3 * 7?",
+                              "Who are you?", "What is 10 - 4?"]):  # fmt: skip
+        field.fill(text)
+        field.press("Enter")
+        expect(turns).to_have_count(4 + 2 * i, timeout=WAIT_MS)
+    view = panel.locator(".llamakit-chat-scroll").evaluate(_SCROLL_STATE_JS)
+    assert view["overflows"], f"the transcript should be taller than its box: {view}"
+    assert view["newest_in_view"], f"the newest reply is scrolled out of view: {view}"
+    panel.screenshot(path=str(artifacts / "chat-panel-five-exchanges.png"))
+    code = transcript.locator(".llamakit-chat-assistant pre").first
+    code.scroll_into_view_if_needed()
+    width = code.evaluate(_CODE_WIDTH_JS)
+    assert width["code_scrolls"], f"the long code line should scroll inside its block: {width}"
+    assert width["inside_bubble"] and not width["panel_overflows"], width
+    expect(code).to_contain_text("<b>not bold</b>")  # HTML in a reply is shown, not interpreted
+    panel.screenshot(path=str(artifacts / "chat-code-reply.png"))
+    _report(capsys, "01_chat (open, run all, send, undo, five more, code)", started)
 
 
 def test_compare_prompts_progress_and_comparison(
@@ -102,7 +143,7 @@ def test_compare_prompts_progress_and_comparison(
     expect(compare).to_have_count(1)
     cards = compare.locator(".llamakit-compare-card")
     expect(cards).to_have_count(3, timeout=WAIT_MS)
-    assert [h.inner_text() for h in cards.locator("h4").all()] == ["bare", "one_word", "tutor"]
+    assert [h.inner_text() for h in cards.locator("h4").all()] == ["bare", "terse", "step_by_step"]
     expect(cards.locator(".llamakit-error")).to_have_count(0)
     for card in cards.all():
         assert card.evaluate(_RESPONSE_TEXT_JS).strip(), f"no response in {card.inner_text()!r}"
