@@ -61,12 +61,20 @@ def _budget(text: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     # LlamakitError and Ctrl-C end in one line each, printed by llamakit.cli.main.
+    from .errors import ValidationError
     from .spec import load_spec
     from .store import Store
 
     spec = load_spec(args.spec)
     experiment = spec.experiment()
     budget = _budget(args.budget if args.budget is not None else spec.budget)
+    if args.budget is None and isinstance(budget, (int, float)) and budget <= 0:
+        # Same rule as --budget: a zero budget sends nothing, so "rerun to resume" would loop.
+        raise ValidationError(
+            f"{spec.path.name}: budget must be more than 0 credits (USD), got {budget!r}; "
+            "remove it for no limit",
+            field="budget",
+        )
     concurrency = args.concurrency or spec.concurrency or 8
     store = Store(args.store) if args.store else Store()
     client = None

@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 # Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
 # estimate's fallback until the store has observed latencies for the hosted API.
 PUBLISHED_LATENCY_S = 1.33946
-# Fallbacks for the local stand-in until the store has seen it answer. SmolLM2 answers one call at a
-# time, so its calls add up whatever the concurrency; the figure is the demo's mean per call (64
-# tokens) measured with `llamakit demo` on a 2-core machine.
-LOCAL_CALL_S = {"llamakit-local/smollm2": 4.0, "llamakit-local/scripted": 0.005}
+# Fallbacks for the local stand-in until the store has seen it answer (then the observed latency
+# replaces them). SmolLM2 answers one call at a time, so its calls add up whatever the concurrency;
+# ~50 tokens/s on 2 cores (README) makes a 64-token reply and its prompt about 2 s. Scripted replies
+# take milliseconds.
+LOCAL_CALL_S = {"llamakit-local/smollm2": 2.0, "llamakit-local/scripted": 0.005}
 SERIAL_SOURCES = ("llamakit-local/smollm2",)
 
 

@@ -90,6 +90,19 @@ def test_paths_that_cannot_work_are_refused_before_any_call(
     assert not_a_db.read_text() == "not a database\n"  # refused, never overwritten
 
 
+def test_a_zero_budget_in_the_spec_is_refused_like_the_flag(
+    hosted_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "zero.yaml"
+    spec.write_text(DATA.joinpath("demo.yaml").read_text().replace("concurrency: 4", "budget: 0"))
+    spec.with_name("capitals.csv").write_text(DATA.joinpath("capitals.csv").read_text())
+    err = _refused(["run", str(spec), "--no-progress"], capsys)
+    assert "zero.yaml: budget must be more than 0" in err
+    assert main(["run", str(spec), "--no-progress", "--budget", "0.01"]) in (0, 3)  # the flag wins
+    capsys.readouterr()
+    assert hosted_env.stats()["billed_calls"] > 0
+
+
 @pytest.mark.parametrize("command", [["runs"], ["run", DEMO, "--no-progress"]])
 def test_llamakit_home_at_a_file_is_named_with_the_fix(
     command: list[str],
