@@ -285,10 +285,12 @@ class ChatPanel(widgets.VBox):
         )
         status.layout.justify_content = "flex-start"
         status.layout.grid_gap = "1.5em"
+        controls = row([self.temperature, self.max_tokens, self.endpoint_label])
+        controls.layout.flex_flow = "row wrap"  # a narrow panel wraps its controls, never overflows
         return [
             widgets.HTML(_CSS),
             self.system,
-            row([self.temperature, self.max_tokens, self.endpoint_label]),
+            controls,
             self.scroll_box,
             row([self.input, self.send_button, self.undo_button, self.new_button]),
             status,

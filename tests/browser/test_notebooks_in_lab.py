@@ -38,10 +38,15 @@ _SCROLL_STATE_JS = """box => {
 _CODE_WIDTH_JS = """pre => {
   const bubble = pre.closest('.llamakit-chat-assistant').getBoundingClientRect();
   const panel = pre.closest('.llamakit-chat');
+  const scroll = pre.closest('.llamakit-chat-scroll');
   const box = pre.getBoundingClientRect();
+  const notebook = pre.closest('.jp-WindowedPanel-outer') || pre.closest('.jp-Notebook');
+  const edge = panel.getBoundingClientRect().right;
   return {code_scrolls: pre.scrollWidth > pre.clientWidth,
           inside_bubble: box.right <= bubble.right + 1 && box.left >= bubble.left - 1,
-          panel_overflows: panel.scrollWidth > panel.clientWidth + 1};
+          bubble_inside_panel: bubble.right <= edge + 1,
+          transcript_overflows: scroll.scrollWidth > scroll.clientWidth + 1,
+          notebook_scrolls_sideways: notebook.scrollWidth > notebook.clientWidth + 1};
 }"""
 
 
@@ -112,7 +117,8 @@ def test_chat_panel_send_and_undo(notebook: Any, artifacts: Path, capsys: Any) -
     code.scroll_into_view_if_needed()
     width = code.evaluate(_CODE_WIDTH_JS)
     assert width["code_scrolls"], f"the long code line should scroll inside its block: {width}"
-    assert width["inside_bubble"] and not width["panel_overflows"], width
+    assert width["inside_bubble"] and width["bubble_inside_panel"], width
+    assert not width["transcript_overflows"] and not width["notebook_scrolls_sideways"], width
     expect(code).to_contain_text("<b>not bold</b>")  # HTML in a reply is shown, not interpreted
     panel.screenshot(path=str(artifacts / "chat-code-reply.png"))
     _report(capsys, "01_chat (open, run all, send, undo, five more, code)", started)
