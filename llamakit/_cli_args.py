@@ -94,3 +94,14 @@ def store_path(text: str) -> str:
     except ValueError as exc:  # ValidationError is a ValueError
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def existing_store(text: str) -> str:
+    """A store to read (``runs``, ``export``): it must exist, or a typo would create an empty one
+    and report "no runs"."""
+    if not Path(text).expanduser().exists():
+        raise argparse.ArgumentTypeError(
+            f"no store at {text}; give the path `llamakit run --store` wrote to (default: "
+            "$LLAMAKIT_HOME/llamakit.db, else ./.llamakit/llamakit.db)"
+        )
+    return store_path(text)

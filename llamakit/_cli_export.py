@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._cli_args import output_file, store_path
+from ._cli_args import existing_store, output_file
 
 
 def add_parser(subparsers: Any) -> None:
@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> None:
         "--csv", required=True, type=output_file, metavar="FILE", help="output CSV path"
     )
     parser.add_argument(
-        "--store", default=None, type=store_path, metavar="PATH", help="SQLite store path"
+        "--store", default=None, type=existing_store, metavar="PATH", help="SQLite store path"
     )
     parser.set_defaults(func=run)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._cli_args import store_path
+from ._cli_args import existing_store
 
 
 def add_parser(subparsers: Any) -> None:
@@ -13,7 +13,7 @@ def add_parser(subparsers: Any) -> None:
         "runs", help="list runs in the store", description="List every run in the store."
     )
     parser.add_argument(
-        "--store", default=None, type=store_path, metavar="PATH", help="SQLite store path"
+        "--store", default=None, type=existing_store, metavar="PATH", help="SQLite store path"
     )
     parser.add_argument("--wide", action="store_true", help="print every column")
     parser.set_defaults(func=run)

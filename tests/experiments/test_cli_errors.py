@@ -80,14 +80,17 @@ def test_paths_that_cannot_work_are_refused_before_any_call(
         (["runs", "--store", str(tmp_path)], "is a folder"),
         (["runs", "--store", str(not_a_db)], "is not an SQLite database"),
         (["export", "r1", "--csv", "x.csv", "--store", str(not_a_db)], "not an SQLite"),
-        (["runs", "--store", str(a_file / "store.db")], "is a file, not a folder"),
+        (["run", DEMO, "--store", str(a_file / "store.db")], "is a file, not a folder"),
         (["demo", "--out", str(a_file)], "is a file"),
+        (["runs", "--store", str(tmp_path / "typo.db")], "no store at"),
+        (["export", "r1", "--csv", "x.csv", "--store", str(tmp_path / "typo.db")], "no store at"),
     ]
     for argv, message in cases:
         err = _refused(argv, capsys)
         assert message in err, (argv, err)
     assert sum(hosted_env.stats()["requests"].values()) == 0
     assert not_a_db.read_text() == "not a database\n"  # refused, never overwritten
+    assert not (tmp_path / "typo.db").exists()  # a read command never creates a store
 
 
 def test_a_zero_budget_in_the_spec_is_refused_like_the_flag(
