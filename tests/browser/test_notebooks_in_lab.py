@@ -163,3 +163,46 @@ def test_compare_prompts_progress_and_comparison(
     expect(cards.first.locator("small").first).not_to_have_text(expected_before, timeout=WAIT_MS)
     compare.screenshot(path=str(artifacts / "compare-view.png"))
     _report(capsys, "02_compare_prompts (open, run all, progress, compare)", started)
+
+
+# Ten real runs in a fresh store (the scripted backend, so it takes seconds), then the plot.
+TEN_RUNS = """\
+import os, tempfile
+os.environ["LLAMAKIT_HOME"] = tempfile.mkdtemp(prefix="llamakit-ten-")
+%matplotlib inline
+import llamakit as lk
+from llamakit import plots
+client = lk.connect(quiet=True)
+for i in range(10):
+    rows = [{"q": f"What is {i} + {j}?"} for j in range(1 + i % 4)]
+    lk.Experiment(f"run-{i:02d}", prompts="{{ q }}", dataset=rows).run(client, progress=False)
+print(len(lk.runs()), "runs")
+ax = plots.credit_spend()
+"""
+_IMAGE_FIT_JS = """img => {
+  const area = img.closest('.jp-OutputArea-output');
+  const notebook = img.closest('.jp-WindowedPanel-outer') || img.closest('.jp-Notebook');
+  return {loaded: img.complete && img.naturalWidth > 0,
+          fits: img.getBoundingClientRect().width <= area.getBoundingClientRect().width + 1,
+          notebook_scrolls_sideways: notebook.scrollWidth > notebook.clientWidth + 1};
+}"""
+
+
+def test_credit_spend_of_ten_runs_in_the_lab(
+    lab: Any, notebook: Any, artifacts: Path, capsys: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from .test_lab_harness import _write_notebook
+
+    started = time.monotonic()
+    _write_notebook(lab.root / "scratch" / "ten_runs.ipynb", TEN_RUNS)
+    notebook.open("scratch/ten_runs.ipynb")
+    notebook.run_all()
+    page = notebook.page
+    expect(page.locator(".jp-OutputArea-output").filter(has_text="10 runs")).to_have_count(1)
+    image = page.locator(".jp-OutputArea-output img").first
+    fit = image.evaluate(_IMAGE_FIT_JS)
+    assert fit["loaded"] and fit["fits"] and not fit["notebook_scrolls_sideways"], fit
+    image.screenshot(path=str(artifacts / "credit-spend-ten-runs.png"))
+    _report(capsys, "credit_spend of ten runs (write, run all, plot)", started)
