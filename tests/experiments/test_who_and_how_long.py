@@ -87,8 +87,9 @@ def test_the_eta_follows_the_rate_of_the_calls_sent_not_the_resumed_cells() -> N
     bar.show(_snapshot(55))  # five calls in 0.5 s: ~10 cells/s, 45 to go
     eta = _eta_seconds(bar)
     bar.close()
-    # ~4.5 s; counting the 50 resumed cells in the rate would say 0 s.
-    assert 3 <= eta <= 9, eta
+    # ~4.5 s (more if the machine is slow to wake from the sleep); counting the 50 resumed cells
+    # in the rate would say 0 s.
+    assert 2 <= eta <= 60, eta
 
 
 def test_cli_tables_are_compact_unless_wide(server, monkeypatch, capsys) -> None:
