@@ -15,7 +15,7 @@ from typing import Any
 def show_errors_in_one_line() -> bool:
     """Install the hook in the running IPython kernel, if any; True if installed. Idempotent."""
     ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or not hasattr(shell, "set_custom_exc"):
         return False
     from .errors import LlamakitError
