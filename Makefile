@@ -8,7 +8,7 @@ EXTRAS := server,local,tokens,notebooks,dev
 export MPLBACKEND := Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint fmt serve lab bench notebooks browser-deps clean
+.PHONY: run test lint fmt serve lab lab-copy lab-reset bench notebooks browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,11 +47,25 @@ browser-deps:
 serve: $(STAMP)
 	$(VENV)/bin/llamakit serve
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+# JupyterLab on copies of the notebooks in $(LAB_DIR)/ (not committed): autosave there cannot
+# change the committed outputs that `make notebooks` compares strictly. Copies are made once and then
+# kept, so your edits survive; `make lab-reset` replaces them with the committed notebooks.
+LAB_DIR ?= .lab
+lab: $(STAMP) lab-copy
+	$(VENV)/bin/jupyter lab $(LAB_DIR)/notebooks
+
+lab-copy:
+	mkdir -p $(LAB_DIR)/notebooks
+	ln -sfn $(CURDIR)/data $(LAB_DIR)/data  # the notebooks read ../data
+	cp -n notebooks/*.ipynb $(LAB_DIR)/notebooks/ 2>/dev/null || true
+	@echo "make lab: working on copies in $(LAB_DIR)/notebooks (the committed notebooks stay as they are)"
+
+lab-reset:
+	rm -rf $(LAB_DIR)/notebooks
+	$(MAKE) lab-copy
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .llamakit results test-artifacts
+	rm -rf $(VENV) .llamakit results test-artifacts $(LAB_DIR)

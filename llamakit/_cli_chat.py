@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from ._cli_args import nonempty_text, positive_int
 
 
 def add_parser(subparsers: Any) -> None:
@@ -13,9 +14,11 @@ def add_parser(subparsers: Any) -> None:
         help="send one message and print the reply and the credits left",
         description="Send one message (hosted API if SEGMIND_API_KEY is set, else a local server).",
     )
-    parser.add_argument("text", help="the user message")
+    parser.add_argument("text", type=nonempty_text, help="the user message")
     parser.add_argument("--system", help="a system prompt")
-    parser.add_argument("--max-tokens", type=int, help="cap on the reply length, in tokens")
+    parser.add_argument(
+        "--max-tokens", type=positive_int, help="cap on the reply length, in tokens"
+    )
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 to 2)")
     parser.add_argument("--model", help="model slug (default llama-v3-8b-instruct)")
     parser.set_defaults(func=run)
@@ -23,7 +26,6 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ._connect import connect
-    from .errors import LlamakitError
 
     messages = [{"role": "user", "content": args.text}]
     if args.system:
@@ -33,12 +35,8 @@ def run(args: argparse.Namespace) -> int:
         for name, value in (("max_tokens", args.max_tokens), ("temperature", args.temperature))
         if value is not None
     }
-    try:
-        with connect(**({"model": args.model} if args.model else {})) as client:
-            response = client.chat(messages, **params)
-    except LlamakitError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    with connect(**({"model": args.model} if args.model else {})) as client:
+        response = client.chat(messages, **params)
     print(response.text)
     left = "unknown" if response.credits_remaining is None else f"{response.credits_remaining:.6f}"
     print(f"credits left: {left}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 
@@ -18,13 +17,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ._connect import connect
-    from .errors import LlamakitError
 
-    try:
-        with connect() as client:
-            balance = client.credits()
-    except LlamakitError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    with connect() as client:
+        balance = client.credits()
     print(f"{balance:.6f}")
     return 0

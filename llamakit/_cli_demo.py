@@ -12,7 +12,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"
+from ._cli_args import input_file, output_folder, positive_int
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_SPEC = DATA / "demo.yaml"
+# Steer the scripted backend (used when llama-cpp-python is missing) so the demo's scores are not all
+# zero; SmolLM2 and the hosted API ignore them.
+DEFAULT_RULES = DATA / "demo_rules.yaml"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,25 +28,33 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[1],
     )
     parser.add_argument("--spec", default=str(DEFAULT_SPEC), help="experiment spec (YAML)")
-    parser.add_argument("--out", default="results", help="folder for the CSV and the PNG")
+    parser.add_argument(
+        "--out", type=output_folder, default="results", help="folder for the CSV and the PNG"
+    )
     parser.add_argument(
         "--backend", choices=("smollm2", "scripted"), default=None, help="local backend to use"
     )
-    parser.add_argument("--concurrency", type=int, default=None, help="calls in flight")
+    parser.add_argument("--concurrency", type=positive_int, default=None, help="calls in flight")
+    parser.add_argument(
+        "--rules",
+        type=input_file,
+        default=str(DEFAULT_RULES),
+        help="reply rules for the scripted backend (default %(default)s)",
+    )
+    parser.add_argument("--wide", action="store_true", help="print every summary column")
     parser.set_defaults(func=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from . import plots
+    from ._cli_tables import compact_summary, render
     from ._connect import connect
     from .run import runs
     from .spec import load_spec
 
     spec = load_spec(args.spec)
     experiment = spec.experiment()
-    client = connect(backend=args.backend)
+    client = connect(backend=args.backend, rules=args.rules)
     print(f"\n{experiment!r}")
     print(experiment.estimate(client))
     run = experiment.run(client, concurrency=args.concurrency or spec.concurrency or 8)
@@ -52,21 +66,12 @@ def run_demo(args: argparse.Namespace) -> int:
     png_path = out / "credit_spend.png"
     figure.savefig(png_path, dpi=120, bbox_inches="tight")
 
-    print(f"\nRun {run.id}: {run.status}, {run.credits_spent:.6f} credits spent")
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(_compact(run.summary()).to_string())
+    print(
+        f"\nRun {run.id}: {run.status}, {run.credits_spent:.6f} credits spent; "
+        f"model {run.model}, answered by {run.source or 'unknown'}"
+    )
+    summary = run.summary()
+    print(render(summary if args.wide else compact_summary(summary)))
     print(f"\nresults table: {csv_path}\ncredit-spend plot: {png_path}")
     print(f"every call is in the store: {run.store.path}")
     return 0 if run.status == "finished" else 3
-
-
-def _compact(summary: Any) -> Any:
-    """The columns a reader compares first: score means with their 95% CI, errors, latency, cost."""
-    keep = ["n", "errors"]
-    for column in summary.columns:
-        if column.startswith("score_") and column.endswith(("_mean", "_ci_low", "_ci_high")):
-            keep.append(column)
-    keep += [c for c in ("latency_p50", "credits") if c in summary.columns]
-    table = summary[keep].copy()
-    table.columns = [c.removeprefix("score_") for c in keep]
-    return table.round(4)

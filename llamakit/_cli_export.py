@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from ._cli_args import existing_store, output_file
 
 
 def add_parser(subparsers: Any) -> None:
@@ -12,21 +13,20 @@ def add_parser(subparsers: Any) -> None:
         "export", help="export a run's results", description="Write a run's results as CSV."
     )
     parser.add_argument("run_id")
-    parser.add_argument("--csv", required=True, metavar="FILE", help="output CSV path")
-    parser.add_argument("--store", default=None, metavar="PATH", help="SQLite store path")
+    parser.add_argument(
+        "--csv", required=True, type=output_file, metavar="FILE", help="output CSV path"
+    )
+    parser.add_argument(
+        "--store", default=None, type=existing_store, metavar="PATH", help="SQLite store path"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import LlamakitError
     from .run import load_run
     from .store import Store
 
-    try:
-        result = load_run(args.run_id, Store(args.store, create=False) if args.store else Store())
-        result.to_csv(args.csv)
-    except LlamakitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    result = load_run(args.run_id, Store(args.store, create=False) if args.store else Store())
+    result.to_csv(args.csv)
     print(f"wrote {args.csv} ({len(result.results)} rows)")
     return 0

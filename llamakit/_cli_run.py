@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from ._cli_args import input_file, output_file, positive_credits, positive_int, store_path
 
 # Exit codes: a script can tell "finished" from "stopped early, rerun to resume" from "broken".
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -18,9 +19,15 @@ def add_parser(subparsers: Any) -> None:
         "rerunning after a crash, Ctrl-C, a budget stop or a 406 resumes where it stopped.",
     )
     parser.add_argument("spec", help="experiment spec (YAML)")
-    parser.add_argument("--concurrency", type=int, default=None, help="calls in flight (default 8)")
-    parser.add_argument("--budget", default=None, help="credits this invocation may spend")
-    parser.add_argument("--out", default=None, metavar="FILE.csv", help="write results as CSV")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=None, help="calls in flight (default 8)"
+    )
+    parser.add_argument(
+        "--budget", type=positive_credits, default=None, help="credits this invocation may spend"
+    )
+    parser.add_argument(
+        "--out", type=output_file, default=None, metavar="FILE.csv", help="write results as CSV"
+    )
     parser.add_argument("--replay", action="store_true", help="serve every cell from the store")
     parser.add_argument(
         "--api",
@@ -28,8 +35,18 @@ def add_parser(subparsers: Any) -> None:
         default="v1",
         help="v2: submit+poll jobs, journaled so a killed run collects them instead of repaying",
     )
-    parser.add_argument("--store", default=None, metavar="PATH", help="SQLite store path")
+    parser.add_argument(
+        "--store", default=None, type=store_path, metavar="PATH", help="SQLite store path"
+    )
+    parser.add_argument(
+        "--rules",
+        type=input_file,
+        default=None,
+        metavar="FILE",
+        help="YAML/JSON reply rules for the local scripted backend (no key set)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--wide", action="store_true", help="print every summary column")
     parser.set_defaults(func=run)
 
 
@@ -43,54 +60,74 @@ def _budget(text: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import LlamakitError
+    # LlamakitError and Ctrl-C end in one line each, printed by llamakit.cli.main.
+    from .errors import ValidationError
     from .spec import load_spec
     from .store import Store
 
-    try:
-        spec = load_spec(args.spec)
-        experiment = spec.experiment()
-        budget = _budget(args.budget if args.budget is not None else spec.budget)
-        concurrency = args.concurrency or spec.concurrency or 8
-        store = Store(args.store) if args.store else Store()
-        client = None
-        if not args.replay:
-            from ._connect import connect
+    spec = load_spec(args.spec)
+    experiment = spec.experiment()
+    budget = _budget(args.budget if args.budget is not None else spec.budget)
+    if args.budget is None and isinstance(budget, (int, float)) and budget <= 0:
+        # Same rule as --budget: a zero budget sends nothing, so "rerun to resume" would loop.
+        raise ValidationError(
+            f"{spec.path.name}: budget must be more than 0 credits (USD), got {budget!r}; "
+            "remove it for no limit",
+            field="budget",
+        )
+    concurrency = args.concurrency or spec.concurrency or 8
+    store = Store(args.store) if args.store else Store()
+    client = None
+    if not args.replay:
+        from ._connect import connect
 
-            client = connect(quiet=False)
-        try:
-            run = experiment.run(
-                client,
-                concurrency=concurrency,
-                budget=budget,
-                progress=not args.no_progress,
-                mode="replay" if args.replay else "live",
-                store=store,
-                api=args.api,
-            )
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
-        _report(run)
-        if args.out:
-            run.to_csv(args.out)
-            print(f"wrote {args.out}")
-    except LlamakitError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        client = connect(quiet=False, **_rules_backend(args.rules))
+    run = experiment.run(
+        client,
+        concurrency=concurrency,
+        budget=budget,
+        progress=not args.no_progress,
+        mode="replay" if args.replay else "live",
+        store=store,
+        api=args.api,
+    )
+    _report(run, wide=args.wide)
+    if args.out:
+        run.to_csv(args.out)
+        print(f"wrote {args.out}")
     return EXIT_OK if run.status == "finished" else EXIT_STOPPED
 
 
-def _report(run: Any) -> None:
-    import pandas as pd
+def _rules_backend(rules: str | None) -> dict[str, Any]:
+    """``--rules`` asks for the local scripted backend, the only one that follows rules."""
+    import os
+
+    from ._defaults import ENV_API_KEY
+    from .errors import ValidationError
+
+    if rules is None:
+        return {}
+    if os.environ.get(ENV_API_KEY):
+        raise ValidationError(
+            f"--rules steers the local scripted backend, but {ENV_API_KEY} is set (the hosted "
+            f"API answers); unset it or drop --rules",
+            field="rules",
+        )
+    return {"backend": "scripted", "rules": rules}
+
+
+def _report(run: Any, *, wide: bool = False) -> None:
+    from ._cli_tables import compact_summary, render
 
     p = run.progress
     errors = ", ".join(f"{k} x{v}" for k, v in sorted(p.errors.items())) or "none"
     print(
         f"run {run.id} ({run.name}): {run.status}; {p.done}/{p.total} cells, errors: {errors}; "
-        f"credits spent {run.credits_spent:.6f} ({run.spend_source})"
+        f"credits spent {run.credits_spent:.6f} ({run.spend_source}); "
+        f"model {run.model}, answered by {run.source or 'unknown'}"
     )
     if run.status in ("budget", "insufficient_credits", "stopped"):
         print("rerun the same command to resume: finished cells are kept and not paid again")
     if p.done:
-        with pd.option_context("display.width", 160, "display.max_columns", 30):
-            print(run.summary())
+        summary = run.summary()
+        print(render(summary if wide else compact_summary(summary)))

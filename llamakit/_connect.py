@@ -35,6 +35,9 @@ def connect(
     Prints one line saying which. Safe inside a running event loop (a Jupyter cell): the local
     server runs on its own thread and the returned client is sync.
     """
+    from ._notebook_errors import show_errors_in_one_line
+
+    show_errors_in_one_line()  # in a notebook, a llamakit error from now on is one line
     hosted = kwargs.get("api_key") or os.environ.get(ENV_API_KEY)
     if hosted:
         client = Client(**kwargs)

@@ -14,8 +14,14 @@ if TYPE_CHECKING:
     from .store import Store
 
 # Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
-# estimate's fallback until the store has observed latencies for the model.
+# estimate's fallback until the store has observed latencies for the hosted API.
 PUBLISHED_LATENCY_S = 1.33946
+# Fallbacks for the local stand-in until the store has seen it answer (then the observed latency
+# replaces them). SmolLM2 answers one call at a time, so its calls add up whatever the concurrency;
+# ~50 tokens/s on 2 cores (README) makes a 64-token reply and its prompt about 2 s. Scripted replies
+# take milliseconds.
+LOCAL_CALL_S = {"llamakit-local/smollm2": 2.0, "llamakit-local/scripted": 0.005}
+SERIAL_SOURCES = ("llamakit-local/smollm2",)
 
 
 @dataclass(frozen=True)
@@ -60,13 +66,16 @@ def estimate(
     """Cells to run (minus finished ones), projected credits and time. Sends no paid call.
 
     Credits: the mean attributed cost per call observed in the store for this model, else
-    Segmind's published average. Time: the slower of latency-bound (observed mean latency, else
-    the published one, per batch of ``concurrency``) and rate-bound (the client's rpm)."""
+    Segmind's published average. Time: the slower of latency-bound and rate-bound (the client's
+    rpm). Latency-bound is batches of ``concurrency`` calls at the mean latency the store observed
+    for this source (who answers: SmolLM2 is far slower than the hosted API), else a per-source
+    fallback; a source that answers one call at a time is charged every call in sequence."""
     from .store import Store
 
     store = store or Store()
     model = experiment.resolve_model(client)
-    cells = experiment.cells(model, resolve_source(client, store, experiment.name, model))
+    source = resolve_source(client, store, experiment.name, model)
+    cells = experiment.cells(model, source)
     cached = store.cached_responses(c.cell_key for c in cells)
     unique_todo = {c.cell_key: c for c in cells if c.cell_key not in cached}
     judges = sum(1 for s in experiment.scorers if hasattr(s, "grading_messages"))
@@ -74,12 +83,8 @@ def estimate(
     calls = len(unique_todo) + judge_calls
     observed = store.observed_cost_per_call(model)
     cost = observed if observed is not None else PUBLISHED_COST_PER_CALL
-    latency_rows = store.query(
-        "SELECT AVG(latency_s) AS s FROM responses WHERE model = ?", (model,)
-    )
-    latency = latency_rows[0]["s"] or PUBLISHED_LATENCY_S
+    seconds = _seconds(store, source, calls, concurrency)
     rpm = getattr(client, "rpm", None)
-    seconds = math.ceil(calls / concurrency) * latency
     if rpm:
         seconds = max(seconds, calls * 60.0 / rpm)
     prompt_tokens: int | None = 0
@@ -104,3 +109,25 @@ def estimate(
         concurrency=concurrency,
         prompt_tokens=prompt_tokens,
     )
+
+
+def observed_latency(store: Store, source: str) -> float | None:
+    """Mean latency (seconds) of the calls the store saw ``source`` answer, cache hits excluded."""
+    sql = """SELECT AVG(c.latency_s) AS s FROM run_cells c JOIN runs r ON r.run_id = c.run_id
+             WHERE c.status = 'done' AND NOT c.cached AND c.latency_s > 0
+               AND json_extract(r.config, '$.source') = ?"""
+    value = store.query(sql, (source,))[0]["s"]
+    return None if value is None else float(value)
+
+
+def _seconds(store: Store, source: str, calls: int, concurrency: int) -> float:
+    observed = observed_latency(store, source) if source else None
+    if observed is not None:
+        # A serial server's observed latency already includes the wait behind the other calls in
+        # flight, so batches of `concurrency` at that latency are what the next run will see.
+        return math.ceil(calls / concurrency) * observed
+    local = next((s for s in LOCAL_CALL_S if source.startswith(s)), None)
+    per_call = LOCAL_CALL_S[local] if local else PUBLISHED_LATENCY_S
+    if source.startswith(SERIAL_SOURCES):
+        return calls * per_call
+    return math.ceil(calls / concurrency) * per_call

@@ -19,6 +19,7 @@ RESULT_COLUMNS = [
     "params",
     "repeat",
     "model",
+    "source",
     "prompt",
     "response",
     "finish_reason",
@@ -73,6 +74,7 @@ def results_frame(
     *,
     judge_replies: Mapping[str, Mapping[str, Any]] | None = None,
     judge_names: Sequence[str] = (),
+    source: str | None = None,
 ) -> Any:
     """The results DataFrame: contract columns, expected* columns, ``score_<name>`` columns, then
     ``<name>_reason`` per scorer, ``scorer_errors`` and (with judges) ``judge_credits``.
@@ -80,7 +82,10 @@ def results_frame(
     ``judge_replies``: the stored responses (text, credits, run_id) of the cells' grading calls,
     by key. A grading call is credited to the first cell that made it, and only when this run
     paid for it (its response's ``run_id``), so ``credits + judge_credits`` sums to what the run
-    paid for its calls."""
+    paid for its calls.
+
+    ``source`` (who answered: the hosted API's URL or ``llamakit-local/<backend>``) fills the column
+    next to ``model``, which names only the model asked for."""
     import pandas as pd
 
     replies = judge_replies or {}
@@ -101,6 +106,7 @@ def results_frame(
             "params": r["params"],
             "repeat": r["repeat"],
             "model": r["model"],
+            "source": source,
             "prompt": r["prompt"],
             "response": r["text"] if done else None,
             "finish_reason": r["finish_reason"] if done else None,

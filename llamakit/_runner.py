@@ -303,6 +303,7 @@ class Runner:
                 c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
             )
             queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+            self.bar.begin(self.done)
         except BaseException:  # no session yet: still, leave no run "running" behind
             with contextlib.suppress(StoreError):
                 self.store.end_session(self.run.id, 0, status="failed", balance_after=None)

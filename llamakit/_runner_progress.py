@@ -16,7 +16,20 @@ class ProgressBar:
     def open(self, *, total: int, desc: str) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, desc=desc, unit="cell", dynamic_ncols=True)
+        # smoothing=0: the rate is cells over elapsed time since `begin`, not a moving average of
+        # the last few updates, which swings with every burst of `concurrency` replies.
+        self._bar = tqdm(total=total, desc=desc, unit="cell", dynamic_ncols=True, smoothing=0)
+
+    def begin(self, already: int) -> None:
+        """Called once the cells finished before this session (resume) and the cache hits are
+        counted and before any call is sent: they took no time, so the rate and the ETA start
+        here, from the calls actually sent (else a resumed run shows a wildly short ETA)."""
+        bar = self._bar
+        if bar is None:
+            return
+        bar.n = bar.initial = bar.last_print_n = already
+        bar.start_t = bar.last_print_t = bar._time()
+        bar.refresh()
 
     def show(self, snapshot: RunProgress) -> None:
         if self._bar is None:

@@ -1,4 +1,9 @@
-"""`llamakit ...` command line. Each subcommand lives in its own `_cli_<name>` module."""
+"""`llamakit ...` command line. Each subcommand lives in its own `_cli_<name>` module.
+
+Every way a command can end is one line, never a traceback: a bad argument is refused while parsing
+(exit 2), a LlamakitError or a file-system error is printed as ``llamakit CMD: error: ...`` (exit 1),
+and Ctrl-C says what was kept (exit 130). The handler lives here, once, for every subcommand.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,25 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Subcommand modules, in the order `llamakit --help` lists them. Each exposes add_parser(subparsers),
 # which registers its parser and sets `func(args) -> int` as the default.
 _COMMANDS: list[str] = ["demo", "chat", "credits", "serve", "run", "runs", "export"]
 
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+INTERRUPTED = "interrupted: finished cells are kept; rerun the same command to resume"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line that names the argument (argparse prints the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llamakit",
         description="Research toolkit for Llama 3 8B Instruct on Segmind (or the local stand-in).",
     )
@@ -23,9 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """The exception's message with its line breaks folded (YAML and server messages carry them)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from .errors import LlamakitError
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    prog = f"llamakit {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: {INTERRUPTED}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except LlamakitError as exc:
+        print(f"{prog}: error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # a file that cannot be read or written: the user's environment
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import LlamakitError
+from .errors import LlamakitError, ValidationError
 from .types import ChatResponse
 
 if TYPE_CHECKING:
@@ -131,6 +131,9 @@ class Conversation:
         return frame
 
     def _next_messages(self, text: str) -> list[dict[str, str]]:
+        if isinstance(text, str) and not text.strip():
+            # A blank turn would be sent and billed, and the model answers the history instead.
+            raise ValidationError("the message is empty; write something to send", field="text")
         return [*self.messages, {"role": "user", "content": text}]
 
     def _commit(self, sent: list[dict[str, str]], response: ChatResponse) -> ChatResponse:

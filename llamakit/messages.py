@@ -21,7 +21,7 @@ ROLES = ("system", "user", "assistant")
 def normalize_messages(messages: Any) -> list[dict[str, str]]:
     """A plain string (one user turn) or a sequence of dicts / ``Message`` -> list of wire dicts."""
     if isinstance(messages, str):
-        return [_normalize_one(0, {"role": "user", "content": messages})]
+        messages = [{"role": "user", "content": messages}]
     if isinstance(messages, Message):
         messages = [messages]
     if isinstance(messages, (bytes, Mapping)) or not isinstance(messages, Sequence):
@@ -32,7 +32,14 @@ def normalize_messages(messages: Any) -> list[dict[str, str]]:
         )
     if not messages:
         raise ValidationError("messages is empty: send at least one message", field="messages")
-    return [_normalize_one(i, m) for i, m in enumerate(messages)]
+    wire = [_normalize_one(i, m) for i, m in enumerate(messages)]
+    if not any(m["content"].strip() for m in wire):
+        # The provider bills a call whatever it holds; an all-blank one can only waste credits.
+        raise ValidationError(
+            "messages hold no text (every content is empty or blank); write something to send",
+            field="messages",
+        )
+    return wire
 
 
 def _normalize_one(index: int, message: Any) -> dict[str, str]:

@@ -23,44 +23,14 @@ __all__ = ["cost_per_variant", "credit_spend", "latency", "paired", "scores"]
 def credit_spend(
     runs: pd.DataFrame | None = None, *, store: Store | None = None, ax: Axes | None = None
 ) -> Axes:
-    """Cumulative credits spent across runs over time (one step per run) with the balance.
+    """Credits spent per run (bars in run order, model and judge calls stacked) with the
+    cumulative spend and the remaining balance; see :mod:`llamakit._plot_spend`.
 
     ``runs`` is the ``llamakit.runs()`` table; ``None`` reads it from ``store`` (default store).
     """
-    if runs is None:
-        from .run import runs as list_runs
+    from ._plot_spend import credit_spend as draw
 
-        runs = list_runs(store=store)
-    ax = _axes(ax)
-    title = "Credit spend across runs"
-    if runs is None or len(runs) == 0:
-        return _empty(ax, title, "No runs in the store yet.\nRun an experiment, then plot again.")
-    origin, df = _spend_timeline(runs)
-    if len(df) == 0:
-        return _empty(ax, title, "No run in the store has a start time.")
-    when = [origin, *df["at"]]
-    cumulative = [0.0, *df["credits_spent"].cumsum()]
-    # Spend starts at zero when the first run starts and steps up as each run finishes.
-    handles = ax.step(when, cumulative, where="post", color="C0", marker="o")
-    handles[0].set_label("credits spent (cumulative)")
-    ax.set(ylabel="credits spent, cumulative (USD)", xlabel="time (UTC)", ylim=(0, None))
-    if "balance_after" in df and df["balance_after"].notna().any():
-        balance = [df["balance_before"].iloc[0] if "balance_before" in df else None]
-        handles += _balance_steps(ax, when, [*balance, *df["balance_after"]])
-    if len(df) <= 12:  # beyond a dozen runs the names overlap
-        for name, x, y in zip(df["name"], when[1:], cumulative[1:], strict=True):
-            ax.annotate(
-                str(name),
-                (x, y),
-                textcoords="offset points",
-                xytext=(-4, 6),
-                ha="right",
-                fontsize=8,
-            )
-    _date_axis(ax)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
-    ax.set_title(f"{title}: {cumulative[-1]:.5f} credits over {len(df)} run(s)")
-    return ax
+    return draw(runs, store=store, ax=ax)
 
 
 def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
@@ -140,6 +110,11 @@ def scores(run: Any, metric: str | None = None, ax: Axes | None = None) -> Axes:
     # Labels keep a zero mean visible: a bar of height 0 is otherwise just missing.
     ax.bar_label(bars, labels=[f"{m:.2f}" for m in table["mean"]], padding=2, fontsize=8)
     ax.set_xticks(list(x), table.index.astype(str))
+    # Scores live in [0, 1]: a fixed axis keeps an all-zero run at the bottom of a readable chart
+    # (autoscale would centre it on a negative axis) and makes charts of two runs comparable.
+    top = max(1.0, float(table["ci_high"].max()))
+    bottom = min(0.0, float(table["ci_low"].min()))
+    ax.set_ylim(bottom, top * 1.1)
     ax.set_ylabel(f"mean {col} (95% CI)")
     ax.set_xlabel("variant")
     ax.set_title(f"{title}: {col}")
@@ -188,7 +163,9 @@ def paired(run: Any, a: str, b: str, metric: str | None = None, ax: Axes | None 
             f" (W/L/T {summary.wins}/{summary.losses}/{summary.ties})"
         )
     pad = 0.1 * ((hi - lo) or 1.0)
-    ax.set_ylim(lo - pad, hi + pad)
+    # A difference of two scores in [0, 1] lies in [-1, 1]: never draw the axis beyond it.
+    bound = 1.05 * max(1.0, abs(lo), abs(hi))
+    ax.set_ylim(max(lo - pad, -bound), min(hi + pad, bound))
     ax.set_title(title, fontsize=10)
     return ax
 
@@ -235,45 +212,6 @@ def _empty(ax: Axes, title: str, message: str) -> Axes:
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
-
-
-def _spend_timeline(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
-    """Runs in the order they finished, with naive UTC times, and when the first one started.
-
-    A run still going has no ``finished_at``; it is placed at its start so it still shows.
-    Naive timestamps keep matplotlib's date axis free of a timezone dependency.
-    """
-    import pandas as pd
-
-    df = runs.copy()
-    df["credits_spent"] = pd.to_numeric(df["credits_spent"], errors="coerce").fillna(0.0)
-    started = pd.to_datetime(df["started_at"], utc=True)
-    df["at"] = pd.to_datetime(df["finished_at"], utc=True).fillna(started)
-    df = df.dropna(subset=["at"]).sort_values("at", kind="stable")
-    df["at"] = df["at"].dt.tz_localize(None)
-    if "name" not in df:
-        df["name"] = ""
-    origin = started.min()
-    origin = df["at"].min() if pd.isna(origin) else origin.tz_localize(None)
-    return origin, df
-
-
-def _balance_steps(ax: Axes, when: list[Any], balance: list[Any]) -> list[Any]:
-    """The balance on a second y axis, stepping down as each run finishes."""
-    twin = ax.twinx()
-    lines = twin.step(when, balance, where="post", color="C1", marker="s", ls="--")
-    lines[0].set_label("balance (USD)")
-    twin.set_ylabel("balance (USD)", color="C1")
-    twin.tick_params(axis="y", colors="C1")
-    return lines
-
-
-def _date_axis(ax: Axes) -> None:
-    import matplotlib.dates as mdates
-
-    locator = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
 def _error_counts(df: pd.DataFrame) -> str:

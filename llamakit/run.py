@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._credits import combine_sources, session_spend
 from ._defaults import PUBLISHED_COST_PER_CALL
+from ._sources import recorded_source
 from .errors import LlamakitError
 
 if TYPE_CHECKING:
@@ -106,6 +107,8 @@ class Run:
         self.model: str | None = row["model"]
         self.store = store
         config = json.loads(row["config"])
+        # Who answered (hosted URL or llamakit-local/<backend>); None for runs recorded before it.
+        self.source: str | None = recorded_source(row["config"])
         self.scorer_names = scorer_names if scorer_names is not None else config.get("scorers", [])
         self._live_status: str | None = None
         self._progress: RunProgress | None = None
@@ -201,7 +204,11 @@ class Run:
         cells = self.store.run_cells(self.id)
         replies, judges = judge_replies(self.store, cells)
         return results_frame(
-            cells, self.scorer_names, judge_replies=replies, judge_names=self.judge_names or judges
+            cells,
+            self.scorer_names,
+            judge_replies=replies,
+            judge_names=self.judge_names or judges,
+            source=self.source,
         )
 
     @property

@@ -132,8 +132,14 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.exists():
         raise ValidationError(f"spec file not found: {path}", field="spec")
+    if path.is_dir():
+        raise ValidationError(
+            f"{path} is a folder; give a spec file in it, such as data/demo.yaml", field="spec"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"cannot read spec {path}: {exc}", field="spec") from None
     except yaml.YAMLError as exc:
         raise ValidationError(f"{path.name} is not valid YAML: {exc}", field="spec") from None
     if not isinstance(data, Mapping):

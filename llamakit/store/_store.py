@@ -18,6 +18,7 @@ from ._claims import Busy, Lease
 from ._connection import Database, Transaction
 from ._coordination import Coordination
 from ._migrations import check_not_newer, migrate
+from ._paths import check_store_path
 from ._problems import FIX_READ_ONLY
 from ._rows import (
     _ATTEMPT_COLUMNS,
@@ -59,6 +60,7 @@ class Store(Coordination):
         readonly: bool | None = None,
     ) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
+        check_store_path(self.path, from_home=path is None and bool(os.environ.get(ENV_HOME)))
         if not create and not self.path.exists():
             raise StoreError(
                 self.path,

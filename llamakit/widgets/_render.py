@@ -6,6 +6,8 @@ import html
 import math
 from typing import Any
 
+SEGMIND_BILLING_URL = "https://cloud.segmind.com/console/billing"
+
 
 def markdown_html(text: str) -> str:
     """Render a reply as Markdown. Raw HTML in the reply is shown as text, never interpreted:
@@ -47,6 +49,23 @@ def error_line(exc: BaseException) -> str:
     head = f"{name} ({status})" if status else name
     message = message.removeprefix(f"HTTP {status}: ") if status else message
     return f"{head}: {message}" if message else head
+
+
+def out_of_credits_line(client: Any, balance: float | None) -> str:
+    """A 406 said once, with where to top up: the local stand-in's own admin route (the key's
+    balance is set there, not on Segmind's billing page), else Segmind's billing page."""
+    left = f" (balance {credits(balance)})" if balance is not None else ""
+    if getattr(client, "is_local", False):
+        root = str(getattr(client, "base_url", "")).rstrip("/").removesuffix("/v1")
+        return (
+            f"InsufficientCreditsError (406): out of credits on the local stand-in{left}. Top it up with "
+            f'srv.set_credits(1.0) on its lk.local_server handle, or POST {{"credits": 1.0}} to '
+            f"{root}/_llamakit/credits with your key; then send again."
+        )
+    return (
+        f"InsufficientCreditsError (406): out of credits{left}. Top up at {SEGMIND_BILLING_URL}, then send again: "
+        "the conversation is kept."
+    )
 
 
 def number(value: Any) -> str:

@@ -17,12 +17,31 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = ["ChatPanel"]
 
+# Plain CSS on ipywidgets, no JavaScript of our own (README, "Why the chat panel is plain
+# ipywidgets"). The scroll box is a flex column in reverse holding one column of turns: a reversed
+# scroll container starts at its end and stays there as content grows, so the newest turn is in view
+# without a line of JS. Every bubble may shrink below its content's width (min-width: 0), long words
+# break, and code blocks scroll sideways inside their own bubble, never the whole transcript.
 _CSS = """
 <style>
-.llamakit-chat-transcript { max-height: 420px; overflow-y: auto; border: 1px solid #ddd;
-  border-radius: 4px; padding: 4px 8px; }
-.llamakit-chat-user { background: #eef4ff; border-radius: 6px; padding: 2px 8px; margin: 4px 0; }
-.llamakit-chat-assistant { padding: 2px 8px; margin: 4px 0; }
+.llamakit-chat-scroll { display: flex; flex-direction: column-reverse !important;
+  max-height: 420px; overflow-y: auto !important; overflow-x: hidden !important;
+  border: 1px solid #ddd; border-radius: 4px; padding: 4px 8px; }
+.llamakit-chat-transcript { flex: 0 0 auto; min-width: 0; width: 100%; overflow: visible; }
+.llamakit-chat-user, .llamakit-chat-assistant, .llamakit-chat-waiting { min-width: 0;
+  max-width: 100%; box-sizing: border-box; margin: 4px 0; padding: 2px 8px; }
+.llamakit-chat-user { background: #eef4ff; border-radius: 6px; align-self: flex-end; }
+.llamakit-chat-waiting { color: #777; font-style: italic; }
+.llamakit-chat-transcript .widget-html-content { white-space: normal; overflow-wrap: anywhere;
+  word-break: break-word; min-width: 0; max-width: 100%; }
+.llamakit-chat-transcript pre { overflow-x: auto; max-width: 100%; white-space: pre;
+  background: #f6f8fa; border-radius: 4px; padding: 6px 8px; margin: 4px 0; }
+.llamakit-chat-transcript code { background: #f6f8fa; border-radius: 3px; padding: 0 2px;
+  overflow-wrap: anywhere; }
+.llamakit-chat-transcript pre code { padding: 0; overflow-wrap: normal; }
+.llamakit-chat-transcript table { border-collapse: collapse; display: block; overflow-x: auto; }
+.llamakit-chat-transcript td, .llamakit-chat-transcript th { border: 1px solid #ddd;
+  padding: 1px 6px; }
 .llamakit-chat-error { color: #b00020; }
 .llamakit-chat-meta { color: #777; font-size: 0.85em; }
 </style>
@@ -67,6 +86,8 @@ class ChatPanel(widgets.VBox):
         self.last_cost: float | None = None
         self.last_latency_s: float | None = None
         self.last_response: ChatResponse | None = None
+        # The user's text while its reply is awaited: shown at once, with a waiting line under it.
+        self.pending: str | None = None
         # Cost and latency of each reply, keyed by its index in conversation.messages.
         self._reply_meta: dict[int, dict[str, float | None]] = {}
         self._build(system or "", temperature, max_tokens)
@@ -96,6 +117,9 @@ class ChatPanel(widgets.VBox):
         before = self.credits_left if before is None else before
         self._set_busy(True)
         self.input.value = ""
+        self.pending = text
+        self.error = None
+        self._render()  # widget state goes to the browser now, while the kernel waits below
         try:
             response = self.conversation.send(text, **self.params)
         except LlamakitError as exc:
@@ -104,8 +128,10 @@ class ChatPanel(widgets.VBox):
             if isinstance(exc, InsufficientCreditsError):
                 # The error carries the last balance the client saw; the endpoint has the truth.
                 self._refresh_credits(keep_error=True)
+                self.error = _render.out_of_credits_line(self.client, self.credits_left)
             return None
         finally:
+            self.pending = None
             self._set_busy(False)
             self._render()
         self.error = None
@@ -134,6 +160,12 @@ class ChatPanel(widgets.VBox):
         n = len(self._messages())
         self._reply_meta = {i: m for i, m in self._reply_meta.items() if i < n}
         self.error = None
+        # The status line describes the reply now last in the transcript (none: dashes).
+        last = self._reply_meta.get(max(self._reply_meta, default=-1), {})
+        self.last_cost = last.get("cost")
+        self.last_latency_s = last.get("latency_s")
+        responses = self.conversation.responses
+        self.last_response = responses[-1] if responses else None
         self._render()
 
     def new(self) -> None:
@@ -182,6 +214,9 @@ class ChatPanel(widgets.VBox):
 
     def _build(self, system: str, temperature: float, max_tokens: int) -> None:
         self.transcript_box = _render.classed(widgets.VBox(), "llamakit-chat-transcript")
+        self.scroll_box = _render.classed(
+            widgets.Box([self.transcript_box]), "llamakit-chat-scroll"
+        )
         self.input = _render.classed(
             widgets.Text(placeholder="Message the model; Enter sends", continuous_update=True),
             "llamakit-chat-input",
@@ -250,11 +285,13 @@ class ChatPanel(widgets.VBox):
         )
         status.layout.justify_content = "flex-start"
         status.layout.grid_gap = "1.5em"
+        controls = row([self.temperature, self.max_tokens, self.endpoint_label])
+        controls.layout.flex_flow = "row wrap"  # a narrow panel wraps its controls, never overflows
         return [
             widgets.HTML(_CSS),
             self.system,
-            row([self.temperature, self.max_tokens, self.endpoint_label]),
-            self.transcript_box,
+            controls,
+            self.scroll_box,
             row([self.input, self.send_button, self.undo_button, self.new_button]),
             status,
             self.error_label,
@@ -297,6 +334,15 @@ class ChatPanel(widgets.VBox):
             else:
                 body = _render.text_html(turn["content"])
             rows.append(_render.classed(widgets.HTML(body), f"llamakit-chat-{turn['role']}"))
+        if self.pending is not None:
+            rows.append(
+                _render.classed(widgets.HTML(_render.text_html(self.pending)), "llamakit-chat-user")
+            )
+            rows.append(
+                _render.classed(
+                    widgets.HTML("\u23f3 waiting for the model\u2026"), "llamakit-chat-waiting"
+                )
+            )
         self.transcript_box.children = rows
         self.credits_label.value = f"<b>Credits left</b> {_render.credits(self.credits_left)}"
         self.cost_label.value = f"<b>Last reply</b> {_render.credits(self.last_cost)} credits"

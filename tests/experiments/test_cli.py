@@ -49,7 +49,8 @@ def test_run_with_a_bad_spec_or_budget_exits_with_a_named_error(
     spec.write_text(f"name: x\ndataset: {DATA / 'capitals.csv'}\nprompts: {{a: hi}}\nmodle: x\n")
     assert main(["run", str(spec), "--no-progress"]) == 1
     assert "unknown key 'modle'" in capsys.readouterr().err
-    assert main(["run", str(DATA / "demo.yaml"), "--no-progress", "--budget", "lots"]) == 1
+    # refused while parsing, as a usage error
+    assert main(["run", str(DATA / "demo.yaml"), "--no-progress", "--budget", "lots"]) == 2
     assert "budget must be" in capsys.readouterr().err
     assert sum(hosted_env.stats()["requests"].values()) == 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 import pytest
@@ -95,30 +94,6 @@ def test_run_without_scorers_says_so(results_frame) -> None:
     assert "no scorers" in _texts(plots.scores(df))
 
 
-def test_credit_spend_steps_through_cumulative_spend_with_balance(runs_frame) -> None:
-    ax = plots.credit_spend(runs_frame([0.01, 0.02, 0.005]))
-    line = ax.lines[0]
-    # From zero at the first run's start, one step up as each run finishes.
-    assert list(line.get_ydata()) == pytest.approx([0.0, 0.01, 0.03, 0.035])
-    assert line.get_drawstyle() == "steps-post"
-    twins = [a for a in ax.figure.axes if a is not ax]
-    assert list(twins[0].lines[0].get_ydata()) == pytest.approx([1.0, 0.99, 0.97, 0.965])
-    assert "0.03500" in ax.get_title()
-
-
-def test_credit_spend_counts_a_running_run_at_its_start(runs_frame) -> None:
-    df = runs_frame([0.01, 0.02])
-    df.loc[1, "finished_at"] = None
-    df.loc[1, "credits_spent"] = math.nan
-    ax = plots.credit_spend(df)
-    assert list(ax.lines[0].get_ydata()) == pytest.approx([0.0, 0.01, 0.01])
-
-
-def test_credit_spend_empty_table_draws_an_explanatory_chart(runs_frame) -> None:
-    ax = plots.credit_spend(runs_frame([]))
-    assert "No runs in the store yet" in _texts(ax)
-
-
 def test_plots_draw_on_a_given_axes_and_never_show(results_frame, monkeypatch) -> None:
     import matplotlib.pyplot as plt
 
@@ -132,12 +107,12 @@ def test_plots_draw_on_a_given_axes_and_never_show(results_frame, monkeypatch) -
     assert len(plt.get_fignums()) == 1
 
 
-def test_credit_spend_starts_at_the_earliest_run_start(runs_frame) -> None:
-    import matplotlib.dates as mdates
-    import pandas as pd
-
-    df = runs_frame([0.01, 0.02])
-    df.loc[1, "started_at"] = pd.Timestamp("2025-12-31T23:00:00Z")  # started first, ended last
-    ax = plots.credit_spend(df)
-    first_x = mdates.num2date(ax.lines[0].get_xdata(orig=False)[0])
-    assert first_x == pd.Timestamp("2025-12-31T23:00:00Z")
+def test_score_axes_stay_in_the_metric_range_even_when_every_score_is_zero(results_frame) -> None:
+    zeros = results_frame({"a": [0, 0, 0], "b": [0, 0, 0]})
+    low, high = plots.scores(zeros, metric="exact").get_ylim()
+    assert low == 0 and 1 <= high <= 1.1  # never a negative score axis
+    low, high = plots.paired(zeros, "a", "b", metric="exact").get_ylim()
+    assert -1.05 <= low < 0 < high <= 1.05
+    spread = results_frame({"a": [1, 1, 1, 1], "b": [0, 0, 0, 0]})
+    low, high = plots.paired(spread, "a", "b", metric="exact").get_ylim()
+    assert low >= -1.05 and high <= 1.05

@@ -1,0 +1,244 @@
+"""Every way a `llamakit` command ends is one line on stderr, never a traceback, and a bad argument
+costs nothing: the server's ledger is checked after each refusal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llamakit as lk
+from llamakit.cli import main
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+DEMO = str(DATA / "demo.yaml")
+
+
+@pytest.fixture
+def hosted_env(server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """connect() talks to the test server as if it were the hosted API."""
+    monkeypatch.setenv("SEGMIND_API_KEY", server.api_key)
+    monkeypatch.setenv("SEGMIND_BASE_URL", server.url + "/v1")
+    return server
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run the command in-process; it must fail with exactly one line on stderr."""
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code in (1, 2), (argv, code, err)
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["run", DEMO, "--concurrency", "0"], "--concurrency"),
+        (["run", DEMO, "--concurrency", "-3"], "--concurrency"),
+        (["run", DEMO, "--concurrency", "many"], "--concurrency"),
+        (["demo", "--concurrency", "0"], "--concurrency"),
+        (["run", DEMO, "--budget", "0"], "--budget"),
+        (["run", DEMO, "--budget", "-0.5"], "--budget"),
+        (["run", DEMO, "--budget", "nan"], "--budget"),
+        (["run", DEMO, "--budget", "lots"], "--budget"),
+        (["chat", ""], "argument text"),
+        (["chat", "  \n\t "], "argument text"),
+        (["chat", "hi", "--max-tokens", "0"], "--max-tokens"),
+        (["run", DEMO, "--rules", "no-such-rules.yaml"], "--rules"),
+    ],
+)
+def test_a_bad_number_or_text_is_refused_in_one_line(
+    argv: list[str], names: str, hosted_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _refused(argv, capsys)
+    assert names in err and f"see llamakit {argv[0]} --help" in err
+    assert sum(hosted_env.stats()["requests"].values()) == 0
+
+
+def test_paths_that_cannot_work_are_refused_before_any_call(
+    hosted_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("not a database\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = [
+        (["run", str(DATA)], "is a folder"),  # a folder given as the spec
+        (["run", DEMO, "--out", str(tmp_path / "missing" / "r.csv")], "does not exist"),
+        (["run", DEMO, "--out", str(tmp_path)], "is a folder"),
+        (["export", "r1", "--csv", str(tmp_path / "missing" / "r.csv")], "mkdir -p"),
+        (["run", DEMO, "--store", str(tmp_path)], "is a folder"),
+        (["runs", "--store", str(tmp_path)], "is a folder"),
+        (["runs", "--store", str(not_a_db)], "is not an SQLite database"),
+        (["export", "r1", "--csv", "x.csv", "--store", str(not_a_db)], "not an SQLite"),
+        (["run", DEMO, "--store", str(a_file / "store.db")], "is a file, not a folder"),
+        (["demo", "--out", str(a_file)], "is a file"),
+        (["runs", "--store", str(tmp_path / "typo.db")], "no store at"),
+        (["export", "r1", "--csv", "x.csv", "--store", str(tmp_path / "typo.db")], "no store at"),
+    ]
+    for argv, message in cases:
+        err = _refused(argv, capsys)
+        assert message in err, (argv, err)
+    assert sum(hosted_env.stats()["requests"].values()) == 0
+    assert not_a_db.read_text() == "not a database\n"  # refused, never overwritten
+    assert not (tmp_path / "typo.db").exists()  # a read command never creates a store
+
+
+def test_a_zero_budget_in_the_spec_is_refused_like_the_flag(
+    hosted_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "zero.yaml"
+    spec.write_text(DATA.joinpath("demo.yaml").read_text().replace("concurrency: 4", "budget: 0"))
+    spec.with_name("capitals.csv").write_text(DATA.joinpath("capitals.csv").read_text())
+    err = _refused(["run", str(spec), "--no-progress"], capsys)
+    assert "zero.yaml: budget must be more than 0" in err
+    assert main(["run", str(spec), "--no-progress", "--budget", "0.01"]) in (0, 3)  # the flag wins
+    capsys.readouterr()
+    assert hosted_env.stats()["billed_calls"] > 0
+
+
+@pytest.mark.parametrize("command", [["runs"], ["run", DEMO, "--no-progress"]])
+def test_llamakit_home_at_a_file_is_named_with_the_fix(
+    command: list[str],
+    hosted_env: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    monkeypatch.setenv("LLAMAKIT_HOME", str(home))
+    err = _refused(command, capsys)
+    assert f"LLAMAKIT_HOME={home}" in err and "must name a folder" in err
+    assert hosted_env.stats()["billed_calls"] == 0
+
+
+def test_the_python_api_refuses_the_same_paths(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(lk.ValidationError, match="is a folder") as info:
+        lk.Store(tmp_path)
+    assert info.value.field == "store"
+    (tmp_path / "x.db").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(lk.ValidationError, match="not an SQLite database"):
+        lk.Store(tmp_path / "x.db")
+    (tmp_path / "empty.db").write_bytes(b"")
+    assert lk.Store(tmp_path / "empty.db").migrations()  # an empty file is a new store
+    monkeypatch.setenv("LLAMAKIT_HOME", str(tmp_path / "x.db"))
+    with pytest.raises(lk.ValidationError, match="LLAMAKIT_HOME"):
+        lk.runs()
+
+
+def test_an_empty_message_is_never_sent(hosted_env: Any) -> None:
+    client = hosted_env.client()
+    for messages in ("", "   ", [{"role": "user", "content": "\n"}]):
+        with pytest.raises(lk.ValidationError, match="no text") as info:
+            client.chat(messages)
+        assert info.value.field == "messages"
+    conv = lk.Conversation(client)
+    conv.send("hi")
+    with pytest.raises(lk.ValidationError, match="empty"):
+        conv.send("  ")  # the history has text, but the new turn has none
+    assert len(conv) == 1
+    assert hosted_env.stats()["billed_calls"] == 1
+
+
+def test_an_api_error_is_one_line_with_its_class(
+    hosted_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosted_env.set_credits(0.0)
+    err = _refused(["chat", "hi"], capsys)
+    assert err.startswith("llamakit chat: error: InsufficientCreditsError: HTTP 406")
+
+
+def test_a_multi_line_error_message_is_folded_into_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("name: x\nprompts: [unclosed\n  - more\n")
+    err = _refused(["run", str(spec)], capsys)
+    assert "broken.yaml is not valid YAML" in err
+
+
+# -- Ctrl-C, in a separate process ------------------------------------------------------------------
+
+SPEC = """\
+name: slow
+dataset: data.csv
+prompts: {plain: "What is {{ a }} + {{ b }}?"}
+params: {max_tokens: 16}
+repeats: 3
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["demo", "run"])
+def test_ctrl_c_ends_demo_and_run_with_the_same_line_and_status_130(
+    command: str, tmp_path: Path
+) -> None:
+    (tmp_path / "data.csv").write_text(
+        "id,a,b\n" + "".join(f"q{i},{i},{i + 1}\n" for i in range(40))
+    )
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    home = tmp_path / "home"
+    args = {
+        "demo": ["demo", "--spec", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "res")],
+        "run": ["run", str(tmp_path / "spec.yaml")],
+    }[command]
+    with lk.local_server(backend="scripted", credits=10.0, latency_ms=150) as srv:
+        env = {
+            **os.environ,
+            "SEGMIND_API_KEY": srv.api_key,
+            "SEGMIND_BASE_URL": srv.url + "/v1",
+            "LLAMAKIT_HOME": str(home),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llamakit.cli", *args, "--concurrency", "2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A shell without job control starts background jobs with SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        db = home / "llamakit.db"
+        deadline = time.monotonic() + 60
+        while _done_cells(db) < 4:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        billed = srv.stats()["billed_calls"]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"llamakit {command}: interrupted: finished cells are kept; rerun the same command to resume"
+    )
+    # Ctrl-C let the calls in flight finish: everything billed is in the store.
+    assert billed == _count(db, "SELECT COUNT(*) FROM responses")
+
+
+def _done_cells(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        return _count(db, "SELECT COUNT(*) FROM run_cells WHERE status = 'done'")
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return 0
+
+
+def _count(db: Path, sql: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    finally:
+        conn.close()
