@@ -61,7 +61,7 @@ class JudgeScorer:
         max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS,
         temperature: float = 0.0,
     ) -> None:
-        import jinja2
+        from .._template_sandbox import compile_template
 
         self.name = check_name(name)
         if not isinstance(rubric, str) or not rubric.strip():
@@ -76,13 +76,10 @@ class JudgeScorer:
             raise ValidationError(
                 f"temperature must be a number, got {temperature!r}", field="temperature"
             )
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-        try:
-            self._template = env.from_string(rubric)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValidationError(
-                f"the judge's rubric is not a valid template: {exc}", field="rubric"
-            ) from None
+        # The rubric comes from spec files like any prompt: the same sandboxed, bounded path.
+        self._template = compile_template(
+            rubric, where=f"the rubric of judge {self.name!r}", field="rubric"
+        )
         self.client = client
         self.rubric = rubric
         self.scale = scale
@@ -96,14 +93,7 @@ class JudgeScorer:
 
     def grading_messages(self, text: str, row: Mapping[str, Any]) -> list[dict[str, str]]:
         """The chat messages that ask the judge to grade ``text``; the rubric sees the row's fields."""
-        import jinja2
-
-        try:
-            rubric = self._template.render(**{str(k): v for k, v in dict(row).items()})
-        except jinja2.UndefinedError as exc:
-            raise ValidationError(
-                f"the judge's rubric uses a missing field: {exc}", field="rubric"
-            ) from None
+        rubric = self.render_rubric(row)
         if self.scale == 1:
             answer = "End your reply with a final line that is exactly PASS or FAIL."
         else:
@@ -117,6 +107,15 @@ class JudgeScorer:
         )
         user = f"Rubric:\n{rubric.strip()}\n\nResponse to grade:\n<response>\n{text}\n</response>"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The row fields the rubric reads."""
+        return self._template.variables
+
+    def render_rubric(self, row: Mapping[str, Any], *, item_id: str | None = None) -> str:
+        """The rubric for one row; ValidationError naming the judge (and item) if it cannot be."""
+        return self._template.render({str(k): v for k, v in dict(row).items()}, item_id=item_id)
 
     def parse(self, reply_text: str) -> float:
         """The score in [0, 1] that the judge's reply gives; ValueError if it gives none."""
