@@ -215,7 +215,11 @@ def check_repeat(left: Any, right: Any) -> None:
             and len(seq) * times > MAX_PROMPT_CHARS
         ):
             raise refuse(f"repeating {len(seq):,} items {times:,} times")
-    if is_int(left) and is_int(right) and left.bit_length() + right.bit_length() > 4 * MAX_PROMPT_CHARS:
+    if (
+        is_int(left)
+        and is_int(right)
+        and left.bit_length() + right.bit_length() > 4 * MAX_PROMPT_CHARS
+    ):
         raise refuse("multiplying two numbers of a million digits")
 
 
@@ -259,9 +263,12 @@ def check_wordwrap(text: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
 
 def check_expandtabs(text: Any, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
     tabsize = kwargs.get("tabsize", args[0] if args else 8)
-    if isinstance(text, str) and is_int(tabsize):
-        if len(text) + text.count("\t") * max(tabsize, 0) > MAX_PROMPT_CHARS:
-            raise refuse("expandtabs()")
+    if (
+        isinstance(text, str)
+        and is_int(tabsize)
+        and len(text) + text.count("\t") * max(tabsize, 0) > MAX_PROMPT_CHARS
+    ):
+        raise refuse("expandtabs()")
 
 
 def materialize(value: Any) -> list[Any]:

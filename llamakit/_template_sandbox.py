@@ -23,9 +23,8 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.runtime import LoopContext
-from jinja2.utils import _PassArg
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from jinja2.utils import generate_lorem_ipsum
+from jinja2.utils import _PassArg, generate_lorem_ipsum
 
 from . import _template_limits as limits
 from .errors import ValidationError
@@ -240,12 +239,19 @@ class Template:
                 f"{self.where} uses a missing field: {exc.message}{columns}", field=self.field
             ) from None
         except limits.TemplateLimitError as exc:
-            raise ValidationError(
-                f"{self.where} is refused{on}: {exc}", field=self.field
-            ) from None
+            raise ValidationError(f"{self.where} is refused{on}: {exc}", field=self.field) from None
         except Exception as exc:  # a filter or operator failing on this row's values
             raise ValidationError(
                 f"{self.where} failed to render{on}: {type(exc).__name__}: {exc}",
+                field=self.field,
+            ) from None
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"{self.where} renders text that is not valid UTF-8{on} (a lone surrogate "
+                f"{text[exc.start : exc.end]!r} at character {exc.start}); fix the template or "
+                "the row",
                 field=self.field,
             ) from None
         return text

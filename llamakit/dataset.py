@@ -28,7 +28,10 @@ class Item:
 
 
 def _clean(value: Any) -> Any:
-    """numpy scalars -> Python, NaN -> None, so rows serialise to JSON and compare simply."""
+    """numpy scalars -> Python, NaN (and pandas' NA, NaT) -> None, so rows serialise to JSON and
+    compare simply."""
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
     if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
         with contextlib.suppress(ValueError, TypeError):
             value = value.item()

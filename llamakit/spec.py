@@ -13,6 +13,7 @@ repeats: 2
 scorers: [contains, {exact: {ignore_case: true}}, {judge: {rubric: "Names {{ expected }}?"}}]
 concurrency: 8                   # defaults for `llamakit run`; flags override them
 budget: 0.05
+missing: error                   # or `empty`: a blank cell a template reads renders as ""
 ```
 
 Unknown keys are errors (a typo like ``repeat:`` must not silently run once).
@@ -38,6 +39,7 @@ SPEC_KEYS = (
     "model",
     "concurrency",
     "budget",
+    "missing",
 )
 REQUIRED = ("name", "dataset", "prompts")
 SCORER_NAMES = (
@@ -72,6 +74,7 @@ class Spec:
     model: str | None = None
     concurrency: int | None = None
     budget: Any = None
+    missing: Any = "error"
 
     def build_scorers(self) -> list[Any]:
         from . import scoring
@@ -117,6 +120,7 @@ class Spec:
             repeats=self.repeats,
             scorers=self.build_scorers(),
             model=self.model,
+            missing=self.missing,
         )
 
 
@@ -158,4 +162,5 @@ def load_spec(path: str | Path) -> Spec:
         model=data.get("model"),
         concurrency=data.get("concurrency"),
         budget=data.get("budget"),
+        missing=data.get("missing", "error"),
     )

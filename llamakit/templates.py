@@ -46,7 +46,7 @@ class PromptTemplate:
         """The chat messages for one row; ValidationError naming the variant, message and item."""
         return [
             {"role": role, "content": template.render(row, item_id=item_id)}
-            for (role, _), template in zip(self.messages, self.compiled)
+            for (role, _), template in zip(self.messages, self.compiled, strict=True)
         ]
 
 
