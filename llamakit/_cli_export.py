@@ -13,6 +13,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("run_id")
     parser.add_argument("--csv", required=True, metavar="FILE", help="output CSV path")
+    parser.add_argument(
+        "--excel",
+        action="store_true",
+        help="spreadsheet-safe: UTF-8 BOM, and cells starting with = + - @ tab CR shown as text",
+    )
     parser.add_argument("--store", default=None, metavar="PATH", help="SQLite store path")
     parser.set_defaults(func=run)
 
@@ -24,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = load_run(args.run_id, Store(args.store) if args.store else Store())
-        result.to_csv(args.csv)
+        result.to_csv(args.csv, excel=args.excel)
     except LlamakitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
