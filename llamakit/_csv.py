@@ -36,9 +36,11 @@ def neutralise(value: Any) -> Any:
 def write_csv(frame: Any, path: str | os.PathLike[str], *, excel: bool = False) -> str:
     """Write ``frame`` (a results DataFrame) to ``path`` as described above; returns the path."""
     if excel:
+        from pandas.api.types import is_object_dtype, is_string_dtype
+
         frame = frame.copy()
         for column in frame.columns:
-            if frame[column].dtype == object:
+            if is_object_dtype(frame[column].dtype) or is_string_dtype(frame[column].dtype):
                 frame[column] = frame[column].map(neutralise)
     frame.to_csv(
         path,
