@@ -22,8 +22,9 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg, generate_lorem_ipsum
 
 from . import _template_limits as limits
@@ -144,7 +145,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guarded(name, fn) for name, fn in self.filters.items()}
         self.filters[_LOOP_FILTER] = _loop_items
         self.filters[_CONCAT_FILTER] = _concat
-        self.tests = {name: _guarded(name, fn) for name, fn in self.tests.items()}
+        self.tests = {name: _guarded(name, test) for name, test in self.tests.items()}  # type: ignore[arg-type]
         self.globals["lipsum"] = _lipsum
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:

@@ -110,18 +110,24 @@ class Spec:
         return out
 
     def experiment(self) -> Any:
+        """The Experiment; a ValidationError names this spec file first."""
         from .experiment import Experiment
 
-        return Experiment(
-            self.name,
-            prompts=self.prompts,
-            dataset=self.dataset,
-            params=self.params,
-            repeats=self.repeats,
-            scorers=self.build_scorers(),
-            model=self.model,
-            missing=self.missing,
-        )
+        try:
+            return Experiment(
+                self.name,
+                prompts=self.prompts,
+                dataset=self.dataset,
+                params=self.params,
+                repeats=self.repeats,
+                scorers=self.build_scorers(),
+                model=self.model,
+                missing=self.missing,
+            )
+        except ValidationError as exc:
+            if str(exc).startswith(self.path.name):
+                raise
+            raise ValidationError(f"{self.path.name}: {exc}", field=exc.field) from None
 
 
 def load_spec(path: str | Path) -> Spec:

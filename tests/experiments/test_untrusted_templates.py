@@ -135,7 +135,7 @@ def test_a_hostile_template_fails_fast_at_a_small_peak(source: str) -> None:
 
 
 def test_the_judge_rubric_goes_through_the_same_sandbox(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The reported hole: a spec file's judge rubric ran a shell command."""
     monkeypatch.chdir(tmp_path)
@@ -148,6 +148,8 @@ def test_the_judge_rubric_goes_through_the_same_sandbox(
 
     assert main(["run", str(spec), "--budget", "1", "--no-progress"]) == 1
     assert not (tmp_path / "PWNED.txt").exists()
+    err = capsys.readouterr().err
+    assert "spec.yaml: the rubric of judge 'judge'" in err and "unsafe" in err
     with pytest.raises(lk.ValidationError, match="rubric of judge 'judge'.*unsafe"):
         scoring.judge(None, CODE_EXECUTION["cycler globals"]).grading_messages("x", {})
     bounded = scoring.judge(None, RESOURCE["join with a huge separator"], name="big")
