@@ -16,7 +16,7 @@ Templates come from spec files, datasets and notebooks other people wrote, so th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,11 @@ _CONCAT_FILTER = "_llamakit_concat"
 # Filters and str methods whose int arguments are output widths or counts.
 _WIDTH_TAKERS = frozenset(
     {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "batch", "slice"}
+)
+# Filters that walk text character by character or word by word in Python: charged per 4 chars.
+_HEAVY = frozenset(
+    {"sort", "unique", "list", "title", "wordwrap", "striptags", "pprint", "wordcount", "urlize"}
+    | {"batch", "slice", "map", "select", "reject", "groupby", "dictsort", "capitalize"}
 )
 _REFUSED_NAMES = {"self": "the template object itself"}
 
@@ -100,14 +105,16 @@ def _guarded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @jinja2.pass_context
     def guarded(context: Any, *args: Any, **kwargs: Any) -> Any:
         plain = _check_filter(name, list(args), kwargs)
-        limits.charge_reading([*plain, *kwargs.values()])
+        limits.charge_reading([*plain, *kwargs.values()], heavy=name in _HEAVY)
         if wants is _PassArg.context:
             plain.insert(0, context)
         elif wants is _PassArg.eval_context:
             plain.insert(0, context.eval_ctx)
         elif wants is _PassArg.environment:
             plain.insert(0, context.environment)
-        return limits.check_size(fn(*plain, **kwargs), f"the {name} filter")
+        result = limits.check_size(fn(*plain, **kwargs), f"the {name} filter")
+        # A lazy result (map, select, batch, ...) is charged per item as it is consumed.
+        return limits.counted(result) if isinstance(result, Iterator) else result
 
     return guarded
 
@@ -281,6 +288,9 @@ def compile_template(source: str, *, where: str, field: str) -> Template:
     if cached is None:
         env = environment()
         try:
+            if len(source) > MAX_PROMPT_CHARS:
+                raise limits.refuse(f"a template of {len(source):,} characters")
+            limits.check_tokens(env.lexer.tokeniter(source, None))
             with limits.budget():
                 tree = env.parse(source)
                 compiled = env.from_string(tree)
@@ -291,5 +301,9 @@ def compile_template(source: str, *, where: str, field: str) -> Template:
             ) from None
         except (SecurityError, limits.TemplateLimitError) as exc:
             raise ValidationError(f"{where} is refused: {exc}", field=field) from None
+        except RecursionError:
+            raise ValidationError(
+                f"{where} is refused: it is nested too deeply to compile", field=field
+            ) from None
         cached = _cache[source] = (compiled, variables)
     return Template(source, where, field, cached[1], cached[0])

@@ -87,7 +87,16 @@ RESOURCE = {
     "replace chain": "{{ (q * 1000) | replace('x', q * 1000) | replace('x', q * 1000) }}",
 }
 
-MEASURED: list[tuple[str, float, float, str]] = []
+# Each would take the compiler seconds to minutes, or crash it, without the token bound.
+COMPILE = {
+    "140,000 tags": "{{ q }}" * 140_000,
+    "5,000 nested parentheses": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+    "1,000 nested parentheses": "{{ " + "(" * 1000 + "1" + ")" * 1000 + " }}",
+    "3,000 nested ifs": "{% if q %}" * 3000 + "x" + "{% endif %}" * 3000,
+    "500 nested loops": "{% for a in q %}" * 500 + "{% endfor %}" * 500,
+    "20,000 chained filters": "{{ q" + "|upper" * 20000 + " }}",
+    "2,000,000 characters": "a" * 2_000_000,
+}
 
 
 def _render(source: str, row: dict[str, Any] = ROW) -> None:
@@ -127,11 +136,20 @@ def test_reaching_python_internals_is_refused_naming_the_template(
 def test_a_hostile_template_fails_fast_at_a_small_peak(source: str) -> None:
     seconds, peak_mb, error = _measure(source)
     name = next(k for k, v in RESOURCE.items() if v == source)
-    MEASURED.append((name, seconds, peak_mb, str(error).split(": ", 1)[-1][:60]))
     print(f"\n  {name:34} {seconds * 1e3:7.1f} ms  peak {peak_mb:6.1f} MB  {error}")
     assert "prompt 'hostile' message 0" in str(error) and "row-7" in str(error)
     assert peak_mb < 64, "a hostile render must stay at tens of MB"
     assert seconds < 1.0, "a hostile render must fail in under a second"
+
+
+@pytest.mark.parametrize("source", COMPILE.values(), ids=COMPILE.keys())
+def test_a_template_too_big_to_compile_is_refused_fast(source: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(lk.ValidationError, match="prompt 'hostile' message 0 is refused") as info:
+        parse_prompts({"hostile": source})
+    seconds = time.perf_counter() - started
+    print(f"\n  compile: {len(source):>9,} chars {seconds * 1e3:7.1f} ms  {info.value}")
+    assert seconds < 1.0
 
 
 def test_the_judge_rubric_goes_through_the_same_sandbox(
