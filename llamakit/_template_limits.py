@@ -39,6 +39,9 @@ MAX_TEMPLATE_TOKENS = 10_000
 # filters that work character by character or word by word in Python (sort, title, wordwrap...).
 STEP_CHARS = 256
 HEAVY_STEP_CHARS = 4
+# Python refuses to print an int of more digits (sys.get_int_max_str_digits); arithmetic on bigger
+# ones (division is quadratic) is work with nothing to show for it.
+MAX_INT_DIGITS = 4300
 
 # A width or precision of 1,000,000 or more in a %-format or a str.format replacement field.
 _HUGE_NUMBER_IN_FORMAT = re.compile(r"%[#0 +\-]*\d*\.?\d{7,}|\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")
@@ -239,12 +242,16 @@ def check_repeat(left: Any, right: Any) -> None:
             and len(seq) * times > MAX_PROMPT_CHARS
         ):
             raise refuse(f"repeating {len(seq):,} items {times:,} times")
-    if (
-        is_int(left)
-        and is_int(right)
-        and left.bit_length() + right.bit_length() > 4 * MAX_PROMPT_CHARS
-    ):
-        raise refuse("multiplying two numbers of a million digits")
+    if is_int(left) and is_int(right):
+        _check_digits((left.bit_length() + right.bit_length()) * math.log10(2), "a product")
+
+
+def _check_digits(digits: float, what: str) -> None:
+    if digits > MAX_INT_DIGITS:
+        raise PromptTooLarge(
+            f"{what} of {digits:,.0f} digits is more than a prompt can print "
+            f"({MAX_INT_DIGITS:,} digits); check the template"
+        )
 
 
 def check_add(left: Any, right: Any) -> None:
@@ -254,9 +261,7 @@ def check_add(left: Any, right: Any) -> None:
 
 def check_power(base: Any, exponent: Any) -> None:
     if is_int(base) and is_int(exponent) and abs(base) > 1 and exponent > 0:
-        digits = exponent * math.log10(abs(base))
-        if digits > MAX_PROMPT_CHARS:
-            raise refuse(f"{base} ** {exponent:,} ({digits:,.0f} digits)")
+        _check_digits(exponent * math.log10(abs(base)), f"{base} ** {exponent:,}")
 
 
 def check_lines(text: Any, per_line: int, what: str) -> None:

@@ -7,11 +7,12 @@ Templates come from spec files, datasets and notebooks other people wrote, so th
   ``cycler.__init__.__globals__``), no unsafe callables, no mutation of lists or dicts, and no
   ``self`` (the template object): each refused with a ValidationError naming the template;
 - they are strict: a variable that is not there is an error, never an empty string;
-- they are bounded (``_template_limits``): at most MAX_PROMPT_CHARS (1,000,000) characters for the
-  output and for any string, list or container text built on the way, at most MAX_RENDER_STEPS
-  (50,000) steps (loop iterations, calls, filters, attribute look-ups, operators; big inputs cost
-  more) and RENDER_DEADLINE_S (0.5 s) per render. A hostile template fails in well under a second,
-  at a peak of tens of MB, with a ValidationError.
+- they are bounded (``_template_limits``): a source of at most MAX_TEMPLATE_TOKENS (10,000) tokens
+  and 1,000,000 characters; per render at most MAX_PROMPT_CHARS (1,000,000) characters for the
+  output and for any string, list or container text built on the way, numbers of at most 4,300
+  digits, at most MAX_RENDER_STEPS (50,000) steps (loop iterations, calls, filters, attribute
+  look-ups, operators; big inputs cost more) and RENDER_DEADLINE_S (0.5 s). A hostile template
+  fails in well under a second, at a peak of a few MB, with a ValidationError naming it.
 """
 
 from __future__ import annotations
@@ -241,6 +242,11 @@ class Template:
         try:
             with limits.budget():
                 text = _render_bounded(self.compiled, dict(variables))
+        except SecurityError as exc:
+            raise ValidationError(
+                f"{self.where} is refused{on}: {exc} (templates cannot reach Python internals)",
+                field=self.field,
+            ) from None
         except jinja2.UndefinedError as exc:
             columns = f" (item {item_id!r} has columns {sorted(variables)})" if item_id else ""
             raise ValidationError(
@@ -248,6 +254,11 @@ class Template:
             ) from None
         except limits.TemplateLimitError as exc:
             raise ValidationError(f"{self.where} is refused{on}: {exc}", field=self.field) from None
+        except RecursionError:
+            raise ValidationError(
+                f"{self.where} is refused{on}: its macros or loops recurse too deeply",
+                field=self.field,
+            ) from None
         except Exception as exc:  # a filter or operator failing on this row's values
             raise ValidationError(
                 f"{self.where} failed to render{on}: {type(exc).__name__}: {exc}",

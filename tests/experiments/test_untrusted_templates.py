@@ -39,6 +39,11 @@ CODE_EXECUTION = {
     "loop internals": "{% for x in items %}{{ loop.__class__ }}{% endfor %}",
     "mutate a list": "{{ items.append('z') }}",
     "dict update": "{{ {}.update(a=1) }}",
+    "include a file": "{% include '/etc/passwd' %}",
+    "import a file": "{% import '/etc/passwd' as x %}",
+    "extends a file": "{% extends '/etc/passwd' %}",
+    "dict class": "{{ dict.__init__ }}",
+    "format_map dunder": "{{ '{a.__class__}'.format_map({'a': q}) }}",
 }
 
 # Each would allocate gigabytes or loop for minutes without the bounds.
@@ -83,7 +88,8 @@ RESOURCE = {
     "center": "{{ q | center(n) }}",
     "string repetition": "{{ q * 100000000 }}",
     "power": "{{ 9 ** 100000000 }}",
-    "big-number products": "{{ (9 ** 99999) * (9 ** 99999) * (9 ** 99999) }}",
+    "big-number products": "{{ (9 ** 4000) * (9 ** 4000) * (9 ** 4000) }}",
+    "big-number division": "{{ (3 ** 2000000) // (7 ** 1000000) }}",
     "replace chain": "{{ (q * 1000) | replace('x', q * 1000) | replace('x', q * 1000) }}",
 }
 
