@@ -3,7 +3,8 @@
 Builds the experiment of ``data/demo.yaml`` (3 variants x 24 countries: every template is parsed,
 compiled and rendered for every row, and every row checked) and, separately, re-renders its 72
 prompts from the already compiled templates. Both are pure CPU work in this process: no server,
-no store. Reported: the median of --repeats timings (after one warm-up), per build and per prompt.
+no store. Reported: the best of --repeats timings (after one warm-up; the minimum is the figure
+least disturbed by other work on a shared machine), per build and per prompt.
 
 Usage: ``python benchmarks/render_demo.py [--repeats N]``
 """
@@ -11,7 +12,6 @@ Usage: ``python benchmarks/render_demo.py [--repeats N]``
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -20,13 +20,13 @@ from llamakit.spec import load_spec
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"
 
 
-def _median_seconds(fn: object, repeats: int) -> float:
+def _best_seconds(fn: object, repeats: int) -> float:
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
         fn()  # type: ignore[operator]
         timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    return min(timings)
 
 
 def main() -> None:
@@ -46,9 +46,9 @@ def main() -> None:
             for item in experiment.items:
                 template.render(item.row, item_id=item.id)
 
-    build_s = _median_seconds(build, args.repeats)
-    render_s = _median_seconds(render_all, args.repeats)
-    note = f"median of {args.repeats}, {prompts} prompts"
+    build_s = _best_seconds(build, args.repeats)
+    render_s = _best_seconds(render_all, args.repeats)
+    note = f"best of {args.repeats}, {prompts} prompts"
     print(f"FIGURE demo experiment build: {build_s * 1e3:.2f} ms ({note})")
     print(f"FIGURE demo prompt render: {render_s / prompts * 1e6:.1f} us/prompt ({note})")
 

@@ -77,14 +77,23 @@ _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
 )
 
 
+def begin() -> contextvars.Token[_Budget | None]:
+    """Start one render's allowance of steps and time; ``end`` it with the token returned."""
+    return _BUDGET.set(_Budget(deadline=time.monotonic() + RENDER_DEADLINE_S))
+
+
+def end(token: contextvars.Token[_Budget | None]) -> None:
+    _BUDGET.reset(token)
+
+
 @contextlib.contextmanager
 def budget() -> Iterator[None]:
-    """One render's allowance of steps and time (compiling a template gets one too)."""
-    token = _BUDGET.set(_Budget(deadline=time.monotonic() + RENDER_DEADLINE_S))
+    """``begin``/``end`` as a context manager (for compiling, where speed does not matter)."""
+    token = begin()
     try:
         yield
     finally:
-        _BUDGET.reset(token)
+        end(token)
 
 
 def charge(steps: int = 1) -> None:

@@ -239,9 +239,9 @@ class Template:
     def render(self, variables: Mapping[str, Any], *, item_id: str | None = None) -> str:
         """The text, or ValidationError naming the template, the item and what went wrong."""
         on = "" if item_id is None else f" for item {item_id!r}"
+        budget = limits.begin()  # not a context manager: this is the hot path
         try:
-            with limits.budget():
-                text = _render_bounded(self.compiled, dict(variables))
+            text = _render_bounded(self.compiled, variables)
         except SecurityError as exc:
             raise ValidationError(
                 f"{self.where} is refused{on}: {exc} (templates cannot reach Python internals)",
@@ -264,6 +264,8 @@ class Template:
                 f"{self.where} failed to render{on}: {type(exc).__name__}: {exc}",
                 field=self.field,
             ) from None
+        finally:
+            limits.end(budget)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -276,7 +278,7 @@ class Template:
         return text
 
 
-def _render_bounded(template: Any, variables: dict[str, Any]) -> str:
+def _render_bounded(template: Any, variables: Mapping[str, Any]) -> str:
     parts: list[str] = []
     size = 0
     for chunk in template.generate(**variables):
