@@ -134,3 +134,23 @@ def test_nothing_is_sent_or_stored_when_a_row_is_refused(server: Any, tmp_path: 
             client_of(server), store=store, progress=False
         )
     assert requests_total(server) == 0 and len(lk.runs(store)) == 0
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("id,capital\nus,Washington, D.C.\n", r"line 2: 3 cells for 2 columns; quote values"),
+        ("id,country,country\nfr,France,Spain\n", "names column 'country' twice"),
+    ],
+    ids=["unquoted comma", "duplicate header"],
+)
+def test_a_csv_that_would_shift_values_is_refused(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text(text, encoding="utf-8")
+    _refused(path, f"rows.csv.*{match}")
+
+
+def test_a_jsonl_object_giving_a_key_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"id": "1", "country": "Peru", "country": "Chad"}\n', encoding="utf-8")
+    _refused(path, "rows.jsonl line 1 is not JSON: key 'country' appears twice")
