@@ -183,8 +183,12 @@ def counted(iterable: Any) -> Iterator[Any]:
 
 
 def check_size(result: Any, what: str) -> Any:
-    if size(result) > MAX_PROMPT_CHARS:
+    """Refuse a result past MAX_PROMPT_CHARS; charge for building it, so that many big results
+    (``map('center', 999999)`` over a list) exhaust the steps before they exhaust memory."""
+    built = size(result)
+    if built > MAX_PROMPT_CHARS:
         raise refuse(what)
+    charge(built // STEP_CHARS)
     return result
 
 

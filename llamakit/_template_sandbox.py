@@ -62,7 +62,7 @@ def _concat(_context: Any, parts: list[Any]) -> str:
     limits.charge_reading(parts)
     if limits.weight(parts) > MAX_PROMPT_CHARS:
         raise limits.refuse(f"concatenating {len(parts)} values with ~")
-    return "".join(str(p) for p in parts)
+    return limits.check_size("".join(str(p) for p in parts), "~")
 
 
 def _bounded_concat(parts: Any) -> str:
@@ -179,7 +179,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             limits.check_percent(left, right)
         elif operator == "+":
             limits.check_add(left, right)
-        return super().call_binop(context, operator, left, right)
+        return limits.check_size(
+            super().call_binop(context, operator, left, right), f"the {operator} operator"
+        )
 
     def wrap_str_format(self, value: Any) -> Any:
         # The sandbox swaps str.format/format_map for a wrapper on attribute access; bound it here,

@@ -91,6 +91,14 @@ RESOURCE = {
     "big-number products": "{{ (9 ** 4000) * (9 ** 4000) * (9 ** 4000) }}",
     "big-number division": "{{ (3 ** 2000000) // (7 ** 1000000) }}",
     "replace chain": "{{ (q * 1000) | replace('x', q * 1000) | replace('x', q * 1000) }}",
+    "map center over a list": "{{ range(50) | map('string') | map('center', 999999) | list }}",
+    "big values built in a loop": "{% for i in range(1000) %}{% set x = q.center(999999) %}{% endfor %}",
+    "concat in a loop": "{% for i in range(40) %}{% set x = big ~ i %}{% endfor %}",
+    "dict.fromkeys": "{{ dict.fromkeys(range(100000), big) }}",
+    "batch then list": "{{ big | batch(1) | list | length }}",
+    "urlize a big text": "{{ ('x.co ' * 150000) | urlize }}",
+    "sort a big text": "{{ big | sort | join }}",
+    "pprint a big list": "{{ range(99999) | list | pprint }}",
 }
 
 # Each would take the compiler seconds to minutes, or crash it, without the token bound.
