@@ -99,6 +99,7 @@ RESOURCE = {
     "urlize a big text": "{{ ('x.co ' * 150000) | urlize }}",
     "sort a big text": "{{ big | sort | join }}",
     "pprint a big list": "{{ range(99999) | list | pprint }}",
+    "range too big": "{{ range(10 ** 9) | list }}",
 }
 
 # Each would take the compiler seconds to minutes, or crash it, without the token bound.
