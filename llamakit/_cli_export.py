@@ -17,6 +17,11 @@ def add_parser(subparsers: Any) -> None:
         "--csv", required=True, type=output_file, metavar="FILE", help="output CSV path"
     )
     parser.add_argument(
+        "--excel",
+        action="store_true",
+        help="spreadsheet-safe: UTF-8 BOM, and cells starting with = + - @ tab CR shown as text",
+    )
+    parser.add_argument(
         "--store", default=None, type=existing_store, metavar="PATH", help="SQLite store path"
     )
     parser.set_defaults(func=run)
@@ -27,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
     from .store import Store
 
     result = load_run(args.run_id, Store(args.store, create=False) if args.store else Store())
-    result.to_csv(args.csv)
+    result.to_csv(args.csv, excel=args.excel)
     print(f"wrote {args.csv} ({len(result.results)} rows)")
     return 0

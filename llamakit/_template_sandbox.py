@@ -1,145 +1,324 @@
-"""The Jinja sandbox prompts render in, with a bound on how much text a template may produce.
+"""The one path by which llamakit compiles and renders a Jinja template: prompt variants, system
+prompts, judge rubrics, and anything added later. A test scans the package and fails on any other
+use of Jinja.
 
-Jinja's sandbox keeps templates away from Python internals but not from memory: ``{{ q * 10**9 }}``
-or ``{{ q | center(10**9) }}`` in a shared spec file would allocate gigabytes before the context
-pre-flight could reject the prompt. A prompt never needs more than a few tens of thousands of
-characters (8,192 tokens), so anything that would exceed MAX_PROMPT_CHARS is refused up front: string
-and list repetition, huge powers, huge widths or counts passed to filters and methods, format
-strings with huge widths, ``replace`` that would grow past the bound, and the rendered output itself.
-Not bounded: CPU time (a template can still loop 100,000 x 100,000 times over nothing).
+Templates come from spec files, datasets and notebooks other people wrote, so they are untrusted:
+- they render in Jinja's immutable sandbox: no attribute starting with ``_`` (so no
+  ``cycler.__init__.__globals__``), no unsafe callables, no mutation of lists or dicts, and no
+  ``self`` (the template object): each refused with a ValidationError naming the template;
+- they are strict: a variable that is not there is an error, never an empty string;
+- they are bounded (``_template_limits``): a source of at most MAX_TEMPLATE_TOKENS (10,000) tokens
+  and 1,000,000 characters; per render at most MAX_PROMPT_CHARS (1,000,000) characters for the
+  output and for any string, list or container text built on the way, numbers of at most 4,300
+  digits, at most MAX_RENDER_STEPS (50,000) steps (loop iterations, calls, filters, attribute
+  look-ups, operators; big inputs cost more) and RENDER_DEADLINE_S (0.5 s). A hostile template
+  fails in well under a second, at a peak of a few MB, with a ValidationError naming it.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg, generate_lorem_ipsum
 
-MAX_PROMPT_CHARS = 1_000_000
-# A width or precision of 1,000,000 or more in a %-format or a str.format replacement field.
-_HUGE_NUMBER_IN_FORMAT = re.compile(r"%[#0 +\-]*\d*\.?\d{7,}|\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")
-# Filters and str methods whose int arguments are output widths: those are what can blow up. Other
-# calls may take big numbers freely ("{:,}".format(1234567890) is a fine prompt).
-_WIDTH_TAKERS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap"})
+from . import _template_limits as limits
+from .errors import ValidationError
 
+MAX_PROMPT_CHARS = limits.MAX_PROMPT_CHARS
+MAX_RENDER_STEPS = limits.MAX_RENDER_STEPS
+RENDER_DEADLINE_S = limits.RENDER_DEADLINE_S
+PromptTooLarge = limits.PromptTooLarge
 
-class PromptTooLarge(ValueError):
-    """A template would produce more than MAX_PROMPT_CHARS characters."""
-
-
-def _refuse(what: str) -> PromptTooLarge:
-    return PromptTooLarge(
-        f"{what} would exceed {MAX_PROMPT_CHARS:,} characters, far beyond the model's "
-        "8,192-token context; check the template"
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_numbers(values: Iterable[Any], where: str) -> None:
-    for value in values:
-        if _is_int(value) and abs(value) > MAX_PROMPT_CHARS:
-            raise _refuse(f"{where} with {value:,}")
+# Filters the compiler wraps around every loop's iterable and every ``~``; templates cannot
+# reach anything through them that they could not reach anyway.
+_LOOP_FILTER = "_llamakit_loop"
+_CONCAT_FILTER = "_llamakit_concat"
+# Filters and str methods whose int arguments are output widths or counts.
+_WIDTH_TAKERS = frozenset(
+    {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "batch", "slice"}
+)
+# Filters that walk text character by character or word by word in Python: charged per 4 chars.
+_HEAVY = frozenset(
+    {"sort", "unique", "list", "title", "wordwrap", "striptags", "pprint", "wordcount", "urlize"}
+    | {"batch", "slice", "map", "select", "reject", "groupby", "dictsort", "capitalize"}
+)
+_REFUSED_NAMES = {"self": "the template object itself"}
 
 
-def _check_format_string(template: Any) -> None:
-    if isinstance(template, str) and _HUGE_NUMBER_IN_FORMAT.search(template):
-        raise _refuse("a format width or precision in " + repr(template[:40]))
+@jinja2.pass_context
+def _loop_items(_context: Any, iterable: Any) -> Any:
+    return limits.counted(iterable)
 
 
-def _check_replace(value: Any, args: tuple[Any, ...]) -> None:
-    if isinstance(value, str) and len(args) >= 2 and isinstance(args[0], str):
-        old, new = args[0], str(args[1])
-        count = value.count(old) if old else len(value) + 1
-        if len(args) >= 3 and _is_int(args[2]) and args[2] >= 0:
-            count = min(count, args[2])
-        if len(value) + count * (len(new) - len(old)) > MAX_PROMPT_CHARS:
-            raise _refuse("replace()")
+@jinja2.pass_context
+def _concat(_context: Any, parts: list[Any]) -> str:
+    limits.charge_reading(parts)
+    if limits.weight(parts) > MAX_PROMPT_CHARS:
+        raise limits.refuse(f"concatenating {len(parts)} values with ~")
+    return limits.check_size("".join(str(p) for p in parts), "~")
 
 
-def _check_repeat(left: Any, right: Any) -> None:
-    for seq, times in ((left, right), (right, left)):
-        if (
-            isinstance(seq, (str, list, tuple))
-            and _is_int(times)
-            and len(seq) * times > MAX_PROMPT_CHARS
-        ):
-            raise _refuse(f"repeating {len(seq):,} items {times:,} times")
+def _bounded_concat(parts: Any) -> str:
+    """Joins the output of blocks, macros and ``{% set %}`` captures (Environment.concat)."""
+    parts = list(parts)
+    if sum(len(p) for p in parts) > MAX_PROMPT_CHARS:
+        raise limits.refuse("a block of the template")
+    return "".join(parts)
 
 
-def _check_power(base: Any, exponent: Any) -> None:
-    if _is_int(base) and _is_int(exponent) and abs(base) > 1 and exponent > 0:
-        digits = exponent * math.log10(abs(base))
-        if digits > MAX_PROMPT_CHARS:
-            raise _refuse(f"{base} ** {exponent:,} ({digits:,.0f} digits)")
+def _check_filter(name: str, plain: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    value, args = (plain[0], plain[1:]) if plain else (None, [])
+    if name in _WIDTH_TAKERS:
+        limits.check_numbers([*args, *kwargs.values()], f"the {name} filter")
+    if name in ("batch", "slice"):
+        limits.charge(sum(a for a in args[:1] if limits.is_int(a)))
+    if name == "indent":
+        limits.check_indent(value, args, kwargs)
+    elif name == "wordwrap":
+        limits.check_wordwrap(value, args, kwargs)
+    elif name == "format":
+        limits.check_percent(value, tuple(args) or dict(kwargs))
+    elif name == "replace":
+        limits.check_replace(value, tuple(args))
+    elif name in ("join", "sum") and value is not None and not isinstance(value, str):
+        plain[0] = value = limits.materialize(value)
+        if name == "join":
+            limits.check_join(value, kwargs.get("d", args[0] if args else ""))
+        else:
+            limits.check_sum(value, kwargs.get("start", args[1] if len(args) > 1 else 0))
+    elif value is not None:
+        limits.check_weight(value, f"the {name} filter's input")
+    return plain
 
 
-def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        # Filters get the value first; some also get the context or environment before it.
-        plain = [a for a in args if not hasattr(a, "environment") and not hasattr(a, "filters")]
-        if name in _WIDTH_TAKERS:
-            _check_numbers([*plain[1:], *kwargs.values()], f"the {name} filter")
-        if plain and name == "format":
-            _check_format_string(plain[0])
-        if plain and name == "replace":
-            _check_replace(plain[0], tuple(plain[1:]))
-        return fn(*args, **kwargs)
+def _guarded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` behind the bounds. Every guarded filter and test takes the context, so that Jinja
+    never runs one while compiling (constant folding would do work outside any render budget)."""
+    wants = _PassArg.from_obj(fn)
 
-    # Jinja inspects these markers to decide what to pass the filter.
-    guarded.__dict__.update(getattr(fn, "__dict__", {}))
+    @jinja2.pass_context
+    def guarded(context: Any, *args: Any, **kwargs: Any) -> Any:
+        plain = _check_filter(name, list(args), kwargs)
+        limits.charge_reading([*plain, *kwargs.values()], heavy=name in _HEAVY)
+        if wants is _PassArg.context:
+            plain.insert(0, context)
+        elif wants is _PassArg.eval_context:
+            plain.insert(0, context.eval_ctx)
+        elif wants is _PassArg.environment:
+            plain.insert(0, context.environment)
+        result = limits.check_size(fn(*plain, **kwargs), f"the {name} filter")
+        # A lazy result (map, select, batch, ...) is charged per item as it is consumed.
+        return limits.counted(result) if isinstance(result, Iterator) else result
+
     return guarded
 
 
+def _lipsum(*args: Any, **kwargs: Any) -> str:
+    limits.check_lipsum(args, kwargs)
+    return generate_lorem_ipsum(*args, **kwargs)
+
+
+def _instrument(tree: nodes.Template) -> None:
+    """Route every loop and every ``~`` through the bounds; refuse names a row cannot supply."""
+    for name in tree.find_all(nodes.Name):
+        if name.name in _REFUSED_NAMES and name.ctx == "load":
+            raise SecurityError(f"{name.name!r} ({_REFUSED_NAMES[name.name]}) is not available")
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.lineno)
+    for concat in list(tree.find_all(nodes.Concat)):
+        items = nodes.List(concat.nodes, lineno=concat.lineno)
+        concat.nodes = [nodes.Filter(items, _CONCAT_FILTER, [], [], None, None)]
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """An immutable sandbox whose templates cannot produce more than MAX_PROMPT_CHARS characters."""
+    """An immutable, strict sandbox whose renders stay within ``_template_limits``."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    concat = staticmethod(_bounded_concat)
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.filters = {name: _guarded_filter(name, fn) for name, fn in self.filters.items()}
+    def __init__(self) -> None:
+        super().__init__(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=lambda value: limits.check_weight(value, "a value in the output"),
+        )
+        self.filters = {name: _guarded(name, fn) for name, fn in self.filters.items()}
+        self.filters[_LOOP_FILTER] = _loop_items
+        self.filters[_CONCAT_FILTER] = _concat
+        self.tests = {name: _guarded(name, test) for name, test in self.tests.items()}  # type: ignore[arg-type]
+        self.globals["lipsum"] = _lipsum
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        _instrument(tree)
+        return tree
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        limits.charge()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        limits.charge()
+        return super().getitem(obj, argument)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        limits.charge_reading((left, right))
         if operator == "*":
-            _check_repeat(left, right)
+            limits.check_repeat(left, right)
         elif operator == "**":
-            _check_power(left, right)
+            limits.check_power(left, right)
         elif operator == "%":
-            _check_format_string(left)
-        return super().call_binop(context, operator, left, right)
+            limits.check_percent(left, right)
+        elif operator == "+":
+            limits.check_add(left, right)
+        return limits.check_size(
+            super().call_binop(context, operator, left, right), f"the {operator} operator"
+        )
 
     def wrap_str_format(self, value: Any) -> Any:
-        # The sandbox swaps str.format/format_map for a wrapper on attribute access; check the
-        # format string here, where it is still known.
+        # The sandbox swaps str.format/format_map for a wrapper on attribute access; bound it here,
+        # where the format string is still known.
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_format_string(value.__self__)
-        return wrapped
+        if wrapped is None:
+            return None
+        template = value.__self__
+        limits.check_format_string(template)
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            limits.check_format_call(template, args, kwargs)
+            return str(wrapped(*args, **kwargs))
+
+        return bounded
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         name = getattr(__obj, "__name__", "")
         owner = getattr(__obj, "__self__", None)
+        limits.charge_reading((owner, *args, *kwargs.values()))
+        if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
+            args = (limits.counted(args[0]), *args[1:])
         if isinstance(owner, str):
             if name in _WIDTH_TAKERS:
-                _check_numbers([*args, *kwargs.values()], f"{name}()")
+                limits.check_numbers([*args, *kwargs.values()], f"{name}()")
+            if name == "expandtabs":
+                limits.check_expandtabs(owner, args, kwargs)
             elif name == "replace":
-                _check_replace(owner, args)
-        return super().call(__context, __obj, *args, **kwargs)
+                limits.check_replace(owner, args)
+            elif name == "join" and args:
+                args = (limits.materialize(args[0]), *args[1:])
+                limits.check_join(args[0], owner)
+        result = super().call(__context, __obj, *args, **kwargs)
+        return limits.check_size(result, f"{name or 'a call'}()")
 
 
-def render_bounded(template: Any, variables: dict[str, Any]) -> str:
-    """Render, refusing output past MAX_PROMPT_CHARS (loops that emit text a piece at a time)."""
+_env: BoundedSandbox | None = None
+
+
+def environment() -> BoundedSandbox:
+    global _env
+    if _env is None:
+        _env = BoundedSandbox()
+    return _env
+
+
+@dataclass(frozen=True)
+class Template:
+    """A compiled template: its source, where it came from, the variables it reads."""
+
+    source: str
+    where: str  # e.g. "prompt 'terse' message 1", "the judge's rubric"
+    field: str
+    variables: frozenset[str]
+    compiled: Any
+
+    def render(self, variables: Mapping[str, Any], *, item_id: str | None = None) -> str:
+        """The text, or ValidationError naming the template, the item and what went wrong."""
+        on = "" if item_id is None else f" for item {item_id!r}"
+        budget = limits.begin()  # not a context manager: this is the hot path
+        try:
+            text = _render_bounded(self.compiled, variables)
+        except SecurityError as exc:
+            raise ValidationError(
+                f"{self.where} is refused{on}: {exc} (templates cannot reach Python internals)",
+                field=self.field,
+            ) from None
+        except jinja2.UndefinedError as exc:
+            columns = f" (item {item_id!r} has columns {sorted(variables)})" if item_id else ""
+            raise ValidationError(
+                f"{self.where} uses a missing field: {exc.message}{columns}", field=self.field
+            ) from None
+        except limits.TemplateLimitError as exc:
+            raise ValidationError(f"{self.where} is refused{on}: {exc}", field=self.field) from None
+        except RecursionError:
+            raise ValidationError(
+                f"{self.where} is refused{on}: its macros or loops recurse too deeply",
+                field=self.field,
+            ) from None
+        except Exception as exc:  # a filter or operator failing on this row's values
+            raise ValidationError(
+                f"{self.where} failed to render{on}: {type(exc).__name__}: {exc}",
+                field=self.field,
+            ) from None
+        finally:
+            limits.end(budget)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                f"{self.where} renders text that is not valid UTF-8{on} (a lone surrogate "
+                f"{text[exc.start : exc.end]!r} at character {exc.start}); fix the template or "
+                "the row",
+                field=self.field,
+            ) from None
+        return text
+
+
+def _render_bounded(template: Any, variables: Mapping[str, Any]) -> str:
     parts: list[str] = []
     size = 0
     for chunk in template.generate(**variables):
         size += len(chunk)
         if size > MAX_PROMPT_CHARS:
-            raise _refuse("the rendered prompt")
+            raise limits.refuse("the rendered prompt")
         parts.append(chunk)
     return "".join(parts)
+
+
+_cache: dict[str, tuple[Any, frozenset[str]]] = {}
+
+
+def compile_template(source: str, *, where: str, field: str) -> Template:
+    """Compile ``source`` in the sandbox; ValidationError naming ``where`` if it is not a valid,
+    allowed template. Compiled templates are cached by source."""
+    if not isinstance(source, str):
+        raise ValidationError(f"{where} must be a template string", field=field)
+    cached = _cache.get(source)
+    if cached is None:
+        env = environment()
+        try:
+            if len(source) > MAX_PROMPT_CHARS:
+                raise limits.refuse(f"a template of {len(source):,} characters")
+            limits.check_tokens(env.lexer.tokeniter(source, None))
+            with limits.budget():
+                tree = env.parse(source)
+                compiled = env.from_string(tree)
+                variables = frozenset(meta.find_undeclared_variables(tree))
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValidationError(
+                f"{where}: template syntax error on line {exc.lineno}: {exc.message}", field=field
+            ) from None
+        except (SecurityError, limits.TemplateLimitError) as exc:
+            raise ValidationError(f"{where} is refused: {exc}", field=field) from None
+        except RecursionError:
+            raise ValidationError(
+                f"{where} is refused: it is nested too deeply to compile", field=field
+            ) from None
+        cached = _cache[source] = (compiled, variables)
+    return Template(source, where, field, cached[1], cached[0])

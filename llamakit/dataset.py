@@ -28,7 +28,10 @@ class Item:
 
 
 def _clean(value: Any) -> Any:
-    """numpy scalars -> Python, NaN -> None, so rows serialise to JSON and compare simply."""
+    """numpy scalars -> Python, NaN (and pandas' NA, NaT) -> None, so rows serialise to JSON and
+    compare simply."""
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
     if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
         with contextlib.suppress(ValueError, TypeError):
             value = value.item()
@@ -37,20 +40,50 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json.loads would keep the last silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        twice = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise json.JSONDecodeError(f"key {twice[0]!r} appears twice in one object", "", 0)
+    return out
+
+
+def _csv_rows(path: Path, reader: csv.DictReader[str]) -> list[dict[str, Any]]:
+    """Rows of a CSV file; a header naming a column twice, or a row with more cells than the
+    header (an unquoted comma in a value), is refused: either would shift values silently."""
+    header = reader.fieldnames or []
+    twice = sorted(k for k, n in Counter(header).items() if n > 1)
+    if twice:
+        raise ValidationError(
+            f"{path.name}: the header names column {twice[0]!r} twice", field="dataset"
+        )
+    rows = []
+    for row in reader:
+        if None in row:
+            raise ValidationError(
+                f"{path.name} line {reader.line_num}: {len(header) + len(row[None])} cells for "
+                f"{len(header)} columns; quote values that contain commas",
+                field="dataset",
+            )
+        rows.append(dict(row))
+    return rows
+
+
 def _read_path(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise ValidationError(f"dataset file not found: {path}", field="dataset")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with path.open(newline="", encoding="utf-8-sig") as f:
-            return [dict(r) for r in csv.DictReader(f)]
+            return _csv_rows(path, csv.DictReader(f))
     if suffix in (".jsonl", ".ndjson"):
         rows = []
         with path.open(encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        rows.append(json.loads(line, object_pairs_hook=_unique_keys))
                     except json.JSONDecodeError as exc:
                         raise ValidationError(
                             f"{path.name} line {n} is not JSON: {exc.msg}", field="dataset"
@@ -58,7 +91,7 @@ def _read_path(path: Path) -> list[dict[str, Any]]:
         return rows
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ValidationError(f"{path.name} is not JSON: {exc.msg}", field="dataset") from None
         if not isinstance(data, list):

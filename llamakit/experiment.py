@@ -11,8 +11,9 @@ A variant may carry sampling params of its own, merged over ``params`` (its valu
 ``prompts={"steps": {"messages": "...", "params": {"max_tokens": 256}}}``. A condition is
 (variant, params): statistics treat only repeats of one condition as samples of the same thing.
 
-Every input is checked when the experiment is built (templates render for every row, ids are
-unique, params are valid), so a mistake is reported before any credit is spent.
+Every input is checked when the experiment is built (templates and judge rubrics render for every
+row, no value they read is missing, all text is valid UTF-8, ids are unique, params are valid), so
+a mistake is reported before any credit is spent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,8 +29,9 @@ from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ._estimate import Estimate
 from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
+from ._rows import Missing, check_missing, check_text
 from ._sources import resolve_source
-from .dataset import load_dataset
+from .dataset import Item, load_dataset
 from .errors import ValidationError
 from .templates import parse_prompts
 
@@ -97,8 +100,31 @@ def _merge_params(
     return list(merged.values())
 
 
+def _checked_items(
+    dataset: Any, templates: list[Any], scorers: list[Any], missing: Any
+) -> list[Item]:
+    """Rows whose text is valid UTF-8 and whose values the templates read are present (or, with
+    ``missing="empty"``, empty strings); see ``_rows``."""
+    items = load_dataset(dataset)
+    named = (
+        f"dataset {os.path.basename(dataset)}"
+        if isinstance(dataset, (str, os.PathLike))
+        else "dataset"
+    )
+    check_text(items, named)
+    readers = {f"prompt {t.variant!r}": t.variables for t in templates}
+    for scorer in scorers:
+        if hasattr(scorer, "render_rubric"):
+            readers[f"the rubric of judge {scorer.name!r}"] = scorer.variables
+    return check_missing(items, readers, missing, named)
+
+
 class Experiment:
-    """Prompt variants compared over a dataset; see the module docstring."""
+    """Prompt variants compared over a dataset; see the module docstring.
+
+    ``missing="error"`` (the default) refuses a row whose value for a column a template reads is
+    empty, None/NaN or absent; ``missing="empty"`` renders such values as empty text.
+    """
 
     def __init__(
         self,
@@ -109,6 +135,7 @@ class Experiment:
         repeats: int = 1,
         scorers: Sequence[Any] = (),
         model: str | None = None,
+        missing: Missing = "error",
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("an experiment needs a non-empty name", field="name")
@@ -120,7 +147,6 @@ class Experiment:
             raise ValidationError(f"model must be a model slug, got {model!r}", field="model")
         self.name = name
         self.templates = parse_prompts(prompts)
-        self.items = load_dataset(dataset)
         self.param_sets = expand_params(params)
         self.variant_params = {
             t.variant: _merge_params(self.param_sets, t.params, t.variant) for t in self.templates
@@ -128,12 +154,17 @@ class Experiment:
         self.repeats = repeats
         self.scorers = _check_scorers(scorers)
         self.model = model
+        self.missing = missing
+        self.items = _checked_items(dataset, self.templates, self.scorers, missing)
         # Render everything now: a missing variable fails here, before any call.
         self._rendered = {
             (t.variant, item.id): t.render(item.row, item_id=item.id)
             for t in self.templates
             for item in self.items
         }
+        for judge in (s for s in self.scorers if hasattr(s, "render_rubric")):
+            for item in self.items:
+                judge.render_rubric(item.row, item_id=item.id)
         self._token_counts: dict[tuple[str, str], int | None] = {}
         self._cells_by_model: dict[tuple[str, str], list[Cell]] = {}
 

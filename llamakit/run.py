@@ -238,11 +238,14 @@ class Run:
         # paired_compare resolves a scorer name ("exact") to its column ("score_exact").
         return stats.paired_compare(self.results, a, b, metric)
 
-    def to_csv(self, path: str | os.PathLike[str]) -> str:
-        """Write the results as tidy CSV (raw response text unmodified); returns the path."""
-        frame = self.results
-        frame.to_csv(path, index=False)
-        return os.fspath(path)
+    def to_csv(self, path: str | os.PathLike[str], *, excel: bool = False) -> str:
+        """Write the results as tidy CSV; returns the path. By default the text is exact:
+        ``pandas.read_csv`` gives every reply back unchanged (bare ``\r``, NUL, quotes and all).
+        ``excel=True`` writes a UTF-8 BOM and prefixes cells beginning with = + - @ tab or CR
+        with ``'`` so a spreadsheet shows them as text (see ``llamakit._csv``)."""
+        from ._csv import write_csv
+
+        return write_csv(self.results, path, excel=excel)
 
 
 def judge_replies(

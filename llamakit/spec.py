@@ -16,6 +16,7 @@ repeats: 2
 scorers: [contains, {exact: {ignore_case: true}}, {judge: {rubric: "Names {{ expected }}?"}}]
 concurrency: 8                   # defaults for `llamakit run`; flags override them
 budget: 0.05
+missing: error                   # or `empty`: a blank cell a template reads renders as ""
 ```
 
 Unknown keys are errors (a typo like ``repeat:`` must not silently run once).
@@ -41,6 +42,7 @@ SPEC_KEYS = (
     "model",
     "concurrency",
     "budget",
+    "missing",
 )
 REQUIRED = ("name", "dataset", "prompts")
 SCORER_NAMES = (
@@ -75,6 +77,7 @@ class Spec:
     model: str | None = None
     concurrency: int | None = None
     budget: Any = None
+    missing: Any = "error"
 
     def build_scorers(self) -> list[Any]:
         from . import scoring
@@ -112,17 +115,24 @@ class Spec:
         return out
 
     def experiment(self) -> Any:
+        """The Experiment; a ValidationError names this spec file first."""
         from .experiment import Experiment
 
-        return Experiment(
-            self.name,
-            prompts=self.prompts,
-            dataset=self.dataset,
-            params=self.params,
-            repeats=self.repeats,
-            scorers=self.build_scorers(),
-            model=self.model,
-        )
+        try:
+            return Experiment(
+                self.name,
+                prompts=self.prompts,
+                dataset=self.dataset,
+                params=self.params,
+                repeats=self.repeats,
+                scorers=self.build_scorers(),
+                model=self.model,
+                missing=self.missing,
+            )
+        except ValidationError as exc:
+            if str(exc).startswith(self.path.name):
+                raise
+            raise ValidationError(f"{self.path.name}: {exc}", field=exc.field) from None
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -169,4 +179,5 @@ def load_spec(path: str | Path) -> Spec:
         model=data.get("model"),
         concurrency=data.get("concurrency"),
         budget=data.get("budget"),
+        missing=data.get("missing", "error"),
     )

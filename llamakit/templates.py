@@ -1,38 +1,26 @@
 """Prompt templates: each message's content is a Jinja2 template rendered with a dataset row.
 
-Rendering is strict (a missing variable is an error, never an empty string) and sandboxed (a spec
-file shared by a colleague cannot reach Python internals through a template, nor render gigabytes:
-see ``_template_sandbox``).
+Rendering is strict (a missing variable is an error, never an empty string), sandboxed and bounded
+(a spec file shared by a colleague cannot reach Python internals through a template, nor render
+gigabytes, nor loop for minutes): every template goes through ``_template_sandbox``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._template_sandbox import Template, compile_template
 from .errors import ValidationError
 
 _ROLES = ("system", "user", "assistant")
-_env = None
-
-
-def _environment() -> Any:
-    global _env
-    if _env is None:
-        import jinja2
-
-        from ._template_sandbox import BoundedSandbox
-
-        _env = BoundedSandbox(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
-    return _env
 
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """One prompt variant: a list of (role, compiled content template)."""
+    """One prompt variant: a list of (role, template source), compiled in the one sandbox."""
 
     variant: str
     messages: tuple[tuple[str, str], ...]  # (role, template source)
@@ -40,39 +28,29 @@ class PromptTemplate:
     # experiment's params; None when it has none.
     params: Mapping[str, Any] | None = None
 
+    @functools.cached_property
+    def compiled(self) -> list[Template]:
+        """Each message's template, compiled once (ValidationError if one is invalid)."""
+        return [
+            compile_template(
+                source,
+                where=f"prompt {self.variant!r} message {i}",
+                field=f"prompts.{self.variant}[{i}].content",
+            )
+            for i, (_, source) in enumerate(self.messages)
+        ]
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The row fields the variant's messages read."""
+        return frozenset().union(*(t.variables for t in self.compiled))
+
     def render(self, row: Mapping[str, Any], *, item_id: str) -> list[dict[str, str]]:
-        import jinja2
-
-        from ._template_sandbox import render_bounded
-
-        out = []
-        for i, (role, source) in enumerate(self.messages):
-            try:
-                content = render_bounded(_compiled(source), dict(row))
-            except jinja2.UndefinedError as exc:
-                raise ValidationError(
-                    f"prompt {self.variant!r} message {i}: {exc.message} "
-                    f"(item {item_id!r} has columns {sorted(row)})",
-                    field=f"prompts.{self.variant}[{i}].content",
-                ) from None
-            except Exception as exc:  # a filter or operator failing on this row's values
-                raise ValidationError(
-                    f"prompt {self.variant!r} message {i} failed to render for item "
-                    f"{item_id!r}: {type(exc).__name__}: {exc}",
-                    field=f"prompts.{self.variant}[{i}].content",
-                ) from None
-            out.append({"role": role, "content": content})
-        return out
-
-
-_cache: dict[str, Any] = {}
-
-
-def _compiled(source: str) -> Any:
-    template = _cache.get(source)
-    if template is None:
-        template = _cache[source] = _environment().from_string(source)
-    return template
+        """The chat messages for one row; ValidationError naming the variant, message and item."""
+        return [
+            {"role": role, "content": template.render(row, item_id=item_id)}
+            for (role, _), template in zip(self.messages, self.compiled, strict=True)
+        ]
 
 
 def _parse_messages(variant: str, value: Any) -> tuple[tuple[str, str], ...]:
@@ -138,8 +116,6 @@ def parse_prompts(prompts: Any) -> list[PromptTemplate]:
 
     Every template is compiled here, so a syntax error is reported before any call.
     """
-    import jinja2
-
     if isinstance(prompts, str) or (
         isinstance(prompts, Sequence) and not isinstance(prompts, Mapping)
     ):
@@ -156,14 +132,6 @@ def parse_prompts(prompts: Any) -> list[PromptTemplate]:
             )
         value, params = _split_params(variant, value)
         template = PromptTemplate(variant, _parse_messages(variant, value), params)
-        for i, (_, source) in enumerate(template.messages):
-            try:
-                _compiled(source)
-            except jinja2.TemplateSyntaxError as exc:
-                raise ValidationError(
-                    f"prompt {variant!r} message {i}: template syntax error on line "
-                    f"{exc.lineno}: {exc.message}",
-                    field=f"prompts.{variant}[{i}].content",
-                ) from None
+        template.compiled  # noqa: B018 (compiling reports a bad template now)
         templates.append(template)
     return templates

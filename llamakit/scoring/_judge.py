@@ -103,7 +103,7 @@ class JudgeScorer:
         temperature: float = 0.0,
         reask: bool = True,
     ) -> None:
-        import jinja2
+        from .._template_sandbox import compile_template
 
         self.name = check_name(name)
         if not isinstance(rubric, str) or not rubric.strip():
@@ -125,13 +125,10 @@ class JudgeScorer:
         if not isinstance(reask, bool):
             raise ValidationError(f"reask must be True or False, got {reask!r}", field="reask")
         _check_rubric(rubric, scale)
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-        try:
-            self._template = env.from_string(rubric)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValidationError(
-                f"the judge's rubric is not a valid template: {exc}", field="rubric"
-            ) from None
+        # The rubric comes from spec files like any prompt: the same sandboxed, bounded path.
+        self._template = compile_template(
+            rubric, where=f"the rubric of judge {self.name!r}", field="rubric"
+        )
         self.client = client
         self.rubric = rubric
         self.scale = scale
@@ -146,14 +143,7 @@ class JudgeScorer:
 
     def grading_messages(self, text: str, row: Mapping[str, Any]) -> list[dict[str, str]]:
         """The chat messages that ask the judge to grade ``text``; the rubric sees the row's fields."""
-        import jinja2
-
-        try:
-            rubric = self._template.render(**{str(k): v for k, v in dict(row).items()})
-        except jinja2.UndefinedError as exc:
-            raise ValidationError(
-                f"the judge's rubric uses a missing field: {exc}", field="rubric"
-            ) from None
+        rubric = self.render_rubric(row)
         tag = response_tag(text)
         system = (
             "You are a strict, impartial grader. You judge one response against a rubric. "
@@ -163,6 +153,15 @@ class JudgeScorer:
         )
         user = f"Rubric:\n{rubric.strip()}\n\nResponse to grade:\n<{tag}>\n{text}\n</{tag}>"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The row fields the rubric reads."""
+        return self._template.variables
+
+    def render_rubric(self, row: Mapping[str, Any], *, item_id: str | None = None) -> str:
+        """The rubric for one row; ValidationError naming the judge (and item) if it cannot be."""
+        return self._template.render({str(k): v for k, v in dict(row).items()}, item_id=item_id)
 
     def reask_messages(self, text: str, row: Mapping[str, Any], reply: str) -> list[dict[str, str]]:
         """The follow-up asking for the verdict line alone, after ``reply`` gave none."""

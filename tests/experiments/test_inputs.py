@@ -147,7 +147,13 @@ def test_a_dataframe_with_timestamps_and_numbers_renders_and_runs(server) -> Non
     frame = pd.DataFrame(
         {"q": ["a", "b"], "when": pd.to_datetime(["2024-01-01", "2024-02-01"]), "n": [1.5, None]}
     )
-    exp = lk.Experiment("df", prompts="{{ q }} on {{ when.date() }} ({{ n }})", dataset=frame)
-    assert exp.cells("m")[0].messages[0]["content"] == "a on 2024-01-01 (1.5)"
+    prompt = "{{ q }} on {{ when.date() }} ({{ n }})"
+    with pytest.raises(lk.ValidationError, match="row '1': column 'n' is None"):
+        lk.Experiment("df", prompts=prompt, dataset=frame)  # NaN would render as "None"
+    exp = lk.Experiment("df", prompts=prompt, dataset=frame, missing="empty")
+    assert [c.messages[0]["content"] for c in exp.cells("m")] == [
+        "a on 2024-01-01 (1.5)",
+        "b on 2024-02-01 ()",
+    ]
     run = exp.run(client_of(server), progress=False)
     assert run.status == "finished" and len(run.results) == 2

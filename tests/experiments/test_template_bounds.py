@@ -40,7 +40,10 @@ def test_a_template_asking_for_a_huge_prompt_is_refused_cheaply(source: str) -> 
     (template,) = parse_prompts({"v": source})
     tracemalloc.start()
     try:
-        with pytest.raises(lk.ValidationError, match="would exceed 1,000,000 characters"):
+        with pytest.raises(
+            lk.ValidationError,
+            match="would exceed 1,000,000 characters|more than 50,000 steps|took more than|can print",
+        ):
             template.render(ROW, item_id="i1")
         _, peak = tracemalloc.get_traced_memory()
     finally:

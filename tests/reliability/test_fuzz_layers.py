@@ -129,6 +129,12 @@ FRAGMENTS = st.sampled_from(
         "{{ range(10)|list }}",
         "{{ q|int }}",
         "{{ a|join(',') }}",
+        # Amplifiers and escapes (issue 11): refused within the render bound.
+        "{{ range(100000)|join('x' * 999999) }}",
+        "{% for i in range(100000) %}{% for j in a %}{% endfor %}{% endfor %}",
+        "{{ q|indent(999999) }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ self }}",
     ]
 )
 TEMPLATE = st.lists(st.one_of(FRAGMENTS, TEXT), min_size=1, max_size=4).map("".join)
