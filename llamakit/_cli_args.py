@@ -87,11 +87,12 @@ def output_folder(text: str) -> str:
 
 def store_path(text: str) -> str:
     """A store file: refused now if it is a folder or not an SQLite database."""
+    from .errors import StoreError
     from .store import check_store_path
 
     try:
         check_store_path(Path(text).expanduser())
-    except ValueError as exc:  # ValidationError is a ValueError
+    except StoreError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from ._cli_args import existing_store
@@ -21,9 +22,13 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ._cli_tables import compact_runs, render
+    from ._defaults import ENV_HOME
     from .run import runs
     from .store import Store, default_path
+    from .store._paths import check_store_path
 
+    if args.store is None:
+        check_store_path(default_path(), from_home=bool(os.environ.get(ENV_HOME)))
     if args.store is None and not default_path().exists():
         print(f"no runs yet (no store at {default_path()})")
         return 0

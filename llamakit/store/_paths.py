@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .._defaults import ENV_HOME
 from ..errors import StoreError
+from ._problems import FIX_DAMAGED
 
 # Every SQLite 3 database file starts with these 16 bytes (https://www.sqlite.org/fileformat.html).
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -39,7 +40,7 @@ def check_store_path(path: Path, *, from_home: bool = False) -> None:
                 path,
                 "damaged",
                 f"{origin}it is not an SQLite database",
-                "Give a new file name or an existing llamakit store",
+                f"{FIX_DAMAGED} (or, if it is some other file, give the store another name)",
             )
         return
     for parent in path.parents:

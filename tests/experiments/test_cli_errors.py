@@ -123,16 +123,16 @@ def test_llamakit_home_at_a_file_is_named_with_the_fix(
 
 
 def test_the_python_api_refuses_the_same_paths(tmp_path: Path, monkeypatch) -> None:
-    with pytest.raises(lk.ValidationError, match="is a folder") as info:
+    with pytest.raises(lk.StoreError, match="is a folder") as info:
         lk.Store(tmp_path)
-    assert info.value.field == "store"
+    assert info.value.problem == "missing" and info.value.path == str(tmp_path)
     (tmp_path / "x.db").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(lk.ValidationError, match="not an SQLite database"):
+    with pytest.raises(lk.StoreError, match="not an SQLite database"):
         lk.Store(tmp_path / "x.db")
     (tmp_path / "empty.db").write_bytes(b"")
     assert lk.Store(tmp_path / "empty.db").migrations()  # an empty file is a new store
     monkeypatch.setenv("LLAMAKIT_HOME", str(tmp_path / "x.db"))
-    with pytest.raises(lk.ValidationError, match="LLAMAKIT_HOME"):
+    with pytest.raises(lk.StoreError, match="LLAMAKIT_HOME"):
         lk.runs()
 
 

@@ -235,8 +235,8 @@ def test_the_fingerprint_covers_a_judges_rubric(server) -> None:
         judge = scoring.judge(server.client(), rubric, name="j")
         return _variant(scorers=[judge]).fingerprint("m", "src")
 
-    assert judged("Is {{ response }} right?") == judged("Is {{ response }} right?")
-    assert judged("Is {{ response }} right?") != judged("Is {{ response }} correct?")
+    assert judged("Is {{ expected }} right?") == judged("Is {{ expected }} right?")
+    assert judged("Is {{ expected }} right?") != judged("Is {{ expected }} correct?")
 
 
 def test_a_running_lease_keeps_its_claims_alive(tmp_path: Path, monkeypatch) -> None:

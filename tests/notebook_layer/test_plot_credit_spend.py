@@ -156,9 +156,10 @@ def test_judge_spend_of_real_runs_is_stacked_on_model_spend(tmp_path) -> None:
     table = lk.runs(store=store)
     by_name = table.set_index("name")
     assert by_name.loc["plain", "judge_credits"] == 0
-    # Three answers and three grading calls, billed alike: half the judged run's spend.
+    # Three answers, billed alike; the scripted judge gives no verdict line, so each grading call
+    # is re-asked once: six judge calls, two thirds of the judged run's spend.
     assert by_name.loc["judged", "judge_credits"] == pytest.approx(
-        by_name.loc["judged", "credits_spent"] / 2
+        by_name.loc["judged", "credits_spent"] * 2 / 3
     )
     ax = plots.credit_spend(store=store)
     _render(ax, "credit_spend_real_runs_with_judge.png")
