@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ._cli_exit import EXIT_ERROR, EXIT_INTERRUPTED, run_exit_code
+
 DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"
 
 
@@ -31,6 +33,20 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    import sys
+
+    from .errors import LlamakitError
+
+    try:
+        return _run_demo(args)
+    except LlamakitError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import plots
@@ -57,7 +73,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(_compact(run.summary()).to_string())
     print(f"\nresults table: {csv_path}\ncredit-spend plot: {png_path}")
     print(f"every call is in the store: {run.store.path}")
-    return 0 if run.status == "finished" else 3
+    code = run_exit_code(run)
+    if code:
+        print(f"not every cell is done ({run.progress.error_count} failed); rerun to resume")
+    return code
 
 
 def _compact(summary: Any) -> Any:

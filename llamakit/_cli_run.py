@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-# Exit codes: a script can tell "finished" from "stopped early, rerun to resume" from "broken".
-EXIT_OK, EXIT_ERROR, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
+from ._cli_exit import EXIT_ERROR, EXIT_INTERRUPTED, run_exit_code
 
 
 def add_parser(subparsers: Any) -> None:
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     except LlamakitError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return EXIT_OK if run.status == "finished" else EXIT_STOPPED
+    return run_exit_code(run)
 
 
 def _report(run: Any) -> None:
@@ -89,7 +88,7 @@ def _report(run: Any) -> None:
         f"run {run.id} ({run.name}): {run.status}; {p.done}/{p.total} cells, errors: {errors}; "
         f"credits spent {run.credits_spent:.6f} ({run.spend_source})"
     )
-    if run.status in ("budget", "insufficient_credits", "stopped"):
+    if run.status in ("budget", "insufficient_credits", "stopped") or p.error_count:
         print("rerun the same command to resume: finished cells are kept and not paid again")
     if p.done:
         with pd.option_context("display.width", 160, "display.max_columns", 30):

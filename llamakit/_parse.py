@@ -9,6 +9,7 @@ import json
 import math
 import re
 import time
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,8 @@ from .errors import APIConnectionError, APIError, APIResponseError, APITimeoutEr
 from .types import ChatResponse, Usage
 
 _SNIPPET = 200
+# A plain or scientific decimal number; NaN, Infinity and hex are no amount of money.
+_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 def parse_chat(resp: httpx.Response) -> dict[str, Any]:
@@ -96,15 +99,31 @@ def chat_fields(data: Any, rid: str | None) -> dict[str, Any]:
     }
 
 
-def parse_credits(resp: httpx.Response) -> float:
-    data = _json_body(resp)
-    if not isinstance(data, dict) or not _is_number(data.get("credits")):
+def credit_amount(text: str) -> Decimal:
+    """The exact amount a credit figure's text states: ``"9.99937"`` -> ``Decimal("9.99937")``.
+
+    The one parser of credit figures (the ``x-remaining-credits`` header and the balance
+    endpoint's JSON numbers), so money is never a binary float on its way in. Raises ValueError
+    for text that is not a finite decimal number.
+    """
+    if not isinstance(text, str) or not _DECIMAL.match(text.strip()):
+        raise ValueError(f"not a decimal number: {text!r}")
+    return Decimal(text.strip())
+
+
+def parse_credits(resp: httpx.Response) -> Decimal:
+    """Credits plus free credits from GET /v1/get-user-credits, exact (JSON numbers read as text)."""
+    try:
+        data = json.loads(resp.content, parse_float=credit_amount, parse_int=credit_amount)
+    except (ValueError, UnicodeDecodeError):
+        data = _json_body(resp)  # raises the usual "not valid JSON" error
+    if not isinstance(data, dict) or not isinstance(data.get("credits"), Decimal):
         raise APIResponseError(
             "the balance endpoint did not return {'credits': <number>, 'free-credits': <number>}",
             request_id=request_id(resp, data if isinstance(data, dict) else None),
         )
-    free = data.get("free-credits", 0.0)
-    return float(data["credits"]) + (float(free) if _is_number(free) else 0.0)
+    free = data.get("free-credits", 0)
+    return data["credits"] + (free if isinstance(free, Decimal) else 0)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -226,6 +245,3 @@ def transport_error(exc: httpx.HTTPError, url: str) -> APIError:
         "network (for a local server: is it still running?)"
     )
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cells import Cell, cell_key
 from ._journal import Journal
+from ._runner_reach import Reachability
 from ._sources import source_of
 from .errors import (
     APIError,
@@ -166,11 +167,18 @@ class Responses:
         self.stop_reason: str | None = None
         self.fatal: BaseException | None = None
         self.cache: dict[str, dict[str, Any]] = {}
+        self.reach = Reachability()
         self.pending: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+
+    def stop_unreachable(self, client: Any) -> None:
+        """End the run with one APIUnreachableError (the first caller's) instead of N failures."""
+        if self.fatal is None:
+            self.fatal = self.reach.error(endpoint(client))
+        self.request_stop("failed")
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if inspect.iscoroutinefunction(fn):
@@ -184,6 +192,8 @@ class Responses:
         )
 
     def on_attempt(self, attempt: Any) -> None:
+        if attempt.status is not None:
+            self.reach.answered()
         ctx = CURRENT.get()
         record = {
             "run_id": self.run_id,
@@ -290,6 +300,9 @@ class Responses:
             if isinstance(exc, FATAL):
                 self.fatal = exc
                 self.request_stop("failed")
+                raise Stop from None
+            if isinstance(exc, APIError) and self.reach.observe(exc):
+                self.stop_unreachable(client)
                 raise Stop from None
             raise
         finally:

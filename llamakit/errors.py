@@ -6,7 +6,8 @@
     ├── ReplayMissError              replay mode met a cell the store has never seen
     └── APIError                     anything that went wrong talking to the API
         ├── APIConnectionError       the server could not be reached, or dropped the connection
-        │   └── APITimeoutError      no complete answer within the timeout
+        │   ├── APITimeoutError      no complete answer within the timeout
+        │   └── APIUnreachableError  a run stopped: connections kept failing, nothing answered
         ├── APIResponseError         a reply that is not the documented shape (HTML, truncated JSON, ...)
         └── APIStatusError           the server answered with an error status
             ├── AuthenticationError        401
@@ -62,6 +63,11 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """No complete answer arrived within the client's timeout."""
+
+
+class APIUnreachableError(APIConnectionError):
+    """A run stopped early because the API could not be reached at all: several connection
+    attempts in a row failed and none answered. Finished cells are kept; rerun to resume."""
 
 
 class APIResponseError(APIError):

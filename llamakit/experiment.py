@@ -24,6 +24,7 @@ from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ._estimate import Estimate
 from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from ._sources import resolve_source
+from . import scoring
 from .dataset import load_dataset
 from .errors import ValidationError
 from .templates import parse_prompts
@@ -61,8 +62,6 @@ def _check_concurrency(concurrency: Any) -> int:
 
 
 def _check_scorers(scorers: Any) -> list[Any]:
-    from . import scoring
-
     if scorers is None:
         return []
     if callable(scorers) or isinstance(scorers, (str, bytes)):
@@ -99,6 +98,7 @@ class Experiment:
         self.param_sets = expand_params(params)
         self.repeats = repeats
         self.scorers = _check_scorers(scorers)
+        scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
         self.model = model
         # Render everything now: a missing variable fails here, before any call.
         self._rendered = {

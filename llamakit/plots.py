@@ -9,6 +9,7 @@ plots should not crash because the data is not there yet.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -39,7 +40,8 @@ def credit_spend(
     if len(df) == 0:
         return _empty(ax, title, "No run in the store has a start time.")
     when = [origin, *df["at"]]
-    cumulative = [0.0, *df["credits_spent"].cumsum()]
+    exact = [Decimal(0), *df["credits_spent"].cumsum()]  # exact; floats only to draw
+    cumulative = [float(c) for c in exact]
     # Spend starts at zero when the first run starts and steps up as each run finishes.
     handles = ax.step(when, cumulative, where="post", color="C0", marker="o")
     handles[0].set_label("credits spent (cumulative)")
@@ -59,7 +61,7 @@ def credit_spend(
             )
     _date_axis(ax)
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
-    ax.set_title(f"{title}: {cumulative[-1]:.5f} credits over {len(df)} run(s)")
+    ax.set_title(f"{title}: {exact[-1]} credits over {len(df)} run(s)")
     return ax
 
 
@@ -76,13 +78,15 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     cached = (
         df["cached"].fillna(False).astype(bool) if "cached" in df else pd.Series(False, df.index)
     )
-    billed = df[df["credits"].notna() & (df["credits"] > 0) & ~cached]
+    credits = df["credits"].map(_credits)  # exact Decimals; floats only to draw
+    billed = df.assign(credits=credits)[(credits > 0) & ~cached]
     if len(billed) == 0:
         if cached.any() and df["error"].isna().all():
             return _empty(ax, title, f"Nothing billed: all {len(df)} cell(s) came from the cache.")
         return _empty(ax, title, _nothing_billed_reason(df))
-    per = billed.groupby("variant")["credits"].agg(["sum", "mean", "count"])
-    bars = ax.bar(per.index.astype(str), per["sum"], color="C0")
+    per = billed.groupby("variant")["credits"].agg(["sum", "count"])
+    per["mean"] = per["sum"] / per["count"]
+    bars = ax.bar(per.index.astype(str), [float(x) for x in per["sum"]], color="C0")
     labels = [
         f"{m:.5f}/call\n({int(n)} calls)" for m, n in zip(per["mean"], per["count"], strict=True)
     ]
@@ -90,7 +94,7 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("credits (USD)")
     ax.set_xlabel("variant")
     ax.margins(y=0.25)
-    ax.set_title(f"{title} (total {per['sum'].sum():.5f})")
+    ax.set_title(f"{title} (total {sum(per['sum'], Decimal(0))})")
     return ax
 
 
@@ -214,6 +218,14 @@ def _empty(ax: Axes, title: str, message: str) -> Axes:
     return ax
 
 
+def _credits(value: Any) -> Decimal:
+    import pandas as pd
+
+    from ._credits import to_credits
+
+    return Decimal(0) if pd.isna(value) else to_credits(value) or Decimal(0)
+
+
 def _spend_timeline(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     """Runs in the order they finished, with naive UTC times, and when the first one started.
 
@@ -223,7 +235,7 @@ def _spend_timeline(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     import pandas as pd
 
     df = runs.copy()
-    df["credits_spent"] = pd.to_numeric(df["credits_spent"], errors="coerce").fillna(0.0)
+    df["credits_spent"] = [_credits(v) for v in df["credits_spent"]]
     started = pd.to_datetime(df["started_at"], utc=True)
     df["at"] = pd.to_datetime(df["finished_at"], utc=True).fillna(started)
     df = df.dropna(subset=["at"]).sort_values("at", kind="stable")

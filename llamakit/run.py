@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._credits import combine_sources, session_spend
@@ -29,8 +30,8 @@ class RunProgress:
     total: int
     done: int
     errors: dict[str, int] = field(default_factory=dict)
-    credits_spent: float = 0.0
-    credits_left: float | None = None
+    credits_spent: Decimal = Decimal(0)
+    credits_left: Decimal | None = None
     finished: bool = False
     status: str = "running"
     cached: int = 0
@@ -65,10 +66,11 @@ def effective_status(store: Store, row: dict[str, Any]) -> str:
 
 
 def run_spend(store: Store, run_id: str) -> dict[str, Any]:
-    """credits_spent, spend_source, balance_before, balance_after of a run, summed over sessions."""
+    """credits_spent, spend_source, balance_before, balance_after of a run, summed over sessions
+    (exact Decimals, USD)."""
     model = (store.run_row(run_id) or {}).get("model")
     unit = store.observed_cost_per_call(model) or PUBLISHED_COST_PER_CALL
-    total, sources = 0.0, []
+    total, sources = Decimal(0), []
     sessions = store.sessions(run_id)
     for i, s in enumerate(sessions):
         calls = store.session_responses(run_id, s["session"])
@@ -184,8 +186,11 @@ class Run:
 
     # -- results ------------------------------------------------------------------------------
     @property
-    def credits_spent(self) -> float:
-        return float(run_spend(self.store, self.id)["credits_spent"])
+    def credits_spent(self) -> Decimal:
+        """What the run cost, exactly (USD): the sum over its sessions of balance before minus
+        balance after (see ``spend_source`` for where the figure came from)."""
+        spent: Decimal = run_spend(self.store, self.id)["credits_spent"]
+        return spent
 
     @property
     def spend_source(self) -> str:

@@ -16,6 +16,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -133,7 +134,7 @@ def _group_row(
         row[col] = _numeric(group, col).sum(min_count=1)
     # A cell served from the cache was paid for by an earlier run: it costs this run nothing.
     paid = group[~group["cached"].fillna(False).astype(bool)] if "cached" in group else group
-    row["credits"] = _numeric(paid, "credits").sum(min_count=1) if len(paid) else 0.0
+    row["credits"] = _exact_sum(paid["credits"]) if "credits" in paid else math.nan
     return row
 
 
@@ -376,6 +377,14 @@ def _succeeded(frame: pd.DataFrame) -> pd.Series:
     if "error" not in frame.columns:
         return pd.Series(True, index=frame.index)
     return frame["error"].isna()
+
+
+def _exact_sum(values: pd.Series) -> Any:
+    """Credits summed exactly (Decimal; floats read at 15 digits); NaN when none is known."""
+    from ._credits import to_credits
+
+    known = [to_credits(v) for v in values if not pd.isna(v)]
+    return sum(known, Decimal(0)) if known or not len(values) else math.nan
 
 
 def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:

@@ -18,6 +18,7 @@ from ._base import (
     Scorer,
     as_scorer,
     check_name,
+    check_reads,
     check_unique_names,
     score_value,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Scorer",
     "as_scorer",
     "check_name",
+    "check_reads",
     "check_unique_names",
     "contains",
     "exact",

@@ -83,6 +83,11 @@ class JudgeScorer:
             raise ValidationError(
                 f"the judge's rubric is not a valid template: {exc}", field="rubric"
             ) from None
+        import jinja2.meta
+
+        # The row fields the rubric names, checked against the dataset when the experiment is built.
+        fields = jinja2.meta.find_undeclared_variables(env.parse(rubric))
+        self.reads = {str(f): "rubric" for f in sorted(fields)}
         self.client = client
         self.rubric = rubric
         self.scale = scale

@@ -8,7 +8,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
+
+# Credits are exact: a Decimal is written as its plain decimal text and a column declared
+# DECIMAL_TEXT reads back as a Decimal (the registrations are process-wide but touch only Decimal
+# values and that declared type, which only llamakit's store uses).
+sqlite3.register_adapter(Decimal, lambda d: format(d, "f"))
+sqlite3.register_converter("DECIMAL_TEXT", lambda raw: Decimal(raw.decode()))
 
 # Long enough to outlast another process's burst of commits; a lock held longer than this is a bug.
 BUSY_TIMEOUT_S = 60.0
@@ -19,7 +26,11 @@ def connect(path: Path) -> sqlite3.Connection:
     ``BEGIN IMMEDIATE`` so the write lock is taken up front (no upgrade deadlock between processes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        str(path),
+        timeout=BUSY_TIMEOUT_S,
+        isolation_level=None,
+        check_same_thread=False,
+        detect_types=sqlite3.PARSE_DECLTYPES,
     )
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
