@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import subprocess
 import sys
 import textwrap
@@ -98,7 +100,7 @@ def test_runs_lists_every_run_with_its_spend(server) -> None:
     frame = lk.runs()
     assert list(frame["name"]) == ["arith", "other"]
     assert list(frame["cells_done"]) == [6, 12] and list(frame["errors"]) == [0, 0]
-    assert frame["credits_spent"].tolist() == pytest.approx([6 * 0.00063] * 2, abs=1e-9)
+    assert frame["credits_spent"].tolist() == [6 * Decimal("0.00063")] * 2
     assert str(frame["started_at"].dtype) == "datetime64[ns, UTC]"
     assert set(frame["spend_source"]) == {"balance"}
     loaded = lk.load_run(frame["run_id"][0])
