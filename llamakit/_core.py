@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import os
 import re
 import threading

@@ -100,7 +100,7 @@ def attribute_calls(
             out.update((k, (None, None, k)) for k in keys)
             continue
         precision = "exact" if len(cluster) == 1 else "apportioned"
-        out.update((k, (s, precision, k)) for k, s in zip(keys, split_exactly(spent, len(keys))))
+        out.update((k, (s, precision, k)) for k, s in zip(keys, split_exactly(spent, len(keys)), strict=True))
     _apportion_rest(out, unknown, ordered, balance_before, balance_after)
     return [out.get(c["cell_key"], (None, None, c["cell_key"])) for c in ordered]
 
@@ -129,7 +129,7 @@ def _apportion_rest(
         targets = [ordered[-1]["cell_key"]]
     else:
         return
-    for key, share in zip(targets, split_exactly(rest, len(targets))):
+    for key, share in zip(targets, split_exactly(rest, len(targets)), strict=True):
         known = out.get(key, (ZERO, None, key))[0] or ZERO
         out[key] = (known + share, "apportioned_total", key)
 

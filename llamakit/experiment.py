@@ -19,12 +19,12 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import scoring
 from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ._estimate import Estimate
 from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from ._sources import resolve_source
-from . import scoring
 from .dataset import load_dataset
 from .errors import ValidationError
 from .templates import parse_prompts

@@ -13,7 +13,7 @@ from llamakit.templates import parse_prompts
 
 
 def call(key: str, start: float, end: float, left: str | None) -> dict:
-    left_ = None if left is None else Decimal(left)
+    left_ = None if left is None else D(left)
     return {"cell_key": key, "started_at": start, "finished_at": end, "credits_remaining": left_}
 
 

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import asyncio
 import math
+from decimal import Decimal
 
 import pytest
 from exp_helpers import billed, client_of, make_experiment, requests_total

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from exp_helpers import client_of, make_experiment
 
 import llamakit as lk

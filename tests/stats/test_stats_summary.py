@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import math
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
