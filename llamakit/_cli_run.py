@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from decimal import Decimal
 from typing import Any
 
 from ._cli_exit import EXIT_ERROR, EXIT_INTERRUPTED, run_exit_code
@@ -36,8 +37,8 @@ def _budget(text: Any) -> Any:
     if text is None or not isinstance(text, str):
         return text
     try:
-        return float(text)
-    except ValueError:
+        return Decimal(text) if Decimal(text).is_finite() else text  # exact, as typed
+    except ArithmeticError:
         return text  # Experiment.run names the problem
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._defaults import DEFAULT_OUTAGE_GRACE_S, DEFAULT_UNREACHABLE_AFTER
+from ._secrets import redact
 from .errors import APIConnectionError, APIStatusError, APIUnreachableError
 
 # Failures that prove the request never reached the server (never billed, never half-sent).
@@ -83,11 +84,12 @@ class Reachability:
 
     def error(self, base_url: str | None) -> APIUnreachableError:
         host = urlsplit(base_url).netloc if base_url else "the API"
-        cause = "" if self._last is None else f" (last: {self._last})"
+        last = None if self._last is None else self._last.__cause__
+        cause = "" if last is None else f" (last: {type(last).__name__}: {redact(str(last))[:200]})"
         after = "" if not self._answered else f" for {self.grace_s:g}s"
         err = APIUnreachableError(
             f"{host} is unreachable: {self._failures} connection attempts in a row failed"
-            f"{after} and the run stopped instead of retrying every cell{cause}. Check the "
+            f"{after}{cause}, so the run stopped instead of retrying every cell. Check the "
             "network and base_url (SEGMIND_BASE_URL), then rerun: finished cells are kept"
         )
         err.__cause__ = self._last

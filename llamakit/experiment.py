@@ -17,10 +17,12 @@ import hashlib
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import scoring
 from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
+from ._credits import to_credits
 from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ._estimate import Estimate
 from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
@@ -37,12 +39,13 @@ Mode = Literal["live", "replay"]
 Api = Literal["v1", "v2"]
 
 
-def _check_budget(budget: Any) -> float | None:
+def _check_budget(budget: Any) -> Decimal | None:
+    """The budget as exact credits (a float is read at 15 digits: 0.05 is 0.05)."""
     if budget is None:
         return None
     if (
         isinstance(budget, bool)
-        or not isinstance(budget, numbers.Real)
+        or not isinstance(budget, (numbers.Real, Decimal))
         or not math.isfinite(float(budget))
         or budget < 0
     ):
@@ -50,7 +53,7 @@ def _check_budget(budget: Any) -> float | None:
             f"budget must be a non-negative number of credits (USD), got {budget!r}",
             field="budget",
         )
-    return float(budget)
+    return to_credits(budget)
 
 
 def _check_concurrency(concurrency: Any) -> int:
@@ -280,7 +283,7 @@ class Experiment:
         client: Any = None,
         *,
         concurrency: int = 8,
-        budget: float | None = None,
+        budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,
@@ -308,7 +311,7 @@ class Experiment:
         client: Any = None,
         *,
         concurrency: int = 8,
-        budget: float | None = None,
+        budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,
@@ -343,7 +346,7 @@ class Experiment:
         client: Any = None,
         *,
         concurrency: int = 8,
-        budget: float | None = None,
+        budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,
