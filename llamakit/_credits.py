@@ -100,7 +100,10 @@ def attribute_calls(
             out.update((k, (None, None, k)) for k in keys)
             continue
         precision = "exact" if len(cluster) == 1 else "apportioned"
-        out.update((k, (s, precision, k)) for k, s in zip(keys, split_exactly(spent, len(keys)), strict=True))
+        out.update(
+            (k, (s, precision, k))
+            for k, s in zip(keys, split_exactly(spent, len(keys)), strict=True)
+        )
     _apportion_rest(out, unknown, ordered, balance_before, balance_after)
     return [out.get(c["cell_key"], (None, None, c["cell_key"])) for c in ordered]
 

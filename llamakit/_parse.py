@@ -244,4 +244,3 @@ def transport_error(exc: httpx.HTTPError, url: str) -> APIError:
         f"could not talk to {host}: {type(exc).__name__}: {detail}. Check base_url and the "
         "network (for a local server: is it still running?)"
     )
-

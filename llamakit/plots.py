@@ -10,6 +10,7 @@ plots should not crash because the data is not there yet.
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -40,7 +41,7 @@ def credit_spend(
     if len(df) == 0:
         return _empty(ax, title, "No run in the store has a start time.")
     when = [origin, *df["at"]]
-    exact = [Decimal(0), *df["credits_spent"].cumsum()]  # exact; floats only to draw
+    exact = [*accumulate(df["credits_spent"], initial=Decimal(0))]  # exact; floats only to draw
     cumulative = [float(c) for c in exact]
     # Spend starts at zero when the first run starts and steps up as each run finishes.
     handles = ax.step(when, cumulative, where="post", color="C0", marker="o")

@@ -73,11 +73,15 @@ def test_an_unreachable_api_stops_within_seconds_and_exits_non_zero(
     # so a rerun with the network back sends every cell.
     with sqlite3.connect(tmp_path / "home" / "llamakit.db") as db:
         assert db.execute("SELECT status FROM runs").fetchall() == [("failed",)]
-        assert db.execute("SELECT COUNT(*) FROM run_cells WHERE status = 'error'").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM run_cells WHERE status = 'error'").fetchone() == (
+            0,
+        )
 
 
 def test_a_run_against_a_closed_port_raises_one_error_in_python(tmp_path: Path) -> None:
-    client = lk.Client("SG_unreachable_0123456789", base_url=f"http://127.0.0.1:{_closed_port()}/v1")
+    client = lk.Client(
+        "SG_unreachable_0123456789", base_url=f"http://127.0.0.1:{_closed_port()}/v1"
+    )
     exp = make_experiment(items=20, repeats=2)
     started = time.monotonic()
     with pytest.raises(lk.APIUnreachableError, match="unreachable") as info:
