@@ -21,6 +21,8 @@ from .types import ChatResponse, Usage
 
 _SNIPPET = 200
 # A plain or scientific decimal number; NaN, Infinity and hex are no amount of money.
+# Beyond this no balance is real (and 1e400 would be inf as soon as a plot drew it).
+_MAX_CREDITS = Decimal("1e15")
 _DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
@@ -104,11 +106,14 @@ def credit_amount(text: str) -> Decimal:
 
     The one parser of credit figures (the ``x-remaining-credits`` header and the balance
     endpoint's JSON numbers), so money is never a binary float on its way in. Raises ValueError
-    for text that is not a finite decimal number.
+    for text that is not a decimal number of at most 64 characters below 1e15 in size.
     """
-    if not isinstance(text, str) or not _DECIMAL.match(text.strip()):
-        raise ValueError(f"not a decimal number: {text!r}")
-    return Decimal(text.strip())
+    if not isinstance(text, str) or not _DECIMAL.match(text.strip()) or len(text) > 64:
+        raise ValueError(f"not a decimal number: {str(text)[:64]!r}")
+    value = Decimal(text.strip())
+    if not abs(value) < _MAX_CREDITS:
+        raise ValueError(f"not a plausible credit figure: {text!r}")
+    return value
 
 
 def parse_credits(resp: httpx.Response) -> Decimal:
