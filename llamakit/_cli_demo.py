@@ -68,7 +68,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     png_path = out / "credit_spend.png"
     figure.savefig(png_path, dpi=120, bbox_inches="tight")
 
-    print(f"\nRun {run.id}: {run.status}, {run.credits_spent:.6f} credits spent")
+    print(f"\nRun {run.id}: {run.status}, {run.credits_spent} credits spent")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(_compact(run.summary()).to_string())
     print(f"\nresults table: {csv_path}\ncredit-spend plot: {png_path}")

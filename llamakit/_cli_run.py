@@ -87,7 +87,7 @@ def _report(run: Any) -> None:
     errors = ", ".join(f"{k} x{v}" for k, v in sorted(p.errors.items())) or "none"
     print(
         f"run {run.id} ({run.name}): {run.status}; {p.done}/{p.total} cells, errors: {errors}; "
-        f"credits spent {run.credits_spent:.6f} ({run.spend_source})"
+        f"credits spent {run.credits_spent} ({run.spend_source})"
     )
     if run.status in ("budget", "insufficient_credits", "stopped") or p.error_count:
         print("rerun the same command to resume: finished cells are kept and not paid again")
