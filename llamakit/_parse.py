@@ -119,16 +119,20 @@ def credit_amount(text: str) -> Decimal:
 def parse_credits(resp: httpx.Response) -> Decimal:
     """Credits plus free credits from GET /v1/get-user-credits, exact (JSON numbers read as text)."""
     try:
-        data = json.loads(resp.content, parse_float=credit_amount, parse_int=credit_amount)
+        data = json.loads(resp.content, parse_float=Decimal, parse_int=Decimal)
     except (ValueError, UnicodeDecodeError):
         data = _json_body(resp)  # raises the usual "not valid JSON" error
-    if not isinstance(data, dict) or not isinstance(data.get("credits"), Decimal):
+    try:
+        if not isinstance(data["credits"], Decimal):  # a JSON number, not a string or bool
+            raise TypeError
+        credits = credit_amount(str(data["credits"]))
+        free = data.get("free-credits", 0)
+        return credits + (credit_amount(str(free)) if isinstance(free, Decimal) else 0)
+    except (TypeError, KeyError, AttributeError, ValueError):
         raise APIResponseError(
             "the balance endpoint did not return {'credits': <number>, 'free-credits': <number>}",
             request_id=request_id(resp, data if isinstance(data, dict) else None),
-        )
-    free = data.get("free-credits", 0)
-    return data["credits"] + (free if isinstance(free, Decimal) else 0)
+        ) from None
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -23,6 +23,8 @@ No message, attribute or repr of these classes ever contains the API key.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from ._defaults import ENV_API_KEY
 
 
@@ -123,7 +125,7 @@ class InsufficientCreditsError(APIStatusError):
         self,
         server_message: str | None = None,
         *,
-        balance: float | None = None,
+        balance: Decimal | float | None = None,
         status: int | None = None,
         request_id: str | None = None,
     ) -> None:

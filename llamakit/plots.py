@@ -236,7 +236,7 @@ def _spend_timeline(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     import pandas as pd
 
     df = runs.copy()
-    df["credits_spent"] = [_credits(v) for v in df["credits_spent"]]
+    df["credits_spent"] = df["credits_spent"].map(_credits)
     started = pd.to_datetime(df["started_at"], utc=True)
     df["at"] = pd.to_datetime(df["finished_at"], utc=True).fillna(started)
     df = df.dropna(subset=["at"]).sort_values("at", kind="stable")

@@ -383,7 +383,7 @@ def _exact_sum(values: pd.Series) -> Any:
     """Credits summed exactly (Decimal; floats read at 15 digits); NaN when none is known."""
     from ._credits import to_credits
 
-    known = [to_credits(v) for v in values if not pd.isna(v)]
+    known = [c for c in (to_credits(v) for v in values if not pd.isna(v)) if c is not None]
     return sum(known, Decimal(0)) if known or not len(values) else math.nan
 
 

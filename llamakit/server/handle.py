@@ -126,7 +126,7 @@ class ServerHandle:
     def faults(self) -> dict[str, Any]:
         return self._state.faults.settings.as_dict()
 
-    def set_credits(self, amount: float | str | Decimal, api_key: str | None = None) -> None:
+    def set_credits(self, amount: float | Decimal, api_key: str | None = None) -> None:
         self._state.ledger.set_balance(self._label(api_key), amount)
 
     def balance(self, api_key: str | None = None) -> Decimal:
