@@ -160,8 +160,10 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
             if not absent:
                 continue
             name = getattr(scorer, "name", "?")
-            if len(absent) == len(rows):
+            if column not in columns:
                 problem = f"the dataset has no {column!r} column (its columns: {columns})"
+            elif len(absent) == len(rows):
+                problem = f"every dataset row's {column!r} value is empty"
             else:
                 shown = ", ".join(repr(i) for i in absent[:5]) + (" ..." if len(absent) > 5 else "")
                 problem = (

@@ -86,7 +86,7 @@ class JudgeScorer:
         import jinja2.meta
 
         # The row fields the rubric names, checked against the dataset when the experiment is built.
-        fields = jinja2.meta.find_undeclared_variables(env.parse(rubric))
+        fields = jinja2.meta.find_undeclared_variables(env.parse(rubric)) - set(env.globals)
         self.reads = {str(f): "rubric" for f in sorted(fields)}
         self.client = client
         self.rubric = rubric

@@ -78,10 +78,9 @@ def test_an_unreachable_api_stops_within_seconds_and_exits_non_zero(
         )
 
 
-def test_a_run_against_a_closed_port_raises_one_error_in_python(tmp_path: Path) -> None:
-    client = lk.Client(
-        "SG_unreachable_0123456789", base_url=f"http://127.0.0.1:{_closed_port()}/v1"
-    )
+@pytest.mark.parametrize("cls", [lk.Client, lk.AsyncClient])
+def test_a_run_against_a_closed_port_raises_one_error_in_python(cls: Any, tmp_path: Path) -> None:
+    client = cls("SG_unreachable_0123456789", base_url=f"http://127.0.0.1:{_closed_port()}/v1")
     exp = make_experiment(items=20, repeats=2)
     started = time.monotonic()
     with pytest.raises(lk.APIUnreachableError, match="unreachable") as info:

@@ -108,3 +108,9 @@ def test_the_cli_refuses_a_spec_whose_scorer_lacks_its_column(
     err = capsys.readouterr().err
     assert "scorer 'contains' reads 'expected'" in err and "'answer'" in err
     assert requests_total(server) == 0
+
+
+def test_a_column_present_but_empty_everywhere_is_named_as_empty() -> None:
+    rows = [{"country": "France", "expected": None}, {"country": "Japan", "expected": None}]
+    with pytest.raises(lk.ValidationError, match=r"every dataset row's 'expected' value is empty"):
+        build([scoring.contains()], rows)
