@@ -250,8 +250,11 @@ def _spend_timeline(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
 
 def _balance_steps(ax: Axes, when: list[Any], balance: list[Any]) -> list[Any]:
     """The balance on a second y axis, stepping down as each run finishes."""
+    import pandas as pd
+
     twin = ax.twinx()
-    lines = twin.step(when, balance, where="post", color="C1", marker="s", ls="--")
+    drawn = [float("nan") if pd.isna(b) else float(b) for b in balance]  # Decimals, to draw
+    lines = twin.step(when, drawn, where="post", color="C1", marker="s", ls="--")
     lines[0].set_label("balance (USD)")
     twin.set_ylabel("balance (USD)", color="C1")
     twin.tick_params(axis="y", colors="C1")
