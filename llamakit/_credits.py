@@ -14,7 +14,7 @@ session's spend exactly when both balances are known.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any, Literal
 
 SpendSource = Literal["balance", "headers", "estimate"]
@@ -47,12 +47,15 @@ def split_exactly(total: Decimal, parts: int) -> list[Decimal]:
     """
     if parts < 1:
         return []
-    exponent = total.as_tuple().exponent
-    unit = Decimal(1).scaleb((exponent if isinstance(exponent, int) else 0) - _SPLIT_DIGITS)
-    base = (total / parts).quantize(unit, rounding=ROUND_FLOOR)
-    extra = int((total - base * parts) / unit)
-    shares = [base + unit if i < extra else base for i in range(parts)]
-    return [_tidy(s) for s in shares]
+    _, digits, exponent = total.as_tuple()
+    exponent = exponent if isinstance(exponent, int) else 0
+    unit = Decimal(1).scaleb(exponent - _SPLIT_DIGITS)
+    with localcontext() as ctx:  # enough digits for any amount the parser accepts, never rounded
+        ctx.prec = max(ctx.prec, len(digits) + _SPLIT_DIGITS + len(str(parts)) + 2)
+        base = (total / parts).quantize(unit, rounding=ROUND_FLOOR)
+        extra = int((total - base * parts) / unit)
+        shares = [base + unit if i < extra else base for i in range(parts)]
+        return [_tidy(s) for s in shares]
 
 
 def _tidy(amount: Decimal) -> Decimal:
