@@ -42,14 +42,19 @@ def to_credits(value: Any) -> Decimal | None:
 def split_exactly(total: Decimal, parts: int) -> list[Decimal]:
     """``total`` split into ``parts`` shares that differ by at most one unit and sum to it exactly.
 
-    The unit is ``_SPLIT_DIGITS`` decimal places finer than ``total``'s own last digit; the
-    remainder units go to the first shares, so the split is deterministic for a given order.
+    The unit is ``_SPLIT_DIGITS`` decimal places finer than ``total``'s own last digit (fewer
+    when that would pass 27 significant digits); the remainder units go to the first shares, so
+    the split is deterministic for a given order.
     """
     if parts < 1:
         return []
     _, digits, exponent = total.as_tuple()
     exponent = exponent if isinstance(exponent, int) else 0
-    unit = Decimal(1).scaleb(exponent - _SPLIT_DIGITS)
+    # Shares keep within 27 significant digits, so that summing them in Decimal's default
+    # 28-digit context (a user's ``results["credits"].sum()``) is exact too; never coarser
+    # than the total's own last digit.
+    finest = max(exponent - _SPLIT_DIGITS, total.adjusted() - 26)
+    unit = Decimal(1).scaleb(min(exponent, finest))
     with localcontext() as ctx:  # enough digits for any amount the parser accepts, never rounded
         ctx.prec = max(ctx.prec, len(digits) + _SPLIT_DIGITS + len(str(parts)) + 2)
         base = (total / parts).quantize(unit, rounding=ROUND_FLOOR)
