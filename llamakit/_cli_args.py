@@ -8,7 +8,7 @@ is spent. A ``ValueError`` or ``argparse.ArgumentTypeError`` raised here becomes
 from __future__ import annotations
 
 import argparse
-import math
+from decimal import Decimal
 from pathlib import Path
 
 
@@ -23,16 +23,16 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_credits(text: str) -> float:
-    """A budget in credits (USD), > 0: a budget of 0 could never send a call, so a rerun would not
-    resume anything either."""
+def positive_credits(text: str) -> Decimal:
+    """A budget in credits (USD), > 0, exact as typed: a budget of 0 could never send a call, so a
+    rerun would not resume anything either."""
     try:
-        value = float(text)
-    except ValueError:
+        value = Decimal(text.strip())
+    except ArithmeticError:
         raise argparse.ArgumentTypeError(
             f"budget must be a number of credits (USD) such as 0.05, got {text!r}"
         ) from None
-    if not math.isfinite(value) or value <= 0:
+    if not value.is_finite() or value <= 0:
         raise argparse.ArgumentTypeError(
             f"budget must be more than 0 credits (USD), got {text!r}; omit --budget for no limit"
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cli_args import input_file, output_folder, positive_int
+from ._cli_exit import run_exit_code
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_SPEC = DATA / "demo.yaml"
@@ -67,11 +68,14 @@ def run_demo(args: argparse.Namespace) -> int:
     figure.savefig(png_path, dpi=120, bbox_inches="tight")
 
     print(
-        f"\nRun {run.id}: {run.status}, {run.credits_spent:.6f} credits spent; "
+        f"\nRun {run.id}: {run.status}, {run.credits_spent} credits spent; "
         f"model {run.model}, answered by {run.source or 'unknown'}"
     )
     summary = run.summary()
     print(render(summary if args.wide else compact_summary(summary)))
     print(f"\nresults table: {csv_path}\ncredit-spend plot: {png_path}")
     print(f"every call is in the store: {run.store.path}")
-    return 0 if run.status == "finished" else 3
+    code = run_exit_code(run)
+    if code:
+        print(f"not every cell is done ({run.progress.error_count} failed); rerun to resume")
+    return code

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from decimal import Decimal
 from typing import Any
 
 from ._cli_args import input_file, output_file, positive_credits, positive_int, store_path
-
-# Exit codes: a script can tell "finished" from "stopped early, rerun to resume" from "broken".
-EXIT_OK, EXIT_ERROR, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
+from ._cli_exit import run_exit_code
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,8 +53,8 @@ def _budget(text: Any) -> Any:
     if text is None or not isinstance(text, str):
         return text
     try:
-        return float(text)
-    except ValueError:
+        return Decimal(text) if Decimal(text).is_finite() else text  # exact, as typed
+    except ArithmeticError:
         return text  # Experiment.run names the problem
 
 
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         run.to_csv(args.out)
         print(f"wrote {args.out}")
-    return EXIT_OK if run.status == "finished" else EXIT_STOPPED
+    return run_exit_code(run)
 
 
 def _rules_backend(rules: str | None) -> dict[str, Any]:
@@ -123,10 +122,10 @@ def _report(run: Any, *, wide: bool = False) -> None:
     errors = ", ".join(f"{k} x{v}" for k, v in sorted(p.errors.items())) or "none"
     print(
         f"run {run.id} ({run.name}): {run.status}; {p.done}/{p.total} cells, errors: {errors}; "
-        f"credits spent {run.credits_spent:.6f} ({run.spend_source}); "
+        f"credits spent {run.credits_spent} ({run.spend_source}); "
         f"model {run.model}, answered by {run.source or 'unknown'}"
     )
-    if run.status in ("budget", "insufficient_credits", "stopped"):
+    if run.status in ("budget", "insufficient_credits", "stopped") or p.error_count:
         print("rerun the same command to resume: finished cells are kept and not paid again")
     if p.done:
         summary = run.summary()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import os
 import re
 import threading
@@ -19,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -31,6 +31,7 @@ from ._defaults import (
     ENV_BASE_URL,
 )
 from ._parse import (
+    credit_amount,
     error_message,
     json_or_none,
     parse_chat,
@@ -148,8 +149,8 @@ class Core:
         self.on_attempt = on_attempt
 
         self._lock = threading.Lock()
-        self.credits_start: float | None = None
-        self.credits_last: float | None = None
+        self.credits_start: Decimal | None = None
+        self.credits_last: Decimal | None = None
         self.start_checked = False
 
     # ---- configuration -------------------------------------------------------------------
@@ -167,10 +168,10 @@ class Core:
         return f"{cls}(model={self.model!r}, base_url={self.base_url!r}, api_key={key})"
 
     @property
-    def spent(self) -> float | None:
+    def spent(self) -> Decimal | None:
         if self.credits_start is None or self.credits_last is None:
             return None
-        return round(self.credits_start - self.credits_last, 12)
+        return self.credits_start - self.credits_last
 
     # ---- plans -----------------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ class Core:
             call_id=call_id,
         )
 
-    def credits_plan(self) -> Plan[float]:
+    def credits_plan(self) -> Plan[Decimal]:
         self._require_key()
         request = Request("GET", f"{self.base_url}/get-user-credits")
         # Not paced: the balance endpoint is free and not an inference call, and pacing it would
@@ -242,7 +243,7 @@ class Core:
             reply = yield request
             latency = time.perf_counter() - clock
             status: int | None = None
-            credits: float | None = None
+            credits: Decimal | None = None
             try:
                 if isinstance(reply, httpx.HTTPError):
                     raise transport_error(reply, request.url) from reply
@@ -282,7 +283,7 @@ class Core:
         status: int | None,
         err: APIError | None,
         latency: float,
-        credits: float | None,
+        credits: Decimal | None,
         started: float,
     ) -> None:
         if call_id is None or self.on_attempt is None:
@@ -306,14 +307,12 @@ class Core:
 
     def _observe_credits(
         self, resp: httpx.Response, *, strict: bool, parsed: Any = None
-    ) -> float | None:
+    ) -> Decimal | None:
         raw = resp.headers.get(CREDITS_HEADER)
         if raw is None:
             return None
         try:
-            value = float(raw.strip())
-            if not math.isfinite(value):
-                raise ValueError(raw)
+            value = credit_amount(raw)
         except ValueError:
             if not strict:
                 return None

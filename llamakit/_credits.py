@@ -1,28 +1,88 @@
 """Credits truth: what a run and each of its calls cost, from the provider's own figures.
 
-A session's spend is its balance before minus its balance after (the free balance endpoint), or,
-for a session that never finished (killed process), before minus the lowest ``x-remaining-credits``
-header it saw. Per call, a header delta is exact only when no other call of the session was in flight
-at the same time; overlapping calls share their cluster's delta equally ("apportioned").
+Every amount is an exact ``Decimal`` (USD), read from the text the provider sent
+(``_parse.credit_amount``); nothing here rounds. A session's spend is its balance before minus its
+balance after (the free balance endpoint), or, for a session that never finished (killed process),
+before minus the lowest ``x-remaining-credits`` header it saw. Per call, a header delta is exact
+only when no other call of the session was in flight at the same time; overlapping calls split
+their cluster's delta ("apportioned", :func:`split_exactly`). Whatever the session spent that no
+header accounts for (calls with no header, spend after the last header) is split over the calls
+it could belong to and labelled "apportioned_total", so per-call credits always sum to the
+session's spend exactly when both balances are known.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any, Literal
 
 SpendSource = Literal["balance", "headers", "estimate"]
 _RANK = {"balance": 0, "headers": 1, "estimate": 2}
+ZERO = Decimal(0)
+# Digits kept below an amount's own last digit when it is split: 0.001 over 3 calls is
+# 0.000333334 + 0.000333333 + 0.000333333, exact in sum, readable per call.
+_SPLIT_DIGITS = 6
+
+Attribution = tuple[Decimal | None, str | None, str]
+
+
+def to_credits(value: Any) -> Decimal | None:
+    """An exact Decimal for a credit figure from the store or a caller (None stays None).
+
+    Floats are read at the 15 significant digits a double holds reliably (a caller's 0.05 is 0.05).
+    """
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(f"{value:.15g}")
+    return Decimal(str(value))
+
+
+def split_exactly(total: Decimal, parts: int) -> list[Decimal]:
+    """``total`` split into ``parts`` shares that differ by at most one unit and sum to it exactly.
+
+    The unit is ``_SPLIT_DIGITS`` decimal places finer than ``total``'s own last digit (fewer
+    when that would pass 27 significant digits); the remainder units go to the first shares, so
+    the split is deterministic for a given order.
+    """
+    if parts < 1:
+        return []
+    _, digits, exponent = total.as_tuple()
+    exponent = exponent if isinstance(exponent, int) else 0
+    # Shares keep within 27 significant digits, so that summing them in Decimal's default
+    # 28-digit context (a user's ``results["credits"].sum()``) is exact too; never coarser
+    # than the total's own last digit.
+    finest = max(exponent - _SPLIT_DIGITS, total.adjusted() - 26)
+    unit = Decimal(1).scaleb(min(exponent, finest))
+    with localcontext() as ctx:  # enough digits for any amount the parser accepts, never rounded
+        ctx.prec = max(ctx.prec, len(digits) + _SPLIT_DIGITS + len(str(parts)) + 2)
+        base = (total / parts).quantize(unit, rounding=ROUND_FLOOR)
+        extra = int((total - base * parts) / unit)
+        shares = [base + unit if i < extra else base for i in range(parts)]
+        return [_tidy(s) for s in shares]
+
+
+def _tidy(amount: Decimal) -> Decimal:
+    # Drop the trailing zeros a split adds (0.000210000000 -> 0.00021) without switching to
+    # exponent notation (normalize() alone turns 10 into 1E+1).
+    return Decimal(format(amount.normalize(), "f"))
 
 
 def attribute_calls(
-    calls: Sequence[Mapping[str, Any]], balance_before: float | None
-) -> list[tuple[float | None, str | None, str]]:
+    calls: Sequence[Mapping[str, Any]],
+    balance_before: Decimal | None,
+    balance_after: Decimal | None = None,
+) -> list[Attribution]:
     """(credits, precision, cell_key) for each call of one session.
 
     ``calls`` need ``cell_key``, ``started_at``, ``finished_at`` and ``credits_remaining``.
+    ``balance_after`` (the session's closing balance, when known) lets the spend no header
+    explains be apportioned too, so the credits sum to ``balance_before - balance_after``.
     """
-    ordered = sorted(calls, key=lambda c: (c["started_at"] or 0.0, c["finished_at"] or 0.0))
+    ordered = sorted(
+        calls, key=lambda c: (c["started_at"] or 0.0, c["finished_at"] or 0.0, c["cell_key"])
+    )
     clusters: list[list[Mapping[str, Any]]] = []
     end = float("-inf")
     for call in ordered:
@@ -31,54 +91,89 @@ def attribute_calls(
         else:
             clusters.append([call])
         end = max(end, call["finished_at"] or 0.0)
-    out: list[tuple[float | None, str | None, str]] = []
-    previous = balance_before
+    out: dict[str, Attribution] = {}
+    unknown: list[str] = []  # calls no header delta can price
+    previous = to_credits(balance_before)
     for cluster in clusters:
-        headers = [c["credits_remaining"] for c in cluster]
-        if previous is None or any(h is None for h in headers):
-            out.extend((None, None, c["cell_key"]) for c in cluster)
-            previous = min((h for h in headers if h is not None), default=previous)
+        keys = [c["cell_key"] for c in cluster]
+        headers = [to_credits(c["credits_remaining"]) for c in cluster]
+        known = [h for h in headers if h is not None]
+        if previous is None or len(known) < len(headers):
+            unknown.extend(keys)
+            previous = min(known, default=previous)
             continue
-        low = min(headers)
-        spent = previous - low
-        previous = low
+        low = min(known)
+        spent, previous = previous - low, low
         if spent < 0:  # a top-up landed inside the session: no honest per-call figure
-            out.extend((None, None, c["cell_key"]) for c in cluster)
+            out.update((k, (None, None, k)) for k in keys)
             continue
         precision = "exact" if len(cluster) == 1 else "apportioned"
-        share = spent / len(cluster)
-        out.extend((share, precision, c["cell_key"]) for c in cluster)
-    return out
+        out.update(
+            (k, (s, precision, k))
+            for k, s in zip(keys, split_exactly(spent, len(keys)), strict=True)
+        )
+    _apportion_rest(out, unknown, ordered, balance_before, balance_after)
+    return [out.get(c["cell_key"], (None, None, c["cell_key"])) for c in ordered]
+
+
+def _apportion_rest(
+    out: dict[str, Attribution],
+    unknown: list[str],
+    ordered: Sequence[Mapping[str, Any]],
+    balance_before: Any,
+    balance_after: Any,
+) -> None:
+    """Split what the session spent beyond its header deltas over the calls it may belong to."""
+    before, after = to_credits(balance_before), to_credits(balance_after)
+    if before is None or after is None or after > before or not ordered:
+        return
+    if any(credits is None for credits, _, _ in out.values()):
+        return  # a top-up inside the session: the total is not this session's spend
+    rest = before - after - sum((credits or ZERO for credits, _, _ in out.values()), ZERO)
+    if rest < 0:
+        return
+    if unknown:
+        targets = unknown
+    elif rest > 0:
+        # Billed after the last header (a reply that never arrived, a judge call's header
+        # missing): the calls of the last cluster are the nearest candidates.
+        targets = [ordered[-1]["cell_key"]]
+    else:
+        return
+    for key, share in zip(targets, split_exactly(rest, len(targets)), strict=True):
+        known = out.get(key, (ZERO, None, key))[0] or ZERO
+        out[key] = (known + share, "apportioned_total", key)
 
 
 def session_spend(
     session: Mapping[str, Any],
-    headers: Sequence[float | None],
+    headers: Sequence[Any],
     paid_calls: int,
-    unit_cost: float,
+    unit_cost: Any,
     *,
-    next_balance: float | None = None,
-) -> tuple[float, SpendSource]:
-    """The credits one session spent, and how that figure was obtained.
+    next_balance: Any = None,
+) -> tuple[Decimal, SpendSource]:
+    """The credits one session spent (exact), and how that figure was obtained.
 
     A killed (or hard-interrupted) session never read its closing balance; the next session's
     opening balance stands in for it, which also counts the calls the server billed after the
     process died (they were in flight; their responses were never committed). Without one, the
     lowest header it saw.
     """
-    before, after = session.get("balance_before"), session.get("balance_after")
+    before = to_credits(session.get("balance_before"))
+    after = to_credits(session.get("balance_after"))
     if after is None:
-        after = next_balance
+        after = to_credits(next_balance)
     if paid_calls == 0 and after is None:  # nothing was paid for that we know of
-        return 0.0, "balance"
+        return ZERO, "balance"
     if before is not None and after is not None and after <= before:
         return before - after, "balance"
     if paid_calls == 0:
-        return 0.0, "balance"
-    seen = [h for h in headers if h is not None]
+        return ZERO, "balance"
+    seen = [h for h in (to_credits(x) for x in headers) if h is not None]
     if before is not None and seen and min(seen) <= before:
         return before - min(seen), "headers"
-    return paid_calls * unit_cost, "estimate"
+    return paid_calls * (to_credits(unit_cost) or ZERO), "estimate"
 
 
 def combine_sources(sources: Sequence[SpendSource]) -> SpendSource:

@@ -9,6 +9,11 @@ DEFAULT_MODEL = "llama-v3-8b-instruct"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_RETRIES = 4
+# A run stops (APIUnreachableError) after this many connection failures in a row when nothing has
+# answered yet; after an answer, only once the failures have also lasted DEFAULT_OUTAGE_GRACE_S, so
+# a server restart or a network blip is ridden out by the ordinary retries.
+DEFAULT_UNREACHABLE_AFTER = 3
+DEFAULT_OUTAGE_GRACE_S = 30.0
 # A 429 asking us to wait longer than this is surfaced instead of silently stalling a notebook.
 DEFAULT_MAX_RETRY_AFTER = 60.0
 

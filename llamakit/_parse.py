@@ -9,6 +9,7 @@ import json
 import math
 import re
 import time
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,10 @@ from .errors import APIConnectionError, APIError, APIResponseError, APITimeoutEr
 from .types import ChatResponse, Usage
 
 _SNIPPET = 200
+# A plain or scientific decimal number; NaN, Infinity and hex are no amount of money.
+# Beyond this no balance is real (and 1e400 would be inf as soon as a plot drew it).
+_MAX_CREDITS = Decimal("1e15")
+_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 def parse_chat(resp: httpx.Response) -> dict[str, Any]:
@@ -96,15 +101,38 @@ def chat_fields(data: Any, rid: str | None) -> dict[str, Any]:
     }
 
 
-def parse_credits(resp: httpx.Response) -> float:
-    data = _json_body(resp)
-    if not isinstance(data, dict) or not _is_number(data.get("credits")):
+def credit_amount(text: str) -> Decimal:
+    """The exact amount a credit figure's text states: ``"9.99937"`` -> ``Decimal("9.99937")``.
+
+    The one parser of credit figures (the ``x-remaining-credits`` header and the balance
+    endpoint's JSON numbers), so money is never a binary float on its way in. Raises ValueError
+    for text that is not a decimal number of at most 64 characters below 1e15 in size.
+    """
+    if not isinstance(text, str) or not _DECIMAL.match(text.strip()) or len(text) > 64:
+        raise ValueError(f"not a decimal number: {str(text)[:64]!r}")
+    value = Decimal(text.strip())
+    if not abs(value) < _MAX_CREDITS:
+        raise ValueError(f"not a plausible credit figure: {text!r}")
+    return value
+
+
+def parse_credits(resp: httpx.Response) -> Decimal:
+    """Credits plus free credits from GET /v1/get-user-credits, exact (JSON numbers read as text)."""
+    try:
+        data = json.loads(resp.content, parse_float=Decimal, parse_int=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        data = _json_body(resp)  # raises the usual "not valid JSON" error
+    try:
+        if not isinstance(data["credits"], Decimal):  # a JSON number, not a string or bool
+            raise TypeError
+        credits = credit_amount(str(data["credits"]))
+        free = data.get("free-credits", 0)
+        return credits + (credit_amount(str(free)) if isinstance(free, Decimal) else 0)
+    except (TypeError, KeyError, AttributeError, ValueError):
         raise APIResponseError(
             "the balance endpoint did not return {'credits': <number>, 'free-credits': <number>}",
             request_id=request_id(resp, data if isinstance(data, dict) else None),
-        )
-    free = data.get("free-credits", 0.0)
-    return float(data["credits"]) + (float(free) if _is_number(free) else 0.0)
+        ) from None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -225,7 +253,3 @@ def transport_error(exc: httpx.HTTPError, url: str) -> APIError:
         f"could not talk to {host}: {type(exc).__name__}: {detail}. Check base_url and the "
         "network (for a local server: is it still running?)"
     )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,7 +1,9 @@
 """Stored runs -> pandas tables: ``run.results`` (one row per cell) and ``llamakit.runs()``.
 
 This is the only place that knows both the SQLite rows and the DataFrame contract that scoring,
-plots and widgets rely on (PLAN.md "run.results columns").
+plots and widgets rely on (PLAN.md "run.results columns"). Credit columns (``credits``,
+``credits_spent``, ``balance_*``) hold exact ``Decimal`` objects: ``sum()`` is exact and the CSV
+shows the provider's figures digit for digit; ``pd.to_numeric`` gives floats for plotting.
 """
 
 from __future__ import annotations
@@ -9,7 +11,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
+
+from ._credits import to_credits
+
+_ZERO = Decimal(0)
 
 RESULT_COLUMNS = [
     "run_id",
@@ -114,7 +121,7 @@ def results_frame(
             "completion_tokens": r["completion_tokens"] if done else None,
             "local_prompt_tokens": r["local_prompt_tokens"],
             "latency_s": r["latency_s"],
-            "credits": r["credits"] if done else 0.0,
+            "credits": r["credits"] if done else _ZERO,
             "credits_precision": r["credits_precision"] if done else None,
             "error": r["error"],
             "error_message": r["error_message"],
@@ -147,8 +154,8 @@ def results_frame(
     frame = pd.DataFrame.from_records(records, columns=columns)
     for col in ("prompt_tokens", "completion_tokens", "local_prompt_tokens", "attempts"):
         frame[col] = frame[col].astype("Int64")
-    for col in ("latency_s", "credits", *(["judge_credits"] if judge_names else [])):
-        frame[col] = frame[col].astype("float64")
+    frame["latency_s"] = frame["latency_s"].astype("float64")
+    # Credits stay exact Decimals (object dtype), so sums and the CSV show the provider's figures.
     frame["repeat"] = frame["repeat"].astype("int64")
     for col in ("started_at", "finished_at"):
         frame[col] = pd.to_datetime(frame[col], unit="s", utc=True)
@@ -181,14 +188,14 @@ def _judge_credits(
     replies: Mapping[str, Mapping[str, Any]],
     run_id: str,
     credited: set[str],
-) -> float:
-    total = 0.0
+) -> Decimal:
+    total = _ZERO
     for key in (k for ks in keys.values() for k in ks):
         reply = replies.get(key)
         if reply is None or key in credited or reply.get("run_id") != run_id:
             continue  # unknown, already credited to an earlier cell, or paid by another run
         credited.add(key)
-        total += float(reply.get("credits") or 0.0)
+        total += to_credits(reply.get("credits")) or _ZERO
     return total
 
 
@@ -201,5 +208,5 @@ def runs_frame(rows: Sequence[Mapping[str, Any]]) -> Any:
     for col in ("cells_total", "cells_done", "errors"):
         frame[col] = frame[col].astype("int64")
     for col in ("credits_spent", "judge_credits", "balance_before", "balance_after"):
-        frame[col] = frame[col].astype("float64")
+        frame[col] = frame[col].astype("object")  # exact Decimals (None when unknown)
     return frame

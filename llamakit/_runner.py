@@ -33,12 +33,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
 from ._cells import Cell
+from ._credits import ZERO, to_credits
 from ._runner_budget import Spending, attribute_session, repair_earlier_sessions
 from ._runner_calls import FATAL, ClaimedElsewhere, Responses, Stop, hook_attempts, judge_call
 from ._runner_progress import ProgressBar
+from ._runner_reach import hook_breaker
 from ._runner_scoring import is_judge, score_cell, score_without_judges
 from ._runner_tokens import LocalTokenCounts
 from .errors import APIError, StoreError, ValidationError
@@ -60,10 +63,10 @@ class Runner:
         model: str,
         source: str,
         concurrency: int,
-        budget: float | None,
+        budget: Decimal | None,
         progress: bool,
         mode: str,
-        unit_cost: float,
+        unit_cost: Any,
         local_tokens: Callable[[Cell], int | None],
         api: str = "v1",
         poll_interval: float = 1.0,
@@ -93,7 +96,7 @@ class Runner:
         self.done = 0
         self.cached = 0
         self.errors: Counter[str] = Counter()
-        self.prior_spent = 0.0
+        self.prior_spent = ZERO
         self.deferred: list[Cell] = []  # cells another process is paying for right now
         self.bar = ProgressBar()
         self._task: asyncio.Task[str] | None = None
@@ -219,15 +222,22 @@ class Runner:
                 await asyncio.sleep(CLAIM_POLL_S)
 
     # -- the run -------------------------------------------------------------------------------
-    async def _balance(self) -> float | None:
+    async def _balance(self) -> Decimal | None:
         if self.mode == "replay" or self.client is None or not hasattr(self.client, "credits"):
             return None
+        if self.responses.reach.tripped:  # no point asking a server we know we cannot reach
+            return None
         try:
-            return float(await self.responses.call(self.client.credits))
+            balance = await self.responses.call(self.client.credits)
         except FATAL:
             raise
-        except APIError:
+        except APIError as exc:
+            if self.responses.reach.observe(exc):
+                self.responses.stop_unreachable(self.client)
+                raise self.responses.fatal from None  # type: ignore[misc]
             return None
+        self.responses.reach.answered()
+        return to_credits(balance)
 
     def _publish(self, *, finished: bool = False, status: str | None = None) -> None:
         snapshot = RunProgress(
@@ -311,6 +321,7 @@ class Runner:
         self.sends = bool(queue)
         status = "failed"
         hook = lambda: None  # noqa: E731
+        unhook_breaker = hook_breaker(self.client, self.responses.reach)
         try:
             self.spending.balance_before = await self._balance() if self.sends else None
             self.responses.session = self.store.start_session(
@@ -343,7 +354,10 @@ class Runner:
             raise
         finally:
             hook()
-            await self._finish(status)
+            try:
+                await self._finish(status)
+            finally:
+                unhook_breaker()
         if self.responses.fatal is not None:
             raise self.responses.fatal
         return status
@@ -368,7 +382,9 @@ class Runner:
             # process failed before it opened one).
             self.store.end_session(self.run.id, session, status=status, balance_after=balance_after)
             if session:
-                attribute_session(self.store, self.run.id, session, self.spending.balance_before)
+                attribute_session(
+                    self.store, self.run.id, session, self.spending.balance_before, balance_after
+                )
                 repair_earlier_sessions(self.store, self.run.id, session)  # v2 jobs of a kill
         except StoreError as exc:  # the session's end is in the spill file; say why it stopped
             self.responses.fail(exc)

@@ -4,32 +4,34 @@ was killed, when the run is next resumed)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from ._credits import attribute_calls
+from ._credits import ZERO, attribute_calls, to_credits
 
 
 class Spending:
-    """Credits paid by one session, from the provider's ``x-remaining-credits`` headers when it
-    sends them and from the expected cost per call otherwise."""
+    """Credits paid by one session (exact Decimals, USD), from the provider's
+    ``x-remaining-credits`` headers when it sends them and from the expected cost per call
+    otherwise."""
 
-    def __init__(self, *, budget: float | None, unit_cost: float) -> None:
-        self.budget = budget
-        self.unit_cost = unit_cost
+    def __init__(self, *, budget: Any, unit_cost: Any) -> None:
+        self.budget = to_credits(budget)
+        self.unit_cost = to_credits(unit_cost) or ZERO
         self.paid = 0
         self.inflight = 0
-        self.balance_before: float | None = None
-        self.min_header: float | None = None
+        self.balance_before: Decimal | None = None
+        self.min_header: Decimal | None = None
 
-    def spent(self) -> float:
+    def spent(self) -> Decimal:
         """Credits spent by this session so far, from the provider's headers when we have them."""
         if self.balance_before is not None and self.min_header is not None:
-            return max(0.0, self.balance_before - self.min_header)
+            return max(ZERO, self.balance_before - self.min_header)
         return self.paid * self.unit_cost
 
-    def expected_cost(self) -> float:
+    def expected_cost(self) -> Decimal:
         spent = self.spent()
-        observed = spent / self.paid if self.paid else 0.0
+        observed = spent / self.paid if self.paid else ZERO
         return max(self.unit_cost, observed)
 
     def fits_one_more(self) -> bool:
@@ -37,29 +39,41 @@ class Spending:
         if self.budget is None:
             return True
         projected = self.spent() + (self.inflight + 1) * self.expected_cost()
-        return not projected > self.budget * (1 + 1e-9)
+        return not projected > self.budget
 
     def record_paid(self, credits_remaining: Any) -> None:
         self.paid += 1
-        if credits_remaining is not None:
-            header = float(credits_remaining)
+        header = to_credits(credits_remaining)
+        if header is not None:
             self.min_header = header if self.min_header is None else min(self.min_header, header)
 
-    def credits_left(self) -> float | None:
+    def credits_left(self) -> Decimal | None:
         return self.min_header if self.min_header is not None else self.balance_before
 
 
-def attribute_session(store: Any, run_id: str, session: int, balance_before: float | None) -> None:
+def attribute_session(
+    store: Any,
+    run_id: str,
+    session: int,
+    balance_before: Decimal | None,
+    balance_after: Decimal | None = None,
+) -> None:
     calls = store.session_responses(run_id, session)
     if calls:
-        store.set_response_credits(attribute_calls(calls, balance_before))
+        store.set_response_credits(attribute_calls(calls, balance_before, balance_after))
 
 
 def repair_earlier_sessions(store: Any, run_id: str, current_session: int) -> None:
-    # A killed session never attributed its calls; do it now from what it committed.
-    for s in store.sessions(run_id):
+    # A killed session never attributed its calls; do it now from what it committed. The next
+    # session's opening balance stands in for its missing closing one.
+    sessions = store.sessions(run_id)
+    for i, s in enumerate(sessions):
         if s["session"] == current_session:
             continue
         calls = store.session_responses(run_id, s["session"])
         if any(c["credits"] is None for c in calls):
-            store.set_response_credits(attribute_calls(calls, s["balance_before"]))
+            later = [n["balance_before"] for n in sessions[i + 1 :]]
+            after = s["balance_after"]
+            if after is None:
+                after = next((b for b in later if b is not None), None)
+            store.set_response_credits(attribute_calls(calls, s["balance_before"], after))

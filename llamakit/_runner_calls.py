@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cells import Cell, cell_key
 from ._journal import Journal
+from ._runner_reach import Reachability
 from ._sources import source_of
 from .errors import (
     APIError,
@@ -202,6 +203,7 @@ class Responses:
         self.fatal: BaseException | None = None
         self.lease: Lease | None = None
         self.cache: dict[str, dict[str, Any]] = {}
+        self.reach = Reachability()
         self.pending: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     def request_stop(self, reason: str) -> None:
@@ -212,6 +214,11 @@ class Responses:
         """Stop the run because of ``exc`` (raised to the caller when the run ends)."""
         if self.fatal is None:
             self.fatal = exc
+
+    def stop_unreachable(self, client: Any) -> None:
+        """End the run with one APIUnreachableError (the first caller's) instead of N failures."""
+        if self.fatal is None:
+            self.fatal = self.reach.error(endpoint(client))
         self.request_stop("failed")
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -226,6 +233,8 @@ class Responses:
         )
 
     def on_attempt(self, attempt: Any) -> None:
+        if attempt.status is not None:
+            self.reach.answered()
         ctx = CURRENT.get()
         record = {
             "run_id": self.run_id,
@@ -359,6 +368,9 @@ class Responses:
             if isinstance(exc, FATAL):
                 self.fatal = exc
                 self.request_stop("failed")
+                raise Stop from None
+            if isinstance(exc, APIError) and self.reach.observe(exc):
+                self.stop_unreachable(client)
                 raise Stop from None
             raise
         finally:

@@ -13,11 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from ._cli_exit import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+
 # Subcommand modules, in the order `llamakit --help` lists them. Each exposes add_parser(subparsers),
 # which registers its parser and sets `func(args) -> int` as the default.
 _COMMANDS: list[str] = ["demo", "chat", "credits", "serve", "run", "runs", "export"]
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 INTERRUPTED = "interrupted: finished cells are kept; rerun the same command to resume"
 
 

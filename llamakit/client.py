@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -54,17 +55,17 @@ class _Base:
         return self._core.source
 
     @property
-    def credits_start(self) -> float | None:
+    def credits_start(self) -> Decimal | None:
         """Balance before this client's first call (fetched once from the free balance endpoint)."""
         return self._core.credits_start
 
     @property
-    def credits_last(self) -> float | None:
+    def credits_last(self) -> Decimal | None:
         """Newest balance seen: the lowest ``x-remaining-credits`` since the last ``credits()``."""
         return self._core.credits_last
 
     @property
-    def spent(self) -> float | None:
+    def spent(self) -> Decimal | None:
         """Credits spent through this client: ``credits_start - credits_last`` (None if unknown).
 
         Exact when nobody else spends on (or tops up) the same key meanwhile.
@@ -91,7 +92,7 @@ class _Base:
 
 class Client(_Base):
     """Sync client. ``chat(messages, **params) -> ChatResponse`` (v1); ``submit()`` + ``wait()``
-    (v2, submit and poll); ``credits() -> float``; ``spent`` since the first call.
+    (v2, submit and poll); ``credits() -> Decimal`` (exact); ``spent`` since the first call.
 
     The key comes from ``api_key``, else ``SEGMIND_API_KEY``; the URL from ``base_url``, else
     ``SEGMIND_BASE_URL``, else the hosted API. ``max_retries`` bounds retries of 5xx, timeouts,
@@ -142,8 +143,9 @@ class Client(_Base):
         self._ensure_start_balance()
         return self._drive(self._core.chat_plan(body))
 
-    def credits(self) -> float:
-        """Current balance (credits + free credits) from ``GET /v1/get-user-credits`` (free)."""
+    def credits(self) -> Decimal:
+        """Current balance (credits + free credits, USD) from ``GET /v1/get-user-credits`` (free),
+        as an exact ``Decimal`` of the figure the server sent."""
         return self._drive(self._core.credits_plan())
 
     def submit(self, messages: Any, **params: Any) -> Job:
@@ -247,7 +249,7 @@ class AsyncClient(_Base):
         await self._ensure_start_balance()
         return await self._drive(self._core.chat_plan(body))
 
-    async def credits(self) -> float:
+    async def credits(self) -> Decimal:
         return await self._drive(self._core.credits_plan())
 
     async def submit(self, messages: Any, **params: Any) -> Job:

@@ -7,7 +7,8 @@
     ├── StoreError                   the SQLite store is damaged, full, read-only or newer than llamakit
     └── APIError                     anything that went wrong talking to the API
         ├── APIConnectionError       the server could not be reached, or dropped the connection
-        │   └── APITimeoutError      no complete answer within the timeout
+        │   ├── APITimeoutError      no complete answer within the timeout
+        │   └── APIUnreachableError  a run stopped: connections kept failing, nothing answered
         ├── APIResponseError         a reply that is not the documented shape (HTML, truncated JSON, ...)
         └── APIStatusError           the server answered with an error status
             ├── AuthenticationError        401
@@ -22,6 +23,8 @@ No message, attribute or repr of these classes ever contains the API key.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from ._defaults import ENV_API_KEY
 
@@ -81,6 +84,11 @@ class APITimeoutError(APIConnectionError):
     """No complete answer arrived within the client's timeout."""
 
 
+class APIUnreachableError(APIConnectionError):
+    """A run stopped early because the API could not be reached at all: several connection
+    attempts in a row failed and none answered. Finished cells are kept; rerun to resume."""
+
+
 class APIResponseError(APIError):
     """The server answered 200 but the body is not the documented shape."""
 
@@ -134,7 +142,7 @@ class InsufficientCreditsError(APIStatusError):
         self,
         server_message: str | None = None,
         *,
-        balance: float | None = None,
+        balance: Decimal | float | None = None,
         status: int | None = None,
         request_id: str | None = None,
     ) -> None:

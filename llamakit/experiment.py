@@ -23,9 +23,12 @@ import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import scoring
 from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
+from ._credits import to_credits
 from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ._estimate import Estimate
 from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
@@ -43,12 +46,13 @@ Mode = Literal["live", "replay"]
 Api = Literal["v1", "v2"]
 
 
-def _check_budget(budget: Any) -> float | None:
+def _check_budget(budget: Any) -> Decimal | None:
+    """The budget as exact credits (a float is read at 15 digits: 0.05 is 0.05)."""
     if budget is None:
         return None
     if (
         isinstance(budget, bool)
-        or not isinstance(budget, numbers.Real)
+        or not isinstance(budget, (numbers.Real, Decimal))
         or not math.isfinite(float(budget))
         or budget < 0
     ):
@@ -56,7 +60,7 @@ def _check_budget(budget: Any) -> float | None:
             f"budget must be a non-negative number of credits (USD), got {budget!r}",
             field="budget",
         )
-    return float(budget)
+    return to_credits(budget)
 
 
 def _check_concurrency(concurrency: Any) -> int:
@@ -68,8 +72,6 @@ def _check_concurrency(concurrency: Any) -> int:
 
 
 def _check_scorers(scorers: Any) -> list[Any]:
-    from . import scoring
-
     if scorers is None:
         return []
     if callable(scorers) or isinstance(scorers, (str, bytes)):
@@ -153,6 +155,7 @@ class Experiment:
         }
         self.repeats = repeats
         self.scorers = _check_scorers(scorers)
+        scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
         self.model = model
         self.missing = missing
         self.items = _checked_items(dataset, self.templates, self.scorers, missing)
@@ -374,7 +377,7 @@ class Experiment:
         client: Any = None,
         *,
         concurrency: int = 8,
-        budget: float | None = None,
+        budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,
@@ -402,7 +405,7 @@ class Experiment:
         client: Any = None,
         *,
         concurrency: int = 8,
-        budget: float | None = None,
+        budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,
@@ -437,7 +440,7 @@ class Experiment:
         client: Any = None,
         *,
         concurrency: int = 8,
-        budget: float | None = None,
+        budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
         store: Store | None = None,

@@ -9,6 +9,7 @@ plots should not crash because the data is not there yet.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -48,21 +49,27 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     cached = (
         df["cached"].fillna(False).astype(bool) if "cached" in df else pd.Series(False, df.index)
     )
-    billed = df[df["credits"].notna() & (df["credits"] > 0) & ~cached]
+    credits = df["credits"].map(_credits)  # exact Decimals; floats only to draw
+    billed = df.assign(credits=credits)[(credits > 0) & ~cached]
     judged = (
-        df["judge_credits"].fillna(0.0).groupby(df["variant"]).sum()
+        df["judge_credits"].map(_credits).groupby(df["variant"]).sum()
         if "judge_credits" in df
-        else pd.Series(dtype=float)
+        else pd.Series(dtype=object)
     )
     if len(billed) == 0 and not (judged > 0).any():
         if cached.any() and df["error"].isna().all():
             return _empty(ax, title, f"Nothing billed: all {len(df)} cell(s) came from the cache.")
         return _empty(ax, title, _nothing_billed_reason(df))
-    per = billed.groupby("variant")["credits"].agg(["sum", "mean", "count"])
+    per = billed.groupby("variant")["credits"].agg(["sum", "count"])
+    per["mean"] = per["sum"] / per["count"]
     variants = sorted(set(per.index) | set(judged[judged > 0].index), key=str)
-    per = per.reindex(variants).fillna({"sum": 0.0, "count": 0})
-    judge = judged.reindex(variants).fillna(0.0)
-    bars = ax.bar([str(v) for v in variants], per["sum"], color="C0", label="calls")
+    per = per.reindex(variants)
+    per["sum"] = per["sum"].map(_credits)
+    per["count"] = per["count"].fillna(0)
+    judge = judged.reindex(variants).map(_credits)
+    bars = ax.bar(
+        [str(v) for v in variants], [float(x) for x in per["sum"]], color="C0", label="calls"
+    )
     labels = [
         f"{m:.5f}/call\n({int(n)} calls)" if n else ""
         for m, n in zip(per["mean"], per["count"], strict=True)
@@ -71,8 +78,8 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     if (judge > 0).any():
         top = ax.bar(
             [str(v) for v in variants],
-            judge,
-            bottom=per["sum"],
+            [float(j) for j in judge],
+            bottom=[float(x) for x in per["sum"]],
             color="C1",
             label="judge calls",
         )
@@ -82,8 +89,8 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("credits (USD)")
     ax.set_xlabel("variant")
     ax.margins(y=0.25)
-    total = float(per["sum"].sum() + judge.sum())
-    ax.set_title(f"{title} (total {total:.5f})")
+    total = sum(per["sum"], Decimal(0)) + sum(judge, Decimal(0))
+    ax.set_title(f"{title} (total {total})")
     return ax
 
 
@@ -212,6 +219,14 @@ def _empty(ax: Axes, title: str, message: str) -> Axes:
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
+
+
+def _credits(value: Any) -> Decimal:
+    import pandas as pd
+
+    from ._credits import to_credits
+
+    return Decimal(0) if pd.isna(value) else to_credits(value) or Decimal(0)
 
 
 def _error_counts(df: pd.DataFrame) -> str:

@@ -8,9 +8,10 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._credits import combine_sources, session_spend
+from ._credits import ZERO, combine_sources, session_spend, to_credits
 from ._defaults import PUBLISHED_COST_PER_CALL
 from ._sources import recorded_source
 from .errors import LlamakitError
@@ -30,8 +31,8 @@ class RunProgress:
     total: int
     done: int
     errors: dict[str, int] = field(default_factory=dict)
-    credits_spent: float = 0.0
-    credits_left: float | None = None
+    credits_spent: Decimal = Decimal(0)
+    credits_left: Decimal | None = None
     finished: bool = False
     status: str = "running"
     cached: int = 0
@@ -66,10 +67,11 @@ def effective_status(store: Store, row: dict[str, Any]) -> str:
 
 
 def run_spend(store: Store, run_id: str) -> dict[str, Any]:
-    """credits_spent, spend_source, balance_before, balance_after of a run, summed over sessions."""
+    """credits_spent, spend_source, balance_before, balance_after of a run, summed over sessions
+    (exact Decimals, USD)."""
     model = (store.run_row(run_id) or {}).get("model")
     unit = store.observed_cost_per_call(model) or PUBLISHED_COST_PER_CALL
-    total, sources = 0.0, []
+    total, sources = Decimal(0), []
     sessions = store.sessions(run_id)
     for i, s in enumerate(sessions):
         calls = store.session_responses(run_id, s["session"])
@@ -187,8 +189,11 @@ class Run:
 
     # -- results ------------------------------------------------------------------------------
     @property
-    def credits_spent(self) -> float:
-        return float(run_spend(self.store, self.id)["credits_spent"])
+    def credits_spent(self) -> Decimal:
+        """What the run cost, exactly (USD): the sum over its sessions of balance before minus
+        balance after (see ``spend_source`` for where the figure came from)."""
+        spent: Decimal = run_spend(self.store, self.id)["credits_spent"]
+        return spent
 
     @property
     def spend_source(self) -> str:
@@ -266,13 +271,14 @@ def judge_replies(
     return store.cached_responses(keys, columns="cell_key, text, credits, run_id"), list(names)
 
 
-def judge_spend(store: Store, run_id: str) -> float:
+def judge_spend(store: Store, run_id: str) -> Decimal:
     """Credits run ``run_id`` paid for judge grading calls (each call once)."""
     cells = store.query(
         "SELECT judge_keys FROM run_cells WHERE run_id = ? AND judge_keys IS NOT NULL", (run_id,)
     )
     replies, _ = judge_replies(store, cells)
-    return sum(float(r["credits"] or 0.0) for r in replies.values() if r["run_id"] == run_id)
+    paid = (to_credits(r["credits"]) for r in replies.values() if r["run_id"] == run_id)
+    return sum((c for c in paid if c is not None), ZERO)
 
 
 def runs(store: Store | None = None) -> Any:

@@ -17,6 +17,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -173,11 +174,13 @@ def _group_row(
         row[col] = _numeric(group, col).sum(min_count=1)
     # A cell served from the cache was paid for by an earlier run: it costs this run nothing.
     paid = group[~group["cached"].fillna(False).astype(bool)] if "cached" in group else group
-    row["credits"] = _numeric(paid, "credits").sum(min_count=1) if len(paid) else 0.0
+    row["credits"] = _exact_sum(paid["credits"]) if "credits" in paid else math.nan
     if "judge_credits" in group.columns:
         # judge_credits is already only what this run paid (a cached grading call counts 0).
-        row["judge_credits"] = float(_numeric(group, "judge_credits").fillna(0.0).sum())
-        row["credits"] = float(np.nan_to_num(row["credits"])) + row["judge_credits"]
+        judged = _exact_sum(group["judge_credits"])
+        row["judge_credits"] = judged if isinstance(judged, Decimal) else Decimal(0)
+        paid_calls = row["credits"] if isinstance(row["credits"], Decimal) else Decimal(0)
+        row["credits"] = paid_calls + row["judge_credits"]
     return row
 
 
@@ -371,6 +374,14 @@ def _succeeded(frame: pd.DataFrame) -> pd.Series:
     if "error" not in frame.columns:
         return pd.Series(True, index=frame.index)
     return frame["error"].isna()
+
+
+def _exact_sum(values: pd.Series) -> Any:
+    """Credits summed exactly (Decimal; floats read at 15 digits); NaN when none is known."""
+    from ._credits import to_credits
+
+    known = [c for c in (to_credits(v) for v in values if not pd.isna(v)) if c is not None]
+    return sum(known, Decimal(0)) if known or not len(values) else math.nan
 
 
 def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:

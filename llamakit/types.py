@@ -7,6 +7,7 @@ so fields are only ever added (with defaults), never renamed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -40,13 +41,14 @@ class ChatResponse:
 
     ``latency_s`` is the duration of the HTTP attempt that succeeded; ``started_at``/``finished_at``
     (unix seconds) span the whole call, including rate-limit waits and retries.
-    ``credits_remaining`` is the ``x-remaining-credits`` header of that response (None if absent).
+    ``credits_remaining`` is the ``x-remaining-credits`` header of that response, as the exact
+    ``Decimal`` its text states (None if absent).
     """
 
     text: str
     usage: Usage
     finish_reason: str | None
-    credits_remaining: float | None
+    credits_remaining: Decimal | None
     latency_s: float
     request_id: str | None
     model: str | None
@@ -72,7 +74,7 @@ class Attempt:
     error: str | None
     message: str | None
     latency_s: float
-    credits_remaining: float | None
+    credits_remaining: Decimal | None
     started_at: float
     finished_at: float
 

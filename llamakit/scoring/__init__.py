@@ -19,6 +19,7 @@ from ._base import (
     Scorer,
     as_scorer,
     check_name,
+    check_reads,
     check_unique_names,
     score_value,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Verdict",
     "as_scorer",
     "check_name",
+    "check_reads",
     "check_unique_names",
     "contains",
     "exact",

@@ -2,15 +2,21 @@
 
 A scorer is anything with a ``name`` and ``__call__(text, row) -> float | bool``. Its name becomes
 the results column ``score_<name>``, so names are short identifiers and must be unique in a run.
+
+A scorer may also declare ``reads``: the dataset columns it needs, each mapped to the argument of
+its factory that picks another column (``contains()`` reads ``{"expected": "field"}``). An
+experiment checks them against its dataset when it is built (:func:`check_reads`), so a column
+the dataset lacks is a ValidationError before any cell is paid for, not a missing score after.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import numbers
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ValidationError
@@ -40,11 +46,12 @@ class FunctionScorer:
     scored (the runner records the error) rather than landing in a score column as garbage.
     """
 
-    __slots__ = ("name", "fn")
+    __slots__ = ("name", "fn", "reads")
 
-    def __init__(self, name: str, fn: ScoreFn) -> None:
+    def __init__(self, name: str, fn: ScoreFn, *, reads: Mapping[str, str] | None = None) -> None:
         self.name = check_name(name)
         self.fn = fn
+        self.reads: dict[str, str] = dict(reads or {})
 
     def __call__(self, text: str, row: Mapping[str, Any]) -> float | bool:
         return score_value(self.fn(text, row), scorer=self.name)
@@ -77,11 +84,14 @@ def score_value(value: object, *, scorer: str = "scorer") -> float | bool:
     )
 
 
-def as_scorer(fn: Callable[..., Any], name: str | None = None) -> Scorer:
+def as_scorer(
+    fn: Callable[..., Any], name: str | None = None, *, reads: Iterable[str] = ()
+) -> Scorer:
     """Turn any ``(response_text, row) -> float | bool`` callable into a named scorer.
 
     ``name`` defaults to the function's ``__name__``; lambdas need an explicit name. An object that
-    already has a ``name`` (a scorer) is returned as is unless ``name`` renames it.
+    already has a ``name`` (a scorer) is returned as is unless ``name`` renames it. ``reads`` names
+    the dataset columns ``fn`` uses, checked when the experiment is built.
     """
     if not callable(fn):
         raise ValidationError(f"a scorer must be callable, got {type(fn).__name__}", field="fn")
@@ -101,7 +111,9 @@ def as_scorer(fn: Callable[..., Any], name: str | None = None) -> Scorer:
                 field="name",
             )
     _check_arity(fn, name)
-    return FunctionScorer(name, fn)
+    if isinstance(reads, str):
+        reads = [reads]
+    return FunctionScorer(name, fn, reads={str(column): "" for column in reads})
 
 
 def _check_arity(fn: Callable[..., Any], name: str) -> None:
@@ -132,6 +144,39 @@ def check_unique_names(scorers: Iterable[Any]) -> None:
                 field=f"scorers[{index}].name",
             )
         seen[name] = index
+
+
+def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Raise ValidationError if a scorer reads a column that some dataset row lacks or leaves empty.
+
+    ``rows`` are ``(item_id, row)`` pairs. The message names the scorer, the column, the
+    dataset's columns and the argument that points the scorer at another column.
+    """
+    columns = list(dict.fromkeys(str(k) for _, row in rows for k in row))
+    for scorer in scorers:
+        reads = getattr(scorer, "reads", None) or {}
+        for column, argument in reads.items():
+            absent = [item_id for item_id, row in rows if is_missing(row.get(column))]
+            if not absent:
+                continue
+            name = getattr(scorer, "name", "?")
+            if column not in columns:
+                problem = f"the dataset has no {column!r} column (its columns: {columns})"
+            elif len(absent) == len(rows):
+                problem = f"every dataset row's {column!r} value is empty"
+            else:
+                shown = ", ".join(repr(i) for i in absent[:5]) + (" ..." if len(absent) > 5 else "")
+                problem = (
+                    f"{len(absent)} of {len(rows)} dataset rows have no {column!r} value "
+                    f"(item ids {shown}); fill them or drop those rows"
+                )
+            close = difflib.get_close_matches(column, columns, n=1, cutoff=0.3)
+            example = repr(close[0]) if close else "'<column>'"
+            how = f"; pass {argument}={example} to read another column" if argument else ""
+            raise ValidationError(
+                f"scorer {name!r} reads {column!r}, but {problem}{how}",
+                field=f"scorers.{name}.{argument or column}",
+            )
 
 
 def is_missing(value: object) -> bool:

@@ -129,6 +129,8 @@ class JudgeScorer:
         self._template = compile_template(
             rubric, where=f"the rubric of judge {self.name!r}", field="rubric"
         )
+        # The row fields the rubric names, checked against the dataset when the experiment is built.
+        self.reads = {str(f): "rubric" for f in sorted(self._template.variables)}
         self.client = client
         self.rubric = rubric
         self.scale = scale

@@ -47,7 +47,7 @@ def exact(
         got = norm(text)
         return any(got == norm(ref) for ref in _references(row, field))
 
-    return FunctionScorer(name, score)
+    return FunctionScorer(name, score, reads={field: "field"})
 
 
 def contains(
@@ -65,7 +65,7 @@ def contains(
         got = norm(text)
         return any(norm(ref.strip()) in got for ref in _references(row, field))
 
-    return FunctionScorer(name, score)
+    return FunctionScorer(name, score, reads={field: "field"})
 
 
 def regex(pattern: str, *, flags: int = 0, name: str = "regex") -> FunctionScorer:

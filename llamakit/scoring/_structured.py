@@ -149,7 +149,7 @@ def json_field(
         got = _walk(document, parts)
         return got is not _UNSET and _same(got, want, ignore_case=ignore_case)
 
-    return FunctionScorer(name, score)
+    return FunctionScorer(name, score, reads={field: "field"})
 
 
 def numeric_close(
@@ -180,4 +180,4 @@ def numeric_close(
         got = last_number(text)
         return got is not None and math.isclose(got, want, rel_tol=rel_tol, abs_tol=abs_tol)
 
-    return FunctionScorer(name, score)
+    return FunctionScorer(name, score, reads={field: "field"})

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 from starlette.applications import Starlette
@@ -76,7 +77,7 @@ async def user_credits(request: Request) -> Response:
     """GET /v1/get-user-credits: the balance (never billed, never faulted)."""
     state = get_state(request)
     label = state.authenticate(request)
-    return JSONResponse({"credits": float(state.balance(label)), "free-credits": 0.0})
+    return _credits_response(state.balance(label), free=True)
 
 
 async def admin_stats(request: Request) -> Response:
@@ -117,7 +118,15 @@ async def admin_credits(request: Request) -> Response:
         raise ApiError(422, "Validation error: credits: must be a number >= 0")
     label = _credits_account(state, caller, body.get("key"))
     balance = state.ledger.set_balance(label, amount)
-    return JSONResponse({"credits": float(balance)})
+    return _credits_response(balance, free=False)
+
+
+def _credits_response(balance: Decimal, *, free: bool) -> Response:
+    # Written by hand: json.dumps would send the ledger's exact Decimal as the nearest binary
+    # float, and a client parsing the number as a decimal must read the ledger's figure.
+    extra = ', "free-credits": 0' if free else ""
+    body = f'{{"credits": {format_credits(balance)}{extra}}}'
+    return Response(body, media_type="application/json")
 
 
 def _credits_account(state: ServerState, caller: str | None, named: Any) -> str:

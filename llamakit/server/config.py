@@ -8,10 +8,12 @@ import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from .._defaults import CONTEXT_WINDOW, LOCAL_COST_PER_CALL
+from .costs import to_decimal
 from .faults import FaultSettings
 from .protocol import ConnectionGuard
 from .redact import public_url
@@ -56,7 +58,7 @@ def key_label(api_key: str) -> str:
 class ServerConfig:
     """Everything `create_app` needs. `keys` maps each accepted API key to its starting balance."""
 
-    keys: dict[str, float]
+    keys: dict[str, Decimal]
     backend: str = "scripted"
     rpm: int | None = None
     rpm_window_s: float = DEFAULT_RPM_WINDOW_S
@@ -122,18 +124,18 @@ def _rules_digest(rules: Path | Sequence[Mapping[str, Any]]) -> str:
 
 def build_keys(
     api_key: str | None,
-    keys: Mapping[str, float] | Sequence[str] | None,
-    credits: float,
-) -> dict[str, float]:
-    """Merge the primary key and any extra keys into {key: starting balance}."""
+    keys: Mapping[str, float | Decimal] | Sequence[str] | None,
+    credits: float | Decimal,
+) -> dict[str, Decimal]:
+    """Merge the primary key and any extra keys into {key: starting balance (exact)}."""
     # The primary key comes first: handles and the CLI present it as "the" key.
-    result: dict[str, float] = {api_key or generate_api_key(): float(credits)}
+    result: dict[str, Decimal] = {api_key or generate_api_key(): to_decimal(credits)}
     if isinstance(keys, Mapping):
-        result.update({str(k): float(v) for k, v in keys.items()})
+        result.update({str(k): to_decimal(v) for k, v in keys.items()})
     elif keys is not None:
         if isinstance(keys, str):
             raise TypeError("keys must be a list of keys or a {key: credits} mapping, not a str")
-        result.update({str(k): float(credits) for k in keys})
+        result.update({str(k): to_decimal(credits) for k in keys})
     for key in result:
         if not key or any(c.isspace() for c in key):
             raise ValueError("API keys must be non-empty and contain no whitespace")

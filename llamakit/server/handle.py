@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -126,11 +127,12 @@ class ServerHandle:
     def faults(self) -> dict[str, Any]:
         return self._state.faults.settings.as_dict()
 
-    def set_credits(self, amount: float, api_key: str | None = None) -> None:
+    def set_credits(self, amount: float | Decimal, api_key: str | None = None) -> None:
         self._state.ledger.set_balance(self._label(api_key), amount)
 
-    def balance(self, api_key: str | None = None) -> float:
-        return float(self._state.ledger.balance(self._label(api_key)))
+    def balance(self, api_key: str | None = None) -> Decimal:
+        """The ledger's exact balance of ``api_key`` (default: the primary key), in USD credits."""
+        return self._state.ledger.balance(self._label(api_key))
 
     def add_key(self, api_key: str, credits: float = 1.0) -> None:
         """Accept another key (with its own balance) from now on."""

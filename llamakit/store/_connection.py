@@ -8,11 +8,18 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
 from ._problems import row_factory, storable_params, store_error
+
+# Credits are exact: a Decimal is written as its plain decimal text and a column declared
+# DECIMAL_TEXT reads back as a Decimal (the registrations are process-wide but touch only Decimal
+# values and that declared type, which only llamakit's store uses).
+sqlite3.register_adapter(Decimal, lambda d: format(d, "f"))
+sqlite3.register_converter("DECIMAL_TEXT", lambda raw: Decimal(raw.decode()))
 
 # Long enough to outlast another process's burst of commits; a lock held longer than this is a bug.
 BUSY_TIMEOUT_S = 60.0
@@ -28,7 +35,11 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            str(path),
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+            detect_types=sqlite3.PARSE_DECLTYPES,
         )
     conn.row_factory = row_factory
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -48,7 +59,7 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(
             uri + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-            check_same_thread=False,
+            check_same_thread=False, detect_types=sqlite3.PARSE_DECLTYPES,
         )  # fmt: skip
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return conn
@@ -56,7 +67,11 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         # A WAL file in a folder we cannot write: SQLite cannot create the shared-memory index
         # it needs, so read the file as immutable (nobody else can be writing it either).
         return sqlite3.connect(
-            uri + "?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            uri + "?immutable=1",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            detect_types=sqlite3.PARSE_DECLTYPES,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 
 from ..errors import StoreError
 from ._connection import Database
@@ -128,6 +129,45 @@ def check_not_newer(database: Database) -> None:
             f"its schema is newer than this llamakit (unknown migrations: {', '.join(unknown)})",
             FIX_NEWER,
         )
+
+
+# Every credit figure, as exact decimal text (see ``_connection``: written from ``Decimal``, read
+# back as ``Decimal``). The declared type contains TEXT so SQLite keeps the text as given; a REAL
+# column would turn "0.00063" into the nearest binary float.
+CREDIT_COLUMNS = (
+    ("runs", "budget"),
+    ("run_sessions", "balance_before"),
+    ("run_sessions", "balance_after"),
+    ("responses", "credits_remaining"),
+    ("responses", "credits"),
+    ("attempts", "credits_remaining"),
+    ("chat_turns", "credits_remaining"),
+)
+
+
+@migration
+def m004_credits_as_decimal_text(db: sqlite3.Connection) -> None:
+    # Credits were REAL: move each column to DECIMAL_TEXT in place (rename, add, copy, drop), so
+    # the change needs no knowledge of the tables' other columns. Old floats are read at the 15
+    # significant digits a double holds reliably: 0.0006300000000000001 was meant as 0.00063.
+    for table, column in CREDIT_COLUMNS:
+        old = f"{column}__real"
+        db.execute(f"ALTER TABLE {table} RENAME COLUMN {column} TO {old}")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} DECIMAL_TEXT")
+        rows = db.execute(f"SELECT rowid, {old} FROM {table} WHERE {old} IS NOT NULL").fetchall()
+        db.executemany(
+            f"UPDATE {table} SET {column} = ? WHERE rowid = ?",
+            [(_legacy_decimal_text(r[1]), r[0]) for r in rows],
+        )
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {old}")
+
+
+def _legacy_decimal_text(value: object) -> str | None:
+    try:
+        number = Decimal(f"{value:.15g}" if isinstance(value, float) else str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return format(number, "f") if number.is_finite() else None
 
 
 def migrate(database: Database) -> list[str]:

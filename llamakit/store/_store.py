@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ class Store(Coordination):
                 (status, finished_at, run_id),
             )
 
-    def start_session(self, run_id: str, *, balance_before: float | None) -> int:
+    def start_session(self, run_id: str, *, balance_before: Decimal | None) -> int:
         with self._db.write() as db:
             (last,) = db.execute(
                 "SELECT COALESCE(MAX(session), 0) FROM run_sessions WHERE run_id = ?", (run_id,)
@@ -207,7 +208,7 @@ class Store(Coordination):
         return int(last + 1)
 
     def finish_session(
-        self, run_id: str, session: int, *, status: str, balance_after: float | None
+        self, run_id: str, session: int, *, status: str, balance_after: Decimal | None
     ) -> None:
         with self._db.write() as db:
             db.execute(
@@ -361,7 +362,9 @@ class Store(Coordination):
                  FROM responses WHERE run_id = ? AND session = ? ORDER BY finished_at"""
         return self.query(sql, (run_id, session))
 
-    def set_response_credits(self, updates: Iterable[tuple[float | None, str | None, str]]) -> None:
+    def set_response_credits(
+        self, updates: Iterable[tuple[Decimal | None, str | None, str]]
+    ) -> None:
         """(credits, precision, cell_key) triples from the attribution pass."""
         with self._db.write() as db:
             db.executemany(
@@ -371,7 +374,8 @@ class Store(Coordination):
 
     def observed_cost_per_call(self, model: str | None) -> float | None:
         """Mean attributed cost of this model's calls in the store, or None if none is known."""
-        sql = "SELECT AVG(credits) AS c FROM responses WHERE credits > 0"
+        # An estimate, so a float average is fine; the comparison must be numeric, not textual.
+        sql = "SELECT AVG(credits) AS c FROM responses WHERE CAST(credits AS REAL) > 0"
         args: tuple = ()
         if model is not None:
             sql += " AND model = ?"

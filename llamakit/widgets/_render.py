@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from decimal import Decimal
 from typing import Any
 
 SEGMIND_BILLING_URL = "https://cloud.segmind.com/console/billing"
@@ -28,7 +29,7 @@ def text_html(text: str) -> str:
     return html.escape(text).replace("\n", "<br>")
 
 
-def credits(value: float | None) -> str:
+def credits(value: float | Decimal | None) -> str:
     """Credits are dollars worth fractions of a cent per call: five decimals show a call's cost."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "\u2013"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from .._credits import to_credits
 from ..errors import InsufficientCreditsError, LlamakitError
 from . import _render
 
@@ -82,14 +84,14 @@ class ChatPanel(widgets.VBox):
         self.store = store
         self.busy = False
         self.error: str | None = None
-        self.credits_left: float | None = None
-        self.last_cost: float | None = None
+        self.credits_left: Decimal | None = None
+        self.last_cost: Decimal | None = None
         self.last_latency_s: float | None = None
         self.last_response: ChatResponse | None = None
         # The user's text while its reply is awaited: shown at once, with a waiting line under it.
         self.pending: str | None = None
         # Cost and latency of each reply, keyed by its index in conversation.messages.
-        self._reply_meta: dict[int, dict[str, float | None]] = {}
+        self._reply_meta: dict[int, dict[str, Any]] = {}
         self._build(system or "", temperature, max_tokens)
         super().__init__(children=self._layout())
         self.add_class("llamakit-chat")
@@ -114,7 +116,7 @@ class ChatPanel(widgets.VBox):
         # The client's last seen balance also counts calls made through it outside the panel
         # (a Conversation in another cell), so the difference below is this reply's cost.
         before = getattr(self.client, "credits_last", None)
-        before = self.credits_left if before is None else before
+        before = self.credits_left if before is None else to_credits(before)
         self._set_busy(True)
         self.input.value = ""
         self.pending = text
@@ -139,10 +141,10 @@ class ChatPanel(widgets.VBox):
         self.last_latency_s = response.latency_s
         if response.credits_remaining is not None:
             self.credits_left = response.credits_remaining
-            # Rounded: a difference of two balances carries float noise in the 17th digit.
-            # A negative one means a top-up came in between: the cost is then unknown.
+            # Exact (Decimal balances). A negative one means a top-up came in between: the cost
+            # is then unknown.
             spent = None if before is None else before - response.credits_remaining
-            self.last_cost = None if spent is None or spent < 0 else round(spent, 10)
+            self.last_cost = None if spent is None or spent < 0 else spent
         else:
             self.last_cost = None
         self._reply_meta[len(self._messages()) - 1] = {
@@ -317,7 +319,7 @@ class ChatPanel(widgets.VBox):
 
     def _refresh_credits(self, *, keep_error: bool = False) -> None:
         try:
-            self.credits_left = float(self.client.credits())
+            self.credits_left = to_credits(self.client.credits())
         except LlamakitError as exc:
             if not keep_error:
                 self.error = _render.error_line(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import threading
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -32,8 +33,8 @@ class RunView(widgets.VBox):
         self.done = 0
         self.total = 0
         self.errors: dict[str, int] = {}
-        self.credits_spent: float | None = None
-        self.credits_left: float | None = None
+        self.credits_spent: Decimal | None = None
+        self.credits_left: Decimal | None = None
         self.finished = False
         self.status = getattr(run, "status", None)
         self.updates = 0

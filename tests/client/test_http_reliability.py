@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from llamakit._ratelimit import AdaptiveRate
 from llamakit._retry import RetryPolicy
 
 PATIENT = RetryPolicy(max_retries=10, base_delay=0.002, max_delay=0.02)
+
+COST = Decimal(str(LOCAL_COST_PER_CALL))
 
 
 async def gather_chats(client: Any, n: int, **params: Any) -> list[Any]:
@@ -126,15 +129,15 @@ def test_adaptive_mode_converges() -> None:
 
 def test_credits_and_spent_are_exact(server: Any) -> None:
     client = server.client()
-    assert client.credits() == pytest.approx(10.0) and client.credits_start == pytest.approx(10.0)
+    assert client.credits() == 10 and client.credits_start == 10
     for i in range(3):
         client.chat(f"q{i}")
     replies = asyncio.run(gather_chats(server.async_client(), 12))
-    assert client.spent == pytest.approx(3 * LOCAL_COST_PER_CALL)
-    assert client.credits_last == pytest.approx(10.0 - 3 * LOCAL_COST_PER_CALL)
+    assert client.spent == 3 * COST  # exact Decimals, not approx
+    assert client.credits_last == 10 - 3 * COST
     # Concurrent replies arrive out of order; the balance seen last is still the lowest.
     lowest = min(r.credits_remaining for r in replies)
-    assert lowest == pytest.approx(10.0 - 15 * LOCAL_COST_PER_CALL)
+    assert lowest == 10 - 15 * COST
     assert server.stats()["credits_spent"] == pytest.approx(15 * LOCAL_COST_PER_CALL)
 
 
@@ -142,6 +145,6 @@ def test_spent_counts_from_before_the_first_call(server: Any) -> None:
     client = server.client()
     assert client.spent is None and client.credits_start is None
     client.chat("one")
-    assert client.credits_start == pytest.approx(10.0)  # read before the first call was billed
-    assert client.spent == pytest.approx(LOCAL_COST_PER_CALL)
-    assert client.credits() == pytest.approx(10.0 - LOCAL_COST_PER_CALL)
+    assert client.credits_start == 10  # read before the first call was billed
+    assert client.spent == COST
+    assert client.credits() == 10 - COST

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from email.utils import formatdate
 from typing import Any
 
@@ -41,9 +42,9 @@ def test_ok_reply_is_parsed(mock_client: MakeClient) -> None:
         "chatcmpl-1",
     )
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (5, 1, 6)
-    assert r.credits_remaining == pytest.approx(0.99937)
+    assert r.credits_remaining == Decimal("0.99937")  # the header's text, exactly
     assert r.attempts == 1 and r.latency_s >= 0 and r.started_at <= r.finished_at
-    assert client.credits_start == 1.0 and client.spent == pytest.approx(1.0 - 0.99937)
+    assert client.credits_start == 1 and client.spent == Decimal("0.00063")
 
 
 def test_unknown_keys_and_text_parts_are_tolerated(mock_client: MakeClient) -> None:

@@ -3,6 +3,8 @@ against the server)."""
 
 from __future__ import annotations
 
+from decimal import Decimal as D
+
 import pytest
 
 import llamakit as lk
@@ -10,37 +12,39 @@ from llamakit._credits import attribute_calls, combine_sources, session_spend
 from llamakit.templates import parse_prompts
 
 
-def call(key: str, start: float, end: float, left: float | None) -> dict:
-    return {"cell_key": key, "started_at": start, "finished_at": end, "credits_remaining": left}
+def call(key: str, start: float, end: float, left: str | None) -> dict:
+    left_ = None if left is None else D(left)
+    return {"cell_key": key, "started_at": start, "finished_at": end, "credits_remaining": left_}
 
 
 def test_calls_that_do_not_overlap_are_exact_and_overlapping_ones_apportioned() -> None:
     calls = [
-        call("a", 0.0, 1.0, 9.9),  # alone
-        call("b", 2.0, 3.0, 9.7),  # b and c overlap: they share 9.9 - 9.6
-        call("c", 2.5, 3.5, 9.6),
-        call("d", 4.0, 5.0, 9.5),
+        call("a", 0.0, 1.0, "9.9"),  # alone
+        call("b", 2.0, 3.0, "9.7"),  # b and c overlap: they share 9.9 - 9.6
+        call("c", 2.5, 3.5, "9.6"),
+        call("d", 4.0, 5.0, "9.5"),
     ]
-    out = {key: (credits, precision) for credits, precision, key in attribute_calls(calls, 10.0)}
-    assert out["a"] == (pytest.approx(0.1), "exact")
-    assert out["b"] == out["c"] == (pytest.approx(0.15), "apportioned")
-    assert out["d"] == (pytest.approx(0.1), "exact")
+    out = {k: (credits, precision) for credits, precision, k in attribute_calls(calls, D("10"))}
+    assert out["a"] == (D("0.1"), "exact")
+    assert out["b"] == out["c"] == (D("0.15"), "apportioned")
+    assert out["d"] == (D("0.1"), "exact")
 
 
 def test_unknown_headers_or_a_top_up_give_no_per_call_figure() -> None:
-    assert attribute_calls([call("a", 0, 1, 9.9)], None) == [(None, None, "a")]
-    assert attribute_calls([call("a", 0, 1, 12.0)], 10.0) == [(None, None, "a")]
+    assert attribute_calls([call("a", 0, 1, "9.9")], None) == [(None, None, "a")]
+    assert attribute_calls([call("a", 0, 1, "12.0")], D("10")) == [(None, None, "a")]
 
 
 def test_a_killed_sessions_spend_comes_from_the_next_sessions_opening_balance() -> None:
-    killed = {"balance_before": 10.0, "balance_after": None, "finished_at": None}
+    killed = {"balance_before": D("10"), "balance_after": None, "finished_at": None}
     # it committed replies down to 9.9, but calls in flight were billed to 9.8 after it died
-    assert session_spend(killed, [9.95, 9.9], 2, 0.05, next_balance=9.8) == (
-        pytest.approx(0.2),
+    headers = [D("9.95"), D("9.9")]
+    assert session_spend(killed, headers, 2, D("0.05"), next_balance=D("9.8")) == (
+        D("0.2"),
         "balance",
     )
-    assert session_spend(killed, [9.95, 9.9], 2, 0.05) == (pytest.approx(0.1), "headers")
-    assert session_spend({"balance_before": None}, [None], 2, 0.05) == (0.1, "estimate")
+    assert session_spend(killed, headers, 2, D("0.05")) == (D("0.1"), "headers")
+    assert session_spend({"balance_before": None}, [None], 2, D("0.05")) == (D("0.1"), "estimate")
     assert combine_sources(["balance", "headers", "balance"]) == "headers"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from decimal import Decimal
 
 import pytest
 from exp_helpers import billed, client_of, make_experiment, requests_total
@@ -56,9 +57,9 @@ def test_spend_is_the_providers_balance_delta_and_calls_say_how_precise(server) 
     start = server.balance()
     run = make_experiment(items=4, repeats=1).run(client_of(server), progress=False)
     spent = start - server.balance()
-    assert run.credits_spent == pytest.approx(spent, abs=1e-9)
+    assert run.credits_spent == spent  # exact: the ledger's debit, to the last digit
     assert run.spend_source == "balance"
-    assert run.results["credits"].sum() == pytest.approx(spent, abs=1e-9)
+    assert run.results["credits"].sum() == spent
     assert set(run.results["credits_precision"]) <= {"exact", "apportioned"}
 
 
@@ -66,7 +67,7 @@ def test_calls_that_never_overlap_get_exact_credits(server) -> None:
     run = make_experiment(items=3, repeats=1).run(client_of(server), concurrency=1, progress=False)
     frame = run.results
     assert (frame["credits_precision"] == "exact").all()
-    assert frame["credits"].tolist() == pytest.approx([0.00063] * len(frame), abs=1e-9)
+    assert frame["credits"].tolist() == [Decimal("0.00063")] * len(frame)
 
 
 def test_budget_stops_the_run_at_or_below_the_budget(server) -> None:
@@ -102,7 +103,7 @@ def test_406_mid_run_keeps_finished_rows_and_the_next_run_resumes_after_top_up()
         assert second.status == "finished"
         assert len(second.results) == 120
         assert billed(srv) == 120
-        assert second.credits_spent == pytest.approx(120 * 0.00063, abs=1e-9)
+        assert second.credits_spent == 120 * Decimal("0.00063")
 
 
 def test_replay_runs_offline_and_fails_on_an_unseen_cell() -> None:
@@ -142,15 +143,13 @@ def test_judge_calls_are_cells_cached_and_costed(server) -> None:
     # The scripted backend's prose has no verdict line, so each grading is re-asked once.
     gradings = len(set(zip(frame["response"], frame["expected"], strict=True)))
     assert billed(server) == 6 + 2 * gradings
-    assert run.credits_spent == pytest.approx((6 + 2 * gradings) * 0.00063, abs=1e-9)
+    assert run.credits_spent == (6 + 2 * gradings) * Decimal("0.00063")
     assert frame["score_judge"].isna().all() and frame["scorer_errors"].notna().all()
     assert frame["judge_reason"].str.startswith("unscored: UnscoredReply").all()
     assert (
         frame["judge_reason"].str.contains("[asked again for the verdict line]", regex=False).all()
     )
-    assert frame["credits"].sum() + frame["judge_credits"].sum() == pytest.approx(
-        run.credits_spent, abs=1e-9
-    )
+    assert frame["credits"].sum() + frame["judge_credits"].sum() == run.credits_spent
     make_experiment(items=2, repeats=1, scorers=[grader]).run(client_of(server), progress=False)
     # the rerun found the answers, the grades and the re-asks in the store
     assert billed(server) == 6 + 2 * gradings
@@ -164,7 +163,7 @@ def test_progress_and_subscribe_follow_a_background_run(server) -> None:
     assert run.status == "finished"
     p = run.progress
     assert p.finished and p.total == p.done == 15 and p.errors == {}
-    assert p.credits_spent == pytest.approx(15 * 0.00063, abs=1e-9)
+    assert p.credits_spent == 15 * Decimal("0.00063")
     assert seen and seen[-1].finished
 
 
@@ -243,7 +242,7 @@ def test_the_v2_path_runs_every_cell_once_and_leaves_no_journal(server) -> None:
     assert run.store.query("SELECT COUNT(*) AS n FROM inflight")[0]["n"] == 0
     # it really went the v2 way: every cell was submitted, then polled for status and result
     assert sum(server.stats()["requests"].values()) >= 30 * 3
-    assert run.credits_spent == pytest.approx(30 * 0.00063, abs=1e-9)
+    assert run.credits_spent == 30 * Decimal("0.00063")
 
 
 def test_summary_and_compare_use_the_results(server) -> None:

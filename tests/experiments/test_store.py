@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from exp_helpers import client_of, make_experiment
 
 import llamakit as lk
@@ -98,7 +98,7 @@ def test_runs_lists_every_run_with_its_spend(server) -> None:
     frame = lk.runs()
     assert list(frame["name"]) == ["arith", "other"]
     assert list(frame["cells_done"]) == [6, 12] and list(frame["errors"]) == [0, 0]
-    assert frame["credits_spent"].tolist() == pytest.approx([6 * 0.00063] * 2, abs=1e-9)
+    assert frame["credits_spent"].tolist() == [6 * Decimal("0.00063")] * 2
     assert str(frame["started_at"].dtype) == "datetime64[ns, UTC]"
     assert set(frame["spend_source"]) == {"balance"}
     loaded = lk.load_run(frame["run_id"][0])

@@ -17,7 +17,8 @@ def test_cost_per_variant_adds_up_to_the_run_spend(capitals_run) -> None:
     ax = plots.cost_per_variant(capitals_run)
     bars = ax.containers[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["bare", "terse", "tutor"]
-    assert sum(b.get_height() for b in bars) == pytest.approx(capitals_run.credits_spent)
+    assert sum(b.get_height() for b in bars) == pytest.approx(float(capitals_run.credits_spent))
+    assert f"total {capitals_run.credits_spent})" in ax.get_title()  # exact
 
 
 def test_scores_match_the_summary_table(capitals_run) -> None:
@@ -51,9 +52,11 @@ def test_latency_counts_every_answered_cell(capitals_run) -> None:
 def test_credit_spend_over_the_runs_in_a_store(capitals_run, failed_run, run_store) -> None:
     table = lk.runs(store=run_store)
     ax = plots.credit_spend(store=run_store)
-    assert sum(p.get_height() for p in ax.patches) == pytest.approx(table["credits_spent"].sum())
+    assert sum(p.get_height() for p in ax.patches) == pytest.approx(
+        float(table["credits_spent"].sum())
+    )
     cumulative = [a for a in ax.figure.axes if a is not ax][0].lines[0]
-    assert cumulative.get_ydata()[-1] == pytest.approx(table["credits_spent"].sum())
+    assert cumulative.get_ydata()[-1] == pytest.approx(float(table["credits_spent"].sum()))
     assert len(ax.patches) == len(table)  # one bar per run: no judge, so nothing stacked
 
 

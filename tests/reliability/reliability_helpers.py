@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +72,13 @@ class ServeProcess:
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         return self.admin("POST", "/_llamakit/faults", faults)
 
-    def balance(self) -> float:
-        return float(self.admin("GET", "/v1/get-user-credits")["credits"])
+    def balance(self) -> Decimal:
+        """The ledger's balance, read exactly (the JSON number as a Decimal)."""
+        r = httpx.get(
+            self.url + "/v1/get-user-credits", headers={"x-api-key": self.key}, timeout=10
+        )
+        r.raise_for_status()
+        return Decimal(str(json.loads(r.text, parse_float=Decimal, parse_int=Decimal)["credits"]))
 
     def stop(self) -> None:
         if self.proc.poll() is None:

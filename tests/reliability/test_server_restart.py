@@ -8,6 +8,7 @@ import signal
 import socket
 import sqlite3
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ from llamakit.store import Store
 pytestmark = pytest.mark.slow
 
 CELLS = 400
-CREDITS = 10.0
-PRICE = 0.00063
+CREDITS = Decimal("10.0")
+PRICE = Decimal("0.00063")
 CONCURRENCY = 8
 
 
@@ -31,12 +32,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ledger(db: Path) -> tuple[float, int, float]:
+def _ledger(db: Path) -> tuple[Decimal, int, Decimal]:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT balance, billed_calls, spent FROM accounts").fetchall()
     assert len(rows) == 1, rows  # one key, known by its label only
     balance, billed, spent = rows[0]
-    return float(balance), int(billed), float(spent)
+    return Decimal(balance), int(billed), Decimal(spent)  # the ledger stores decimal text
 
 
 def test_client_rides_out_a_server_restart_and_balances_persist(tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_client_rides_out_a_server_restart_and_balances_persist(tmp_path: Path) 
         server = ServeProcess(key, *args, port=port, log=tmp_path / "server.log")
         # The stored balance wins over --credits: a restart does not refill the account (the
         # run is already calling the new process, so the balance may have dropped further).
-        assert server.balance() <= balance_at_crash + 1e-12
+        assert server.balance() <= balance_at_crash
         run.wait(timeout=120)
     finally:
         run.stop()
@@ -89,13 +90,13 @@ def test_client_rides_out_a_server_restart_and_balances_persist(tmp_path: Path) 
     assert refused, "the restart never showed in the client's attempts"
 
     balance, billed, spent = _ledger(db)
-    assert balance == pytest.approx(CREDITS - spent, abs=1e-12)
-    assert spent == pytest.approx(billed * PRICE, abs=1e-9)
+    assert balance == CREDITS - spent  # exact
+    assert spent == billed * PRICE
     # A crash can land after a call was billed and before its reply was sent: the client retries
     # it and the server bills again. At most one such call per call in flight.
     assert CELLS <= billed <= CELLS + CONCURRENCY, billed
     # The run's own figure (balance endpoint before and after) matches the persisted ledger.
-    assert run.credits_spent == pytest.approx(spent, abs=1e-9)
+    assert run.credits_spent == spent  # to the last digit
     assert run.spend_source == "balance"
     SUMMARY["restart"] = (
         f"server SIGKILLed at {done_at_crash}/{CELLS} cells and restarted on --db; "

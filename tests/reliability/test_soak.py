@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,8 @@ HERE = Path(__file__).resolve().parent
 CELLS = 1200
 KILLS = 3
 CONCURRENCY = 8  # soak_runner.CONCURRENCY: calls in flight, the bound on billed-unseen per kill
-PRICE = 0.00063
-CREDITS = 100.0
+PRICE = Decimal("0.00063")
+CREDITS = Decimal("100")
 SLOW_WINDOWS = 2
 SLOW_BODY_S = 3.0  # > soak_runner.CLIENT_TIMEOUT_S
 DEADLINE_S = 300.0
@@ -59,7 +60,7 @@ class Soak:
     store_path: Path
     ledger_path: Path
     stats: dict[str, Any]
-    balance_after: float
+    balance_after: Decimal
     kills: int = 0
     restarts: int = 0
     # (cells done, calls billed with a slow body) per window
@@ -250,8 +251,8 @@ def test_server_billed_one_call_per_cell_plus_only_the_unseen(soak: Soak) -> Non
 
 def test_the_ledger_is_consistent(soak: Soak) -> None:
     spent = CREDITS - soak.balance_after
-    assert spent == pytest.approx(soak.stats["billed_calls"] * PRICE, abs=1e-9)
-    assert soak.stats["credits_spent"] == pytest.approx(spent, abs=1e-9)
+    assert spent == soak.stats["billed_calls"] * PRICE  # exact
+    assert soak.stats["credits_spent"] == pytest.approx(float(spent), abs=1e-9)  # a JSON float
 
 
 def test_the_store_accounts_for_every_credit_the_server_took(soak: Soak) -> None:
@@ -261,13 +262,13 @@ def test_the_store_accounts_for_every_credit_the_server_took(soak: Soak) -> None
         "SELECT balance_before, balance_after FROM run_sessions WHERE run_id = ? ORDER BY session",
         (run_id,),
     )
-    assert sessions[0][0] == pytest.approx(CREDITS)
-    assert sessions[-1][1] == pytest.approx(soak.balance_after, abs=1e-9)
-    spent = CREDITS - soak.balance_after
-    assert sessions[0][0] - sessions[-1][1] == pytest.approx(spent, abs=1e-9)
+    # Balances are stored as exact decimal text.
+    first, last = Decimal(sessions[0][0]), Decimal(sessions[-1][1])
+    assert first == CREDITS and last == soak.balance_after
+    assert first - last == CREDITS - soak.balance_after
 
 
-def _unattributed_gaps(soak: Soak) -> list[float]:
+def _unattributed_gaps(soak: Soak) -> list[Decimal]:
     """Per killed session: the lowest balance its stored replies showed minus the next session's
     opening balance, i.e. credits billed for calls that session never committed."""
     (run_id,) = soak.query("SELECT run_id FROM runs")[0]
@@ -279,11 +280,13 @@ def _unattributed_gaps(soak: Soak) -> list[float]:
     gaps = []
     for (session, before, after), (_, next_before, _) in zip(sessions, sessions[1:], strict=False):
         assert after is None  # killed: never closed
-        low = soak.query(
-            "SELECT MIN(credits_remaining) FROM responses WHERE run_id = ? AND session = ?",
+        seen = soak.query(
+            "SELECT credits_remaining FROM responses WHERE run_id = ? AND session = ? "
+            "AND credits_remaining IS NOT NULL",
             (run_id, session),
-        )[0][0]
-        gaps.append((before if low is None else low) - next_before)
+        )
+        low = min((Decimal(r[0]) for r in seen), default=Decimal(before))
+        gaps.append(low - Decimal(next_before))
     return gaps
 
 
@@ -297,8 +300,8 @@ def test_killed_sessions_spend_shows_in_the_store(soak: Soak) -> None:
     timeouts = soak.query("SELECT COUNT(*) FROM attempts WHERE error = 'APITimeoutError'")[0][0]
     for gap in gaps:
         calls = gap / PRICE
-        assert calls >= -1e-6 and calls == pytest.approx(round(calls), abs=1e-6), gaps
-    assert sum(gaps) / PRICE <= KILLS * CONCURRENCY + timeouts + 1e-6, (gaps, _describe(soak))
+        assert calls >= 0 and calls == calls.to_integral_value(), gaps  # whole calls, exactly
+    assert sum(gaps) / PRICE <= KILLS * CONCURRENCY + timeouts, (gaps, _describe(soak))
 
 
 def test_run_credit_spend_equals_the_server_ledger(soak: Soak) -> None:
@@ -308,7 +311,7 @@ def test_run_credit_spend_equals_the_server_ledger(soak: Soak) -> None:
         (run_id,) = soak.query("SELECT run_id FROM runs")[0]
         run = llamakit.load_run(run_id, store=store)
         assert run.spend_source in ("balance", "headers")
-        assert run.credits_spent == pytest.approx(CREDITS - soak.balance_after, abs=1e-9), (
+        assert run.credits_spent == CREDITS - soak.balance_after, (
             soak.stats["billed_calls"],
             _describe(soak),
         )

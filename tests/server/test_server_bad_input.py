@@ -3,6 +3,8 @@ crashes the server or touches the ledger."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from .server_helpers import CHAT, chat_body, http
@@ -65,7 +67,7 @@ def test_bad_body(shared, body, status, needle):
         # The server is still fine and nothing was billed.
         assert c.post(CHAT, json=chat_body()).status_code == 200
     assert srv.stats()["billed_calls"] == billed_before + 1
-    assert srv.balance() == pytest.approx(balance_before - 0.00063)
+    assert srv.balance() == balance_before - Decimal("0.00063")  # exact, not approx
 
 
 def test_prompt_too_long_for_the_context_names_both_numbers(shared):

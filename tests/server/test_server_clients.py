@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import openai
 import pytest
@@ -43,7 +45,7 @@ def test_sdk_prompt_field(sdk):
 def test_sdk_run_sync_exposes_the_credits_header(sdk, shared):
     r = sdk.run_sync(SLUG, messages=MESSAGES)
     assert r.status_code == 200
-    assert float(r.headers["x-remaining-credits"]) == pytest.approx(shared.balance())
+    assert Decimal(r.headers["x-remaining-credits"]) == shared.balance()
 
 
 @pytest.mark.parametrize(

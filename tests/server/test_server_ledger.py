@@ -4,6 +4,7 @@ overdraws or loses a debit, balances survive a restart with a db, per-token pric
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from decimal import Decimal
 
@@ -24,8 +25,10 @@ def test_header_equals_balance_after_each_call(make_server):
             assert r.status_code == 200
             header = Decimal(r.headers["x-remaining-credits"])
             assert header == Decimal("1.0") - Decimal("0.00063") * (i + 1)
-            assert float(header) == srv.balance()
-            assert c.get("/v1/get-user-credits").json()["credits"] == float(header)
+            assert header == srv.balance()
+            # The balance endpoint's JSON number is the ledger's exact figure too.
+            body = json.loads(c.get("/v1/get-user-credits").text, parse_float=Decimal)
+            assert body["credits"] == header
 
 
 def test_only_200_debits(make_server):
@@ -82,7 +85,7 @@ def test_extra_keys_have_separate_balances_and_stats_hide_keys(make_server):
     with http(srv, key="SG_second_key") as c:
         assert c.post(CHAT, json=chat_body()).status_code == 200
     assert srv.balance() == 1.0
-    assert srv.balance("SG_second_key") == pytest.approx(0.5 - 0.00063)
+    assert srv.balance("SG_second_key") == Decimal("0.5") - Decimal("0.00063")
     stats = srv.stats()
     assert set(stats["per_key"]) == {srv.key_label(), srv.key_label("SG_second_key")}
     assert stats["per_key"][srv.key_label("SG_second_key")]["billed_calls"] == 1
@@ -99,7 +102,7 @@ def test_set_credits_from_python_and_over_http(make_server):
         assert r.json() == {"credits": 0.001}
         assert c.post(CHAT, json=chat_body()).status_code == 200
         assert c.post(CHAT, json=chat_body()).status_code == 406  # 0.00037 left < 0.00063
-    assert srv.balance() == pytest.approx(0.00037)
+    assert srv.balance() == Decimal("0.00037")
 
 
 def test_balances_survive_a_restart_with_db(make_server, tmp_path):
@@ -110,7 +113,7 @@ def test_balances_survive_a_restart_with_db(make_server, tmp_path):
             c.post(CHAT, json=chat_body())
     srv.close()
     again = make_server(credits=1.0, api_key="SG_persist", db=db)
-    assert again.balance() == pytest.approx(1.0 - 3 * 0.00063)
+    assert again.balance() == 1 - 3 * Decimal("0.00063")
     with http(again) as c:
         r = c.post(CHAT, json=chat_body())
         assert Decimal(r.headers["x-remaining-credits"]) == Decimal("1.0") - 4 * Decimal("0.00063")
@@ -164,4 +167,4 @@ def test_v2_and_openai_routes_share_the_ledger(make_server):
         while c.get(job["status_url"]).json()["status"] != "COMPLETED":
             pass
     assert srv.stats()["billed_calls"] == 2
-    assert srv.balance() == pytest.approx(1.0 - 2 * 0.00063)
+    assert srv.balance() == 1 - 2 * Decimal("0.00063")

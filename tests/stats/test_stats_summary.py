@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ def test_errored_cells_are_counted_but_not_scored(results_factory):
     assert a["score_exact_consistency"] == 0.0
     assert a["latency_p95"] == pytest.approx(0.5)  # the failed cell's 60 s is not a latency
     assert a["prompt_tokens"] == 30
-    assert a["credits"] == pytest.approx(0.003)
+    assert a["credits"] == Decimal("0.003")  # summed exactly, not as floats
 
 
 def test_scorer_failures_are_missing_not_zero(results_factory):
@@ -161,6 +162,6 @@ def test_credits_count_only_what_this_run_paid_not_cells_served_from_the_cache(r
     results = results_factory({"a": {"q1": [1, 0], "q2": [1, 1]}})
     results["credits"] = 0.001
     results["cached"] = [True, False, True, True]
-    assert stats.summarize(results).loc["a", "credits"] == pytest.approx(0.001)
+    assert stats.summarize(results).loc["a", "credits"] == Decimal("0.001")
     results["cached"] = True
     assert stats.summarize(results).loc["a", "credits"] == 0.0
