@@ -9,6 +9,7 @@ rotated beyond a few runs and thinned to at most ``MAX_LABELS`` beyond that.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -59,11 +60,21 @@ def credit_spend(
     handles += _cumulative_and_balance(ax, df, x)
     # The data stay under HEADROOM of each axis's height, so the legend's band on top covers none.
     ax.legend(handles=handles, loc="upper left", ncol=4, fontsize=8, framealpha=0.9)
-    total = float(df["spent"].sum())
+    total = _exact_total(df["credits_spent"])  # the provider's figures, not the drawn floats
     left = df["balance_after"].dropna()
-    balance = f"; {left.iloc[-1]:.4f} left" if len(left) else ""
-    ax.set_title(f"{title}: {total:.5f} credits over {len(df)} run(s){balance}", fontsize=10)
+    balance = f"; {left.iloc[-1]} left" if len(left) else ""
+    ax.set_title(f"{title}: {total} credits over {len(df)} run(s){balance}", fontsize=10)
     return ax
+
+
+def _exact_total(values: pd.Series) -> Decimal:
+    """The exact sum of the known, positive credit figures (Decimals; floats read at 15 digits)."""
+    import pandas as pd
+
+    from ._credits import to_credits
+
+    known = (to_credits(v) for v in values if not pd.isna(v))
+    return sum((c for c in known if c is not None and c > 0), Decimal(0))
 
 
 def _in_run_order(runs: pd.DataFrame) -> pd.DataFrame:

@@ -214,12 +214,11 @@ class Responses:
         """Stop the run because of ``exc`` (raised to the caller when the run ends)."""
         if self.fatal is None:
             self.fatal = exc
+        self.request_stop("failed")
 
     def stop_unreachable(self, client: Any) -> None:
         """End the run with one APIUnreachableError (the first caller's) instead of N failures."""
-        if self.fatal is None:
-            self.fatal = self.reach.error(endpoint(client))
-        self.request_stop("failed")
+        self.fail(self.reach.error(endpoint(client)))
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if inspect.iscoroutinefunction(fn):

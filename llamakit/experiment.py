@@ -155,10 +155,10 @@ class Experiment:
         }
         self.repeats = repeats
         self.scorers = _check_scorers(scorers)
-        scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
         self.model = model
         self.missing = missing
         self.items = _checked_items(dataset, self.templates, self.scorers, missing)
+        scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
         # Render everything now: a missing variable fails here, before any call.
         self._rendered = {
             (t.variant, item.id): t.render(item.row, item_id=item.id)

@@ -65,7 +65,7 @@ def test_an_unreachable_api_stops_within_seconds_and_exits_non_zero(
     done, elapsed = _cli(args, tmp_path)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert elapsed < WITHIN_S, elapsed
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in done.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1, done.stderr
     assert "APIUnreachableError" in errors[0] and "127.0.0.1" in errors[0]
     assert "Traceback" not in done.stderr
