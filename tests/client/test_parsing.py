@@ -24,7 +24,7 @@ from llamakit import (
     ServerError,
     UnprocessableRequestError,
 )
-from llamakit._parse import parse_retry_after
+from llamakit._headers import parse_retry_after
 from llamakit.client import Client
 
 MakeClient = Callable[..., Client]
@@ -103,14 +103,37 @@ def test_malformed_200_is_a_response_error(
     assert len(calls) == 1  # a 200 was billed: never retried
 
 
-@pytest.mark.parametrize("header", ["abc", "", "nan", "1,5", "inf"])
-def test_non_numeric_credits_header_keeps_the_paid_reply(
+@pytest.mark.parametrize(
+    "header", ["abc", "", "nan", "NaN", "1,5", "inf", "-inf", "1e309", "-1", "1_000", " 0.5 x"]
+)
+def test_malformed_credits_header_keeps_the_paid_reply(
     mock_client: MakeClient, header: str
 ) -> None:
     client = mock_client(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": header}))
-    with pytest.raises(APIResponseError, match="x-remaining-credits") as info:
-        client.chat("hi")
-    assert info.value.response.text == "hello"  # type: ignore[attr-defined]
+    assert client.credits() == 1.0  # a known balance first, so "unknown" is a change
+    with pytest.warns(RuntimeWarning, match="x-remaining-credits.*malformed") as warned:
+        reply = client.chat("hi")
+    assert reply.text == "hello" and reply.credits_remaining is None
+    assert client.credits_last is None and client.spent is None  # unknown, not guessed
+    assert "balance is unknown" in str(warned[0].message)
+
+
+def test_a_good_credits_header_after_a_bad_one_restores_the_balance(
+    mock_client: MakeClient,
+) -> None:
+    headers = iter(["NaN", "0.75"])
+    client = mock_client(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": next(headers)}))
+    with pytest.warns(RuntimeWarning):
+        client.chat("a")
+    assert client.chat("b").credits_remaining == 0.75 and client.credits_last == 0.75
+
+
+@pytest.mark.parametrize("header", ["0.99937", "0", "12", "1.5e-3", " 0.25 "])
+def test_well_formed_credits_headers(header: str) -> None:
+    from llamakit._headers import parse_credits_header
+
+    value, why = parse_credits_header(header)
+    assert why is None and value == float(header)
 
 
 def test_error_body_shapes(mock_client: MakeClient) -> None:
