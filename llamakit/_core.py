@@ -34,6 +34,7 @@ from ._defaults import (
 from ._headers import parse_credits_header, parse_retry_after
 from ._origin import Origin, display_url
 from ._parse import (
+    cause_of,
     error_message,
     failure_error,
     json_or_none,
@@ -326,7 +327,7 @@ class Core:
                     status = reply.status
                     raise failure_error(
                         reply, request.url, timeout=timeout, billable=request.billable
-                    ) from reply.error
+                    ) from cause_of(reply.error)
                 assert isinstance(reply, httpx.Response), reply
                 status = reply.status_code
                 if status >= 300:

@@ -11,6 +11,7 @@ import calendar
 import math
 import re
 import time
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}  # English, whatever the locale
@@ -41,9 +42,10 @@ def parse_http_date(value: str, now: float | None = None) -> float | None:
     if month is None:
         return None
     try:
-        return float(calendar.timegm((int(year), month, int(day), int(hh), int(mm), int(ss))))
-    except (ValueError, OverflowError):
+        when = datetime(int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # 32 Nov, 25:00, ...
         return None
+    return when.timestamp()
 
 
 def _two_digit_year(yy: int, now: float | None) -> int:

@@ -252,6 +252,16 @@ def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool)
     )
 
 
+def cause_of(exc: BaseException) -> BaseException:
+    """What a llamakit error is chained to: the transport's exception with its message
+    redacted and without the request it carries (whose URL may hold credentials)."""
+    try:
+        clean = type(exc)(redact(str(exc)))
+    except Exception:  # an exception type with another signature
+        clean = RuntimeError(f"{type(exc).__name__}: {redact(str(exc))}")
+    return clean
+
+
 _V2_HINT = (
     'use api="v2" (client.submit() then client.wait(); exp.run(client, api="v2")), which '
     "journals the job and resumes it safely instead of paying again"

@@ -371,12 +371,16 @@ class _PerLoop:
             entry = self._loops.get(loop)
         if entry is None:
             http, lock = self._make(), asyncio.Lock()
-            guard = _close_at_loop_shutdown(http)
+            guard = _close_at_loop_shutdown(http, lambda: self._forget(loop))
             await guard.__anext__()  # registers the generator with the loop's shutdown hooks
             entry = (http, lock, guard)
             with self._lock:
                 self._loops[loop] = entry
         return entry[0], entry[1]
+
+    def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._loops.pop(loop, None)
 
     async def close_current(self) -> None:
         loop = asyncio.get_running_loop()
@@ -386,10 +390,13 @@ class _PerLoop:
             await entry[2].aclose()
 
 
-async def _close_at_loop_shutdown(http: httpx.AsyncClient) -> AsyncIterator[None]:
+async def _close_at_loop_shutdown(
+    http: httpx.AsyncClient, forget: Callable[[], None]
+) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        forget()
         await http.aclose()
 
 

@@ -158,6 +158,66 @@ def test_error_body_shapes(mock_client: MakeClient) -> None:
         assert info.value.status == status  # type: ignore[attr-defined]
 
 
+# 1994-11-06 08:49:37 GMT, the example of RFC 9110 §5.6.7, in its three forms.
+RFC_FORMS = [
+    "Sun, 06 Nov 1994 08:49:37 GMT",
+    "Sunday, 06-Nov-94 08:49:37 GMT",
+    "Sun Nov  6 08:49:37 1994",
+]
+EPOCH_OF_EXAMPLE = 784111777.0
+
+
+@pytest.mark.parametrize("value", RFC_FORMS)
+def test_http_dates_in_every_rfc_9110_form_are_gmt(value: str) -> None:
+    from llamakit._headers import parse_http_date
+
+    assert parse_http_date(value) == EPOCH_OF_EXAMPLE
+    assert parse_retry_after(value, now=EPOCH_OF_EXAMPLE - 3) == 3.0
+
+
+@pytest.mark.parametrize(
+    "value", ["Sun, 06 Nov 1994 08:49:37 PST", "Sun, 32 Nov 1994 08:49:37 GMT", "Nov 6 1994", "1_0"]
+)
+def test_malformed_retry_after_is_unusable(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_rfc850_two_digit_years_are_read_within_50_years() -> None:
+    from llamakit._headers import parse_http_date
+
+    now = 1796000000.0  # late 2026
+    assert time.gmtime(parse_http_date("Monday, 01-Jan-30 00:00:00 GMT", now)).tm_year == 2030
+    assert time.gmtime(parse_http_date("Friday, 01-Jan-99 00:00:00 GMT", now)).tm_year == 1999
+
+
+def test_retry_after_dates_are_gmt_in_any_time_zone() -> None:
+    # A fresh interpreter under New York time: the asctime form was once read as local time,
+    # turning a 3 s wait into 18,003 s.
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import calendar, time
+from llamakit._headers import parse_retry_after
+assert time.timezone != 0, "TZ did not take effect"
+now = time.time()
+when = time.gmtime(now + 3)
+forms = [
+    time.strftime("%a, %d %b %Y %H:%M:%S GMT", when),
+    time.strftime("%A, %d-%b-%y %H:%M:%S GMT", when),
+    time.strftime("%a %b ", when) + f"{when.tm_mday:2d}" + time.strftime(" %H:%M:%S %Y", when),
+]
+print(" ".join(f"{parse_retry_after(f, now=now):.1f}" for f in forms))
+"""
+    env = {**os.environ, "TZ": "America/New_York", "LC_ALL": "C"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    waits = [float(w) for w in out.stdout.split()]
+    assert len(waits) == 3 and all(2.0 <= w <= 3.0 for w in waits), out.stdout
+
+
 def test_request_id_comes_from_the_header(mock_client: MakeClient) -> None:
     client = mock_client(lambda r: json_reply({"error": "nope"}, 401, **{"x-request-id": "req-42"}))
     with pytest.raises(AuthenticationError) as info:
