@@ -429,6 +429,13 @@ class Core:
             return InsufficientCreditsError(
                 message, balance=self.credits_last, status=status, request_id=rid
             )
+        if 300 <= status < 400:
+            where = display_url(resp.headers.get("location", "elsewhere"))
+            message = (
+                f"the server redirects to {redact(where)[:200]}; llamakit does not follow "
+                "redirects (they could carry the key to another origin): use the final URL as "
+                "base_url"
+            )
         return cls(message, status=status, request_id=rid)
 
 

@@ -189,14 +189,14 @@ def sync_transport() -> httpx.HTTPTransport:
     transport = httpx.HTTPTransport()
     pool = transport._pool
     # httpcore keeps the backend as a plain attribute that every new connection is handed.
-    pool._network_backend = _Backend(pool._network_backend)  # type: ignore[union-attr]
+    pool._network_backend = _Backend(pool._network_backend)
     return transport
 
 
 def async_transport() -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport()
     pool = transport._pool
-    pool._network_backend = _AsyncBackend(pool._network_backend)  # type: ignore[union-attr]
+    pool._network_backend = _AsyncBackend(pool._network_backend)
     return transport
 
 

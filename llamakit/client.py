@@ -94,7 +94,7 @@ class _Base:
         return self._core.limiter.rpm
 
     def __repr__(self) -> str:
-        core = self.__dict__.get("_core")  # absent on a half-built client
+        core: Core | None = self.__dict__.get("_core")  # absent on a half-built client
         if core is None:
             return f"{type(self).__name__}(<not fully built>)"
         return core.describe(type(self).__name__)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from client_helpers import CHAT_OK, json_reply
+from client_helpers import CHAT_OK, json_reply, routed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -126,6 +126,24 @@ def test_a_good_credits_header_after_a_bad_one_restores_the_balance(
     with pytest.warns(RuntimeWarning):
         client.chat("a")
     assert client.chat("b").credits_remaining == 0.75 and client.credits_last == 0.75
+
+
+def test_a_run_stores_replies_whose_credits_header_is_malformed(isolated_home: Any) -> None:
+    import llamakit as lk
+
+    client = Client(
+        "SG_mocktestkey0001",
+        base_url="http://api.test/v1",
+        transport=httpx.MockTransport(
+            routed(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": "1e309"}))
+        ),
+        check_context=False,
+    )
+    exp = lk.Experiment("hdr", prompts={"p": "Say {{ w }}"}, dataset=[{"w": "a"}, {"w": "b"}])
+    with pytest.warns(RuntimeWarning, match="too large"):
+        run = exp.run(client, progress=False, concurrency=1)
+    assert run.results["response"].tolist() == ["hello", "hello"]
+    assert run.results["error"].isna().all()
 
 
 @pytest.mark.parametrize("header", ["0.99937", "0", "12", "1.5e-3", " 0.25 "])
