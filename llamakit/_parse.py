@@ -240,10 +240,10 @@ def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool)
                 "timeout=, or " + _V2_HINT,
                 may_be_billed=True,
             )
-        phase = "an answer" if sent else "a connection (the request was not sent)"
+        what = f"no answer from {host}" if sent else f"{host} not reached (nothing was sent)"
         return APITimeoutError(
-            f"no {phase} from {host} within timeout={timeout:g}s ({kind}); pass a larger "
-            "timeout= if the server needs longer"
+            f"{what} within timeout={timeout:g}s ({kind}); pass a larger timeout= if the "
+            "server needs longer"
         )
     detail = redact(str(exc))[:_SNIPPET] or kind
     return APIConnectionError(
