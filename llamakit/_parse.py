@@ -6,6 +6,7 @@ Pure functions of an ``httpx.Response``; never a bare KeyError or JSONDecodeErro
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -14,11 +15,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._secrets import redact
+from ._secrets import mask_known_in, redact
 from ._transport import Failure, ResponseTooLarge
 from .errors import APIConnectionError, APIError, APIResponseError, APITimeoutError
 from .types import ChatResponse, Usage
 
+log = logging.getLogger("llamakit.client")
 _SNIPPET = 200
 # How much of a body is decoded and redacted before a snippet is cut from it.
 _REDACT_SPAN = 65_536
@@ -111,8 +113,16 @@ def parse_credits(resp: httpx.Response) -> float:
 
 
 def _json_body(resp: httpx.Response) -> Any:
+    """The decoded JSON body, any registered secret in it masked: a server that echoes the key
+    inside a reply (a proxy, a misconfigured upstream) must not get it into the store."""
     try:
-        return json.loads(resp.content)
+        data = json.loads(resp.content)
+        masked = mask_known_in(data)
+        if masked != data:
+            log.warning(
+                "a reply from the server contained a secret (API key or URL password); masked"
+            )
+        return masked
     except (ValueError, UnicodeDecodeError) as exc:
         ctype = resp.headers.get("content-type", "no content-type")
         raise APIResponseError(

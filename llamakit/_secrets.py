@@ -17,6 +17,7 @@ import base64
 import logging
 import re
 import threading
+from typing import Any
 
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
@@ -56,11 +57,27 @@ def register_secret(secret: str) -> None:
 def redact(text: str) -> str:
     """``text`` with every known secret (in any case and encoding), any credentials inside a
     URL, and any auth header value replaced by ``***``."""
-    pattern = _pattern()
-    if pattern is not None:
-        text = pattern.sub("***", text)
+    text = mask_known(text)
     text = _URL_USERINFO.sub(r"\1***@", text)
     return _AUTH_HEADER.sub(r"\1***", text)
+
+
+def mask_known(text: str) -> str:
+    """``text`` with only the registered secrets masked: for content that is data (a model's
+    reply), where text that merely looks like a header or a URL must stay as it is."""
+    pattern = _pattern()
+    return text if pattern is None else pattern.sub("***", text)
+
+
+def mask_known_in(value: Any) -> Any:
+    """``mask_known`` applied to every string inside decoded JSON (dicts, lists, strings)."""
+    if isinstance(value, str):
+        return mask_known(value)
+    if isinstance(value, list):
+        return [mask_known_in(v) for v in value]
+    if isinstance(value, dict):
+        return {mask_known_in(k): mask_known_in(v) for k, v in value.items()}
+    return value
 
 
 def _pattern() -> re.Pattern[str] | None:

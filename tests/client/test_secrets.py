@@ -234,3 +234,31 @@ def test_repr_never_raises_on_a_half_built_client() -> None:
         assert cls.__name__ in repr(bare)
         bare._core.api_key = 12345  # type: ignore[attr-defined,assignment]
         assert cls.__name__ in repr(bare)
+
+
+def test_a_reply_echoing_the_key_is_masked_before_anything_keeps_it() -> None:
+    import httpx
+
+    content = f"key {CANARY.upper()} / {URL_SECRET} / authorization: stays as the model said"
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": content}}],
+        "echo": {"headers": {"x-api-key": CANARY}},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("get-user-credits"):
+            return httpx.Response(200, json={"credits": 1.0})
+        # ensure_ascii: the key travels as \\u escapes, decoded only by the JSON parser
+        raw = json.dumps(body, ensure_ascii=True).replace("S", "\\u0053")
+        return httpx.Response(200, content=raw.encode("utf-16"))
+
+    client = Client(
+        CANARY,
+        base_url=f"http://u:{URL_SECRET}@api.test/v1",
+        transport=httpx.MockTransport(handler),
+        check_context=False,
+    )
+    reply = client.chat("hi")
+    text = reply.text + json.dumps(reply.raw) + repr(reply)
+    assert CANARY.lower() not in text.lower() and URL_SECRET not in text
+    assert "authorization: stays as the model said" in reply.text  # only real secrets are masked
