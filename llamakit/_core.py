@@ -1,10 +1,8 @@
 """What ``Client`` and ``AsyncClient`` share, so the two can never drift: configuration, request
-building, response parsing, credit bookkeeping, and the retry loop itself.
-
-The retry loop is written once, as a generator ("sans-IO"): it yields ``Request`` (send this, then
-send me back the ``httpx.Response`` or the ``httpx.HTTPError``) and ``Sleep`` (wait this long), and
-returns the parsed result or raises a llamakit error. ``Client`` drives it with ``httpx.Client`` and
-``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and ``asyncio.sleep``.
+building, response parsing and credit bookkeeping. The retry loop they both drive (sans-IO, a
+generator of ``Request`` and ``Sleep``) is in ``_attempt``; ``Client`` drives it with
+``httpx.Client`` and ``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and
+``asyncio.sleep``, both through ``_transport``.
 """
 
 from __future__ import annotations
@@ -18,12 +16,13 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from ._attempt import Plan, Request, Sleep, T, attempts
 from ._defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -31,61 +30,24 @@ from ._defaults import (
     ENV_API_KEY,
     ENV_BASE_URL,
 )
-from ._headers import parse_credits_header, parse_retry_after
+from ._headers import parse_credits_header
 from ._origin import Origin, display_url
-from ._parse import (
-    cause_of,
-    error_message,
-    failure_error,
-    json_or_none,
-    parse_chat,
-    parse_credits,
-    request_id,
-)
+from ._parse import parse_chat, parse_credits
 from ._ratelimit import AdaptiveRate, RateLimiter
 from ._retry import RetryPolicy
 from ._secrets import install_log_filter, redact, register_secret
-from ._transport import Failure
 from .errors import (
     APIError,
     APIResponseError,
-    APIStatusError,
-    APITimeoutError,
-    InsufficientCreditsError,
-    RateLimitError,
     ValidationError,
-    error_class_for_status,
 )
 from .messages import normalize_messages, validate_params
 from .types import Attempt, ChatResponse
 
 log = logging.getLogger("llamakit.client")
-T = TypeVar("T")
 
 CREDITS_HEADER = "x-remaining-credits"
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass(frozen=True)
-class Request:
-    """One HTTP request of a plan. ``billable``: a paid call (chat, v2 submission). ``headers``
-    and ``timeout`` (seconds for the whole attempt) are filled in by ``Core._attempts``, the only
-    place that attaches the API key, after checking the URL's origin."""
-
-    method: str
-    url: str
-    json: dict[str, Any] | None = None
-    billable: bool = False
-    headers: dict[str, str] | None = None
-    timeout: float = 0.0
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
-Plan = Generator["Request | Sleep", Any, T]
 
 
 class Core:
@@ -294,68 +256,8 @@ class Core:
         paced: bool = True,
         deadline_at: float | None = None,
     ) -> Generator[Request | Sleep, Any, tuple[T, int]]:
-        retries = 0
-        while True:
-            ticket = object()
-            try:
-                while paced and (wait := self.limiter.acquire(ticket)) > 0:
-                    if deadline_at is not None and time.monotonic() + wait > deadline_at:
-                        raise APITimeoutError(
-                            f"the rate limit (rpm={self.limiter.rpm:g}) leaves no free slot "
-                            "before the call's deadline=; nothing was sent"
-                        )
-                    yield Sleep(wait)
-                timeout = self.timeout
-                if deadline_at is not None:
-                    timeout = min(timeout, deadline_at - time.monotonic())
-                    if timeout <= 0:
-                        raise APITimeoutError(
-                            f"the call's deadline= passed before attempt {retries + 1} was sent"
-                        )
-                send = self._authorize(request, timeout)
-                started = time.time()
-                clock = time.perf_counter()
-                reply = yield send
-                latency = time.perf_counter() - clock
-            finally:
-                if paced:
-                    self.limiter.release(ticket)
-            status: int | None = None
-            credits: float | None = None
-            try:
-                if isinstance(reply, Failure):
-                    status = reply.status
-                    raise failure_error(
-                        reply, request.url, timeout=timeout, billable=request.billable
-                    ) from cause_of(reply.error)
-                assert isinstance(reply, httpx.Response), reply
-                status = reply.status_code
-                if status >= 300:
-                    credits = self._observe_credits(reply, strict=False)
-                    raise self._status_error(reply)
-                result = parse(reply)
-                if isinstance(result, dict) and "latency_s" in result:  # a chat reply
-                    result["latency_s"] = latency
-                credits = self._observe_credits(reply, strict=True)
-            except APIError as err:
-                self._report(call_id, retries + 1, status, err, latency, credits, started)
-                if isinstance(err, RateLimitError) and paced:
-                    self.limiter.on_rate_limited(err.retry_after)
-                delay = self.retry.delay(err, retries)
-                if delay is None or (
-                    deadline_at is not None and time.monotonic() + delay >= deadline_at
-                ):
-                    raise
-                retries += 1
-                if delay > 0:
-                    yield Sleep(delay)
-                continue
-            if paced:
-                self.limiter.on_success()
-            self._report(call_id, retries + 1, status, None, latency, credits, started)
-            if isinstance(result, dict) and "credits_remaining" in result:
-                result["credits_remaining"] = credits
-            return result, retries + 1
+        """The retry loop of every request (see ``_attempt.attempts``)."""
+        return attempts(self, request, parse, call_id, paced=paced, deadline_at=deadline_at)
 
     # ---- bookkeeping -----------------------------------------------------------------------
 
@@ -415,28 +317,6 @@ class Core:
                 self.credits_last = value
             self.credits_unknown_reason = None
         return value
-
-    def _status_error(self, resp: httpx.Response) -> APIStatusError:
-        status = resp.status_code
-        body = json_or_none(resp)
-        message = error_message(resp, body)
-        rid = request_id(resp, body)
-        cls = error_class_for_status(status)
-        if cls is RateLimitError:
-            retry_after = parse_retry_after(resp.headers.get("retry-after"))
-            return RateLimitError(message, retry_after=retry_after, status=status, request_id=rid)
-        if cls is InsufficientCreditsError:
-            return InsufficientCreditsError(
-                message, balance=self.credits_last, status=status, request_id=rid
-            )
-        if 300 <= status < 400:
-            where = display_url(resp.headers.get("location", "elsewhere"))
-            message = (
-                f"the server redirects to {redact(where)[:200]}; llamakit does not follow "
-                "redirects (they could carry the key to another origin): use the final URL as "
-                "base_url"
-            )
-        return cls(message, status=status, request_id=rid)
 
 
 def _seconds(value: Any, name: str) -> float:

@@ -30,7 +30,7 @@ from ._defaults import DEFAULT_CONNECT_TIMEOUT
 if TYPE_CHECKING:
     import ssl
 
-    from ._core import Request
+    from ._attempt import Request
 
 # Monotonic time at which the current attempt must end; None outside an attempt.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(

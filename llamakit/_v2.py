@@ -8,14 +8,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ._attempt import Plan, Request, Sleep
 from ._parse import parse_v2_result, parse_v2_status, parse_v2_submit
 from .errors import APIResponseError, APITimeoutError
 from .types import ChatResponse, Job
 
 if TYPE_CHECKING:
-    from ._core import Core, Plan
-
-from ._core import Request, Sleep
+    from ._core import Core
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 1.0
