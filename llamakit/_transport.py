@@ -214,13 +214,19 @@ class _Body:
         declared = resp.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise ResponseTooLarge(limit, self.status)
+        # The decoded size to expect, when it is known (a compressed body's length is not it).
+        encoded = resp.headers.get("content-encoding", "identity").lower() != "identity"
+        self.declared = int(declared) if declared.isdigit() and not encoded else None
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.limit:
             raise ResponseTooLarge(self.limit, self.status)
         self.chunks.append(chunk)
-        _left(httpx.ReadTimeout, None)  # a transport that never blocks still meets the deadline
+        if self.declared is None or self.size < self.declared:
+            # More is coming: a transport that never blocks must still meet the deadline (a
+            # body that is complete is kept, however late its last byte was).
+            _left(httpx.ReadTimeout, None)
 
     def response(self, resp: httpx.Response) -> httpx.Response:
         # The chunks are already decoded: the rebuilt response must not decode them again.

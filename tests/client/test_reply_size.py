@@ -63,3 +63,34 @@ def test_a_declared_length_over_the_cap_fails_before_reading() -> None:
 def test_bad_caps_are_refused(value: Any) -> None:
     with pytest.raises(ValidationError, match="max_response_bytes"):
         Client(MOCK_KEY, max_response_bytes=value)
+
+
+def gzip_client(body: bytes, **kw: Any) -> Client:
+    import gzip
+
+    packed = gzip.compress(body)
+
+    def chat(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        return httpx.Response(200, content=packed, headers=headers)
+
+    return Client(
+        MOCK_KEY,
+        base_url=MOCK_URL,
+        transport=httpx.MockTransport(routed(chat)),
+        check_context=False,
+        **kw,
+    )
+
+
+def test_a_compressed_reply_is_decoded_once() -> None:
+    import json
+
+    assert gzip_client(json.dumps(CHAT_OK).encode()).chat("hi").text == "hello"
+
+
+def test_the_cap_applies_to_the_decoded_size() -> None:
+    # 4 MB of spaces compress to ~4 KB: the cap is on what would sit in memory.
+    bomb = b'{"choices": []' + b" " * 4_000_000 + b"}"
+    with pytest.raises(APIResponseError, match="max_response_bytes=1000000"):
+        gzip_client(bomb, max_response_bytes=1_000_000).chat("hi")
