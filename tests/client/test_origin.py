@@ -113,3 +113,30 @@ def test_origins() -> None:
     assert Origin.of("http://h:99999/") != Origin.of("http://h/")  # unparsable port
     assert display_url("http://u:SECRET@h:1/v1") == "http://***@h:1/v1"
     assert display_url("http://h/v1") == "http://h/v1"
+
+
+def test_a_journaled_job_pointing_elsewhere_is_refused_and_kept(server: Any) -> None:
+    # A rerun collects jobs from the store's journal: a tampered (or stale) entry naming another
+    # host is refused like a reply would be, and stays journaled rather than being resubmitted.
+    import asyncio
+
+    from llamakit._journal import Journal
+
+    class Store:
+        dropped: list[str] = []
+
+        def inflight(self, key: str) -> dict[str, Any]:
+            job = foreign_job("http://127.0.0.2:9")
+            return {**vars(job), "run_id": "r", "session": 1}
+
+        def drop_inflight(self, key: str) -> None:
+            self.dropped.append(key)
+
+    async def call(fn: Any, *args: Any, **kw: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kw)
+
+    store = Store()
+    journal = Journal(store, call, poll_interval=0.01)
+    with pytest.raises(APIResponseError, match="refusing"):
+        asyncio.run(journal.recover(server.client(), "cell-key"))
+    assert store.dropped == []
