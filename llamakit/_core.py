@@ -146,7 +146,6 @@ class Core:
         self.credits_start: float | None = None
         self.credits_last: float | None = None
         self.start_checked = False
-        self.credits_unknown_reason: str | None = None
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -302,20 +301,17 @@ class Core:
             if strict:
                 reason = (
                     f"the {CREDITS_HEADER} header of a paid reply is malformed ({why}: "
-                    f"{redact(raw[:40])!r}); the reply is kept, the balance is unknown until the "
+                    f"{redact(raw)[:40]!r}); the reply is kept, the balance is unknown until the "
                     "next well-formed header or credits() call"
                 )
                 with self._lock:
                     self.credits_last = None
-                    self.credits_unknown_reason = reason
-                log.warning("%s", reason)
                 warnings.warn(reason, RuntimeWarning, stacklevel=2)
             return None
         with self._lock:
             # Concurrent replies arrive out of order; balances only fall, so the lowest is newest.
             if self.credits_last is None or value < self.credits_last:
                 self.credits_last = value
-            self.credits_unknown_reason = None
         return value
 
 
