@@ -217,6 +217,9 @@ def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool)
     """
     exc, status = failure.error, failure.status
     host = _display_host(url)
+    # A v2 submission that timed out may have created a job whose id never arrived: v2 cannot
+    # help with that one, so the hint is only given on v1.
+    hint = _V2_HINT if "/v2/" not in urlsplit(url).path else _V2_SUBMIT_HINT
     if isinstance(exc, ResponseTooLarge):
         paid = (
             " (HTTP 200: the call was billed, but its reply is not kept)" if status == 200 else ""
@@ -229,7 +232,7 @@ def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool)
     sent = status is not None or isinstance(
         exc, (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
     )
-    if status is not None and status < 300:
+    if status is not None and status < 300 and billable:
         # The status line arrived, so the server finished (and billed) the call; the body did not.
         timed_out = isinstance(exc, httpx.TimeoutException)
         cls = APITimeoutError if timed_out else APIConnectionError
@@ -238,8 +241,8 @@ def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool)
             + (f"within timeout={timeout:g}s" if timed_out else f"({kind})")
             + ": the call was probably billed, so it was not retried. "
             + ("Pass a larger timeout=, or " if timed_out else "")
-            + _V2_HINT,
-            may_be_billed=billable,
+            + hint,
+            may_be_billed=True,
         )
     if isinstance(exc, httpx.TimeoutException):
         if isinstance(exc, httpx.ReadTimeout) and billable:
@@ -247,7 +250,7 @@ def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool)
                 f"no complete answer from {host} within timeout={timeout:g}s (the whole attempt: "
                 "connect, send, headers and body). The request had been sent, so the call may "
                 "have been billed; it was not retried, to avoid paying twice. Pass a larger "
-                "timeout=, or " + _V2_HINT,
+                "timeout=, or " + hint,
                 may_be_billed=True,
             )
         what = f"no answer from {host}" if sent else f"{host} not reached (nothing was sent)"
@@ -272,6 +275,9 @@ def cause_of(exc: BaseException) -> BaseException:
     return clean
 
 
+_V2_SUBMIT_HINT = (
+    "check the provider's request history before submitting again (the job may be running)"
+)
 _V2_HINT = (
     'use api="v2" (client.submit() then client.wait(); exp.run(client, api="v2")), which '
     "journals the job and resumes it safely instead of paying again"
