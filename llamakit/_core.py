@@ -1,10 +1,8 @@
 """What ``Client`` and ``AsyncClient`` share, so the two can never drift: configuration, request
-building, response parsing, credit bookkeeping, and the retry loop itself.
-
-The retry loop is written once, as a generator ("sans-IO"): it yields ``Request`` (send this, then
-send me back the ``httpx.Response`` or the ``httpx.HTTPError``) and ``Sleep`` (wait this long), and
-returns the parsed result or raises a llamakit error. ``Client`` drives it with ``httpx.Client`` and
-``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and ``asyncio.sleep``.
+building, response parsing and credit bookkeeping. The retry loop they both drive (sans-IO, a
+generator of ``Request`` and ``Sleep``) is in ``_attempt``; ``Client`` drives it with
+``httpx.Client`` and ``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and
+``asyncio.sleep``, both through ``_transport``.
 """
 
 from __future__ import annotations
@@ -16,66 +14,41 @@ import re
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from ._attempt import Plan, Request, Sleep, T, attempts
 from ._defaults import (
     DEFAULT_BASE_URL,
-    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_RPM_WINDOW_S,
     ENV_API_KEY,
     ENV_BASE_URL,
 )
-from ._parse import (
-    credit_amount,
-    error_message,
-    json_or_none,
-    parse_chat,
-    parse_credits,
-    parse_retry_after,
-    partial_response,
-    request_id,
-    transport_error,
-)
+from ._headers import parse_credits_header
+from ._origin import Origin, display_url
+from ._parse import parse_chat, parse_credits
 from ._ratelimit import AdaptiveRate, RateLimiter
 from ._retry import RetryPolicy
 from ._secrets import install_log_filter, redact, register_secret
 from .errors import (
     APIError,
     APIResponseError,
-    APIStatusError,
-    InsufficientCreditsError,
-    RateLimitError,
     ValidationError,
-    error_class_for_status,
 )
 from .messages import normalize_messages, validate_params
 from .types import Attempt, ChatResponse
 
 log = logging.getLogger("llamakit.client")
-T = TypeVar("T")
 
 CREDITS_HEADER = "x-remaining-credits"
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    url: str
-    json: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
-Plan = Generator["Request | Sleep", Any, T]
 
 
 class Core:
@@ -95,6 +68,9 @@ class Core:
         on_attempt: Callable[[Attempt], None] | None,
         retry_policy: RetryPolicy | None,
         source: str | None = None,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rpm_window_s: float = DEFAULT_RPM_WINDOW_S,
     ) -> None:
         # Explicit argument beats environment beats default; read now, never at import.
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
@@ -111,25 +87,43 @@ class Core:
         install_log_filter()
 
         base = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(base)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
+        except ValueError:  # an unparsable port or host
+            ok = False
+        if not ok:
             raise ValidationError(
-                f"base_url must be an http(s) URL like {DEFAULT_BASE_URL}, not {base!r}",
+                f"base_url must be an http(s) URL like {DEFAULT_BASE_URL}, not "
+                f"{redact(display_url(base))!r}",
                 field="base_url",
             )
-        self.base_url = base
-        self.is_local = _is_loopback(parts.hostname)
+        if parts.password:
+            register_secret(parts.password)
+        # The URL requests go to keeps its credentials; every shown or stored form drops them.
+        self._url = base
+        self.base_url = display_url(base)
+        self.origin = Origin.of(base)
+        self.is_local = _is_loopback(parts.hostname or "")
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise ValidationError("source must be a non-empty string", field="source")
-        self.source = source or base
+        self.source = redact(source) if source else self.base_url
         if not isinstance(model, str) or not _SLUG.match(model):
             raise ValidationError(
                 f"model must be a slug like 'llama-v3-8b-instruct', not {model!r}", field="model"
             )
         self.model = model
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValidationError("timeout must be a positive number of seconds", field="timeout")
-        self.timeout = httpx.Timeout(timeout, connect=min(DEFAULT_CONNECT_TIMEOUT, timeout))
+        self.timeout = _seconds(timeout, "timeout")
+        self.deadline = None if deadline is None else _seconds(deadline, "deadline")
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ValidationError(
+                "max_response_bytes must be a positive integer (bytes)", field="max_response_bytes"
+            )
+        self.max_response_bytes = max_response_bytes
         if retry_policy is None:
             if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
                 raise ValidationError("max_retries must be an integer >= 0", field="max_retries")
@@ -144,7 +138,8 @@ class Core:
         if adaptive is True:
             # With rpm given, it is both where adaptive mode starts and its ceiling (your plan's limit).
             adaptive = AdaptiveRate(start=rpm, max=rpm) if rpm else AdaptiveRate()
-        self.limiter = RateLimiter(rpm, adaptive=adaptive or None)
+        window = _seconds(rpm_window_s, "rpm_window_s")
+        self.limiter = RateLimiter(rpm, adaptive=adaptive or None, window_s=window)
         self.check_context = check_context
         self.on_attempt = on_attempt
 
@@ -156,16 +151,36 @@ class Core:
     # ---- configuration -------------------------------------------------------------------
 
     def headers(self) -> dict[str, str]:
+        """Headers of every request; the key is not among them (see ``_authorize``)."""
         from . import __version__
 
-        headers = {"User-Agent": f"llamakit/{__version__}", "Accept": "application/json"}
-        if self.api_key:
-            headers["x-api-key"] = self.api_key
-        return headers
+        return {"User-Agent": f"llamakit/{__version__}", "Accept": "application/json"}
 
     def describe(self, cls: str) -> str:
-        key = "None" if not self.api_key else repr(self.api_key[:3] + "****")
-        return f"{cls}(model={self.model!r}, base_url={self.base_url!r}, api_key={key})"
+        """The repr; never raises, also on a half-built client (a repr in a traceback must not
+        replace the error being shown)."""
+        try:
+            key = getattr(self, "api_key", None)
+            shown = "None" if not key else repr(key[:3] + "****")
+            model = getattr(self, "model", "?")
+            base = getattr(self, "base_url", "?")
+            return f"{cls}(model={model!r}, base_url={redact(str(base))!r}, api_key={shown})"
+        except Exception:
+            return f"{cls}(<not fully built>)"
+
+    def _authorize(self, request: Request, timeout: float) -> Request:
+        """The request with the key attached, if its URL has base_url's origin; else the
+        APIResponseError that refuses to send it (a reply naming another host must not get the
+        key). Every request of every plan passes through here."""
+        target = Origin.of(request.url)
+        if target != self.origin:
+            raise APIResponseError(
+                f"refusing to send the API key to {target} (from a server reply): llamakit sends "
+                f"requests only to base_url's origin {self.origin}. If that server is really "
+                "yours, use it as base_url"
+            )
+        headers = {"x-api-key": self.api_key} if self.api_key else {}
+        return replace(request, headers=headers, timeout=timeout)
 
     @property
     def spent(self) -> Decimal | None:
@@ -184,11 +199,24 @@ class Core:
             _preflight(wire, body.get("max_tokens"))
         return body
 
-    def chat_plan(self, body: dict[str, Any]) -> Plan[ChatResponse]:
+    def url(self, path: str) -> str:
+        """``base_url`` + ``path``, with the credentials base_url may carry."""
+        return f"{self._url}/{path}"
+
+    def deadline_at(self, deadline: float | None) -> float | None:
+        """Monotonic time by which a call must be over: per-call ``deadline`` else the client's."""
+        seconds = self.deadline if deadline is None else _seconds(deadline, "deadline")
+        return None if seconds is None else time.monotonic() + seconds
+
+    def chat_plan(
+        self, body: dict[str, Any], deadline_at: float | None = None
+    ) -> Plan[ChatResponse]:
         call_id = uuid.uuid4().hex
         started = time.time()
-        request = Request("POST", f"{self.base_url}/{self.model}", body)
-        fields, attempts = yield from self._attempts(request, parse_chat, call_id)
+        request = Request("POST", self.url(self.model), body, billable=True)
+        fields, attempts = yield from self._attempts(
+            request, parse_chat, call_id, deadline_at=deadline_at
+        )
         return ChatResponse(
             **fields,
             attempts=attempts,
@@ -199,7 +227,7 @@ class Core:
 
     def credits_plan(self) -> Plan[Decimal]:
         self._require_key()
-        request = Request("GET", f"{self.base_url}/get-user-credits")
+        request = Request("GET", self.url("get-user-credits"))
         # Not paced: the balance endpoint is free and not an inference call, and pacing it would
         # cost a whole slot at a 5-rpm plan before the first chat.
         value, _ = yield from self._attempts(request, parse_credits, None, paced=False)
@@ -226,53 +254,10 @@ class Core:
         call_id: str | None,
         *,
         paced: bool = True,
+        deadline_at: float | None = None,
     ) -> Generator[Request | Sleep, Any, tuple[T, int]]:
-        retries = 0
-        while True:
-            while paced:
-                wait, epoch = self.limiter.reserve()
-                if wait > 0:
-                    yield Sleep(wait)
-                if not self.limiter.current(epoch):
-                    continue  # a 429 voided the booking: book again
-                while (gap := self.limiter.confirm()) > 0:
-                    yield Sleep(gap)
-                break
-            started = time.time()
-            clock = time.perf_counter()
-            reply = yield request
-            latency = time.perf_counter() - clock
-            status: int | None = None
-            credits: Decimal | None = None
-            try:
-                if isinstance(reply, httpx.HTTPError):
-                    raise transport_error(reply, request.url) from reply
-                assert isinstance(reply, httpx.Response), reply
-                status = reply.status_code
-                if status >= 300:
-                    credits = self._observe_credits(reply, strict=False)
-                    raise self._status_error(reply)
-                result = parse(reply)
-                if isinstance(result, dict) and "latency_s" in result:  # a chat reply
-                    result["latency_s"] = latency
-                credits = self._observe_credits(reply, strict=True, parsed=result)
-            except APIError as err:
-                self._report(call_id, retries + 1, status, err, latency, credits, started)
-                if isinstance(err, RateLimitError) and paced:
-                    self.limiter.on_rate_limited(err.retry_after)
-                delay = self.retry.delay(err, retries)
-                if delay is None:
-                    raise
-                retries += 1
-                if delay > 0:
-                    yield Sleep(delay)
-                continue
-            if paced:
-                self.limiter.on_success()
-            self._report(call_id, retries + 1, status, None, latency, credits, started)
-            if isinstance(result, dict) and "credits_remaining" in result:
-                result["credits_remaining"] = credits
-            return result, retries + 1
+        """The retry loop of every request (see ``_attempt.attempts``)."""
+        return attempts(self, request, parse, call_id, paced=paced, deadline_at=deadline_at)
 
     # ---- bookkeeping -----------------------------------------------------------------------
 
@@ -305,44 +290,36 @@ class Core:
             # A failing logger must not turn a paid, successful call into an error.
             log.exception("on_attempt callback raised; the call itself continues")
 
-    def _observe_credits(
-        self, resp: httpx.Response, *, strict: bool, parsed: Any = None
-    ) -> Decimal | None:
+    def _observe_credits(self, resp: httpx.Response, *, strict: bool) -> Decimal | None:
+        """The balance an ``x-remaining-credits`` header states, or None. A malformed header
+        on a 200 (``strict``) never costs the paid reply: the balance becomes unknown and a
+        warning says why; on an error status it is ignored."""
         raw = resp.headers.get(CREDITS_HEADER)
         if raw is None:
             return None
-        try:
-            value = credit_amount(raw)
-        except ValueError:
-            if not strict:
-                return None
-            err = APIResponseError(
-                f"the {CREDITS_HEADER} header is not a number ({redact(raw[:40])!r}); the call "
-                "succeeded and was billed: its reply is in this error's .response",
-                request_id=request_id(resp, None),
-            )
-            err.response = partial_response(parsed)  # type: ignore[attr-defined]
-            raise err from None
+        value, why = parse_credits_header(raw)
+        if value is None:
+            if strict:
+                reason = (
+                    f"the {CREDITS_HEADER} header of a paid reply is malformed ({why}: "
+                    f"{redact(raw)[:40]!r}); the reply is kept, the balance is unknown until the "
+                    "next well-formed header or credits() call"
+                )
+                with self._lock:
+                    self.credits_last = None
+                warnings.warn(reason, RuntimeWarning, stacklevel=2)
+            return None
         with self._lock:
             # Concurrent replies arrive out of order; balances only fall, so the lowest is newest.
             if self.credits_last is None or value < self.credits_last:
                 self.credits_last = value
         return value
 
-    def _status_error(self, resp: httpx.Response) -> APIStatusError:
-        status = resp.status_code
-        body = json_or_none(resp)
-        message = error_message(resp, body)
-        rid = request_id(resp, body)
-        cls = error_class_for_status(status)
-        if cls is RateLimitError:
-            retry_after = parse_retry_after(resp.headers.get("retry-after"))
-            return RateLimitError(message, retry_after=retry_after, status=status, request_id=rid)
-        if cls is InsufficientCreditsError:
-            return InsufficientCreditsError(
-                message, balance=self.credits_last, status=status, request_id=rid
-            )
-        return cls(message, status=status, request_id=rid)
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
+        raise ValidationError(f"{name} must be a positive number of seconds", field=name)
+    return float(value)
 
 
 def _is_loopback(host: str) -> bool:

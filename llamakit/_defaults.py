@@ -5,8 +5,10 @@ from __future__ import annotations
 DEFAULT_BASE_URL = "https://api.segmind.com/v1"
 DEFAULT_MODEL = "llama-v3-8b-instruct"
 
-# Read timeout covers a full (non-streamed) generation; connect stays short so a dead host fails fast.
+# Bounds each attempt as a whole (connect, send, headers, body): a full non-streamed generation
+# fits; connect stays short so a dead host fails fast. No total deadline across retries unless set.
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_DEADLINE: float | None = None
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_RETRIES = 4
 # A run stops (APIUnreachableError) after this many connection failures in a row when nothing has
@@ -16,6 +18,10 @@ DEFAULT_UNREACHABLE_AFTER = 3
 DEFAULT_OUTAGE_GRACE_S = 30.0
 # A 429 asking us to wait longer than this is surfaced instead of silently stalling a notebook.
 DEFAULT_MAX_RETRY_AFTER = 60.0
+# A chat reply is at most a few tens of KB (8,192 tokens); a larger one is refused, not buffered.
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+# rpm= is counted over a sliding window of this many seconds (Segmind's limits are per minute).
+DEFAULT_RPM_WINDOW_S = 60.0
 
 # Segmind's published average cost per llama-v3-8b-instruct request (llms.txt, 2026-08), in USD credits.
 PUBLISHED_COST_PER_CALL = 0.0006315522434414854

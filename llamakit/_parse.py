@@ -6,6 +6,7 @@ Pure functions of an ``httpx.Response``; never a bare KeyError or JSONDecodeErro
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -15,15 +16,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._secrets import redact
+from ._secrets import mask_known_in, redact
+from ._transport import Failure, ResponseTooLarge
 from .errors import APIConnectionError, APIError, APIResponseError, APITimeoutError
 from .types import ChatResponse, Usage
 
+log = logging.getLogger("llamakit.client")
 _SNIPPET = 200
 # A plain or scientific decimal number; NaN, Infinity and hex are no amount of money.
 # Beyond this no balance is real (and 1e400 would be inf as soon as a plot drew it).
 _MAX_CREDITS = Decimal("1e15")
 _DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+# How much of a body is decoded and redacted before a snippet is cut from it.
+_REDACT_SPAN = 65_536
 
 
 def parse_chat(resp: httpx.Response) -> dict[str, Any]:
@@ -135,31 +140,17 @@ def parse_credits(resp: httpx.Response) -> Decimal:
         ) from None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 def _json_body(resp: httpx.Response) -> Any:
+    """The decoded JSON body, any registered secret in it masked: a server that echoes the key
+    inside a reply (a proxy, a misconfigured upstream) must not get it into the store."""
     try:
-        return json.loads(resp.content)
+        data = json.loads(resp.content)
+        masked = mask_known_in(data)
+        if masked != data:
+            log.warning(
+                "a reply from the server contained a secret (API key or URL password); masked"
+            )
+        return masked
     except (ValueError, UnicodeDecodeError) as exc:
         ctype = resp.headers.get("content-type", "no content-type")
         raise APIResponseError(
@@ -181,21 +172,26 @@ def error_message(resp: httpx.Response, body: Any) -> str:
         for key in ("error", "message", "detail"):
             value = body.get(key)
             if isinstance(value, dict):
-                value = value.get("message") or json.dumps(value)[:_SNIPPET]
+                value = value.get("message") or json.dumps(value)
             if value:
-                return redact(str(value))[: _SNIPPET * 2]
+                # Redacted before it is cut, so a secret straddling the cut is still masked.
+                return redact(str(value)[:_REDACT_SPAN])[: _SNIPPET * 2]
     ctype = resp.headers.get("content-type", "no content-type").split(";")[0]
     snippet = _snippet(resp)
     return f"non-JSON error body ({ctype}): {snippet}" if snippet else f"empty body ({ctype})"
 
 
 def _snippet(resp: httpx.Response) -> str:
-    text = resp.content[:2000].decode("utf-8", "replace")
+    try:
+        text = resp.content[:_REDACT_SPAN].decode(resp.encoding or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        text = resp.content[:_REDACT_SPAN].decode("utf-8", "replace")
+    text = redact(text)  # before anything is cut or dropped (NULs of UTF-16 read as UTF-8)
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
     if title:
         text = title.group(1)
-    text = re.sub(r"<[^>]+>", " ", text)
-    return redact(" ".join(text.split()))[:_SNIPPET]
+    text = re.sub(r"<[^>]+>", " ", text).replace("\x00", "")
+    return " ".join(text.split())[:_SNIPPET]
 
 
 def request_id(resp: httpx.Response, body: Any) -> str | None:
@@ -241,15 +237,89 @@ def partial_response(fields: Any) -> ChatResponse | None:
     return ChatResponse(**fields, attempts=1, started_at=now, finished_at=now)
 
 
-def transport_error(exc: httpx.HTTPError, url: str) -> APIError:
-    host = urlsplit(url).netloc
-    detail = redact(str(exc))[:_SNIPPET] or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(
-            f"no complete answer from {host} within the timeout ({type(exc).__name__}); "
-            "pass a larger timeout= if the model needs longer"
+def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool) -> APIError:
+    """The llamakit error for an attempt without a complete response (see ``_transport``).
+
+    ``billable``: the request is a paid one (a chat or a v2 submission), so a failure after it
+    was fully sent may have been billed, and says so (``may_be_billed``; not retried by default).
+    """
+    exc, status = failure.error, failure.status
+    host = _display_host(url)
+    # A v2 submission that timed out may have created a job whose id never arrived: v2 cannot
+    # help with that one, so the hint is only given on v1.
+    hint = _V2_HINT if "/v2/" not in urlsplit(url).path else _V2_SUBMIT_HINT
+    if isinstance(exc, ResponseTooLarge):
+        paid = (
+            " (HTTP 200: the call was billed, but its reply is not kept)" if status == 200 else ""
         )
+        return APIResponseError(
+            f"the reply from {host} is larger than max_response_bytes={exc.limit}{paid}; pass a "
+            "larger max_response_bytes= to the client if replies this large are expected"
+        )
+    kind = type(exc).__name__
+    sent = status is not None or isinstance(
+        exc, (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+    )
+    if status is not None and status < 300 and billable:
+        # The status line arrived, so the server finished (and billed) the call; the body did not.
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        cls = APITimeoutError if timed_out else APIConnectionError
+        return cls(
+            f"HTTP {status} from {host} but its body did not arrive complete "
+            + (f"within timeout={timeout:g}s" if timed_out else f"({kind})")
+            + ": the call was probably billed, so it was not retried. "
+            + ("Pass a larger timeout=, or " if timed_out else "")
+            + hint,
+            may_be_billed=True,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx.ReadTimeout) and billable:
+            return APITimeoutError(
+                f"no complete answer from {host} within timeout={timeout:g}s (the whole attempt: "
+                "connect, send, headers and body). The request had been sent, so the call may "
+                "have been billed; it was not retried, to avoid paying twice. Pass a larger "
+                "timeout=, or " + hint,
+                may_be_billed=True,
+            )
+        what = f"no answer from {host}" if sent else f"{host} not reached (nothing was sent)"
+        return APITimeoutError(
+            f"{what} within timeout={timeout:g}s ({kind}); pass a larger timeout= if the "
+            "server needs longer"
+        )
+    detail = redact(str(exc))[:_SNIPPET] or kind
     return APIConnectionError(
-        f"could not talk to {host}: {type(exc).__name__}: {detail}. Check base_url and the "
+        f"could not talk to {host}: {kind}: {detail}. Check base_url and the "
         "network (for a local server: is it still running?)"
     )
+
+
+def cause_of(exc: BaseException) -> BaseException:
+    """What a llamakit error is chained to: the transport's exception with its message
+    redacted and without the request it carries (whose URL may hold credentials)."""
+    try:
+        clean = type(exc)(redact(str(exc)))
+    except Exception:  # an exception type with another signature
+        clean = RuntimeError(f"{type(exc).__name__}: {redact(str(exc))}")
+    return clean
+
+
+_V2_SUBMIT_HINT = (
+    "check the provider's request history before submitting again (the job may be running)"
+)
+_V2_HINT = (
+    'use api="v2" (client.submit() then client.wait(); exp.run(client, api="v2")), which '
+    "journals the job and resumes it safely instead of paying again"
+)
+
+
+def _display_host(url: str) -> str:
+    """host[:port] of ``url``, never its credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return host if parts.port is None else f"{host}:{parts.port}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

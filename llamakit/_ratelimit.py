@@ -1,37 +1,46 @@
-"""Client-side pacing, so a run stays under the provider's requests-per-minute limit.
+"""Client-side pacing, so a run stays under the provider's requests-per-minute limit, fast.
 
-``RateLimiter.reserve()`` hands out start times spaced ``60 / rpm`` seconds apart (plus a 1% margin
-for network jitter): with ``rpm`` at or below the server's limit the server never needs to answer
-429. It is thread-safe and never blocks: callers sleep the returned delay themselves, with
-``time.sleep`` or ``asyncio.sleep``, so one limiter serves the sync and the async client.
+A sliding window, the shape of the limit itself: ``rpm`` calls per minute means at most
+``capacity = rpm x window_s / 60`` calls may occupy any ``window_s`` (default 60 s, Segmind's
+limits are per minute). A burst up to ``capacity`` goes out at once, as the provider allows, so
+60 calls under ``rpm=120`` take as long as the calls themselves, not 30 s of spacing.
 
-Every 429 pauses all callers until its ``Retry-After`` has passed, not only the one that got it.
-Slots are handed out ahead of time (fifty concurrent calls reserve fifty future slots at once), so
-a 429 or a rate cut also voids the outstanding reservations: ``reserve`` returns an epoch with the
-delay, and a caller whose epoch is no longer ``current`` after its sleep reserves again. Without
-this, calls that booked slots at the old, too-fast rate keep hitting the server after a 429.
-A booking is a plan; ``confirm()`` right before sending enforces the spacing on *actual* send
-times, so a caller woken late by a busy machine cannot end up too close to the next one.
+A call occupies its slot from the moment it is sent until ``window_s`` (+1%) after its attempt
+*ended*. The server counts a call when it arrives, which is somewhere between the two, so however
+long the network or a busy server took, the server's window has moved past a call before its slot
+is reused: with ``rpm`` at or below the server's limit the server never needs to answer 429.
 
-Adaptive mode learns the rate, after Inspect AI's adaptive connections (slow start, then AIMD),
-applied to request *rate* because the provider limits requests per minute, not connections:
-- slow start: after each clean round of successes, double the rate, up to ``max``;
-- on a 429: cut the rate (halve the first time, which ends slow start; x0.8 after), at most once
-  per cooldown, because one overload episode produces a burst of 429s from in-flight calls;
-- steady state: after each clean round, +5%. Successes during a cooldown are ignored: they were
-  in flight before the cut and say nothing about whether the new rate is sustainable.
-A round is ``max(4, rate / 12)`` successes, about five seconds of traffic.
+``acquire(ticket)`` is non-blocking and thread-safe: it grants the slot (0.0) or says how long to
+wait before asking again, and callers sleep themselves (``time.sleep`` or ``asyncio.sleep``), so
+one limiter serves the sync and the async client. Waiters are served first come, first served;
+``release(ticket)`` ends an attempt (or a wait that was abandoned). Every 429 pauses all callers
+until its ``Retry-After`` has passed, not only the one that got it.
+
+Adaptive mode learns the capacity (after Inspect AI's adaptive connections: slow start, then
+additive increase, multiplicative decrease), with one addition that makes it converge on the real
+limit instead of oscillating around it: on a 429 the server has just told us its limit, which is
+about the number of calls it accepted from us in the last window. So a 429 sets the capacity to
+that count (never cutting more than half at once, in case the 429 had another cause), at most
+once per cooldown (one overload produces a burst of 429s from calls already in flight). After a
+full window without a 429 in which the limit was binding (a caller had to wait), the capacity
+doubles during slow start and grows by 10% (at least one call) after it. A window in which the
+limit did not bind says nothing about a higher rate, so it does not raise it.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+
+from ._defaults import DEFAULT_RPM_WINDOW_S
 
 JITTER_MARGIN = 1.01
 DEFAULT_RETRY_AFTER = 1.0
+_MIN_WAIT = 0.001
 
 
 @dataclass(frozen=True)
@@ -51,91 +60,119 @@ class AdaptiveRate:
 
 
 class RateLimiter:
-    """Paces request starts; see the module docstring. ``rpm=None`` and not adaptive: no pacing."""
+    """Paces request starts; see the module docstring. ``rpm=None`` and not adaptive: no pacing
+    (but 429 pauses still apply)."""
 
-    FIRST_CUT = 0.5
-    CUT = 0.8
-    STEP_UP = 1.05
-    ROUND_FLOOR = 4
+    CUT = 0.8  # when the server accepted as many calls as we allowed and still said 429
+    MAX_CUT = 0.5
+    STEP_UP = 0.1
 
     def __init__(
         self,
         rpm: float | None = None,
         *,
         adaptive: AdaptiveRate | None = None,
+        window_s: float = DEFAULT_RPM_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rpm is not None and not rpm > 0:
             raise ValueError("rpm must be a positive number")
+        if not window_s > 0:
+            raise ValueError("window_s must be a positive number of seconds")
         self._clock = clock
         self._adaptive = adaptive
-        self._rpm: float | None = adaptive.start if adaptive else rpm
-        self._next = 0.0
-        self._pause_until = 0.0
-        self._cooldown_until = 0.0
-        self._round = 0
-        self._slow_start = True
-        self._epoch = 0
-        self._last_sent = float("-inf")
+        self._window = window_s
+        start = adaptive.start if adaptive else rpm
+        self._per_window: float | None = None if start is None else start * window_s / 60.0
         self._lock = threading.Lock()
+        self._inflight: dict[Hashable, float] = {}
+        self._ended: deque[float] = deque()  # end times of attempts whose slot is still held
+        self._queue: deque[Hashable] = deque()
+        self._ok: deque[float] = deque()  # times of recent successes (adaptive mode's evidence)
+        self._pause_until = float("-inf")
+        self._cooldown_until = float("-inf")
+        self._changed_at = clock()
+        self._binding = False
+        self._slow_start = True
         # (clock time, old rpm, new rpm, reason) of every adaptive change, for tests and plots.
         self.history: list[tuple[float, float | None, float | None, str]] = []
 
     @property
     def rpm(self) -> float | None:
         """The rate currently enforced (requests per minute), None when unpaced."""
-        return self._rpm
+        return None if self._per_window is None else self._per_window * 60.0 / self._window
 
     @property
     def adaptive(self) -> bool:
         return self._adaptive is not None
 
-    def reserve(self) -> tuple[float, int]:
-        """Claim the next start slot: (seconds to wait before sending, epoch of the booking)."""
+    @property
+    def capacity(self) -> int | None:
+        """Calls allowed in one window (at least one), None when unpaced."""
+        return None if self._per_window is None else max(1, math.floor(self._per_window + 1e-9))
+
+    def _hold(self) -> float:
+        """How long after its attempt ended a call keeps its slot."""
+        assert self._per_window is not None
+        # Below one call per window, the window stretches so the average rate is still rpm.
+        return max(self._window, self._window / self._per_window) * JITTER_MARGIN
+
+    def acquire(self, ticket: Hashable) -> float:
+        """0.0: send now (the slot is ``ticket``'s until ``release``); else seconds to wait
+        before asking again."""
         with self._lock:
             now = self._clock()
-            start = max(now, self._pause_until)
-            if self._rpm is not None:
-                start = max(start, self._next)
-                self._next = start + 60.0 / self._rpm * JITTER_MARGIN
-            return start - now, self._epoch
-
-    def confirm(self) -> float:
-        """Call right before sending: 0.0 means go (the send is recorded); a positive number is
-        how long to wait before confirming again, because the previous send went out late."""
-        with self._lock:
-            if self._rpm is None:
+            if self._per_window is None:
+                return max(0.0, self._pause_until - now)
+            hold = self._hold()
+            while self._ended and self._ended[0] + hold <= now:
+                self._ended.popleft()
+            if ticket not in self._queue:
+                self._queue.append(ticket)
+            if now < self._pause_until:
+                return self._pause_until - now
+            capacity = self.capacity or 1
+            free = capacity - len(self._inflight) - len(self._ended)
+            position = self._queue.index(ticket)
+            if position < free:
+                self._queue.remove(ticket)
+                self._inflight[ticket] = now
                 return 0.0
-            now = self._clock()
-            interval = 60.0 / self._rpm * JITTER_MARGIN
-            gap = self._last_sent + interval - now
-            if gap > 0:
-                return gap
-            self._last_sent = now
-            self._next = max(self._next, now + interval)
-            return 0.0
+            self._binding = True
+            # The slots to free next: those of ended calls, then those still in flight (which
+            # free a window after they end, so not before now + hold).
+            frees = [end + hold for end in self._ended] + [now + hold] * len(self._inflight)
+            ahead = position - max(free, 0)
+            wait = frees[ahead] - now if ahead < len(frees) else hold
+            return max(wait, _MIN_WAIT)
 
-    def current(self, epoch: int) -> bool:
-        """False when a 429 or a rate cut since that booking voided it: reserve again."""
-        return epoch == self._epoch
+    def release(self, ticket: Hashable) -> None:
+        """The attempt holding ``ticket`` ended (any outcome), or its caller stopped waiting."""
+        with self._lock:
+            if ticket in self._inflight:
+                del self._inflight[ticket]
+                if self._per_window is not None:
+                    self._ended.append(self._clock())
+            elif ticket in self._queue:
+                self._queue.remove(ticket)
 
     def on_success(self) -> None:
         cfg = self._adaptive
-        if cfg is None or self._rpm is None:
+        if cfg is None or self._per_window is None:
             return
         with self._lock:
-            if self._clock() < self._cooldown_until:
+            now = self._clock()
+            self._ok.append(now)
+            if now < self._cooldown_until:
                 return
-            self._round += 1
-            if self._round < max(self.ROUND_FLOOR, self._rpm / 12):
+            if not self._binding or now - self._changed_at < self._hold():
                 return
-            self._round = 0
-            old = self._rpm
+            old = self._per_window
             if self._slow_start:
-                new, reason = min(old * 2, cfg.max), "slow_start"
+                new, reason = old * 2, "slow_start"
             else:
-                new, reason = min(max(old * self.STEP_UP, old + 1), cfg.max), "steady_up"
-            self._set(old, new, reason)
+                new, reason = old + max(1.0, old * self.STEP_UP), "steady_up"
+            self._set(old, min(new, cfg.max * self._window / 60.0), reason, now)
 
     def on_rate_limited(self, retry_after: float | None) -> None:
         """A 429 arrived: everyone waits ``retry_after``; adaptive mode also cuts the rate."""
@@ -144,22 +181,24 @@ class RateLimiter:
             wait = DEFAULT_RETRY_AFTER if retry_after is None else max(0.0, retry_after)
             self._pause_until = max(self._pause_until, now + wait)
             cfg = self._adaptive
-            if cfg is not None and self._rpm is not None:
-                self._round = 0
-                if now >= self._cooldown_until:
-                    old = self._rpm
-                    factor = self.FIRST_CUT if self._slow_start else self.CUT
-                    self._slow_start = False
-                    self._cooldown_until = now + max(cfg.cooldown_s, wait)
-                    self._set(old, max(cfg.min, old * factor), "rate_limit")
-            # Void outstanding bookings; they are re-spaced from the end of the pause, and never
-            # closer than one interval after the request that was just refused.
-            self._epoch += 1
-            self._next = self._pause_until
-            if self._rpm is not None:
-                self._next = max(self._next, now + 60.0 / self._rpm * JITTER_MARGIN)
+            if cfg is None or self._per_window is None:
+                return
+            if now < self._cooldown_until:
+                return  # the same overload episode: calls that were already in flight
+            hold = self._hold()
+            while self._ok and self._ok[0] + hold <= now:
+                self._ok.popleft()
+            old, accepted = self._per_window, float(len(self._ok))
+            # What the server accepted in the last window is its limit (see the docstring).
+            new = max(accepted, old * self.MAX_CUT) if accepted < old else old * self.CUT
+            self._slow_start = False
+            self._cooldown_until = now + max(cfg.cooldown_s, wait)
+            self._set(old, max(new, cfg.min * self._window / 60.0), "rate_limit", now)
 
-    def _set(self, old: float, new: float, reason: str) -> None:
+    def _set(self, old: float, new: float, reason: str, now: float) -> None:
+        self._changed_at = now
+        self._binding = False
         if new != old:
-            self._rpm = new
-            self.history.append((self._clock(), old, new, reason))
+            self._per_window = new
+            factor = 60.0 / self._window
+            self.history.append((now, old * factor, new * factor, reason))

@@ -1,19 +1,33 @@
-"""Keeping the API key out of every log line and message.
+"""Keeping secrets (API keys, credentials inside a URL) out of every log line and message.
 
-Keys of every client built in this process are registered here (they are in memory anyway, each
-client holds its own) so that ``redact`` and the log filter can scrub them from any text.
+Keys of every client built in this process, and the password of a ``base_url`` like
+``http://user:SECRET@host/v1``, are registered here (they are in memory anyway, each client holds
+its own) so that ``redact``, the one redaction path, and the log filter can scrub them from any
+text. A server that echoes a secret may change its case or its encoding, so each secret is matched
+in any case and in every form an echo can take: plain, JSON ``\\uXXXX``, percent and HTML escapes
+(character by character, so mixed forms match too), UTF-16/32 text read as UTF-8 (NULs between
+the characters), and base64 at any alignment (an echoed ``Authorization: Basic`` header).
+Independently of what is registered, ``scheme://user:password@`` in any URL and the value after an
+auth header name are masked by shape.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
+import threading
+from typing import Any
 
 _SECRETS: set[str] = set()
+_LOCK = threading.Lock()
+_PATTERN: re.Pattern[str] | None = None
 # httpx/httpcore debug logs print header lists; mask the value after an auth header name too.
 _AUTH_HEADER = re.compile(
-    r"(?i)((?:x-api-key|authorization)['\"]?\s*[:,=]\s*(?:b?['\"])?)(?:bearer\s+)?[^'\"\s,)\]]+"
+    r"(?i)((?:x-api-key|authorization)['\"]?\s*[:,=]\s*(?:b?['\"])?)"
+    r"(?:(?:bearer|basic)\s+)?[^'\"\s,)\]]+"
 )
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@'\"<>]+@")
 _FILTERED_LOGGERS = (
     "httpx",
     "httpcore",
@@ -24,22 +38,87 @@ _FILTERED_LOGGERS = (
     "hpack",
     "llamakit",
 )
+# Secrets shorter than this are not matched as substrings (a one-letter password would mask
+# every such letter in every message); URLs carrying them are still masked by shape.
+MIN_SECRET_CHARS = 4
+_MIN_BASE64_CHARS = 8
 
 
 def register_secret(secret: str) -> None:
-    _SECRETS.add(secret)
+    global _PATTERN
+    if not isinstance(secret, str) or len(secret) < MIN_SECRET_CHARS:
+        return
+    with _LOCK:
+        if secret not in _SECRETS:
+            _SECRETS.add(secret)
+            _PATTERN = None
 
 
 def redact(text: str) -> str:
-    """``text`` with every known key, and any auth header value, replaced by ``***``."""
-    for secret in list(_SECRETS):
-        if secret in text:
-            text = text.replace(secret, "***")
+    """``text`` with every known secret (in any case and encoding), any credentials inside a
+    URL, and any auth header value replaced by ``***``."""
+    text = mask_known(text)
+    text = _URL_USERINFO.sub(r"\1***@", text)
     return _AUTH_HEADER.sub(r"\1***", text)
 
 
+def mask_known(text: str) -> str:
+    """``text`` with only the registered secrets masked: for content that is data (a model's
+    reply), where text that merely looks like a header or a URL must stay as it is."""
+    pattern = _pattern()
+    return text if pattern is None else pattern.sub("***", text)
+
+
+def mask_known_in(value: Any) -> Any:
+    """``mask_known`` applied to every string inside decoded JSON (dicts, lists, strings)."""
+    if isinstance(value, str):
+        return mask_known(value)
+    if isinstance(value, list):
+        return [mask_known_in(v) for v in value]
+    if isinstance(value, dict):
+        return {mask_known_in(k): mask_known_in(v) for k, v in value.items()}
+    return value
+
+
+def _pattern() -> re.Pattern[str] | None:
+    global _PATTERN
+    with _LOCK:
+        if _PATTERN is None and _SECRETS:
+            # Longest first, so a secret containing another is masked whole.
+            forms = [_forms(s) for s in sorted(_SECRETS, key=len, reverse=True)]
+            _PATTERN = re.compile("|".join(forms), re.IGNORECASE)
+        return _PATTERN
+
+
+def _forms(secret: str) -> str:
+    chars = []
+    for ch in secret:
+        code = ord(ch)
+        alternatives = [re.escape(ch), rf"\\u{code:04x}", rf"&#0*{code};", rf"&#x0*{code:x};"]
+        if code < 0x80:
+            alternatives.append(rf"%{code:02x}")
+        chars.append("(?:" + "|".join(alternatives) + ")")
+    forms = [r"\x00*".join(chars)]
+    forms += [re.escape(b) for b in _base64_fragments(secret.encode())]
+    return "|".join(forms)
+
+
+def _base64_fragments(raw: bytes) -> list[str]:
+    """The base64 text that ``raw`` always produces, at each of the three alignments it can have
+    inside a longer encoded string (groups that mix in unknown neighbouring bytes are cut)."""
+    out = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        start = 4 if offset else 0
+        end = 4 * ((offset + len(raw)) // 3)
+        fragment = encoded[start:end]
+        if len(fragment) >= _MIN_BASE64_CHARS:
+            out += [fragment, fragment.replace("+", "-").replace("/", "_")]
+    return out
+
+
 class RedactingFilter(logging.Filter):
-    """Rewrites a record whose formatted message would contain a key."""
+    """Rewrites a record whose formatted message would contain a secret."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

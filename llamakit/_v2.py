@@ -8,14 +8,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ._attempt import Plan, Request, Sleep
 from ._parse import parse_v2_result, parse_v2_status, parse_v2_submit
 from .errors import APIResponseError, APITimeoutError
 from .types import ChatResponse, Job
 
 if TYPE_CHECKING:
-    from ._core import Core, Plan
-
-from ._core import Request, Sleep
+    from ._core import Core
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 1.0
@@ -24,14 +23,14 @@ _PENDING = ("QUEUED", "PROCESSING", "PENDING", "IN_QUEUE", "IN_PROGRESS")
 
 def v2_base(base_url: str) -> str:
     """``https://api.segmind.com/v1`` -> ``https://api.segmind.com/v2`` (the vendor SDK's rule)."""
-    return re.sub(r"/v\d+$", "", base_url) + "/v2"
+    return re.sub(r"/v\d+$", "", base_url.rstrip("/")) + "/v2"
 
 
-def submit_plan(core: Core, body: dict[str, Any]) -> Plan[Job]:
+def submit_plan(core: Core, body: dict[str, Any], deadline_at: float | None = None) -> Plan[Job]:
     call_id = uuid.uuid4().hex
     submitted = time.time()
-    request = Request("POST", f"{v2_base(core.base_url)}/{core.model}", body)
-    urls, _ = yield from core._attempts(request, parse_v2_submit, call_id)
+    request = Request("POST", f"{v2_base(core.url(''))}/{core.model}", body, billable=True)
+    urls, _ = yield from core._attempts(request, parse_v2_submit, call_id, deadline_at=deadline_at)
     return Job(
         request_id=urls["request_id"],
         status_url=urls["status_url"],
@@ -42,6 +41,8 @@ def submit_plan(core: Core, body: dict[str, Any]) -> Plan[Job]:
 
 
 def wait_plan(core: Core, job: Job, timeout: float, poll_interval: float) -> Plan[ChatResponse]:
+    # The status and response URLs come from the server's reply (or a stored journal): the
+    # origin check in Core._attempts refuses any that would take the key to another host.
     deadline = time.monotonic() + timeout
     while True:
         # Polls are not inference calls: not paced, not reported as attempts.

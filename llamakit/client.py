@@ -17,10 +17,20 @@ from typing import Any
 
 import httpx
 
-from ._core import Core, Plan, Request, Sleep, T
-from ._defaults import DEFAULT_MAX_RETRIES, DEFAULT_MODEL, DEFAULT_TIMEOUT
+from ._attempt import Plan, Sleep, T
+from ._core import Core
+from ._defaults import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MODEL,
+    DEFAULT_RPM_WINDOW_S,
+    DEFAULT_TIMEOUT,
+)
+from ._loops import PerLoop
 from ._ratelimit import AdaptiveRate
 from ._retry import RetryPolicy
+from ._transport import async_transport, send_async, send_sync, sync_transport
 from ._v2 import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, submit_plan, wait_plan
 from .errors import APIError
 from .types import Attempt, ChatResponse, Job
@@ -87,7 +97,10 @@ class _Base:
         return self._core.limiter.rpm
 
     def __repr__(self) -> str:
-        return self._core.describe(type(self).__name__)
+        core: Core | None = self.__dict__.get("_core")  # absent on a half-built client
+        if core is None:
+            return f"{type(self).__name__}(<not fully built>)"
+        return core.describe(type(self).__name__)
 
 
 class Client(_Base):
@@ -95,9 +108,17 @@ class Client(_Base):
     (v2, submit and poll); ``credits() -> Decimal`` (exact); ``spent`` since the first call.
 
     The key comes from ``api_key``, else ``SEGMIND_API_KEY``; the URL from ``base_url``, else
-    ``SEGMIND_BASE_URL``, else the hosted API. ``max_retries`` bounds retries of 5xx, timeouts,
-    dropped connections and 429s (``retry_policy`` sets the backoff too). ``rpm`` spaces requests so a limit of that many per minute is never hit; ``adaptive=True``
-    (or an ``AdaptiveRate``) learns the limit from 429s instead. ``on_attempt`` is called once per
+    ``SEGMIND_BASE_URL``, else the hosted API; the key is sent only to that URL's origin.
+
+    ``timeout`` (s) bounds each attempt as a whole: connect, send, headers and body. ``deadline``
+    (s, also per call) bounds a call across all its retries. ``max_retries`` bounds retries of
+    5xx, unsent requests, dropped connections and 429s; a paid request that timed out after it
+    was sent is not retried (it may have been billed; see ``RetryPolicy``, which also sets the
+    backoff). ``max_response_bytes`` caps a reply's size (APIResponseError beyond it).
+
+    ``rpm`` keeps calls under that many per minute, counted over a sliding ``rpm_window_s``
+    (bursts up to the window's allowance go out at once); ``adaptive=True`` (or an
+    ``AdaptiveRate``) learns the limit from 429s instead. ``on_attempt`` is called once per
     HTTP attempt (retries included) with an ``Attempt``. ``check_context=False`` skips the
     pre-flight token count. ``transport`` replaces httpx's network transport (tests, proxies).
     ``source`` names who answers (see the ``source`` property); the base URL unless given.
@@ -118,6 +139,9 @@ class Client(_Base):
         retry_policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         source: str | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rpm_window_s: float = DEFAULT_RPM_WINDOW_S,
     ) -> None:
         self._core = Core(
             api_key,
@@ -131,28 +155,36 @@ class Client(_Base):
             on_attempt=on_attempt,
             retry_policy=retry_policy,
             source=source,
+            deadline=deadline,
+            max_response_bytes=max_response_bytes,
+            rpm_window_s=rpm_window_s,
         )
         self._http = httpx.Client(
-            headers=self._core.headers(), timeout=self._core.timeout, transport=transport
+            headers=self._core.headers(),
+            transport=transport or sync_transport(),
+            follow_redirects=False,  # a redirect could carry the key to another origin
         )
         self._start_lock = threading.Lock()
 
-    def chat(self, messages: Any, **params: Any) -> ChatResponse:
-        """One chat completion. ``messages``: a string, or a list of dicts / ``Message``."""
+    def chat(self, messages: Any, *, deadline: float | None = None, **params: Any) -> ChatResponse:
+        """One chat completion. ``messages``: a string, or a list of dicts / ``Message``.
+        ``deadline`` (s) bounds this call across retries (default: the client's)."""
         body = self._core.prepare_chat(messages, params)
+        deadline_at = self._core.deadline_at(deadline)
         self._ensure_start_balance()
-        return self._drive(self._core.chat_plan(body))
+        return self._drive(self._core.chat_plan(body, deadline_at))
 
     def credits(self) -> Decimal:
         """Current balance (credits + free credits, USD) from ``GET /v1/get-user-credits`` (free),
         as an exact ``Decimal`` of the figure the server sent."""
         return self._drive(self._core.credits_plan())
 
-    def submit(self, messages: Any, **params: Any) -> Job:
+    def submit(self, messages: Any, *, deadline: float | None = None, **params: Any) -> Job:
         """Submit a chat on the v2 path (``POST /v2/{model}``); returns at once with a ``Job``."""
         body = self._core.prepare_chat(messages, params)
+        deadline_at = self._core.deadline_at(deadline)
         self._ensure_start_balance()
-        return self._drive(submit_plan(self._core, body))
+        return self._drive(submit_plan(self._core, body, deadline_at))
 
     def wait(
         self,
@@ -180,22 +212,19 @@ class Client(_Base):
 
     def _drive(self, plan: Plan[T]) -> T:
         reply: Any = None
-        while True:
-            try:
-                action = plan.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            if isinstance(action, Sleep):
-                time.sleep(action.seconds)
-                reply = None
-            else:
-                reply = self._send(action)
-
-    def _send(self, request: Request) -> httpx.Response | httpx.HTTPError:
         try:
-            return self._http.request(request.method, request.url, json=request.json)
-        except httpx.HTTPError as exc:
-            return exc
+            while True:
+                try:
+                    action = plan.send(reply)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                if isinstance(action, Sleep):
+                    time.sleep(action.seconds)
+                    reply = None
+                else:
+                    reply = send_sync(self._http, action, self._core.max_response_bytes)
+        finally:
+            plan.close()  # an interrupted plan gives back its rate-limit slot now
 
     def close(self) -> None:
         self._http.close()
@@ -225,6 +254,9 @@ class AsyncClient(_Base):
         retry_policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         source: str | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rpm_window_s: float = DEFAULT_RPM_WINDOW_S,
     ) -> None:
         self._core = Core(
             api_key,
@@ -238,24 +270,36 @@ class AsyncClient(_Base):
             on_attempt=on_attempt,
             retry_policy=retry_policy,
             source=source,
+            deadline=deadline,
+            max_response_bytes=max_response_bytes,
+            rpm_window_s=rpm_window_s,
         )
-        self._http = httpx.AsyncClient(
-            headers=self._core.headers(), timeout=self._core.timeout, transport=transport
-        )
-        self._start_lock = asyncio.Lock()
+        self._transport = transport
+        self._loops = PerLoop(self._new_http)
 
-    async def chat(self, messages: Any, **params: Any) -> ChatResponse:
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            headers=self._core.headers(),
+            transport=self._transport or async_transport(),
+            follow_redirects=False,
+        )
+
+    async def chat(
+        self, messages: Any, *, deadline: float | None = None, **params: Any
+    ) -> ChatResponse:
         body = self._core.prepare_chat(messages, params)
+        deadline_at = self._core.deadline_at(deadline)
         await self._ensure_start_balance()
-        return await self._drive(self._core.chat_plan(body))
+        return await self._drive(self._core.chat_plan(body, deadline_at))
 
     async def credits(self) -> Decimal:
         return await self._drive(self._core.credits_plan())
 
-    async def submit(self, messages: Any, **params: Any) -> Job:
+    async def submit(self, messages: Any, *, deadline: float | None = None, **params: Any) -> Job:
         body = self._core.prepare_chat(messages, params)
+        deadline_at = self._core.deadline_at(deadline)
         await self._ensure_start_balance()
-        return await self._drive(submit_plan(self._core, body))
+        return await self._drive(submit_plan(self._core, body, deadline_at))
 
     async def wait(
         self,
@@ -269,7 +313,8 @@ class AsyncClient(_Base):
     async def _ensure_start_balance(self) -> None:
         if self._core.start_checked:
             return
-        async with self._start_lock:
+        _, lock = await self._loops.get()
+        async with lock:
             if not self._core.start_checked:
                 try:
                     await self.credits()
@@ -279,26 +324,26 @@ class AsyncClient(_Base):
                     self._core.start_checked = True
 
     async def _drive(self, plan: Plan[T]) -> T:
+        http, _ = await self._loops.get()
         reply: Any = None
-        while True:
-            try:
-                action = plan.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            if isinstance(action, Sleep):
-                await asyncio.sleep(action.seconds)
-                reply = None
-            else:
-                reply = await self._send(action)
-
-    async def _send(self, request: Request) -> httpx.Response | httpx.HTTPError:
         try:
-            return await self._http.request(request.method, request.url, json=request.json)
-        except httpx.HTTPError as exc:
-            return exc
+            while True:
+                try:
+                    action = plan.send(reply)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                if isinstance(action, Sleep):
+                    await asyncio.sleep(action.seconds)
+                    reply = None
+                else:
+                    reply = await send_async(http, action, self._core.max_response_bytes)
+        finally:
+            plan.close()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        """Close this event loop's connections (those of loops already closed were closed when
+        their loop shut down)."""
+        await self._loops.close_current()
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -77,7 +77,18 @@ class APIError(LlamakitError):
 
 
 class APIConnectionError(APIError):
-    """The request did not get a complete HTTP answer (refused, reset, dropped)."""
+    """The request did not get a complete HTTP answer (refused, reset, dropped).
+
+    ``may_be_billed`` is True when the request had been fully sent before the answer failed to
+    arrive (a read timeout, a reply cut off after its status line): the server may have run and
+    billed the call, so llamakit does not resend it on v1 by default (see ``RetryPolicy``).
+    """
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, may_be_billed: bool = False
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.may_be_billed = may_be_billed
 
 
 class APITimeoutError(APIConnectionError):

@@ -99,3 +99,44 @@ def test_same_public_surface() -> None:
     for name in ("chat", "credits", "close"):
         assert inspect.iscoroutinefunction(getattr(AsyncClient, name))
         assert not inspect.iscoroutinefunction(getattr(Client, name))
+
+
+def test_one_async_client_serves_successive_event_loops(server: Any) -> None:
+    # Two asyncio.run() calls (two notebook cells running async code, a script's phases): each
+    # loop gets its own connections; the second used to fail with "Event loop is closed".
+    client = server.async_client(retry_policy=FAST)
+
+    async def once(i: int) -> str:
+        return (await client.chat(f"question {i}")).text
+
+    texts = [asyncio.run(once(i)) for i in range(3)]
+    assert all(texts) and server.stats()["billed_calls"] == 3
+    assert client._loops._loops == {}  # each loop's pool was closed as its loop shut down
+
+    async def concurrent() -> list[str]:
+        async with client:
+            return [r.text for r in await asyncio.gather(*(client.chat("x") for _ in range(4)))]
+
+    assert len(asyncio.run(concurrent())) == 4
+
+
+def test_sync_run_of_an_async_client_inside_a_running_loop(server: Any, isolated_home: Any) -> None:
+    # A Jupyter cell: a loop is running and the AsyncClient was already used on it; the sync
+    # exp.run runs the experiment on a worker loop, which gets its own connections.
+    import llamakit as lk
+
+    exp = lk.Experiment(
+        "loops", prompts={"p": "Say {{ w }}"}, dataset=[{"w": w} for w in "abcd"], repeats=1
+    )
+    client = server.async_client(retry_policy=FAST)
+
+    async def cell() -> tuple[Any, Any]:
+        await client.chat("warm up on this loop")
+        sync_run = exp.run(client, progress=False)
+        async_run = await exp.arun(client, progress=False)  # resumes: nothing left to send
+        return sync_run, async_run
+
+    sync_run, async_run = asyncio.run(cell())
+    assert len(sync_run.results) == 4 and sync_run.results["response"].notna().all()
+    assert list(sync_run.results["response"]) == list(async_run.results["response"])
+    assert server.stats()["billed_calls"] == 1 + 4

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from client_helpers import CHAT_OK, json_reply
+from client_helpers import CHAT_OK, json_reply, routed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +25,7 @@ from llamakit import (
     ServerError,
     UnprocessableRequestError,
 )
-from llamakit._parse import parse_retry_after
+from llamakit._headers import parse_retry_after
 from llamakit.client import Client
 
 MakeClient = Callable[..., Client]
@@ -104,14 +104,55 @@ def test_malformed_200_is_a_response_error(
     assert len(calls) == 1  # a 200 was billed: never retried
 
 
-@pytest.mark.parametrize("header", ["abc", "", "nan", "1,5", "inf"])
-def test_non_numeric_credits_header_keeps_the_paid_reply(
+@pytest.mark.parametrize(
+    "header", ["abc", "", "nan", "NaN", "1,5", "inf", "-inf", "1e309", "-1", "1_000", " 0.5 x"]
+)
+def test_malformed_credits_header_keeps_the_paid_reply(
     mock_client: MakeClient, header: str
 ) -> None:
     client = mock_client(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": header}))
-    with pytest.raises(APIResponseError, match="x-remaining-credits") as info:
-        client.chat("hi")
-    assert info.value.response.text == "hello"  # type: ignore[attr-defined]
+    assert client.credits() == 1.0  # a known balance first, so "unknown" is a change
+    with pytest.warns(RuntimeWarning, match="x-remaining-credits.*malformed") as warned:
+        reply = client.chat("hi")
+    assert reply.text == "hello" and reply.credits_remaining is None
+    assert client.credits_last is None and client.spent is None  # unknown, not guessed
+    assert "balance is unknown" in str(warned[0].message)
+
+
+def test_a_good_credits_header_after_a_bad_one_restores_the_balance(
+    mock_client: MakeClient,
+) -> None:
+    headers = iter(["NaN", "0.75"])
+    client = mock_client(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": next(headers)}))
+    with pytest.warns(RuntimeWarning):
+        client.chat("a")
+    assert client.chat("b").credits_remaining == 0.75 and client.credits_last == 0.75
+
+
+def test_a_run_stores_replies_whose_credits_header_is_malformed(isolated_home: Any) -> None:
+    import llamakit as lk
+
+    client = Client(
+        "SG_mocktestkey0001",
+        base_url="http://api.test/v1",
+        transport=httpx.MockTransport(
+            routed(lambda r: json_reply(CHAT_OK, **{"x-remaining-credits": "1e309"}))
+        ),
+        check_context=False,
+    )
+    exp = lk.Experiment("hdr", prompts={"p": "Say {{ w }}"}, dataset=[{"w": "a"}, {"w": "b"}])
+    with pytest.warns(RuntimeWarning, match="too large"):
+        run = exp.run(client, progress=False, concurrency=1)
+    assert run.results["response"].tolist() == ["hello", "hello"]
+    assert run.results["error"].isna().all()
+
+
+@pytest.mark.parametrize("header", ["0.99937", "0", "12", "1.5e-3", " 0.25 "])
+def test_well_formed_credits_headers(header: str) -> None:
+    from llamakit._headers import parse_credits_header
+
+    value, why = parse_credits_header(header)
+    assert why is None and value == float(header)
 
 
 def test_error_body_shapes(mock_client: MakeClient) -> None:
@@ -134,6 +175,66 @@ def test_error_body_shapes(mock_client: MakeClient) -> None:
             client.chat("hi")
         assert text in str(info.value)
         assert info.value.status == status  # type: ignore[attr-defined]
+
+
+# 1994-11-06 08:49:37 GMT, the example of RFC 9110 §5.6.7, in its three forms.
+RFC_FORMS = [
+    "Sun, 06 Nov 1994 08:49:37 GMT",
+    "Sunday, 06-Nov-94 08:49:37 GMT",
+    "Sun Nov  6 08:49:37 1994",
+]
+EPOCH_OF_EXAMPLE = 784111777.0
+
+
+@pytest.mark.parametrize("value", RFC_FORMS)
+def test_http_dates_in_every_rfc_9110_form_are_gmt(value: str) -> None:
+    from llamakit._headers import parse_http_date
+
+    assert parse_http_date(value) == EPOCH_OF_EXAMPLE
+    assert parse_retry_after(value, now=EPOCH_OF_EXAMPLE - 3) == 3.0
+
+
+@pytest.mark.parametrize(
+    "value", ["Sun, 06 Nov 1994 08:49:37 PST", "Sun, 32 Nov 1994 08:49:37 GMT", "Nov 6 1994", "1_0"]
+)
+def test_malformed_retry_after_is_unusable(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_rfc850_two_digit_years_are_read_within_50_years() -> None:
+    from llamakit._headers import parse_http_date
+
+    now = 1796000000.0  # late 2026
+    assert time.gmtime(parse_http_date("Monday, 01-Jan-30 00:00:00 GMT", now)).tm_year == 2030
+    assert time.gmtime(parse_http_date("Friday, 01-Jan-99 00:00:00 GMT", now)).tm_year == 1999
+
+
+def test_retry_after_dates_are_gmt_in_any_time_zone() -> None:
+    # A fresh interpreter under New York time: the asctime form was once read as local time,
+    # turning a 3 s wait into 18,003 s.
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import calendar, time
+from llamakit._headers import parse_retry_after
+assert time.timezone != 0, "TZ did not take effect"
+now = time.time()
+when = time.gmtime(now + 3)
+forms = [
+    time.strftime("%a, %d %b %Y %H:%M:%S GMT", when),
+    time.strftime("%A, %d-%b-%y %H:%M:%S GMT", when),
+    time.strftime("%a %b ", when) + f"{when.tm_mday:2d}" + time.strftime(" %H:%M:%S %Y", when),
+]
+print(" ".join(f"{parse_retry_after(f, now=now):.1f}" for f in forms))
+"""
+    env = {**os.environ, "TZ": "America/New_York", "LC_ALL": "C"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    waits = [float(w) for w in out.stdout.split()]
+    assert len(waits) == 3 and all(2.0 <= w <= 3.0 for w in waits), out.stdout
 
 
 def test_request_id_comes_from_the_header(mock_client: MakeClient) -> None:

@@ -42,7 +42,12 @@ def main() -> int:
         base_url=url + "/v1",
         timeout=CLIENT_TIMEOUT_S,
         # Enough retries that a run of 1,000+ cells under ~17% faults per attempt never gives up.
-        retry_policy=RetryPolicy(max_retries=12, base_delay=0.05, max_delay=0.5),
+        # retry_maybe_billed: the slow-body windows exist to make the client resend calls the
+        # server already billed, so the test can check the store accounts for them (by default a
+        # paid call that timed out after it was sent is not resent).
+        retry_policy=RetryPolicy(
+            max_retries=12, base_delay=0.05, max_delay=0.5, retry_maybe_billed=True
+        ),
     )
     run = experiment(cells).run(
         client, concurrency=CONCURRENCY, progress=False, store=Store(store_path)

@@ -1,0 +1,154 @@
+"""The retry loop, written once as a generator ("sans-IO") that ``Client`` and ``AsyncClient``
+drive: it yields ``Request`` (send this, then send me back the ``httpx.Response`` or the
+``Failure``) and ``Sleep`` (wait this long), and returns the parsed result or raises a llamakit
+error. Per attempt: a rate-limit slot, the time left before the call's deadline, the origin check
+that attaches the key (``Core._authorize``), the reply's status, body and credits header, and the
+retry policy's decision.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from ._headers import parse_retry_after
+from ._origin import display_url
+from ._parse import cause_of, error_message, failure_error, json_or_none, request_id
+from ._secrets import redact
+from ._transport import Failure
+from .errors import (
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    InsufficientCreditsError,
+    RateLimitError,
+    error_class_for_status,
+)
+
+if TYPE_CHECKING:
+    from ._core import Core
+
+T = TypeVar("T")
+
+
+Plan = Generator["Request | Sleep", Any, T]
+
+
+def attempts(
+    core: Core,
+    request: Request,
+    parse: Callable[[httpx.Response], T],
+    call_id: str | None,
+    *,
+    paced: bool = True,
+    deadline_at: float | None = None,
+) -> Generator[Request | Sleep, Any, tuple[T, int]]:
+    retries = 0
+    while True:
+        ticket = object()
+        try:
+            while paced and (wait := core.limiter.acquire(ticket)) > 0:
+                if deadline_at is not None and time.monotonic() + wait > deadline_at:
+                    raise APITimeoutError(
+                        f"the rate limit (rpm={core.limiter.rpm:g}) leaves no free slot "
+                        "before the call's deadline=; nothing was sent"
+                    )
+                yield Sleep(wait)
+            timeout = core.timeout
+            if deadline_at is not None:
+                timeout = min(timeout, deadline_at - time.monotonic())
+                if timeout <= 0:
+                    raise APITimeoutError(
+                        f"the call's deadline= passed before attempt {retries + 1} was sent"
+                    )
+            send = core._authorize(request, timeout)
+            started = time.time()
+            clock = time.perf_counter()
+            reply = yield send
+            latency = time.perf_counter() - clock
+        finally:
+            if paced:
+                core.limiter.release(ticket)
+        status: int | None = None
+        credits: Decimal | None = None
+        try:
+            if isinstance(reply, Failure):
+                status = reply.status
+                raise failure_error(
+                    reply, request.url, timeout=timeout, billable=request.billable
+                ) from cause_of(reply.error)
+            assert isinstance(reply, httpx.Response), reply
+            status = reply.status_code
+            if status >= 300:
+                credits = core._observe_credits(reply, strict=False)
+                raise status_error(core, reply)
+            result = parse(reply)
+            if isinstance(result, dict) and "latency_s" in result:  # a chat reply
+                result["latency_s"] = latency
+            credits = core._observe_credits(reply, strict=True)
+        except APIError as err:
+            core._report(call_id, retries + 1, status, err, latency, credits, started)
+            if isinstance(err, RateLimitError) and paced:
+                core.limiter.on_rate_limited(err.retry_after)
+            delay = core.retry.delay(err, retries)
+            if delay is None or (
+                deadline_at is not None and time.monotonic() + delay >= deadline_at
+            ):
+                raise
+            retries += 1
+            if delay > 0:
+                yield Sleep(delay)
+            continue
+        if paced:
+            core.limiter.on_success()
+        core._report(call_id, retries + 1, status, None, latency, credits, started)
+        if isinstance(result, dict) and "credits_remaining" in result:
+            result["credits_remaining"] = credits
+        return result, retries + 1
+
+
+def status_error(core: Core, resp: httpx.Response) -> APIStatusError:
+    status = resp.status_code
+    body = json_or_none(resp)
+    message = error_message(resp, body)
+    rid = request_id(resp, body)
+    cls = error_class_for_status(status)
+    if cls is RateLimitError:
+        retry_after = parse_retry_after(resp.headers.get("retry-after"))
+        return RateLimitError(message, retry_after=retry_after, status=status, request_id=rid)
+    if cls is InsufficientCreditsError:
+        return InsufficientCreditsError(
+            message, balance=core.credits_last, status=status, request_id=rid
+        )
+    if 300 <= status < 400:
+        where = display_url(resp.headers.get("location", "elsewhere"))
+        message = (
+            f"the server redirects to {redact(where)[:200]}; llamakit does not follow "
+            "redirects (they could carry the key to another origin): use the final URL as "
+            "base_url"
+        )
+    return cls(message, status=status, request_id=rid)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request of a plan. ``billable``: a paid call (chat, v2 submission). ``headers``
+    and ``timeout`` (seconds for the whole attempt) are filled in by ``Core._attempts``, the only
+    place that attaches the API key, after checking the URL's origin."""
+
+    method: str
+    url: str
+    json: dict[str, Any] | None = None
+    billable: bool = False
+    headers: dict[str, str] | None = None
+    timeout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float

@@ -1,0 +1,48 @@
+"""Origins (RFC 6454: scheme, host, port) and URLs safe to show.
+
+The API key is sent only to ``base_url``'s origin: the v2 path polls URLs the server's reply
+names (or a stored job journal recorded), and a reply naming another host must not receive the
+key. ``display_url`` is the form of a URL that may appear in a repr, an error or the store: any
+``user:password@`` is replaced by ``***@``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int | None
+
+    @classmethod
+    def of(cls, url: str) -> Origin:
+        """The origin of ``url``; an unparsable URL has an origin that matches nothing."""
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            port = parts.port or _DEFAULT_PORTS.get(scheme)
+            host = (parts.hostname or "").rstrip(".")
+        except ValueError:
+            return cls("invalid", url[:0], None)
+        return cls(scheme, host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}" + ("" if self.port is None else f":{self.port}")
+
+
+def display_url(url: str) -> str:
+    """``url`` without the credentials it may carry (``http://***@host/v1``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rpartition("@")[2] if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))

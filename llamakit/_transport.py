@@ -1,0 +1,286 @@
+"""One HTTP attempt, bounded as a whole: in time (``timeout`` covers connect, send, headers and
+body together) and in size (``max_response_bytes``).
+
+httpx's timeouts bound each socket operation, not the attempt: a server that sends one byte every
+half second never trips a 2 s read timeout. So the attempt's deadline lives in a context variable,
+and a wrapper around httpcore's network backend clamps every connect, read and write to the time
+left (raising httpcore's own ``ReadTimeout`` etc. once it is gone, which httpx maps to its
+``ReadTimeout``). The phase that ran out is therefore still visible in the exception type, and the
+retry policy needs it: a read timeout comes after the request was fully sent, so it may be billed.
+Bodies are read in chunks, checked against the deadline and the size cap as they arrive, which
+also bounds transports that are not sockets (``httpx.MockTransport`` in tests).
+
+The drivers in ``client.py`` call ``send_sync``/``send_async``; both return the finished
+``httpx.Response`` or a ``Failure`` (never raise), for the IO-free plans of ``_core``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpcore
+import httpx
+
+from ._defaults import DEFAULT_CONNECT_TIMEOUT
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._attempt import Request
+
+# Monotonic time at which the current attempt must end; None outside an attempt.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "llamakit_attempt_deadline", default=None
+)
+# A socket timeout of 0 would switch the socket to non-blocking mode (BlockingIOError, not a
+# timeout), so the time left is never passed on as less than this.
+_MIN_WAIT = 0.001
+_DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+
+
+class ResponseTooLarge(Exception):
+    """The reply grew past ``max_response_bytes``; reading stopped there."""
+
+    def __init__(self, limit: int, status: int) -> None:
+        super().__init__(f"reply larger than {limit} bytes")
+        self.limit = limit
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An attempt that produced no complete response. ``status`` is the status line's code if the
+    headers had arrived before the failure (the body then failed), else None."""
+
+    error: BaseException
+    status: int | None = None
+
+
+def _left(kind: type[Exception], timeout: float | None) -> float | None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise kind("the attempt's time budget (timeout=) is used up")
+    return max(_MIN_WAIT, left if timeout is None else min(timeout, left))
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(httpcore.ReadTimeout, timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(httpcore.WriteTimeout, timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _left(httpcore.ConnectTimeout, timeout)
+        )
+        return _Stream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(
+            host, port, _left(httpcore.ConnectTimeout, timeout), local_address, socket_options
+        )
+        return _Stream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(
+            path, _left(httpcore.ConnectTimeout, timeout), socket_options
+        )
+        return _Stream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _AsyncStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, _left(httpcore.ReadTimeout, timeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, _left(httpcore.WriteTimeout, timeout))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        inner = await self._inner.start_tls(
+            ssl_context, server_hostname, _left(httpcore.ConnectTimeout, timeout)
+        )
+        return _AsyncStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(
+            host, port, _left(httpcore.ConnectTimeout, timeout), local_address, socket_options
+        )
+        return _AsyncStream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(
+            path, _left(httpcore.ConnectTimeout, timeout), socket_options
+        )
+        return _AsyncStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def sync_transport() -> httpx.HTTPTransport:
+    """httpx's own transport, its network backend wrapped so each IO step sees the deadline."""
+    transport = httpx.HTTPTransport()
+    pool = transport._pool
+    # httpcore keeps the backend as a plain attribute that every new connection is handed.
+    pool._network_backend = _Backend(pool._network_backend)
+    return transport
+
+
+def async_transport() -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport()
+    pool = transport._pool
+    pool._network_backend = _AsyncBackend(pool._network_backend)
+    return transport
+
+
+def _timeouts(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(DEFAULT_CONNECT_TIMEOUT, seconds))
+
+
+class _Body:
+    """Collects a body's chunks, refusing to outgrow ``limit`` or outlive the deadline."""
+
+    def __init__(self, resp: httpx.Response, limit: int) -> None:
+        self.limit, self.status = limit, resp.status_code
+        self.chunks: list[bytes] = []
+        self.size = 0
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLarge(limit, self.status)
+        # The decoded size to expect, when it is known (a compressed body's length is not it).
+        encoded = resp.headers.get("content-encoding", "identity").lower() != "identity"
+        self.declared = int(declared) if declared.isdigit() and not encoded else None
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise ResponseTooLarge(self.limit, self.status)
+        self.chunks.append(chunk)
+        if self.declared is None or self.size < self.declared:
+            # More is coming: a transport that never blocks must still meet the deadline (a
+            # body that is complete is kept, however late its last byte was).
+            _left(httpx.ReadTimeout, None)
+
+    def response(self, resp: httpx.Response) -> httpx.Response:
+        # The chunks are already decoded: the rebuilt response must not decode them again.
+        headers = [(k, v) for k, v in resp.headers.multi_items() if k not in _DROPPED_HEADERS]
+        return httpx.Response(
+            resp.status_code,
+            headers=headers,
+            content=b"".join(self.chunks),
+            request=resp.request,
+            extensions=resp.extensions,
+        )
+
+
+def send_sync(http: httpx.Client, request: Request, limit: int) -> httpx.Response | Failure:
+    token = _DEADLINE.set(time.monotonic() + request.timeout)
+    status: int | None = None
+    try:
+        with http.stream(
+            request.method,
+            request.url,
+            json=request.json,
+            headers=request.headers,
+            timeout=_timeouts(request.timeout),
+        ) as resp:
+            status = resp.status_code
+            body = _Body(resp, limit)
+            for chunk in resp.iter_bytes():
+                body.add(chunk)
+            return body.response(resp)
+    except (httpx.HTTPError, ResponseTooLarge) as exc:
+        return Failure(exc, status)
+    finally:
+        _DEADLINE.reset(token)
+
+
+async def send_async(
+    http: httpx.AsyncClient, request: Request, limit: int
+) -> httpx.Response | Failure:
+    token = _DEADLINE.set(time.monotonic() + request.timeout)
+    status: int | None = None
+    try:
+        async with http.stream(
+            request.method,
+            request.url,
+            json=request.json,
+            headers=request.headers,
+            timeout=_timeouts(request.timeout),
+        ) as resp:
+            status = resp.status_code
+            body = _Body(resp, limit)
+            async for chunk in resp.aiter_bytes():
+                body.add(chunk)
+            return body.response(resp)
+    except (httpx.HTTPError, ResponseTooLarge) as exc:
+        return Failure(exc, status)
+    finally:
+        _DEADLINE.reset(token)
