@@ -152,7 +152,7 @@ def test_well_formed_credits_headers(header: str) -> None:
     from llamakit._headers import parse_credits_header
 
     value, why = parse_credits_header(header)
-    assert why is None and value == float(header)
+    assert why is None and value == Decimal(header)  # exact, as the header wrote it
 
 
 def test_error_body_shapes(mock_client: MakeClient) -> None:

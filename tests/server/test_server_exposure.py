@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -317,7 +318,7 @@ def test_a_key_can_neither_change_what_another_key_gets_nor_read_its_balance(mak
         assert alice.post("/_llamakit/credits", json={"credits": 9}).json() == {"credits": 9.0}
         r = alice.post("/_llamakit/credits", json={"credits": 0, "key": bob_label})
         assert r.status_code == 403 and "own balance" in r.json()["error"]
-    assert srv.balance("SG_bob") == pytest.approx(3.0 - 0.00063)
+    assert srv.balance("SG_bob") == Decimal("3") - Decimal("0.00063")
     assert srv.faults["fail_rate"] == 0.0  # the server-wide setting is untouched
 
 

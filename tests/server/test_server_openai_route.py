@@ -5,6 +5,7 @@ routes keep ignoring `stream` (CONTRACT §5)."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import httpx
 import openai
@@ -63,7 +64,7 @@ def test_the_openai_client_streams_the_same_reply_and_is_billed_once(make_server
     assert usage.completion_tokens == whole.usage.completion_tokens
     stats = srv.stats()
     assert stats["billed_calls"] == 2  # one per call, the stream included
-    assert srv.balance() == pytest.approx(1.0 - 2 * 0.00063)
+    assert srv.balance() == 1 - 2 * Decimal("0.00063")
 
 
 def test_raw_sse_framing_headers_and_a_cut_reply(make_server):
