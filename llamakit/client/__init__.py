@@ -1,0 +1,1 @@
+"""The client of the hosted API (sync and async) and its parts."""

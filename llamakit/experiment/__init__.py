@@ -1,0 +1,1 @@
+"""Experiments: cells, templates, datasets, the runner and its runs."""

@@ -1,0 +1,1 @@
+"""The Jinja sandbox that prompt templates and judge rubrics render in."""
