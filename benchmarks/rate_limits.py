@@ -25,8 +25,8 @@ import time
 from typing import Any
 
 import llamakit
-from llamakit._ratelimit import AdaptiveRate
-from llamakit._retry import RetryPolicy
+from llamakit.client.ratelimit import AdaptiveRate
+from llamakit.client.retry import RetryPolicy
 
 PATIENT = RetryPolicy(max_retries=50, base_delay=0.01, max_delay=0.1, max_retry_after=10)
 

@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from llamakit.spec import load_spec
+from llamakit.experiment.spec import load_spec
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo.yaml"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 import llamakit as lk
-from llamakit._retry import RetryPolicy
+from llamakit.client.retry import RetryPolicy
 from llamakit.store import Store
 
 KEY = "SG_bench_0123456789abcdef"

@@ -19,7 +19,7 @@ import threading
 import time
 
 import llamakit
-from llamakit._retry import RetryPolicy
+from llamakit.client.retry import RetryPolicy
 
 
 def trickle_server() -> tuple[socket.socket, str]:

@@ -32,20 +32,20 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "AsyncClient": "llamakit.client",
-    "Attempt": "llamakit.types",
-    "ChatResponse": "llamakit.types",
-    "Client": "llamakit.client",
-    "Conversation": "llamakit.conversation",
-    "Experiment": "llamakit.experiment",
-    "Message": "llamakit.types",
-    "Run": "llamakit.run",
+    "AsyncClient": "llamakit.client.client",
+    "Attempt": "llamakit.client.types",
+    "ChatResponse": "llamakit.client.types",
+    "Client": "llamakit.client.client",
+    "Conversation": "llamakit.client.conversation",
+    "Experiment": "llamakit.experiment.experiment",
+    "Message": "llamakit.client.types",
+    "Run": "llamakit.experiment.run",
     "Store": "llamakit.store",
-    "Usage": "llamakit.types",
-    "connect": "llamakit._connect",
-    "load_run": "llamakit.run",
+    "Usage": "llamakit.client.types",
+    "connect": "llamakit.server.connect",
+    "load_run": "llamakit.experiment.run",
     "local_server": "llamakit.server",
-    "runs": "llamakit.run",
+    "runs": "llamakit.experiment.run",
 }
 
 __all__ = [
@@ -86,12 +86,18 @@ __all__ = [
 
 
 # Submodules reachable as attributes (``lk.scoring.contains()``) without importing them eagerly.
-_SUBMODULES = frozenset({"plots", "scoring", "stats", "tokens", "widgets"})
+_SUBMODULES: dict[str, str] = {
+    "plots": "llamakit.plots",
+    "scoring": "llamakit.scoring",
+    "stats": "llamakit.scoring.stats",
+    "tokens": "llamakit.tokens",
+    "widgets": "llamakit.widgets",
+}
 
 
 def __getattr__(name: str) -> _Any:
     if name in _SUBMODULES:
-        return _importlib.import_module(f"llamakit.{name}")
+        return _importlib.import_module(_SUBMODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'llamakit' has no attribute {name!r}")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ._cli_exit import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+from .exit import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 
 # Subcommand modules, in the order `llamakit --help` lists them. Each exposes add_parser(subparsers),
 # which registers its parser and sets `func(args) -> int` as the default.
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
-        importlib.import_module(f"llamakit._cli_{name}").add_parser(subparsers)
+        importlib.import_module(f"llamakit.cli.{name}").add_parser(subparsers)
     return parser
 
 
@@ -46,7 +46,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import LlamakitError
+    from ..errors import LlamakitError
 
     try:
         args = build_parser().parse_args(argv)

@@ -87,8 +87,8 @@ def output_folder(text: str) -> str:
 
 def store_path(text: str) -> str:
     """A store file: refused now if it is a folder or not an SQLite database."""
-    from .errors import StoreError
-    from .store import check_store_path
+    from ..errors import StoreError
+    from ..store import check_store_path
 
     try:
         check_store_path(Path(text).expanduser())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._cli_args import nonempty_text, positive_int
+from .args import nonempty_text, positive_int
 
 
 def add_parser(subparsers: Any) -> None:
@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._connect import connect
+    from ..server.connect import connect
 
     messages = [{"role": "user", "content": args.text}]
     if args.system:

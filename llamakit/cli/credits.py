@@ -16,7 +16,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._connect import connect
+    from ..server.connect import connect
 
     with connect() as client:
         balance = client.credits()

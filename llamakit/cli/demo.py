@@ -12,10 +12,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._cli_args import input_file, output_folder, positive_int
-from ._cli_exit import run_exit_code
+from .args import input_file, output_folder, positive_int
+from .exit import run_exit_code
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent.parent / "data"
 DEFAULT_SPEC = DATA / "demo.yaml"
 # Steer the scripted backend (used when llama-cpp-python is missing) so the demo's scores are not all
 # zero; SmolLM2 and the hosted API ignore them.
@@ -47,11 +47,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from . import plots
-    from ._cli_tables import compact_summary, render
-    from ._connect import connect
-    from .run import runs
-    from .spec import load_spec
+    from .. import plots
+    from ..experiment.run import runs
+    from ..experiment.spec import load_spec
+    from ..server.connect import connect
+    from .tables import compact_summary, render
 
     spec = load_spec(args.spec)
     experiment = spec.experiment()

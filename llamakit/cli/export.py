@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._cli_args import existing_store, output_file
+from .args import existing_store, output_file
 
 
 def add_parser(subparsers: Any) -> None:
@@ -28,8 +28,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .run import load_run
-    from .store import Store
+    from ..experiment.run import load_run
+    from ..store import Store
 
     result = load_run(args.run_id, Store(args.store, create=False) if args.store else Store())
     result.to_csv(args.csv, excel=args.excel)

@@ -6,8 +6,8 @@ import argparse
 from decimal import Decimal
 from typing import Any
 
-from ._cli_args import input_file, output_file, positive_credits, positive_int, store_path
-from ._cli_exit import run_exit_code
+from .args import input_file, output_file, positive_credits, positive_int, store_path
+from .exit import run_exit_code
 
 
 def add_parser(subparsers: Any) -> None:
@@ -60,9 +60,9 @@ def _budget(text: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     # LlamakitError and Ctrl-C end in one line each, printed by llamakit.cli.main.
-    from .errors import ValidationError
-    from .spec import load_spec
-    from .store import Store
+    from ..errors import ValidationError
+    from ..experiment.spec import load_spec
+    from ..store import Store
 
     spec = load_spec(args.spec)
     experiment = spec.experiment()
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     store = Store(args.store) if args.store else Store()
     client = None
     if not args.replay:
-        from ._connect import connect
+        from ..server.connect import connect
 
         client = connect(quiet=False, **_rules_backend(args.rules))
     run = experiment.run(
@@ -101,8 +101,8 @@ def _rules_backend(rules: str | None) -> dict[str, Any]:
     """``--rules`` asks for the local scripted backend, the only one that follows rules."""
     import os
 
-    from ._defaults import ENV_API_KEY
-    from .errors import ValidationError
+    from .._defaults import ENV_API_KEY
+    from ..errors import ValidationError
 
     if rules is None:
         return {}
@@ -116,7 +116,7 @@ def _rules_backend(rules: str | None) -> dict[str, Any]:
 
 
 def _report(run: Any, *, wide: bool = False) -> None:
-    from ._cli_tables import compact_summary, render
+    from .tables import compact_summary, render
 
     p = run.progress
     errors = ", ".join(f"{k} x{v}" for k, v in sorted(p.errors.items())) or "none"

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ._cli_args import existing_store
+from .args import existing_store
 
 
 def add_parser(subparsers: Any) -> None:
@@ -21,11 +21,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._cli_tables import compact_runs, render
-    from ._defaults import ENV_HOME
-    from .run import runs
-    from .store import Store, default_path
-    from .store._paths import check_store_path
+    from .._defaults import ENV_HOME
+    from ..experiment.run import runs
+    from ..store import Store, default_path
+    from ..store._paths import check_store_path
+    from .tables import compact_runs, render
 
     if args.store is None:
         check_store_path(default_path(), from_home=bool(os.environ.get(ENV_HOME)))

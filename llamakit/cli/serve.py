@@ -9,15 +9,15 @@ import socket
 import sys
 from pathlib import Path
 
-from ._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
-from ._serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
-from .server.config import DEFAULT_UPSTREAM_TIMEOUT_S
-from .server.protocol import (
+from .._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
+from ..server.config import DEFAULT_UPSTREAM_TIMEOUT_S
+from ..server.protocol import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
 )
+from ..server.serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
 
 ENV_UPSTREAM_API_KEY = "LLAMAKIT_UPSTREAM_API_KEY"
 ENV_SERVER_KEYS = "LLAMAKIT_SERVER_KEYS"
@@ -135,11 +135,11 @@ def run(args: argparse.Namespace) -> int:
     # First thing, so that a stop signal is honoured however early it comes.
     stop = StopRequest()
     stop.install()
-    from .server.app import create_app
-    from .server.backends import default_backend
-    from .server.config import ServerConfig, build_keys
-    from .server.faults import FaultSettings
-    from .server.protocol import ConnectionGuard, raise_fd_limit
+    from ..server.app import create_app
+    from ..server.backends import default_backend
+    from ..server.config import ServerConfig, build_keys
+    from ..server.faults import FaultSettings
+    from ..server.protocol import ConnectionGuard, raise_fd_limit
 
     api_keys = args.api_key or [k for k in os.environ.get(ENV_SERVER_KEYS, "").split(",") if k]
     keys = build_keys(api_keys[0] if api_keys else None, api_keys, args.credits)
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
 def key_hint(key: str) -> str:
     """Enough of `key` to tell which one it is (its first 6 and last 4 characters, when that
     leaves at least half of it hidden) and its label, as stats and ledgers name it."""
-    from .server.config import key_label
+    from ..server.config import key_label
 
     shown = f"{key[:6]}...{key[-4:]}" if len(key) >= 20 else "..."
     return f"{shown} ({key_label(key)})"
@@ -249,7 +249,7 @@ def key_hint(key: str) -> str:
 
 def _save_generated_key(key: str, port: int) -> Path:
     """Write a generated key to a file only its owner can read; return the path."""
-    from ._defaults import ENV_HOME
+    from .._defaults import ENV_HOME
 
     home = Path(os.environ.get(ENV_HOME) or ".llamakit")
     home.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from ._headers import parse_retry_after
-from ._origin import display_url
-from ._parse import cause_of, error_message, failure_error, json_or_none, request_id
-from ._secrets import redact
-from ._transport import Failure
-from .errors import (
+from ..errors import (
     APIError,
     APIStatusError,
     APITimeoutError,
@@ -29,9 +24,14 @@ from .errors import (
     RateLimitError,
     error_class_for_status,
 )
+from .headers import parse_retry_after
+from .origin import display_url
+from .parse import cause_of, error_message, failure_error, json_or_none, request_id
+from .secrets import redact
+from .transport import Failure
 
 if TYPE_CHECKING:
-    from ._core import Core
+    from .core import Core
 
 T = TypeVar("T")
 

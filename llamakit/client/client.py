@@ -1,7 +1,7 @@
 """The llamakit client of Segmind's hosted API (or any server with the same contract).
 
 ``Client`` is sync (usable from a Jupyter cell: it never touches the event loop), ``AsyncClient``
-is its async twin. Both drive the same plans from ``_core``, so validation, retries, rate limits,
+is its async twin. Both drive the same plans from ``core``, so validation, retries, rate limits,
 parsing and credit bookkeeping are one implementation; only the IO differs.
 """
 
@@ -17,9 +17,7 @@ from typing import Any
 
 import httpx
 
-from ._attempt import Plan, Sleep, T
-from ._core import Core
-from ._defaults import (
+from .._defaults import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
@@ -27,13 +25,15 @@ from ._defaults import (
     DEFAULT_RPM_WINDOW_S,
     DEFAULT_TIMEOUT,
 )
-from ._loops import PerLoop
-from ._ratelimit import AdaptiveRate
-from ._retry import RetryPolicy
-from ._transport import async_transport, send_async, send_sync, sync_transport
-from ._v2 import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, submit_plan, wait_plan
-from .errors import APIError
+from ..errors import APIError
+from .attempt import Plan, Sleep, T
+from .core import Core
+from .loops import PerLoop
+from .ratelimit import AdaptiveRate
+from .retry import RetryPolicy
+from .transport import async_transport, send_async, send_sync, sync_transport
 from .types import Attempt, ChatResponse, Job
+from .v2 import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, submit_plan, wait_plan
 
 log = logging.getLogger("llamakit.client")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import LlamakitError, ValidationError
+from ..errors import LlamakitError, ValidationError
 from .types import ChatResponse
 
 if TYPE_CHECKING:

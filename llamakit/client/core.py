@@ -1,8 +1,8 @@
 """What ``Client`` and ``AsyncClient`` share, so the two can never drift: configuration, request
 building, response parsing and credit bookkeeping. The retry loop they both drive (sans-IO, a
-generator of ``Request`` and ``Sleep``) is in ``_attempt``; ``Client`` drives it with
+generator of ``Request`` and ``Sleep``) is in ``attempt``; ``Client`` drives it with
 ``httpx.Client`` and ``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and
-``asyncio.sleep``, both through ``_transport``.
+``asyncio.sleep``, both through ``transport``.
 """
 
 from __future__ import annotations
@@ -23,26 +23,26 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._attempt import Plan, Request, Sleep, T, attempts
-from ._defaults import (
+from .._defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_RPM_WINDOW_S,
     ENV_API_KEY,
     ENV_BASE_URL,
 )
-from ._headers import parse_credits_header
-from ._origin import Origin, display_url
-from ._parse import parse_chat, parse_credits
-from ._ratelimit import AdaptiveRate, RateLimiter
-from ._retry import RetryPolicy
-from ._secrets import install_log_filter, redact, register_secret
-from .errors import (
+from ..errors import (
     APIError,
     APIResponseError,
     ValidationError,
 )
+from .attempt import Plan, Request, Sleep, T, attempts
+from .headers import parse_credits_header
 from .messages import normalize_messages, validate_params
+from .origin import Origin, display_url
+from .parse import parse_chat, parse_credits
+from .ratelimit import AdaptiveRate, RateLimiter
+from .retry import RetryPolicy
+from .secrets import install_log_filter, redact, register_secret
 from .types import Attempt, ChatResponse
 
 log = logging.getLogger("llamakit.client")
@@ -152,7 +152,7 @@ class Core:
 
     def headers(self) -> dict[str, str]:
         """Headers of every request; the key is not among them (see ``_authorize``)."""
-        from . import __version__
+        from .. import __version__
 
         return {"User-Agent": f"llamakit/{__version__}", "Accept": "application/json"}
 
@@ -334,7 +334,7 @@ def _is_loopback(host: str) -> bool:
 def _preflight(messages: list[dict[str, str]], max_tokens: int | None) -> None:
     """The token-count check of llamakit.tokens, when that module is installed."""
     try:
-        from . import tokens
+        from .. import tokens
     except ImportError:
         return
     tokens.preflight(messages, max_tokens)

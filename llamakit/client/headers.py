@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from ._parse import credit_amount
+from .parse import credit_amount
 
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}  # English, whatever the locale
 _TIME = r"(\d{2}):(\d{2}):(\d{2})"

@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._defaults import CONTEXT_WINDOW
-from .errors import ValidationError
+from .._defaults import CONTEXT_WINDOW
+from ..errors import ValidationError
 from .types import Message
 
 ROLES = ("system", "user", "assistant")

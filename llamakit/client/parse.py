@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._secrets import mask_known_in, redact
-from ._transport import Failure, ResponseTooLarge
-from .errors import APIConnectionError, APIError, APIResponseError, APITimeoutError
+from ..errors import APIConnectionError, APIError, APIResponseError, APITimeoutError
+from .secrets import mask_known_in, redact
+from .transport import Failure, ResponseTooLarge
 from .types import ChatResponse, Usage
 
 log = logging.getLogger("llamakit.client")
@@ -238,7 +238,7 @@ def partial_response(fields: Any) -> ChatResponse | None:
 
 
 def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool) -> APIError:
-    """The llamakit error for an attempt without a complete response (see ``_transport``).
+    """The llamakit error for an attempt without a complete response (see ``transport``).
 
     ``billable``: the request is a paid one (a chat or a v2 submission), so a failure after it
     was fully sent may have been billed, and says so (``may_be_billed``; not retried by default).

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from ._defaults import DEFAULT_RPM_WINDOW_S
+from .._defaults import DEFAULT_RPM_WINDOW_S
 
 JITTER_MARGIN = 1.01
 DEFAULT_RETRY_AFTER = 1.0

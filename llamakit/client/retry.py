@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ._defaults import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER
-from .errors import APIConnectionError, APIError, RateLimitError, ServerError
+from .._defaults import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER
+from ..errors import APIConnectionError, APIError, RateLimitError, ServerError
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 

@@ -11,7 +11,7 @@ Bodies are read in chunks, checked against the deadline and the size cap as they
 also bounds transports that are not sockets (``httpx.MockTransport`` in tests).
 
 The drivers in ``client.py`` call ``send_sync``/``send_async``; both return the finished
-``httpx.Response`` or a ``Failure`` (never raise), for the IO-free plans of ``_core``.
+``httpx.Response`` or a ``Failure`` (never raise), for the IO-free plans of ``core``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import httpcore
 import httpx
 
-from ._defaults import DEFAULT_CONNECT_TIMEOUT
+from .._defaults import DEFAULT_CONNECT_TIMEOUT
 
 if TYPE_CHECKING:
     import ssl
 
-    from ._attempt import Request
+    from .attempt import Request
 
 # Monotonic time at which the current attempt must end; None outside an attempt.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(

@@ -1,4 +1,4 @@
-"""The v2 path: submit a chat, then poll until it is done (CONTRACT §8). Plans for ``_core``'s
+"""The v2 path: submit a chat, then poll until it is done (CONTRACT §8). Plans for ``core``'s
 drivers, like the v1 call, so ``Client`` and ``AsyncClient`` share them."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ._attempt import Plan, Request, Sleep
-from ._parse import parse_v2_result, parse_v2_status, parse_v2_submit
-from .errors import APIResponseError, APITimeoutError
+from ..errors import APIResponseError, APITimeoutError
+from .attempt import Plan, Request, Sleep
+from .parse import parse_v2_result, parse_v2_status, parse_v2_submit
 from .types import ChatResponse, Job
 
 if TYPE_CHECKING:
-    from ._core import Core
+    from .core import Core
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 1.0

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 # Params whose value is itself a list: a list of strings is one value, a list of lists is a grid.
 _LIST_VALUED = {"stop"}
@@ -40,7 +40,7 @@ def cell_key(
     *,
     source: str,
 ) -> str:
-    """The response cache's key: the request, and who answers it (see ``_sources``)."""
+    """The response cache's key: the request, and who answers it (see ``sources``)."""
     return _digest(
         {
             "model": model,
@@ -95,7 +95,7 @@ def expand_params(params: Any) -> list[dict[str, Any]]:
     else:
         raise ValidationError(f"params must be a dict, got {type(params).__name__}", field="params")
     try:
-        from .messages import validate_params
+        from ..client.messages import validate_params
     except ImportError:  # the client's validation is optional here; the server validates too
         return sets
     return [validate_params(p) for p in sets]

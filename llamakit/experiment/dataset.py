@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 
 @dataclass(frozen=True)

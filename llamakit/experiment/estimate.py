@@ -6,12 +6,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._defaults import PUBLISHED_COST_PER_CALL
-from ._sources import resolve_source
+from .._defaults import PUBLISHED_COST_PER_CALL
+from .sources import resolve_source
 
 if TYPE_CHECKING:
+    from ..store import Store
     from .experiment import Experiment
-    from .store import Store
 
 # Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
 # estimate's fallback until the store has observed latencies for the hosted API.
@@ -70,7 +70,7 @@ def estimate(
     rpm). Latency-bound is batches of ``concurrency`` calls at the mean latency the store observed
     for this source (who answers: SmolLM2 is far slower than the hosted API), else a per-source
     fallback; a source that answers one call at a time is charged every call in sequence."""
-    from .store import Store
+    from ..store import Store
 
     store = store or Store()
     model = experiment.resolve_model(client)

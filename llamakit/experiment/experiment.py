@@ -26,21 +26,21 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import scoring
-from ._cells import Cell, canonical_json, cell_id, cell_key, expand_params
-from ._credits import to_credits
-from ._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
-from ._estimate import Estimate
-from ._live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
-from ._rows import Missing, check_missing, check_text
-from ._sources import resolve_source
+from .. import scoring
+from .._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
+from ..client.credits import to_credits
+from ..errors import ValidationError
+from .cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from .dataset import Item, load_dataset
-from .errors import ValidationError
+from .estimate import Estimate
+from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
+from .rows import Missing, check_missing, check_text
+from .sources import resolve_source
 from .templates import parse_prompts
 
 if TYPE_CHECKING:
+    from ..store import Store
     from .run import Run
-    from .store import Store
 
 Mode = Literal["live", "replay"]
 Api = Literal["v1", "v2"]
@@ -106,7 +106,7 @@ def _checked_items(
     dataset: Any, templates: list[Any], scorers: list[Any], missing: Any
 ) -> list[Item]:
     """Rows whose text is valid UTF-8 and whose values the templates read are present (or, with
-    ``missing="empty"``, empty strings); see ``_rows``."""
+    ``missing="empty"``, empty strings); see ``rows``."""
     items = load_dataset(dataset)
     named = (
         f"dataset {os.path.basename(dataset)}"
@@ -249,7 +249,7 @@ class Experiment:
     def _scorer_identity(self) -> list[list[Any]]:
         """Each scorer's name, kind and, for a judge, its grading setup (rubric, scale, params,
         model, source): what decides its grading requests and scores."""
-        from ._sources import source_of
+        from .sources import source_of
 
         out: list[list[Any]] = []
         for s in self.scorers:
@@ -289,7 +289,7 @@ class Experiment:
         key = (cell.variant, cell.item_id)
         if key not in self._token_counts:
             try:
-                from .tokens import count_messages
+                from ..tokens import count_messages
 
                 self._token_counts[key] = int(count_messages(cell.messages))
             except Exception:  # token counts are informative; never fail a run over them
@@ -301,7 +301,7 @@ class Experiment:
         self, client: Any = None, *, concurrency: int = 8, store: Store | None = None
     ) -> Estimate:
         """Cells to run (minus finished ones), projected credits and time. Sends no paid call."""
-        from ._estimate import estimate
+        from .estimate import estimate
 
         return estimate(self, client, concurrency=_check_concurrency(concurrency), store=store)
 
@@ -317,9 +317,9 @@ class Experiment:
         store: Store | None,
         api: Api = "v1",
     ) -> tuple[Run, Any]:
-        from ._runner import Runner
-        from ._runner_calls import check_replay
-        from .store import Store
+        from ..store import Store
+        from .runner import Runner
+        from .runner_calls import check_replay
 
         concurrency = _check_concurrency(concurrency)
         budget = _check_budget(budget)

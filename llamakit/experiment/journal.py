@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import NotFoundError, UnprocessableRequestError
+from ..errors import NotFoundError, UnprocessableRequestError
 
 
 class Journal:
@@ -48,7 +48,7 @@ class Journal:
 
     async def recover(self, client: Any, key: str) -> tuple[Any, str, int] | None:
         """Collect a job an earlier (killed) run submitted for this key, if there is one."""
-        from .types import Job
+        from ..client.types import Job
 
         entry = self.store.inflight(key)
         if entry is None:

@@ -16,12 +16,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import LlamakitError
+from ..errors import LlamakitError
 
 if TYPE_CHECKING:
+    from ..store import Store
     from .experiment import Experiment
     from .run import Run
-    from .store import Store
 
 # Runs of this process that are still executing, so the same experiment is not run twice at once.
 _LIVE: dict[str, Run] = {}
@@ -131,7 +131,7 @@ def execute_in_background(run: Run, runner: Any) -> None:
 
 
 def _execute(run: Run, runner: Any) -> None:
-    from ._asyncio import run_sync
+    from ..client.loop import run_sync
 
     try:
         run_sync(runner.execute())

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ._credits import to_credits
+from ..client.credits import to_credits
 
 _ZERO = Decimal(0)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from ..errors import ValidationError
 from .dataset import Item
-from .errors import ValidationError
 
 Missing = Literal["error", "empty"]
 MISSING_POLICIES = ("error", "empty")

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._credits import ZERO, combine_sources, session_spend, to_credits
-from ._defaults import PUBLISHED_COST_PER_CALL
-from ._sources import recorded_source
-from .errors import LlamakitError
+from .._defaults import PUBLISHED_COST_PER_CALL
+from ..client.credits import ZERO, combine_sources, session_spend, to_credits
+from ..errors import LlamakitError
+from .sources import recorded_source
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 log = logging.getLogger("llamakit.run")
 
@@ -204,7 +204,7 @@ class Run:
         """One row per cell (PLAN.md's columns), with ``<scorer>_reason`` per scorer (a judge's
         full reply; why a scorer gave no score) and, for a run with judges, ``judge_credits``
         (credits this run paid for the cell's grading calls)."""
-        from ._results import results_frame
+        from .results import results_frame
 
         cells = self.store.run_cells(self.id)
         replies, judges = judge_replies(self.store, cells)
@@ -225,7 +225,7 @@ class Run:
     def summary(self, **kwargs: Any) -> Any:
         """``stats.summarize`` of the results: one row per condition (variant, and params when
         the run has more than one setting); ``credits`` includes ``judge_credits``."""
-        from . import stats
+        from ..scoring import stats
 
         return stats.summarize(self.results, **kwargs)
 
@@ -234,7 +234,7 @@ class Run:
         variant name, or ``(variant, {param: value, ...})`` to pick one param setting (needed
         when the variant ran with several). Raises ValidationError for an unknown condition or
         metric, and for conditions that share no scored item."""
-        from . import stats
+        from ..scoring import stats
 
         if metric is None:
             if not self.scorer_names:
@@ -247,8 +247,8 @@ class Run:
         """Write the results as tidy CSV; returns the path. By default the text is exact:
         ``pandas.read_csv`` gives every reply back unchanged (bare ``\r``, NUL, quotes and all).
         ``excel=True`` writes a UTF-8 BOM and prefixes cells beginning with = + - @ tab or CR
-        with ``'`` so a spreadsheet shows them as text (see ``llamakit._csv``)."""
-        from ._csv import write_csv
+        with ``'`` so a spreadsheet shows them as text (see ``llamakit.experiment.csv_export``)."""
+        from .csv_export import write_csv
 
         return write_csv(self.results, path, excel=excel)
 
@@ -258,7 +258,7 @@ def judge_replies(
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The stored responses (text, credits, run_id) of these cells' grading calls, by key, and
     the names of the judges that made them."""
-    from ._results import judge_keys
+    from .results import judge_keys
 
     keys: list[str] = []
     names: dict[str, None] = {}
@@ -285,9 +285,9 @@ def runs(store: Store | None = None) -> Any:
     """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
     or ``llamakit-local/<backend>``), its cells, errors and credit spend (``credits_spent``, of
     which ``judge_credits`` paid for judge grading calls)."""
-    from ._results import runs_frame
-    from ._sources import recorded_source
-    from .store import Store
+    from ..store import Store
+    from .results import runs_frame
+    from .sources import recorded_source
 
     store = store or Store()
     rows = []
@@ -305,6 +305,6 @@ def runs(store: Store | None = None) -> Any:
 
 
 def load_run(run_id: str, store: Store | None = None) -> Run:
-    from .store import Store
+    from ..store import Store
 
     return Run(run_id, store or Store())

@@ -20,9 +20,9 @@ accepting a submission and the journal commit can still cost a second call.
 Sync clients run on a thread pool of ``concurrency`` threads (the client is thread-safe and its
 rate limiter is shared); async clients are awaited directly.
 
-Where the parts live: ``_runner_calls`` (one paid call per request key, within the budget),
-``_runner_budget`` (credits spent and attributed), ``_journal`` (v2 jobs), ``_runner_scoring``
-(scorers and judges), ``_runner_tokens`` and ``_runner_progress``; this module runs the cells.
+Where the parts live: ``runner_calls`` (one paid call per request key, within the budget),
+``runner_budget`` (credits spent and attributed), ``journal`` (v2 jobs), ``runner_scoring``
+(scorers and judges), ``runner_tokens`` and ``runner_progress``; this module runs the cells.
 """
 
 from __future__ import annotations
@@ -36,17 +36,17 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-from ._cells import Cell
-from ._credits import ZERO, to_credits
-from ._runner_budget import Spending, attribute_session, repair_earlier_sessions
-from ._runner_calls import FATAL, ClaimedElsewhere, Responses, Stop, hook_attempts, judge_call
-from ._runner_progress import ProgressBar
-from ._runner_reach import hook_breaker
-from ._runner_scoring import is_judge, score_cell, score_without_judges
-from ._runner_tokens import LocalTokenCounts
-from .errors import APIError, StoreError, ValidationError
+from ..client.credits import ZERO, to_credits
+from ..errors import APIError, StoreError, ValidationError
+from ..store._claims import Lease
+from .cells import Cell
 from .run import Run, RunProgress, run_spend
-from .store._claims import Lease
+from .runner_budget import Spending, attribute_session, repair_earlier_sessions
+from .runner_calls import FATAL, ClaimedElsewhere, Responses, Stop, hook_attempts, judge_call
+from .runner_progress import ProgressBar
+from .runner_reach import hook_breaker
+from .runner_scoring import is_judge, score_cell, score_without_judges
+from .runner_tokens import LocalTokenCounts
 
 # How often a cell another process is paying for is looked at again.
 CLAIM_POLL_S = 0.05

@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ._credits import ZERO, attribute_calls, to_credits
+from ..client.credits import ZERO, attribute_calls, to_credits
 
 
 class Spending:

@@ -1,7 +1,7 @@
 """How the runner makes one call and keeps track of it: ``Responses`` (one response row per
 request key, paid for at most once and only within the budget), the per-task call context that
 routes the client's ``on_attempt`` reports to their cell, the errors that stop a run, and the
-replay check. Split from ``_runner`` to keep each module readable at once."""
+replay check. Split from ``runner`` to keep each module readable at once."""
 
 from __future__ import annotations
 
@@ -16,11 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._cells import Cell, cell_key
-from ._journal import Journal
-from ._runner_reach import Reachability
-from ._sources import source_of
-from .errors import (
+from ..errors import (
     APIError,
     AuthenticationError,
     InsufficientCreditsError,
@@ -30,11 +26,15 @@ from .errors import (
     StoreError,
     ValidationError,
 )
-from .store._claims import Busy, Lease
-from .store._rows import response_fields
+from ..store._claims import Busy, Lease
+from ..store._rows import response_fields
+from .cells import Cell, cell_key
+from .journal import Journal
+from .runner_reach import Reachability
+from .sources import source_of
 
 if TYPE_CHECKING:
-    from ._runner_budget import Spending
+    from .runner_budget import Spending
 
 # The cell (and its attempt counter) the current task is working on, so the client's on_attempt
 # callback, which knows only a call id, can log each attempt against its cell.

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._defaults import DEFAULT_OUTAGE_GRACE_S, DEFAULT_UNREACHABLE_AFTER
-from ._secrets import redact
-from .errors import APIConnectionError, APIStatusError, APIUnreachableError
+from .._defaults import DEFAULT_OUTAGE_GRACE_S, DEFAULT_UNREACHABLE_AFTER
+from ..client.secrets import redact
+from ..errors import APIConnectionError, APIStatusError, APIUnreachableError
 
 # Failures that prove the request never reached the server (never billed, never half-sent).
 _NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)

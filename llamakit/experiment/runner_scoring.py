@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ._cells import Cell
-from ._runner_calls import Stop, describe
-from .errors import ReplayMissError
+from ..errors import ReplayMissError
+from .cells import Cell
+from .runner_calls import Stop, describe
 
 # (judge scorer, cell, response text, messages or None for the first grading call)
 #   -> (the judge's reply, the grading call's cell key)

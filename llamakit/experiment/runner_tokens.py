@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._cells import Cell
+from .cells import Cell
 
 
 class LocalTokenCounts:

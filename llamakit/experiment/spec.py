@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 SPEC_KEYS = (
     "name",
@@ -80,7 +80,7 @@ class Spec:
     missing: Any = "error"
 
     def build_scorers(self) -> list[Any]:
-        from . import scoring
+        from .. import scoring
 
         out = []
         for i, entry in enumerate(self.scorers):

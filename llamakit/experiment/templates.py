@@ -2,7 +2,7 @@
 
 Rendering is strict (a missing variable is an error, never an empty string), sandboxed and bounded
 (a spec file shared by a colleague cannot reach Python internals through a template, nor render
-gigabytes, nor loop for minutes): every template goes through ``_template_sandbox``.
+gigabytes, nor loop for minutes): every template goes through ``sandbox``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._template_sandbox import Template, compile_template
-from .errors import ValidationError
+from ..errors import ValidationError
+from ..templating.sandbox import Template, compile_template
 
 _ROLES = ("system", "user", "assistant")
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
     from matplotlib.axes import Axes
 
-    from .store import Store
+    from ..store import Store
 
 __all__ = ["cost_per_variant", "credit_spend", "latency", "paired", "scores"]
 
@@ -25,11 +25,11 @@ def credit_spend(
     runs: pd.DataFrame | None = None, *, store: Store | None = None, ax: Axes | None = None
 ) -> Axes:
     """Credits spent per run (bars in run order, model and judge calls stacked) with the
-    cumulative spend and the remaining balance; see :mod:`llamakit._plot_spend`.
+    cumulative spend and the remaining balance; see :mod:`llamakit.plots.spend`.
 
     ``runs`` is the ``llamakit.runs()`` table; ``None`` reads it from ``store`` (default store).
     """
-    from ._plot_spend import credit_spend as draw
+    from .spend import credit_spend as draw
 
     return draw(runs, store=store, ax=ax)
 
@@ -131,7 +131,7 @@ def scores(run: Any, metric: str | None = None, ax: Axes | None = None) -> Axes:
 def paired(run: Any, a: str, b: str, metric: str | None = None, ax: Axes | None = None) -> Axes:
     """Per-item difference ``a - b`` on one metric (scores averaged over repeats), sorted.
 
-    The sign follows :func:`llamakit.stats.paired_compare` (positive: ``a`` scored higher), which
+    The sign follows :func:`llamakit.scoring.stats.paired_compare` (positive: ``a`` scored higher), which
     also gives the mean difference, its interval and the p-value drawn over the bars.
     """
     df = _results(run)
@@ -224,7 +224,7 @@ def _empty(ax: Axes, title: str, message: str) -> Axes:
 def _credits(value: Any) -> Decimal:
     import pandas as pd
 
-    from ._credits import to_credits
+    from ..client.credits import to_credits
 
     return Decimal(0) if pd.isna(value) else to_credits(value) or Decimal(0)
 
@@ -260,11 +260,11 @@ def _metric_column(df: pd.DataFrame, metric: str | None) -> str | None:
 
 
 def _mean_ci(df: pd.DataFrame, col: str) -> pd.DataFrame:
-    """Mean and 95% CI per variant, from llamakit.stats when it can give them."""
+    """Mean and 95% CI per variant, from llamakit.scoring.stats when it can give them."""
     import pandas as pd
 
     try:
-        from .stats import summarize
+        from ..scoring.stats import summarize
 
         summary = summarize(df, n_boot=1000, seed=0)
         picked = _pick_ci(summary, col)
@@ -293,7 +293,7 @@ def _pick_ci(summary: pd.DataFrame, col: str) -> pd.DataFrame | None:
 
 def _paired_summary(df: pd.DataFrame, a: str, b: str, col: str) -> Any | None:
     try:
-        from .stats import paired_compare
+        from ..scoring.stats import paired_compare
     except ImportError:
         return None
     return paired_compare(df, a, b, col)

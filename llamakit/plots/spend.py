@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
     from matplotlib.axes import Axes
 
-    from .store import Store
+    from ..store import Store
 
 MAX_LABELS = 12  # tick labels drawn at most; beyond this every k-th run is labelled
 FLAT_LABELS = 3  # up to this many runs the labels are horizontal
@@ -37,7 +37,7 @@ def credit_spend(
     counts what it has spent so far. Returns the bars' Axes; the lines are on twin Axes of it.
     """
     if runs is None:
-        from .run import runs as list_runs
+        from ..experiment.run import runs as list_runs
 
         runs = list_runs(store=store)
     ax = _axes(ax, 0 if runs is None else len(runs))
@@ -71,7 +71,7 @@ def _exact_total(values: pd.Series) -> Decimal:
     """The exact sum of the known, positive credit figures (Decimals; floats read at 15 digits)."""
     import pandas as pd
 
-    from ._credits import to_credits
+    from ..client.credits import to_credits
 
     known = (to_credits(v) for v in values if not pd.isna(v))
     return sum((c for c in known if c is not None and c > 0), Decimal(0))

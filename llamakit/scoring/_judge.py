@@ -103,7 +103,7 @@ class JudgeScorer:
         temperature: float = 0.0,
         reask: bool = True,
     ) -> None:
-        from .._template_sandbox import compile_template
+        from ..templating.sandbox import compile_template
 
         self.name = check_name(name)
         if not isinstance(rubric, str) or not rubric.strip():

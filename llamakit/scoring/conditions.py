@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 # The columns that together identify a condition, in the order a summary's index shows them.
 CONDITION_COLUMNS = ("model", "variant", "params")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 CI_LEVEL = 0.95
 # Up to 2**16 sign patterns are enumerated (an exact p-value); more items use Monte Carlo.

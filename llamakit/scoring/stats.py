@@ -1,5 +1,5 @@
 """Statistics over ``run.results``: per-condition summaries and paired comparisons between
-conditions (a condition is a variant with one param setting; see ``_conditions``).
+conditions (a condition is a variant with one param setting; see ``conditions``).
 
 Both take the results DataFrame (one row per cell: ``variant``, ``item_id``, ``repeat``, ``error``,
 ``latency_s``, token and credit columns, one ``score_<name>`` column per scorer).
@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._conditions import condition_columns, select, unit_columns
-from ._resample import (
+from ..errors import ValidationError
+from .conditions import condition_columns, select, unit_columns
+from .resample import (
     CI_LEVEL,
     EXACT_PERMUTATION_MAX_ITEMS,
     cluster_bootstrap,
     percentile_ci,
     sign_flip_p_value,
 )
-from .errors import ValidationError
 
 __all__ = [
     "CI_LEVEL",
@@ -378,7 +378,7 @@ def _succeeded(frame: pd.DataFrame) -> pd.Series:
 
 def _exact_sum(values: pd.Series) -> Any:
     """Credits summed exactly (Decimal; floats read at 15 digits); NaN when none is known."""
-    from ._credits import to_credits
+    from ..client.credits import to_credits
 
     known = [c for c in (to_credits(v) for v in values if not pd.isna(v)) if c is not None]
     return sum(known, Decimal(0)) if known or not len(values) else math.nan

@@ -12,8 +12,8 @@ import sys
 import threading
 from typing import Any
 
-from ._defaults import ENV_API_KEY, ENV_BACKEND, ENV_BASE_URL
-from .client import Client
+from .._defaults import ENV_API_KEY, ENV_BACKEND, ENV_BASE_URL
+from ..client.client import Client
 
 _lock = threading.Lock()
 _server: Any = None  # the process-wide local server, started on first need
@@ -35,7 +35,7 @@ def connect(
     Prints one line saying which. Safe inside a running event loop (a Jupyter cell): the local
     server runs on its own thread and the returned client is sync.
     """
-    from ._notebook_errors import show_errors_in_one_line
+    from .notebook_errors import show_errors_in_one_line
 
     show_errors_in_one_line()  # in a notebook, a llamakit error from now on is one line
     hosted = kwargs.get("api_key") or os.environ.get(ENV_API_KEY)
@@ -46,7 +46,7 @@ def connect(
         return client
     if kwargs.get("base_url") or os.environ.get(ENV_BASE_URL):
         # A base URL without a key would only ever get 401s: say so before any request.
-        from .errors import ValidationError
+        from ..errors import ValidationError
 
         raise ValidationError(
             f"a base_url is set but no API key: pass api_key=... or set {ENV_API_KEY}",
@@ -70,7 +70,7 @@ def _local_server(backend: str | None, rules: Any) -> Any:
                 f"the local server of this process already runs backend {_server.backend!r}"
             )
         if _server is None:
-            from .server import local_server
+            from . import local_server
 
             _server = local_server(backend=backend, rules=rules)
             atexit.register(_shutdown)

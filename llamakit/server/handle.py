@@ -103,14 +103,14 @@ class ServerHandle:
     # -- clients ---------------------------------------------------------------------------------
     def client(self, **kw: Any) -> Any:
         """A `llamakit.Client` of this server."""
-        from llamakit.client import Client
+        from llamakit.client.client import Client
 
         kw.setdefault("source", self.source)
         return Client(api_key=kw.pop("api_key", self.api_key), base_url=self.url + "/v1", **kw)
 
     def async_client(self, **kw: Any) -> Any:
         """A `llamakit.AsyncClient` of this server."""
-        from llamakit.client import AsyncClient
+        from llamakit.client.client import AsyncClient
 
         kw.setdefault("source", self.source)
         return AsyncClient(api_key=kw.pop("api_key", self.api_key), base_url=self.url + "/v1", **kw)

@@ -18,7 +18,7 @@ def show_errors_in_one_line() -> bool:
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or not hasattr(shell, "set_custom_exc"):
         return False
-    from .errors import LlamakitError
+    from ..errors import LlamakitError
 
     shell.set_custom_exc((LlamakitError,), _one_line)
     return True

@@ -1,5 +1,5 @@
 """What one template render may cost: MAX_PROMPT_CHARS of any text it builds, MAX_RENDER_STEPS of
-work, RENDER_DEADLINE_S of wall time. The sandbox (``_template_sandbox``) calls these checks from
+work, RENDER_DEADLINE_S of wall time. The sandbox (``sandbox``) calls these checks from
 its hooks; this module only knows sizes and counts.
 
 Two kinds of check:

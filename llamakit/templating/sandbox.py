@@ -7,7 +7,7 @@ Templates come from spec files, datasets and notebooks other people wrote, so th
   ``cycler.__init__.__globals__``), no unsafe callables, no mutation of lists or dicts, and no
   ``self`` (the template object): each refused with a ValidationError naming the template;
 - they are strict: a variable that is not there is an error, never an empty string;
-- they are bounded (``_template_limits``): a source of at most MAX_TEMPLATE_TOKENS (10,000) tokens
+- they are bounded (``limits``): a source of at most MAX_TEMPLATE_TOKENS (10,000) tokens
   and 1,000,000 characters; per render at most MAX_PROMPT_CHARS (1,000,000) characters for the
   output and for any string, list or container text built on the way, numbers of at most 4,300
   digits, at most MAX_RENDER_STEPS (50,000) steps (loop iterations, calls, filters, attribute
@@ -28,8 +28,8 @@ from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg, generate_lorem_ipsum
 
-from . import _template_limits as limits
-from .errors import ValidationError
+from ..errors import ValidationError
+from . import limits
 
 MAX_PROMPT_CHARS = limits.MAX_PROMPT_CHARS
 MAX_RENDER_STEPS = limits.MAX_RENDER_STEPS
@@ -138,7 +138,7 @@ def _instrument(tree: nodes.Template) -> None:
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """An immutable, strict sandbox whose renders stay within ``_template_limits``."""
+    """An immutable, strict sandbox whose renders stay within ``limits``."""
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
     concat = staticmethod(_bounded_concat)

@@ -11,7 +11,7 @@ that package pins old ``pytest``/``regex`` we do not want, so we only borrow its
 >>> tokens.count_messages("tell me a joke on cats")  # + <|begin_of_text|>, the user and assistant headers
 16
 
-``count_messages`` renders the Llama 3 Instruct chat template (``llamakit._chat_template``) and
+``count_messages`` renders the Llama 3 Instruct chat template (``llamakit.tokens.chat_template``) and
 counts the whole string, special tokens included, the way the model's server tokenizes it: text in a
 message that spells a special token (``<|eot_id|>``) is counted as that special token.
 
@@ -38,9 +38,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._chat_template import MessagesLike, as_pairs, render
-from ._defaults import CONTEXT_WINDOW
-from .errors import ValidationError
+from .._defaults import CONTEXT_WINDOW
+from ..errors import ValidationError
+from .chat_template import MessagesLike, as_pairs, render
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 BOS = "<|begin_of_text|>"
 START_HEADER = "<|start_header_id|>"

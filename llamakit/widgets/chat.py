@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .._credits import to_credits
+from ..client.credits import to_credits
 from ..errors import InsufficientCreditsError, LlamakitError
 from . import _render
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from ..client import Client
-    from ..conversation import Conversation
+    from ..client.client import Client
+    from ..client.conversation import Conversation
+    from ..client.types import ChatResponse
     from ..store import Store
-    from ..types import ChatResponse
 
 __all__ = ["ChatPanel"]
 
@@ -300,7 +300,7 @@ class ChatPanel(widgets.VBox):
         ]
 
     def _new_conversation(self) -> Conversation:
-        from ..conversation import Conversation
+        from ..client.conversation import Conversation
 
         self._conversation_system = self._system_value()
         return Conversation(self.client, system=self._conversation_system or None, store=self.store)

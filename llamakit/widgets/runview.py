@@ -12,7 +12,7 @@ import ipywidgets as widgets
 from . import _render
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from ..run import Run, RunProgress
+    from ..experiment.run import Run, RunProgress
 
 __all__ = ["RunView"]
 

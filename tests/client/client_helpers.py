@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from llamakit._retry import RetryPolicy
-from llamakit.client import AsyncClient
+from llamakit.client.client import AsyncClient
+from llamakit.client.retry import RetryPolicy
 
 # Retries in tests wait milliseconds, not seconds: the policy's decisions are tested on their own.
 FAST = RetryPolicy(max_retries=4, base_delay=0.002, max_delay=0.02)

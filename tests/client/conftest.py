@@ -10,7 +10,7 @@ import httpx
 import pytest
 from client_helpers import FAST, MOCK_KEY, MOCK_URL, Handler, routed
 
-from llamakit.client import Client
+from llamakit.client.client import Client
 
 
 @pytest.fixture

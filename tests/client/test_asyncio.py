@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from llamakit._asyncio import run_sync
+from llamakit.client.loop import run_sync
 
 
 async def where() -> str:

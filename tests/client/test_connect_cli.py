@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 import llamakit
-from llamakit import ValidationError, _connect
+from llamakit import ValidationError
 from llamakit.cli import main as cli_main
+from llamakit.server import connect as _connect
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def fresh_local() -> Iterator[None]:
 
 
 def test_connect_is_the_function_even_after_submodule_imports() -> None:
-    import llamakit._cli_chat  # noqa: F401  (imports llamakit._connect)
+    import llamakit.cli.chat  # noqa: F401  (imports llamakit.server.connect)
 
     assert callable(llamakit.connect) and llamakit.connect is _connect.connect
 

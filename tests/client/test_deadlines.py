@@ -12,7 +12,7 @@ from client_helpers import settled_stats
 from raw_servers import raw_server, trickle_body, trickle_headers, url_of
 
 from llamakit import APITimeoutError, AsyncClient, Attempt, Client, ServerError
-from llamakit._retry import RetryPolicy
+from llamakit.client.retry import RetryPolicy
 
 KEY = "SG_deadline_test_key_1"
 

@@ -12,8 +12,8 @@ from client_helpers import settled_stats
 import llamakit
 from llamakit import APITimeoutError, Attempt, RateLimitError
 from llamakit._defaults import LOCAL_COST_PER_CALL
-from llamakit._ratelimit import AdaptiveRate
-from llamakit._retry import RetryPolicy
+from llamakit.client.ratelimit import AdaptiveRate
+from llamakit.client.retry import RetryPolicy
 
 PATIENT = RetryPolicy(max_retries=10, base_delay=0.002, max_delay=0.02)
 

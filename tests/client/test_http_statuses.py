@@ -18,8 +18,8 @@ from llamakit import (
     UnprocessableRequestError,
     ValidationError,
 )
-from llamakit._core import Request
-from llamakit._parse import parse_chat
+from llamakit.client.core import Request
+from llamakit.client.parse import parse_chat
 
 
 def attempts_of(server: Any, **kw: Any) -> tuple[Any, list[Attempt]]:

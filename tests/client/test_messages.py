@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llamakit import Message, ValidationError
-from llamakit.messages import KNOWN_PARAMS, ROLES, normalize_messages, validate_params
+from llamakit.client.messages import KNOWN_PARAMS, ROLES, normalize_messages, validate_params
 
 
 def test_string_is_one_user_turn() -> None:

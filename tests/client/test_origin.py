@@ -13,8 +13,8 @@ from client_helpers import FAST, MOCK_KEY, MOCK_URL, json_reply, routed
 from raw_servers import plain, raw_server, url_of
 
 from llamakit import APIError, APIResponseError, Client
-from llamakit._origin import Origin, display_url
-from llamakit.types import Job
+from llamakit.client.origin import Origin, display_url
+from llamakit.client.types import Job
 
 
 def listener() -> Any:
@@ -120,7 +120,7 @@ def test_a_journaled_job_pointing_elsewhere_is_refused_and_kept(server: Any) -> 
     # host is refused like a reply would be, and stays journaled rather than being resubmitted.
     import asyncio
 
-    from llamakit._journal import Journal
+    from llamakit.experiment.journal import Journal
 
     class Store:
         dropped: list[str] = []

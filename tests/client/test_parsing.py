@@ -25,8 +25,8 @@ from llamakit import (
     ServerError,
     UnprocessableRequestError,
 )
-from llamakit._headers import parse_retry_after
-from llamakit.client import Client
+from llamakit.client.client import Client
+from llamakit.client.headers import parse_retry_after
 
 MakeClient = Callable[..., Client]
 
@@ -149,7 +149,7 @@ def test_a_run_stores_replies_whose_credits_header_is_malformed(isolated_home: A
 
 @pytest.mark.parametrize("header", ["0.99937", "0", "12", "1.5e-3", " 0.25 "])
 def test_well_formed_credits_headers(header: str) -> None:
-    from llamakit._headers import parse_credits_header
+    from llamakit.client.headers import parse_credits_header
 
     value, why = parse_credits_header(header)
     assert why is None and value == Decimal(header)  # exact, as the header wrote it
@@ -188,7 +188,7 @@ EPOCH_OF_EXAMPLE = 784111777.0
 
 @pytest.mark.parametrize("value", RFC_FORMS)
 def test_http_dates_in_every_rfc_9110_form_are_gmt(value: str) -> None:
-    from llamakit._headers import parse_http_date
+    from llamakit.client.headers import parse_http_date
 
     assert parse_http_date(value) == EPOCH_OF_EXAMPLE
     assert parse_retry_after(value, now=EPOCH_OF_EXAMPLE - 3) == 3.0
@@ -202,7 +202,7 @@ def test_malformed_retry_after_is_unusable(value: str) -> None:
 
 
 def test_rfc850_two_digit_years_are_read_within_50_years() -> None:
-    from llamakit._headers import parse_http_date
+    from llamakit.client.headers import parse_http_date
 
     now = 1796000000.0  # late 2026
     assert time.gmtime(parse_http_date("Monday, 01-Jan-30 00:00:00 GMT", now)).tm_year == 2030
@@ -218,7 +218,7 @@ def test_retry_after_dates_are_gmt_in_any_time_zone() -> None:
 
     code = """
 import calendar, time
-from llamakit._headers import parse_retry_after
+from llamakit.client.headers import parse_retry_after
 assert time.timezone != 0, "TZ did not take effect"
 now = time.time()
 when = time.gmtime(now + 3)

@@ -19,8 +19,8 @@ from llamakit import (
     ServerError,
     UnprocessableRequestError,
 )
-from llamakit._ratelimit import AdaptiveRate, RateLimiter
-from llamakit._retry import RetryPolicy
+from llamakit.client.ratelimit import AdaptiveRate, RateLimiter
+from llamakit.client.retry import RetryPolicy
 
 POLICY = RetryPolicy(max_retries=3, base_delay=1.0, max_delay=4.0, max_retry_after=10.0)
 

@@ -13,8 +13,8 @@ import pytest
 
 import llamakit
 from llamakit import APIError, Attempt, Client, Conversation, LlamakitError
-from llamakit._secrets import redact
 from llamakit.cli import main as cli_main
+from llamakit.client.secrets import redact
 
 CANARY = "SG_canary_7f3a9c2e51d84b06"
 WRONG = "SG_canary_wrong_0d9e8f7a6b"
@@ -224,8 +224,8 @@ def test_an_echoed_key_is_masked_in_any_case_and_encoding(
 
 
 def test_repr_never_raises_on_a_half_built_client() -> None:
-    from llamakit._core import Core
-    from llamakit.client import AsyncClient
+    from llamakit.client.client import AsyncClient
+    from llamakit.client.core import Core
 
     for cls in (Client, AsyncClient):
         bare = cls.__new__(cls)

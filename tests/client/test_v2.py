@@ -11,7 +11,7 @@ from client_helpers import CHAT_OK, json_reply
 
 from llamakit import APIResponseError, APITimeoutError, AuthenticationError, ChatResponse
 from llamakit._defaults import LOCAL_COST_PER_CALL
-from llamakit._v2 import v2_base
+from llamakit.client.v2 import v2_base
 
 
 def test_submit_then_wait(server: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import llamakit as lk
-from llamakit._retry import RetryPolicy
+from llamakit.client.retry import RetryPolicy
 
 # Retries fast enough for a 20% fault rate to stay quick, deep enough that a cell failing every
 # attempt (0.2 ** 11) never happens in practice.

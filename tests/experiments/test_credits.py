@@ -8,8 +8,8 @@ from decimal import Decimal as D
 import pytest
 
 import llamakit as lk
-from llamakit._credits import attribute_calls, combine_sources, session_spend
-from llamakit.templates import parse_prompts
+from llamakit.client.credits import attribute_calls, combine_sources, session_spend
+from llamakit.experiment.templates import parse_prompts
 
 
 def call(key: str, start: float, end: float, left: str | None) -> dict:

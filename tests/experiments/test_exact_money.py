@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import llamakit as lk
 from llamakit import plots
-from llamakit._credits import split_exactly
 from llamakit._defaults import PUBLISHED_COST_PER_CALL
+from llamakit.client.credits import split_exactly
 from llamakit.store import Store
 from llamakit.store._connection import Database
 from llamakit.store._migrations import MIGRATIONS

@@ -21,8 +21,8 @@ import pytest
 from exp_helpers import billed, client_of, make_experiment
 
 import llamakit as lk
-from llamakit._runner_reach import Reachability, is_connect_failure
 from llamakit.cli import main
+from llamakit.experiment.runner_reach import Reachability, is_connect_failure
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 # Generous for a loaded 2-core machine; without the breaker this takes minutes.

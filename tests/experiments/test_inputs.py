@@ -12,9 +12,9 @@ from exp_helpers import make_experiment, requests_total, rows
 
 import llamakit as lk
 from llamakit import scoring
-from llamakit._cells import expand_params
-from llamakit.dataset import load_dataset
-from llamakit.spec import load_spec
+from llamakit.experiment.cells import expand_params
+from llamakit.experiment.dataset import load_dataset
+from llamakit.experiment.spec import load_spec
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -1,4 +1,4 @@
-"""Replies are reused only from the server that gave them (llamakit/_sources.py).
+"""Replies are reused only from the server that gave them (llamakit/experiment/sources.py).
 
 The response cache is shared by every run in a store. Without the source in its key, a run against
 the hosted API would be answered with the local stand-in's replies to the same prompts (and a local
@@ -14,7 +14,7 @@ import pytest
 from exp_helpers import FAST_RETRIES, billed, client_of, make_experiment
 
 import llamakit as lk
-from llamakit._sources import source_of
+from llamakit.experiment.sources import source_of
 
 ANSWER_42 = [{"pattern": r"\d+ \+ \d+|plus", "reply": "forty-two"}]
 

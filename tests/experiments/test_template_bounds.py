@@ -1,4 +1,4 @@
-"""Templates cannot render gigabytes (llamakit/_template_sandbox.py): each way a few characters of
+"""Templates cannot render gigabytes (llamakit/templating/sandbox.py): each way a few characters of
 Jinja can ask for a huge string is refused with a ValidationError, before any allocation, while
 ordinary uses of the same operators and filters still render."""
 
@@ -9,8 +9,8 @@ import tracemalloc
 import pytest
 
 import llamakit as lk
-from llamakit._template_sandbox import MAX_PROMPT_CHARS
-from llamakit.templates import parse_prompts
+from llamakit.experiment.templates import parse_prompts
+from llamakit.templating.sandbox import MAX_PROMPT_CHARS
 
 ROW = {"q": "x", "n": 1_000_000_000}
 

@@ -129,7 +129,7 @@ def test_replies_pandas_would_read_as_missing_or_numbers_round_trip_with_dtype_s
     tmp_path: Path,
 ) -> None:
     """The documented exact read for replies such as "NA", "" or "007"."""
-    from llamakit._csv import write_csv
+    from llamakit.experiment.csv_export import write_csv
 
     texts = ["NA", "null", "007", "1e5", "nan", "", " ", "None"]
     frame = pd.DataFrame({"item_id": [str(i) for i in range(len(texts))], "response": texts})

@@ -15,7 +15,7 @@ from exp_helpers import client_of, requests_total
 
 import llamakit as lk
 from llamakit import scoring
-from llamakit.spec import load_spec
+from llamakit.experiment.spec import load_spec
 
 PROMPT = "Capital of {{ country }}?"
 

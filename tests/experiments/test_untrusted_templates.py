@@ -1,6 +1,6 @@
 """Untrusted templates (issue 11, points 1-2): every template llamakit renders (prompt variants,
 system prompts, judge rubrics) goes through the one sandboxed, bounded path in
-``llamakit/_template_sandbox.py``. Hostile templates are refused with a ValidationError naming the
+``llamakit/templating/sandbox.py``. Hostile templates are refused with a ValidationError naming the
 template, within the bound: each one's time and peak memory are measured and printed (run with
 ``-s`` to see the table)."""
 
@@ -16,8 +16,8 @@ import pytest
 
 import llamakit as lk
 from llamakit import scoring
-from llamakit._template_sandbox import MAX_PROMPT_CHARS, MAX_RENDER_STEPS
-from llamakit.templates import parse_prompts
+from llamakit.experiment.templates import parse_prompts
+from llamakit.templating.sandbox import MAX_PROMPT_CHARS, MAX_RENDER_STEPS
 
 PACKAGE = Path(lk.__file__).resolve().parent
 SANDBOX = PACKAGE / "_template_sandbox.py"

@@ -12,10 +12,10 @@ import pytest
 from exp_helpers import client_of, make_experiment
 
 import llamakit as lk
-from llamakit._estimate import LOCAL_CALL_S, PUBLISHED_LATENCY_S, observed_latency
-from llamakit._runner_progress import ProgressBar
 from llamakit.cli import main
-from llamakit.run import RunProgress
+from llamakit.experiment.estimate import LOCAL_CALL_S, PUBLISHED_LATENCY_S, observed_latency
+from llamakit.experiment.run import RunProgress
+from llamakit.experiment.runner_progress import ProgressBar
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -60,7 +60,7 @@ def test_the_estimate_uses_the_latency_observed_for_that_source(tmp_path) -> Non
 
 
 def test_a_local_smollm2_source_with_no_history_is_charged_call_by_call(tmp_path) -> None:
-    from llamakit._estimate import _seconds
+    from llamakit.experiment.estimate import _seconds
 
     store = lk.Store(tmp_path / "s.db")
     per_call = LOCAL_CALL_S["llamakit-local/smollm2"]
@@ -117,7 +117,7 @@ def test_cli_tables_are_compact_unless_wide(server, monkeypatch, capsys) -> None
 @pytest.fixture
 def fresh_local():
     """connect()'s process-wide local server, stopped before and after the test."""
-    from llamakit import _connect
+    from llamakit.server import connect as _connect
 
     _connect._shutdown()
     yield

@@ -40,6 +40,6 @@ def test_a_llamakit_error_in_a_cell_is_one_line(
 
 
 def test_outside_ipython_nothing_is_installed() -> None:
-    from llamakit._notebook_errors import show_errors_in_one_line
+    from llamakit.server.notebook_errors import show_errors_in_one_line
 
     assert show_errors_in_one_line() is False

@@ -179,7 +179,7 @@ def test_runview_stop_button_stops_a_live_run(run_store) -> None:
 
 
 def test_runview_ignores_a_stale_snapshot(capitals_run) -> None:
-    from llamakit.run import RunProgress
+    from llamakit.experiment.run import RunProgress
 
     view = RunView(capitals_run)
     view.update(RunProgress(total=48, done=10))

@@ -12,7 +12,7 @@ import sys
 
 import llamakit as lk
 from llamakit import scoring
-from llamakit._retry import RetryPolicy
+from llamakit.client.retry import RetryPolicy
 from llamakit.store import Store
 
 # The client gives up on a reply after this long; the soak test's slow bodies take longer.

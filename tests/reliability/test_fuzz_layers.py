@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from reliability_helpers import FUZZED
 
 import llamakit as lk
-from llamakit._retry import RetryPolicy
+from llamakit.client.messages import normalize_messages, validate_params
+from llamakit.client.retry import RetryPolicy
+from llamakit.client.types import ChatResponse, Message
 from llamakit.errors import APIError, APIStatusError, ValidationError
-from llamakit.messages import normalize_messages, validate_params
-from llamakit.templates import parse_prompts
-from llamakit.types import ChatResponse, Message
+from llamakit.experiment.templates import parse_prompts
 
 FUZZ = settings(
     max_examples=250,

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from reliability_helpers import FUZZED
 
 import llamakit as lk
-from llamakit._csv import FORMULA_STARTS, write_csv
-from llamakit._template_sandbox import MAX_PROMPT_CHARS, RENDER_DEADLINE_S
-from llamakit.templates import parse_prompts
+from llamakit.experiment.csv_export import FORMULA_STARTS, write_csv
+from llamakit.experiment.templates import parse_prompts
+from llamakit.templating.sandbox import MAX_PROMPT_CHARS, RENDER_DEADLINE_S
 
 FUZZ = settings(
     max_examples=200,

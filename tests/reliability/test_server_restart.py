@@ -15,7 +15,7 @@ import pytest
 from reliability_helpers import SUMMARY, ServeProcess
 
 import llamakit as lk
-from llamakit._retry import RetryPolicy
+from llamakit.client.retry import RetryPolicy
 from llamakit.store import Store
 
 pytestmark = pytest.mark.slow

@@ -21,10 +21,10 @@ import pytest
 
 import llamakit
 from llamakit._defaults import LOCAL_HOST
-from llamakit._serve_stop import STOP_DEADLINE_S
 from llamakit.server import auth
 from llamakit.server.app import routes
 from llamakit.server.config import MAX_BODY_BYTES, ServerConfig
+from llamakit.server.serve_stop import STOP_DEADLINE_S
 
 SLUG = "llama-v3-8b-instruct"
 CHAT = {"messages": [{"role": "user", "content": "hello"}]}
@@ -143,7 +143,7 @@ def test_stop_deadline_dumps_stacks_and_exits_when_shutdown_hangs() -> None:
     """The watchdog armed on the first stop signal ends a hung process and says where it hung."""
     code = (
         "import threading, time\n"
-        "import llamakit._serve_stop as serve\n"
+        "import llamakit.server.serve_stop as serve\n"
         "serve.STOP_DEADLINE_S = 1\n"
         "serve.arm_stop_deadline()\n"
         "threading.Thread(target=time.sleep, args=(60,), name='stuck').start()\n"

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 import llamakit as lk
-from llamakit import scoring, stats
+from llamakit import scoring
 from llamakit.errors import ValidationError
-from llamakit.spec import load_spec
+from llamakit.experiment.spec import load_spec
+from llamakit.scoring import stats
 
 DATASET = [{"id": f"q{i}", "topic": t} for i, t in enumerate(["tides", "bread", "snow", "ink"])]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llamakit import stats
 from llamakit.errors import ValidationError
+from llamakit.scoring import stats
 
 
 def test_repeats_are_averaged_and_items_paired(results_factory):

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 import llamakit as lk
-from llamakit import scoring, stats
+from llamakit import scoring
+from llamakit.scoring import stats
 
 # The scripted backend answers "17 + 25 = 42", or just "42" when the system message asks for
 # only the number. The judge's grading request quotes the response, so these rules grade a bare

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llamakit import stats
+from llamakit.scoring import stats
 
 from .conftest import make_results
 

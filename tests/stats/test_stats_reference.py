@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llamakit import stats
+from llamakit.scoring import stats
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

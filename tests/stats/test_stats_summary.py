@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llamakit import stats
 from llamakit.errors import ValidationError
+from llamakit.scoring import stats
 
 
 def test_pass_at_k_known_values():

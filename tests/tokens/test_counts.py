@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llamakit import tokens
-from llamakit._chat_template import render
 from llamakit.errors import ValidationError
+from llamakit.tokens.chat_template import render
 
 # Meta-Llama-3-8B-Instruct's tokenizer_config.json "chat_template", verbatim.
 META_TEMPLATE = (

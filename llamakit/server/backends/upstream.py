@@ -76,7 +76,7 @@ class UpstreamBackend:
         return f"UpstreamBackend(base_url={public_url(self.base_url)!r}, model={self.model!r})"
 
     async def start(self) -> None:
-        from ..._secrets import install_log_filter, register_secret
+        from ...client.secrets import install_log_filter, register_secret
 
         for secret in self._secrets:
             register_secret(secret)  # httpx's own debug logs are filtered too
