@@ -11,7 +11,7 @@ from .sources import resolve_source
 
 if TYPE_CHECKING:
     from ..store import Store
-    from .experiment import Experiment
+    from .shape import ExperimentShape
 
 # Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
 # estimate's fallback until the store has observed latencies for the hosted API.
@@ -61,7 +61,7 @@ class Estimate:
 
 
 def estimate(
-    experiment: Experiment, client: Any, *, concurrency: int, store: Store | None
+    experiment: ExperimentShape, client: Any, *, concurrency: int, store: Store | None
 ) -> Estimate:
     """Cells to run (minus finished ones), projected credits and time. Sends no paid call.
 

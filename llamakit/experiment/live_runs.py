@@ -20,7 +20,7 @@ from ..errors import LlamakitError
 
 if TYPE_CHECKING:
     from ..store import Store
-    from .experiment import Experiment
+    from .shape import ExperimentShape
     from .run import Run
 
 # Runs of this process that are still executing, so the same experiment is not run twice at once.
@@ -29,7 +29,7 @@ _LIVE_LOCK = threading.Lock()
 
 
 def register_run(
-    experiment: Experiment,
+    experiment: ExperimentShape,
     store: Store,
     *,
     fingerprint: str,
@@ -60,7 +60,7 @@ def release_run(run: Run) -> None:
 
 
 def _resume_or_create(
-    experiment: Experiment,
+    experiment: ExperimentShape,
     store: Store,
     fingerprint: str,
     model: str,
