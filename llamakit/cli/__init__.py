@@ -1,4 +1,7 @@
-"""`llamakit ...` command line. Each subcommand lives in its own `_cli_<name>` module.
+"""`llamakit ...` command line: one module per command (`demo`, `chat`, `credits`, `serve`, `run`,
+`runs`, `export`), each with ``add_parser(subparsers)``; `python -m llamakit.cli` runs it too.
+
+The top layer: it may import every other layer, and nothing in llamakit imports it.
 
 Every way a command can end is one line, never a traceback: a bad argument is refused while parsing
 (exit 2), a LlamakitError or a file-system error is printed as ``llamakit CMD: error: ...`` (exit 1),

@@ -9,6 +9,10 @@ any Python function via ``as_scorer(fn, name=None)``, and a model-graded ``judge
 whose replies are read by the one verdict parser, ``read_verdict`` (protocol in ``_verdict``).
 Bad configuration (a regex that does not compile, lo > hi) raises ValidationError when the scorer
 is built; a scorer that raises while scoring a cell is recorded on that cell by the runner.
+
+Layer: scorers and ``llamakit.scoring.stats`` (summaries and paired comparisons of
+``run.results``) may import only errors and _defaults. The runner calls them (judges too, through
+their ``grading_messages``), so they never import the runner.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The local Segmind-compatible server (the embedded default of llamakit).
 
+Layer: beside the client, which it hands out (``ServerHandle.client()``, ``connect()``). It may
+import errors, _defaults, tokens and the client; never the store, experiments or views.
+
 `local_server()` runs it on a background thread; `llamakit serve` runs it in the foreground;
 `create_app(ServerConfig(...))` gives the bare ASGI app. starlette, uvicorn and the backends are
 imported only when a server is built, so importing this package stays cheap.

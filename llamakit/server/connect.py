@@ -1,7 +1,8 @@
 """``llamakit.connect()``: the one call a notebook needs to get a working client.
 
-The module is ``_connect``, not ``connect``: importing a submodule named ``llamakit.connect`` would
-rebind the package attribute ``llamakit.connect`` to the module, shadowing the function.
+It lives beside the stand-in it may start. It is not ``llamakit/connect.py``: importing a
+submodule named ``llamakit.connect`` would rebind the package attribute ``llamakit.connect`` to the
+module, shadowing the function.
 """
 
 from __future__ import annotations

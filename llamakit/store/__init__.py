@@ -1,4 +1,8 @@
-"""The SQLite store: runs, cells, every call attempt, chat turns and the response cache."""
+"""The SQLite store: runs, cells, every call attempt, chat turns and the response cache.
+
+Layer: client -> runner -> **store** -> tables/plots/widgets. It may import only errors and
+_defaults: the runner and the chat panel write to it, and it knows neither.
+"""
 
 from ._paths import check_store_path
 from ._store import Store, default_path

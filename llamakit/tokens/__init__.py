@@ -26,6 +26,9 @@ A flat 4-bytes-per-token rule is off by 13-16% on the same texts. Other language
 short hand-written samples Russian and Chinese came out within 6%, Japanese +20%, French -20% and
 German -30% (its long compound words split into more tokens than English words of the same length).
 The chat-template overhead (special tokens, headers) is exact either way.
+
+Layer: a base layer beside errors: it imports only errors and _defaults, so the client, the
+server and experiments all count tokens the same way.
 """
 
 from __future__ import annotations

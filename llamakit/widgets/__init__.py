@@ -3,6 +3,8 @@
 Each widget is a ``VBox`` subclass, so it displays like any widget, and keeps its state in plain
 attributes so that notebooks and tests can drive it from code and assert on what it shows.
 ipywidgets is imported only when one of these names is first used.
+
+Layer: the top of the flow with ``llamakit.plots``; widgets may import every layer but the CLI.
 """
 
 from __future__ import annotations
