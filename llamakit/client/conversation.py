@@ -66,12 +66,12 @@ class Conversation:
     def send(self, text: str, **params: Any) -> ChatResponse:
         sent = self._next_messages(text)
         try:
-            response = self.client.chat(sent, **params)  # type: ignore[union-attr]
+            response = self.client.chat(sent, **params)
         except LlamakitError as exc:
             self._record(sent, None, exc)
             raise
         if not isinstance(response, ChatResponse):  # an AsyncClient returns a coroutine
-            response.close()  # type: ignore[attr-defined]
+            response.close()
             raise TypeError("this Conversation has an AsyncClient: use `await conv.asend(text)`")
         return self._commit(sent, response)
 

@@ -159,8 +159,11 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def _check_number(name: str, value: Any, kind: type, low: float, high: float, incl: bool) -> Any:
     field = f"params.{name}"
     # bool is an int subclass, but temperature=True is always a mistake.
-    ok_types: tuple[type, ...] = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_types):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and not isinstance(value, int))
+    ):
         want = "an integer" if kind is int else "a number"
         raise ValidationError(
             f"{name} must be {want}, not {type(value).__name__} ({value!r})", field=field

@@ -195,13 +195,14 @@ def _snippet(resp: httpx.Response) -> str:
 
 
 def request_id(resp: httpx.Response, body: Any) -> str | None:
-    rid = resp.headers.get("x-request-id")
+    rid: str | None = resp.headers.get("x-request-id")
     if rid:
         return rid
     if isinstance(body, dict):
         for key in ("request_id", "id"):
-            if isinstance(body.get(key), str):
-                return body[key]
+            value = body.get(key)
+            if isinstance(value, str):
+                return value
     return None
 
 
@@ -226,7 +227,10 @@ def _usage(raw: Any) -> Usage:
 
     names = ("prompt_tokens", "completion_tokens", "total_tokens")
     return Usage(
-        *(count(n) for n in names), extras={k: v for k, v in raw.items() if k not in names}
+        prompt_tokens=count("prompt_tokens"),
+        completion_tokens=count("completion_tokens"),
+        total_tokens=count("total_tokens"),
+        extras={k: v for k, v in raw.items() if k not in names},
     )
 
 

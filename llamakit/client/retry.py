@@ -62,5 +62,5 @@ class RetryPolicy:
 
     def backoff(self, retries_done: int, rng: random.Random | None = None) -> float:
         """Equal jitter: half the exponential step fixed, half random, so waits grow yet spread."""
-        step = min(self.max_delay, self.base_delay * (2**retries_done))
+        step = min(self.max_delay, self.base_delay * 2.0**retries_done)
         return step / 2 + (rng or random).uniform(0, step / 2)
