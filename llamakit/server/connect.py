@@ -11,13 +11,16 @@ import atexit
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._defaults import ENV_API_KEY, ENV_BACKEND, ENV_BASE_URL
 from ..client.client import Client
 
+if TYPE_CHECKING:
+    from .handle import ServerHandle
+
 _lock = threading.Lock()
-_server: Any = None  # the process-wide local server, started on first need
+_server: ServerHandle | None = None  # the process-wide local server, started on first need
 
 
 def connect(
@@ -63,7 +66,7 @@ def connect(
     return client
 
 
-def _local_server(backend: str | None, rules: Any) -> Any:
+def _local_server(backend: str | None, rules: Any) -> ServerHandle:
     global _server
     with _lock:
         if _server is not None and backend is not None and _server.backend != backend:

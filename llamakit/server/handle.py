@@ -19,6 +19,7 @@ from .protocol import ConnectionGuard
 if TYPE_CHECKING:
     import uvicorn
 
+    from ..client.client import AsyncClient, Client
     from .state import ServerState
 
 STARTUP_TIMEOUT_S = 120.0  # loading smollm2 on a slow disk can take a while
@@ -101,14 +102,14 @@ class ServerHandle:
         self.close()
 
     # -- clients ---------------------------------------------------------------------------------
-    def client(self, **kw: Any) -> Any:
+    def client(self, **kw: Any) -> Client:
         """A `llamakit.Client` of this server."""
         from llamakit.client.client import Client
 
         kw.setdefault("source", self.source)
         return Client(api_key=kw.pop("api_key", self.api_key), base_url=self.url + "/v1", **kw)
 
-    def async_client(self, **kw: Any) -> Any:
+    def async_client(self, **kw: Any) -> AsyncClient:
         """A `llamakit.AsyncClient` of this server."""
         from llamakit.client.client import AsyncClient
 

@@ -56,7 +56,8 @@ class Ledger:
         stored = self._load() if self._db is not None else {}
         for label, amount in balances.items():
             # A restart with the same db keeps the stored balance, not the starting one.
-            self._accounts[label] = stored.pop(label, None) or Account(to_decimal(amount))
+            kept = stored.pop(label, None)
+            self._accounts[label] = kept or Account(to_decimal(amount))
             self._save(label)
         self._accounts.update(stored)  # keys of earlier runs stay readable, though not accepted
 

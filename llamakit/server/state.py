@@ -83,4 +83,5 @@ class ServerState:
 
 
 def get_state(conn: HTTPConnection) -> ServerState:
-    return conn.app.state.llamakit
+    state: ServerState = conn.app.state.llamakit
+    return state

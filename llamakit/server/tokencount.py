@@ -18,7 +18,7 @@ _PIECE = re.compile(r"\s*(?:[^\W\d_]+|\d{1,3}|\S)|\s+")
 
 def _tokens_module() -> ModuleType | None:
     try:
-        from llamakit import tokens  # type: ignore[attr-defined]
+        from llamakit import tokens
     except Exception:
         return None
     return tokens

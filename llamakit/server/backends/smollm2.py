@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..tokencount import count_messages, count_text, have_llama3_counts
 from ..validation import ChatRequest
@@ -96,7 +96,9 @@ class LoadedModel:
 
     def chat(self, messages: list[dict[str, str]], **params: Any) -> dict[str, Any]:
         with self.lock:
-            return self.llm.create_chat_completion(messages=messages, **params)
+            # llama_cpp types messages and replies as its own TypedDicts; ours are plain dicts.
+            reply = self.llm.create_chat_completion(messages=cast(Any, messages), **params)
+            return cast("dict[str, Any]", reply)
 
     def count(self, text: str) -> int:
         with self.lock:
