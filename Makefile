@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m llamakit.cli demo
 
-test: $(STAMP) browser-deps lint
+test: $(STAMP) browser-deps lint typecheck
 	$(PY) -m pytest tests -p no:cacheprovider
 	$(MAKE) notebooks
 
@@ -34,6 +34,13 @@ notebooks: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check llamakit tests benchmarks
 	$(PY) -m ruff format --check llamakit tests benchmarks
+
+# The static checks: mypy in strict mode, and the package's layers (tests/test_architecture.py: no
+# import cycle, no layer importing a higher one), which pytest runs again with the rest in a second.
+.PHONY: typecheck
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict llamakit
+	$(PY) -m pytest tests/test_architecture.py -q -p no:cacheprovider
 
 fmt: $(STAMP)
 	$(PY) -m ruff format llamakit tests benchmarks
