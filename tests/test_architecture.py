@@ -214,3 +214,15 @@ def test_imports_are_resolved_through_relative_and_root_names() -> None:
     graph = import_graph()
     # lazy imports inside functions count: Experiment._prepare imports the runner
     assert "llamakit.experiment.runner" in graph["llamakit.experiment.experiment"]
+
+
+def test_every_layer_package_says_what_it_may_import() -> None:
+    packages = [p for _, prefixes in LAYERS for p in prefixes if p != "llamakit"]
+    silent = [
+        p
+        for p in packages
+        if p in MODULES
+        and MODULES[p].name == "__init__.py"
+        and "import" not in (ast.get_docstring(ast.parse(MODULES[p].read_text())) or "")
+    ]
+    assert not silent, f"say in each package's __init__ docstring what it may import: {silent}"
