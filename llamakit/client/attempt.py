@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -27,20 +26,13 @@ from ..errors import (
 from .headers import parse_retry_after
 from .origin import display_url
 from .parse import cause_of, error_message, failure_error, json_or_none, request_id
+from .plan import Request, Sleep, T
 from .secrets import redact
 from .transport import Failure
 
-if TYPE_CHECKING:
-    from .core import Core
-
-T = TypeVar("T")
-
-
-Plan = Generator["Request | Sleep", Any, T]
-
 
 def attempts(
-    core: Core,
+    core: Any,  # a Core (core.py imports this module, so the type is not imported here)
     request: Request,
     parse: Callable[[httpx.Response], T],
     call_id: str | None,
@@ -112,7 +104,7 @@ def attempts(
         return result, retries + 1
 
 
-def status_error(core: Core, resp: httpx.Response) -> APIStatusError:
+def status_error(core: Any, resp: httpx.Response) -> APIStatusError:
     status = resp.status_code
     body = json_or_none(resp)
     message = error_message(resp, body)
@@ -133,22 +125,3 @@ def status_error(core: Core, resp: httpx.Response) -> APIStatusError:
             "base_url"
         )
     return cls(message, status=status, request_id=rid)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One HTTP request of a plan. ``billable``: a paid call (chat, v2 submission). ``headers``
-    and ``timeout`` (seconds for the whole attempt) are filled in by ``Core._attempts``, the only
-    place that attaches the API key, after checking the URL's origin."""
-
-    method: str
-    url: str
-    json: dict[str, Any] | None = None
-    billable: bool = False
-    headers: dict[str, str] | None = None
-    timeout: float = 0.0
-
-
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float

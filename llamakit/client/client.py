@@ -26,9 +26,9 @@ from .._defaults import (
     DEFAULT_TIMEOUT,
 )
 from ..errors import APIError
-from .attempt import Plan, Sleep, T
 from .core import Core
 from .loops import PerLoop
+from .plan import Plan, Sleep, T
 from .ratelimit import AdaptiveRate
 from .retry import RetryPolicy
 from .transport import async_transport, send_async, send_sync, sync_transport

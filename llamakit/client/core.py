@@ -35,11 +35,12 @@ from ..errors import (
     APIResponseError,
     ValidationError,
 )
-from .attempt import Plan, Request, Sleep, T, attempts
+from .attempt import attempts
 from .headers import parse_credits_header
 from .messages import normalize_messages, validate_params
 from .origin import Origin, display_url
 from .parse import parse_chat, parse_credits
+from .plan import Plan, Request, Sleep, T
 from .ratelimit import AdaptiveRate, RateLimiter
 from .retry import RetryPolicy
 from .secrets import install_log_filter, redact, register_secret

@@ -30,7 +30,7 @@ from .._defaults import DEFAULT_CONNECT_TIMEOUT
 if TYPE_CHECKING:
     import ssl
 
-    from .attempt import Request
+    from .plan import Request
 
 # Monotonic time at which the current attempt must end; None outside an attempt.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(

@@ -9,8 +9,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..errors import APIResponseError, APITimeoutError
-from .attempt import Plan, Request, Sleep
 from .parse import parse_v2_result, parse_v2_status, parse_v2_submit
+from .plan import Plan, Request, Sleep
 from .types import ChatResponse, Job
 
 if TYPE_CHECKING:

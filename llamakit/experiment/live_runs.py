@@ -20,8 +20,8 @@ from ..errors import LlamakitError
 
 if TYPE_CHECKING:
     from ..store import Store
-    from .shape import ExperimentShape
     from .run import Run
+    from .shape import ExperimentShape
 
 # Runs of this process that are still executing, so the same experiment is not run twice at once.
 _LIVE: dict[str, Run] = {}

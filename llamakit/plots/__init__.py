@@ -5,6 +5,9 @@ Every function takes a :class:`~llamakit.Run` or its ``results`` DataFrame (or, 
 returns the Axes and never calls ``show``. Input with nothing to draw (an empty store, a run whose
 every cell errored) gives a chart that says so in words instead of raising: a notebook cell that
 plots should not crash because the data is not there yet.
+
+Layer: the top of the flow with ``llamakit.widgets``; plots may import every layer but the CLI.
+``spend`` draws the credit-spend picture.
 """
 
 from __future__ import annotations
