@@ -106,7 +106,7 @@ def _rows(source: Any) -> list[Any]:
     if isinstance(source, (str, os.PathLike)):
         return _read_path(Path(source))
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
-        return source.to_dict(orient="records")
+        return list(source.to_dict(orient="records"))
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         return list(source)
     raise ValidationError(

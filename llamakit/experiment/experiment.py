@@ -202,7 +202,7 @@ class Experiment:
         return cached
 
     def _build_cells(self, model: str, source: str) -> list[Cell]:
-        out = []
+        out: list[Cell] = []
         for template in self.templates:
             for item in self.items:
                 messages = self._rendered[(template.variant, item.id)]

@@ -23,7 +23,13 @@ class Journal:
         self.poll_interval = poll_interval
 
     async def submit_and_wait(
-        self, client: Any, key: str, messages: list[dict], params: dict, run_id: str, session: int
+        self,
+        client: Any,
+        key: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        run_id: str,
+        session: int,
     ) -> Any:
         job = await self.call(client.submit, messages, **params)
         self.store.record_inflight(

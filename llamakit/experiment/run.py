@@ -58,8 +58,9 @@ def _pid_alive(pid: int | None) -> bool:
 
 def effective_status(store: Store, row: dict[str, Any]) -> str:
     """A run left "running" by a process that no longer exists was killed: report "interrupted"."""
-    if row["status"] != "running":
-        return row["status"]
+    status: str = row["status"]
+    if status != "running":
+        return status
     open_sessions = [s for s in store.sessions(row["run_id"]) if s["finished_at"] is None]
     if open_sessions and not any(_pid_alive(s["pid"]) for s in open_sessions):
         return "interrupted"

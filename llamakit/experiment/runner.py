@@ -300,7 +300,7 @@ class Runner:
 
     async def execute(self) -> str:
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()  # type: ignore[assignment]
+        self._task = asyncio.current_task()
         self.prior_spent = run_spend(self.store, self.run.id)["credits_spent"]
         self.responses.pool = ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="llamakit-cell"
@@ -320,7 +320,7 @@ class Runner:
             raise
         self.sends = bool(queue)
         status = "failed"
-        hook = lambda: None  # noqa: E731
+        hook: Callable[[], None] = lambda: None  # noqa: E731
         unhook_breaker = hook_breaker(self.client, self.responses.reach)
         try:
             self.spending.balance_before = await self._balance() if self.sends else None

@@ -268,8 +268,8 @@ class Responses:
         self,
         client: Any,
         key: str,
-        messages: list[dict],
-        params: dict,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
         repeat: int,
         model: str,
         *,
@@ -307,7 +307,13 @@ class Responses:
         return row
 
     async def _send(
-        self, client: Any, key: str, messages: list[dict], params: dict, repeat: int, model: str
+        self,
+        client: Any,
+        key: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        repeat: int,
+        model: str,
     ) -> dict[str, Any]:
         """One paid call; returns the response row (committed by the caller).
 
@@ -339,7 +345,13 @@ class Responses:
         return taken
 
     async def _send_claimed(
-        self, client: Any, key: str, messages: list[dict], params: dict, repeat: int, model: str
+        self,
+        client: Any,
+        key: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        repeat: int,
+        model: str,
     ) -> dict[str, Any]:
         if self.api == "v2":
             recovered = await self.journal.recover(client, key)
@@ -387,8 +399,8 @@ def response_row(
     response: Any,
     client: Any,
     key: str,
-    messages: list[dict],
-    params: dict,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
     repeat: int,
     model: str,
     run_id: str,

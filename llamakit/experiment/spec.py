@@ -85,6 +85,7 @@ class Spec:
         out = []
         for i, entry in enumerate(self.scorers):
             where = f"{self.path.name}: scorers[{i}]"
+            kwargs: Any  # checked below: YAML may give anything here
             if isinstance(entry, str):
                 name, kwargs = entry, {}
             elif isinstance(entry, Mapping) and len(entry) == 1:

@@ -204,7 +204,8 @@ def latency(run: Any, ax: Axes | None = None) -> Axes:
 
 def _results(run: Any) -> pd.DataFrame | None:
     """A Run's results table, or the DataFrame itself when one is passed."""
-    return getattr(run, "results", run)
+    results: pd.DataFrame | None = getattr(run, "results", run)
+    return results
 
 
 def _axes(ax: Axes | None) -> Axes:

@@ -12,11 +12,14 @@ import hashlib
 import numbers
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
 from ._base import check_name
 from ._verdict import Verdict, instruction, read_verdict
+
+if TYPE_CHECKING:
+    from ..templating.sandbox import Template
 
 # Enough for a sentence or two of reasoning before the score line; graders that ramble get cut.
 DEFAULT_JUDGE_MAX_TOKENS = 256
@@ -90,7 +93,7 @@ class JudgeScorer:
     max_tokens: int
     temperature: float
     reask: bool
-    _template: Any
+    _template: Template
 
     def __init__(
         self,

@@ -156,7 +156,7 @@ class Database:
                         self._conn.execute("ROLLBACK")
                 raise store_error(self.path, exc, doing=doing) from exc
 
-    def query(self, sql: str, args: tuple | dict = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return self._conn.execute(sql, storable_params(args)).fetchall()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
@@ -51,7 +52,7 @@ class Coordination:
         return str(row["run_id"]), True
 
     def end_session(
-        self, run_id: str, session: int, *, status: str, balance_after: float | None
+        self, run_id: str, session: int, *, status: str, balance_after: Decimal | None
     ) -> str:
         """Close this process's session; the run takes ``status`` unless another live process
         still works on it (then the last one to finish sets it). Returns the run's status. If
@@ -162,7 +163,7 @@ def _end_session(
     run_id: str,
     session: int,
     status: str,
-    balance_after: float | None,
+    balance_after: Decimal | None,
     now: float,
 ) -> None:
     tx.execute(

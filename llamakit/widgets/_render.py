@@ -52,7 +52,7 @@ def error_line(exc: BaseException) -> str:
     return f"{head}: {message}" if message else head
 
 
-def out_of_credits_line(client: Any, balance: float | None) -> str:
+def out_of_credits_line(client: Any, balance: Decimal | float | None) -> str:
     """A 406 said once, with where to top up: the local stand-in's own admin route (the key's
     balance is set there, not on Segmind's billing page), else Segmind's billing page."""
     left = f" (balance {credits(balance)})" if balance is not None else ""

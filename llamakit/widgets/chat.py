@@ -360,12 +360,15 @@ class ChatPanel(widgets.VBox):
         return sum(1 for m in self._messages() if _role(m) != "system")
 
     def _system_value(self) -> str:
-        return self.system.value.strip()
+        value: str = self.system.value
+        return value.strip()
 
 
 def _role(message: Any) -> str:
-    return message["role"] if isinstance(message, dict) else message.role
+    role: str = message["role"] if isinstance(message, dict) else message.role
+    return role
 
 
 def _content(message: Any) -> str:
-    return message["content"] if isinstance(message, dict) else message.content
+    content: str = message["content"] if isinstance(message, dict) else message.content
+    return content

@@ -61,18 +61,21 @@ def _plain_weight_buffers() -> Iterator[None]:
     """
     import llama_cpp.llama as llama_module
 
-    original = llama_module.llama_cpp.llama_model_default_params
+    # The binding module as llama.py sees it (``from . import llama_cpp``), typed loosely: its
+    # ctypes functions carry no annotations mypy can use.
+    bindings: Any = vars(llama_module)["llama_cpp"]
+    original = bindings.llama_model_default_params
 
     def no_repack() -> Any:
         params = original()
         params.use_extra_bufts = False
         return params
 
-    llama_module.llama_cpp.llama_model_default_params = no_repack
+    bindings.llama_model_default_params = no_repack
     try:
         yield
     finally:
-        llama_module.llama_cpp.llama_model_default_params = original
+        bindings.llama_model_default_params = original
 
 
 def open_llama(path: Path, n_ctx: int = N_CTX) -> Any:
