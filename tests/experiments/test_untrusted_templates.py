@@ -20,7 +20,7 @@ from llamakit.experiment.templates import parse_prompts
 from llamakit.templating.sandbox import MAX_PROMPT_CHARS, MAX_RENDER_STEPS
 
 PACKAGE = Path(lk.__file__).resolve().parent
-SANDBOX = PACKAGE / "_template_sandbox.py"
+SANDBOX = PACKAGE / "templating" / "sandbox.py"
 BIG = "y" * 900_000
 ROW = {"q": "x", "n": 10**9, "big": BIG, "items": ["a", "b", "c"], "lines": "a\n" * 400_000}
 
@@ -262,7 +262,7 @@ def test_no_other_module_compiles_jinja_templates() -> None:
         for path in sorted(PACKAGE.rglob("*.py"))
         if path != SANDBOX and (uses := _jinja_uses(path))
     }
-    assert offenders == {}, f"Jinja used outside _template_sandbox.py: {offenders}"
+    assert offenders == {}, f"Jinja used outside templating/sandbox.py: {offenders}"
     assert _jinja_uses(SANDBOX), "the scan must see the sandbox's own use of jinja2"
 
 
