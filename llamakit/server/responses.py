@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -43,8 +44,29 @@ def error_response(
     return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
 
 
+def encode_json(content: Any) -> bytes:
+    """Compact JSON as UTF-8, as Starlette renders it; text UTF-8 cannot hold (a lone surrogate
+    in a reply) is written as JSON ``\\uXXXX`` escapes instead, which decode to the same text.
+
+    Why: the reply of a billed call must always be sendable. Starlette's renderer raises
+    UnicodeEncodeError on such text *after* the ledger was debited, turning a paid 200 into a 500
+    that every retry pays for again."""
+    try:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
+
 class DelayedJSONResponse(JSONResponse):
-    """Sends the headers, waits `body_delay_s`, then sends the body (the `slow_body_s` fault)."""
+    """The reply of a billed call: rendered by `encode_json`; sends the headers, waits
+    `body_delay_s`, then sends the body (the `slow_body_s` fault)."""
+
+    def render(self, content: Any) -> bytes:
+        return encode_json(content)
 
     def __init__(self, content: Any, *, body_delay_s: float = 0.0, **kw: Any) -> None:
         super().__init__(content, **kw)

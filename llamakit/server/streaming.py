@@ -9,13 +9,14 @@ Segmind routes never stream (CONTRACT §5): they ignore `stream`.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.responses import StreamingResponse
+
+from .responses import encode_json
 
 # Words with their leading whitespace: what a token stream looks like to a reader.
 _PIECE = re.compile(r"\s*\S+|\s+")
@@ -70,5 +71,5 @@ async def _events(
     if first_delay_s > 0:
         await asyncio.sleep(first_delay_s)
     for item in chunks(body, include_usage=include_usage):
-        yield b"data: " + json.dumps(item, ensure_ascii=False).encode("utf-8") + b"\n\n"
+        yield b"data: " + encode_json(item) + b"\n\n"
     yield b"data: [DONE]\n\n"

@@ -138,3 +138,29 @@ def test_works_without_llamakit_tokens(shared, monkeypatch):
     assert cut["usage"]["completion_tokens"] <= 4
     assert tokencount.count_text(cut["choices"][0]["message"]["content"]) <= 4
     assert tokencount.count_messages([{"role": "user", "content": "hi"}]) == 1 + (1 + 5) + 4
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_a_reply_utf8_cannot_hold_is_sent_escaped_and_billed_once(make_server, stream):
+    # A lone surrogate in generated text: Starlette's UTF-8 renderer would raise after the ledger
+    # was debited, so the caller got a 500 for a billed call and every retry paid again.
+    srv = make_server(rules=[{"pattern": "surrogate", "reply": "bad \ud800 reply"}], credits=1.0)
+    route = "/v1/chat/completions" if stream else CHAT
+    extra = {"stream": True, "model": "llama-v3-8b-instruct"} if stream else {}
+    body = {**chat_body("a surrogate please"), **extra}
+    with http(srv) as c:
+        resp = c.post(route, json=body)
+    assert resp.status_code == 200
+    if stream:
+        chunks = [
+            json.loads(line.removeprefix("data: "))
+            for line in resp.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        text = "".join(
+            ch["choices"][0]["delta"].get("content") or "" for ch in chunks if ch["choices"]
+        )
+        assert text == "bad \ud800 reply"  # sent as JSON escapes, decoded to the same text
+    else:
+        assert json.loads(resp.content)["choices"][0]["message"]["content"] == "bad \ud800 reply"
+    assert srv.stats()["billed_calls"] == 1 and srv.stats()["requests"].get("500", 0) == 0
