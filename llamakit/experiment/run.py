@@ -15,6 +15,7 @@ from .._defaults import PUBLISHED_COST_PER_CALL
 from ..client.credits import ZERO, combine_sources, session_spend, to_credits
 from ..errors import LlamakitError
 from .sources import recorded_source
+from .spans import merged, session_spans
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -74,13 +75,22 @@ def run_spend(store: Store, run_id: str) -> dict[str, Any]:
     unit = store.observed_cost_per_call(model) or PUBLISHED_COST_PER_CALL
     total, sources = Decimal(0), []
     sessions = store.sessions(run_id)
-    for i, s in enumerate(sessions):
-        calls = store.session_responses(run_id, s["session"])
-        later = [n["balance_before"] for n in sessions[i + 1 :] if n["balance_before"] is not None]
+    calls = {s["session"]: store.session_responses(run_id, s["session"]) for s in sessions}
+    # Sessions that overlapped (processes sharing the run) are one span: each of their balances
+    # moved with the others' calls too, so only the span's are this run's spend (see spans.py).
+    spans = session_spans(sessions, calls)
+    for i, span in enumerate(spans):
+        paid = [c for s in span for c in calls[s["session"]]]
+        later = [
+            n["balance_before"]
+            for nxt in spans[i + 1 :]
+            for n in nxt
+            if n["balance_before"] is not None
+        ]
         spent, source = session_spend(
-            s,
-            [c["credits_remaining"] for c in calls],
-            len(calls),
+            merged(span, calls),
+            [c["credits_remaining"] for c in paid],
+            len(paid),
             unit,
             next_balance=later[0] if later else None,
         )

@@ -323,9 +323,11 @@ class Runner:
         hook: Callable[[], None] = lambda: None  # noqa: E731
         unhook_breaker = hook_breaker(self.client, self.responses.reach)
         try:
+            # Taken before the balance is read: the session must span that reading (spans.py).
+            opened = time.time()
             self.spending.balance_before = await self._balance() if self.sends else None
             self.responses.session = self.store.start_session(
-                self.run.id, balance_before=self.spending.balance_before
+                self.run.id, balance_before=self.spending.balance_before, started_at=opened
             )
             if self.mode != "replay":
                 self.responses.lease = Lease(self.store, self.run.id).start()

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..client.credits import ZERO, attribute_calls, to_credits
+from .spans import merged, session_spans, span_of
 
 
 class Spending:
@@ -58,22 +59,48 @@ def attribute_session(
     balance_before: Decimal | None,
     balance_after: Decimal | None = None,
 ) -> None:
-    calls = store.session_responses(run_id, session)
-    if calls:
-        store.set_response_credits(attribute_calls(calls, balance_before, balance_after))
+    """Give each committed call of ``session`` its cost. When other processes' sessions of the
+    run overlapped it, the calls of the whole span are priced together from the span's opening
+    and closing balances (see ``spans``); the last session of a span to end prices it finally."""
+    sessions = store.sessions(run_id)
+    calls = {s["session"]: store.session_responses(run_id, s["session"]) for s in sessions}
+    span = span_of(session_spans(sessions, calls), session) if sessions else []
+    if len(span) <= 1:
+        mine = calls.get(session) or store.session_responses(run_id, session)
+        if mine:
+            store.set_response_credits(attribute_calls(mine, balance_before, balance_after))
+        return
+    whole = merged(span, calls)
+    together = [c for s in span for c in calls[s["session"]]]
+    if together:
+        store.set_response_credits(
+            attribute_calls(together, whole["balance_before"], whole["balance_after"])
+        )
 
 
 def repair_earlier_sessions(store: Any, run_id: str, current_session: int) -> None:
-    # A killed session never attributed its calls; do it now from what it committed. The next
-    # session's opening balance stands in for its missing closing one.
+    """Price the calls of sessions that were killed before they could (see ``attribute_session``).
+
+    A span still being worked by a live process is left to that process: its calls have no
+    credits yet only because it has not ended, and pricing them now, from balances that other
+    processes' calls still move, would count those calls again. For a killed span, the next
+    span's opening balance stands in for its missing closing one."""
+    from ..store._claims import pid_alive
+
     sessions = store.sessions(run_id)
-    for i, s in enumerate(sessions):
-        if s["session"] == current_session:
+    calls = {s["session"]: store.session_responses(run_id, s["session"]) for s in sessions}
+    spans = session_spans(sessions, calls)
+    for i, span in enumerate(spans):
+        if any(s["session"] == current_session for s in span):
             continue
-        calls = store.session_responses(run_id, s["session"])
-        if any(c["credits"] is None for c in calls):
-            later = [n["balance_before"] for n in sessions[i + 1 :]]
-            after = s["balance_after"]
-            if after is None:
-                after = next((b for b in later if b is not None), None)
-            store.set_response_credits(attribute_calls(calls, s["balance_before"], after))
+        if any(s["finished_at"] is None and pid_alive(s["pid"]) for s in span):
+            continue
+        together = [c for s in span for c in calls[s["session"]]]
+        if not any(c["credits"] is None for c in together):
+            continue
+        whole = merged(span, calls)
+        after = whole["balance_after"]
+        if after is None:
+            later = (n["balance_before"] for nxt in spans[i + 1 :] for n in nxt)
+            after = next((b for b in later if b is not None), None)
+        store.set_response_credits(attribute_calls(together, whole["balance_before"], after))

@@ -192,7 +192,13 @@ class Store(Coordination):
                 (status, finished_at, run_id),
             )
 
-    def start_session(self, run_id: str, *, balance_before: Decimal | None) -> int:
+    def start_session(
+        self, run_id: str, *, balance_before: Decimal | None, started_at: float | None = None
+    ) -> int:
+        """Open this process's session of the run. ``started_at``: when ``balance_before`` was
+        read (default now); the session's time span must cover that reading, because credit
+        accounting groups the sessions whose spans overlap (``experiment/spans.py``)."""
+        started = time.time() if started_at is None else started_at
         with self._db.write() as db:
             (last,) = db.execute(
                 "SELECT COALESCE(MAX(session), 0) FROM run_sessions WHERE run_id = ?", (run_id,)
@@ -200,7 +206,7 @@ class Store(Coordination):
             db.execute(
                 "INSERT INTO run_sessions (run_id, session, pid, started_at, status, "
                 "balance_before) VALUES (?, ?, ?, ?, 'running', ?)",
-                (run_id, last + 1, os.getpid(), time.time(), balance_before),
+                (run_id, last + 1, os.getpid(), started, balance_before),
             )
             db.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", (run_id,)

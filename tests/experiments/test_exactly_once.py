@@ -21,6 +21,7 @@ import pytest
 from exp_helpers import billed, client_of, rows
 
 import llamakit as lk
+from llamakit.experiment.run import load_run
 from llamakit.store import Store
 from llamakit.store._claims import Busy, Lease
 
@@ -71,7 +72,7 @@ def test_processes_started_at_once_bill_each_cell_once(processes: int, tmp_path:
             for trial in range(TRIALS):
                 ready = [tmp_path / f"ready-{trial}-{n}" for n in names]
                 _wait_for(lambda r=ready: all(f.exists() for f in r), procs, f"trial {trial}")
-                before = billed(srv)
+                before, balance = billed(srv), srv.balance()
                 (tmp_path / f"go-{trial}").touch()  # every runner starts now, on a fresh store
                 lines = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
                 paid = billed(srv) - before
@@ -85,6 +86,12 @@ def test_processes_started_at_once_bill_each_cell_once(processes: int, tmp_path:
                 assert sum(line["paid"] for line in lines) == cells
                 assert all(r["status"] == "finished" for r in runs), runs
                 assert store.live_claims() == []
+                # The run's spend is the ledger's debit, exactly, however many processes paid:
+                # each process's balances moved with the others' calls too (see spans.py).
+                debit = balance - srv.balance()
+                assert lk.runs(store)["credits_spent"].sum() == debit, (trial, lines)
+                (run_id,) = [r["run_id"] for r in store.query("SELECT run_id FROM runs")]
+                assert load_run(run_id, store).results["credits"].sum() == debit
                 store.close()
         finally:
             for p in procs:

@@ -1,0 +1,63 @@
+"""Sessions of one run that overlap in time, taken together for credit accounting.
+
+Several processes may work on one run at once (they claim cells from each other; see
+``store/_claims.py``). Each process's session reads the account's balance when it starts and ends
+and sees ``x-remaining-credits`` after each of its calls, but the account is shared: every one of
+those figures also moves with the other processes' calls. Summing each session's own balance drop
+would count the others' spend again (N processes, N times the ledger), and pricing a call by the
+drop since the session's previous header would charge it for the calls other processes made in
+between. Only a *span* (a maximal group of sessions whose lifetimes overlap) has an honest opening
+balance (its first session's) and closing balance (its last-ending session's), and its calls,
+ordered together, an honest sequence of headers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Session = Mapping[str, Any]
+
+
+def _end(session: Session, calls: Sequence[Mapping[str, Any]]) -> float:
+    """When a session stopped paying: its end, or for a killed one its last committed call."""
+    if session.get("finished_at") is not None:
+        return float(session["finished_at"])
+    ends = [float(c["finished_at"]) for c in calls if c.get("finished_at") is not None]
+    return max([float(session["started_at"]), *ends])
+
+
+def session_spans(
+    sessions: Sequence[Session], calls: Mapping[int, Sequence[Mapping[str, Any]]]
+) -> list[list[Session]]:
+    """``sessions`` grouped into spans, in start order; ``calls`` maps a session number to its
+    committed calls (``finished_at`` is read). A run worked by one process at a time has one
+    session per span."""
+    spans: list[list[Session]] = []
+    end = -math.inf
+    for s in sorted(sessions, key=lambda s: (s["started_at"], s["session"])):
+        stop = _end(s, calls.get(s["session"], ()))
+        if spans and float(s["started_at"]) < end:
+            spans[-1].append(s)
+            end = max(end, stop)
+        else:
+            spans.append([s])
+            end = stop
+    return spans
+
+
+def merged(span: Sequence[Session], calls: Mapping[int, Sequence[Mapping[str, Any]]]) -> Session:
+    """The span as one session: the first known opening balance (in start order) and, once every
+    session of the span has ended, the closing balance of the one that ended last."""
+    before = next((s["balance_before"] for s in span if s["balance_before"] is not None), None)
+    after = None
+    if all(s.get("finished_at") is not None for s in span):
+        last = max(span, key=lambda s: _end(s, calls.get(s["session"], ())))
+        after = last["balance_after"]
+    return {"balance_before": before, "balance_after": after}
+
+
+def span_of(spans: Sequence[Sequence[Session]], session: int) -> Sequence[Session]:
+    """The span that holds session number ``session``."""
+    return next(span for span in spans if any(s["session"] == session for s in span))
