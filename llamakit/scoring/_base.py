@@ -156,7 +156,8 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
     for scorer in scorers:
         reads = getattr(scorer, "reads", None) or {}
         for column, argument in reads.items():
-            absent = [item_id for item_id, row in rows if is_missing(row.get(column))]
+            # A blank reference is no reference: contains("") would pass every reply.
+            absent = [item_id for item_id, row in rows if _no_reference(row.get(column))]
             if not absent:
                 continue
             name = getattr(scorer, "name", "?")
@@ -170,13 +171,23 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
                     f"{len(absent)} of {len(rows)} dataset rows have no {column!r} value "
                     f"(item ids {shown}); fill them or drop those rows"
                 )
-            close = difflib.get_close_matches(column, columns, n=1, cutoff=0.3)
+            others = [c for c in columns if c != column]
+            close = difflib.get_close_matches(column, others, n=1, cutoff=0.3)
             example = repr(close[0]) if close else "'<column>'"
-            how = f"; pass {argument}={example} to read another column" if argument else ""
+            # Pointing the scorer elsewhere helps only when the column itself is not there.
+            how = (
+                f"; pass {argument}={example} to read another column"
+                if argument and column not in columns
+                else ""
+            )
             raise ValidationError(
                 f"scorer {name!r} reads {column!r}, but {problem}{how}",
                 field=f"scorers.{name}.{argument or column}",
             )
+
+
+def _no_reference(value: object) -> bool:
+    return is_missing(value) or (isinstance(value, str) and not value.strip())
 
 
 def is_missing(value: object) -> bool:

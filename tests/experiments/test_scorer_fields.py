@@ -114,3 +114,14 @@ def test_a_column_present_but_empty_everywhere_is_named_as_empty() -> None:
     rows = [{"country": "France", "expected": None}, {"country": "Japan", "expected": None}]
     with pytest.raises(lk.ValidationError, match=r"every dataset row's 'expected' value is empty"):
         build([scoring.contains()], rows)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_a_blank_reference_is_no_reference(blank: str) -> None:
+    # contains("") is true of every reply: a blank expected value would score 1.0 for free.
+    rows = [{"country": "France", "expected": "Paris"}, {"country": "Japan", "expected": blank}]
+    with pytest.raises(
+        lk.ValidationError, match=r"1 of 2 dataset rows have no 'expected' value"
+    ) as info:
+        build([scoring.contains()], rows)
+    assert "to read another column" not in str(info.value)  # the column is there: fill the rows
