@@ -31,9 +31,25 @@ from ..errors import APIConnectionError, APIStatusError, APIUnreachableError
 _NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)
 
 
+# Connections the server took and then closed (or reset) before any status line.
+_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 def is_connect_failure(error: BaseException) -> bool:
     """True when ``error`` is a llamakit connection error whose request never left this machine."""
     return isinstance(error, APIConnectionError) and isinstance(error.__cause__, _NOT_CONNECTED)
+
+
+def is_dropped_before_status(error: BaseException) -> bool:
+    """True when the server accepted the connection and dropped it without a status line (a port
+    that accepts and closes, a proxy with nothing behind it). Such a request may have been
+    read, so it trips the breaker only when one call has met it on ``after`` attempts in a row
+    and nothing has answered in this session: a live but flaky server answers some call first."""
+    return (
+        isinstance(error, APIConnectionError)
+        and not isinstance(error, APIStatusError)
+        and isinstance(error.__cause__, _DROPPED)
+    )
 
 
 class Reachability:
@@ -64,14 +80,22 @@ class Reachability:
             self._failures = 0
             self._since = None
 
-    def observe(self, error: BaseException) -> bool:
-        """Count one failed attempt; returns True when the run must stop (now or before)."""
+    def observe(self, error: BaseException, attempt: int | None = None) -> bool:
+        """Count one failed attempt (``attempt``: how many times this call has failed so far,
+        when known); returns True when the run must stop (now or before)."""
         with self._lock:
             if error is self._seen:  # the policy saw this attempt; the runner sees it again
                 return self.tripped
             self._seen = error
             if isinstance(error, APIStatusError):
                 self._answered, self._failures, self._since = True, 0, None
+            elif (
+                attempt is not None
+                and attempt >= self.after
+                and not self._answered
+                and is_dropped_before_status(error)
+            ):
+                self._failures, self._last, self.tripped = attempt, error, True
             elif is_connect_failure(error):
                 now = self._clock()
                 self._failures += 1
@@ -104,7 +128,7 @@ class _BreakerPolicy:
         self._breaker = breaker
 
     def delay(self, error: Any, retries_done: int, *args: Any, **kwargs: Any) -> float | None:
-        if self._breaker.observe(error):
+        if self._breaker.observe(error, retries_done + 1):
             return None
         result: float | None = self._inner.delay(error, retries_done, *args, **kwargs)
         return result

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,53 @@ def test_run_exits_3_when_the_budget_stops_it(hosted_env: Any, capsys: Any) -> N
     args = ["run", str(DATA / "demo.yaml"), "--no-progress", "--budget", "0.003"]
     assert main(args) == 3
     assert "budget" in capsys.readouterr().out
+
+
+def test_a_port_that_accepts_and_closes_stops_the_run_too(tmp_path: Path) -> None:
+    # Nothing answers, but the connection is taken first: a proxy with nothing behind it.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    stop = threading.Event()
+
+    def close_every_connection() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=close_every_connection, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    client = lk.Client("SG_unreachable_0123456789", base_url=f"http://127.0.0.1:{port}/v1")
+    started = time.monotonic()
+    try:
+        with pytest.raises(lk.APIUnreachableError, match="unreachable"):
+            make_experiment(items=20, repeats=2).run(
+                client, concurrency=8, progress=False, store=lk.Store(tmp_path / "s.db")
+            )
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert time.monotonic() - started < WITHIN_S
+
+
+def test_a_dropped_call_trips_only_after_its_own_retries_while_nothing_answered() -> None:
+    dropped = lk.APIConnectionError("server disconnected")
+    dropped.__cause__ = httpx.RemoteProtocolError("Server disconnected without a response")
+    breaker = Reachability(after=3)
+    assert not breaker.observe(dropped, 1) and not breaker.observe(_copy(dropped), 2)
+    assert breaker.observe(_copy(dropped), 3)
+    answered = Reachability(after=3)
+    answered.answered()  # a live, flaky server: drops never stop the run
+    assert not answered.observe(_copy(dropped), 5)
+
+
+def _copy(error: lk.APIConnectionError) -> lk.APIConnectionError:
+    again = lk.APIConnectionError(str(error))
+    again.__cause__ = error.__cause__
+    return again
