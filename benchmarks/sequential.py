@@ -194,7 +194,9 @@ def simulate(runs: int, items: int, seed: int) -> dict[tuple[str, float, str], t
 def print_figures(figures: dict[tuple[str, float, str], tuple[float, ...]], runs: int) -> None:
     """FIGURE lines for ``make bench`` (benchmarks/run_all.py)."""
     worst = max(v[2] for (_, diff, method), v in figures.items() if method == "betting")
-    print(f"FIGURE sequential worst wrong-decision rate: {worst:.3f} fraction (alpha 0.05, {runs} runs)")
+    print(
+        f"FIGURE sequential worst wrong-decision rate: {worst:.3f} fraction (alpha 0.05, {runs} runs)"
+    )
     for mode in ("20% disagree", "independent"):
         for diff in (0.10, 0.20):
             ours = figures[(mode, diff, "betting")]
@@ -218,33 +220,51 @@ def end_to_end(items: int) -> None:
     for i in range(items):  # 20% disagreement, A right on 0.70, B on 0.60
         u = rng.random()
         a, b = (True, False) if u < 0.15 else (False, True) if u < 0.20 else (u < 0.65,) * 2
-        rows.append({"id": f"q{i:04d}", "expected": "yes", "a_tag": "right" if a else "wrong",
-                     "b_tag": "right" if b else "wrong"})
+        rows.append(
+            {
+                "id": f"q{i:04d}",
+                "expected": "yes",
+                "a_tag": "right" if a else "wrong",
+                "b_tag": "right" if b else "wrong",
+            }
+        )
     exp = lk.Experiment(
         "sequential-bench",
         {"A": "A: item {{ id }} tag {{ a_tag }}", "B": "B: item {{ id }} tag {{ b_tag }}"},
         rows,
         scorers=[scoring.contains()],
     )
-    with tempfile.TemporaryDirectory() as tmp, lk.local_server(
-        backend="scripted", credits=1000.0, rules=rules
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        lk.local_server(backend="scripted", credits=1000.0, rules=rules) as server,
+    ):
         store = lk.Store(Path(tmp) / "bench.db")
         started = time.perf_counter()
-        run = exp.run(server.client(), stop=lk.stop.compare("A", "B", "contains"), store=store,
-                      progress=False, concurrency=8)
+        run = exp.run(
+            server.client(),
+            stop=lk.stop.compare("A", "B", "contains"),
+            store=store,
+            progress=False,
+            concurrency=8,
+        )
         seconds = time.perf_counter() - started
         stats = server.stats()
         report = run.sequential
     grid = 2 * items
-    print(f"\nPart 2: one sequential run through the local server ({items} items, 2 variants, "
-          "true difference 0.10, 20% disagreement)")
+    print(
+        f"\nPart 2: one sequential run through the local server ({items} items, 2 variants, "
+        "true difference 0.10, 20% disagreement)"
+    )
     print(f"  decision: {report.decision}  ({seconds:.1f} s)")
-    print(f"FIGURE sequential end-to-end ledger: {int(stats['billed_calls']) / grid:.0%} of the grid "
-          f"({stats['billed_calls']} of {grid} calls billed by the stand-in)")
-    print(f"  server ledger: {stats['billed_calls']} billed calls of a {grid}-call grid "
-          f"({int(stats['billed_calls']) / grid:.0%}); run spent {report.credits_spent} of "
-          f"{report.credits_full_grid} credits projected for the full grid")
+    print(
+        f"FIGURE sequential end-to-end ledger: {int(stats['billed_calls']) / grid:.0%} of the grid "
+        f"({stats['billed_calls']} of {grid} calls billed by the stand-in)"
+    )
+    print(
+        f"  server ledger: {stats['billed_calls']} billed calls of a {grid}-call grid "
+        f"({int(stats['billed_calls']) / grid:.0%}); run spent {report.credits_spent} of "
+        f"{report.credits_full_grid} credits projected for the full grid"
+    )
 
 
 def main() -> None:

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llamakit.run")
 
-FINAL_STATUSES = ("finished", "stopped", "budget", "insufficient_credits", "interrupted", "failed")
+FINAL_STATUSES = (
+    "finished",
+    "decided",
+    "stopped",
+    "budget",
+    "insufficient_credits",
+    "interrupted",
+    "failed",
+)
 
 
 @dataclass(frozen=True)
@@ -241,7 +249,7 @@ class Run:
         condition, credits spent vs the full grid's); None for a run without a stop rule."""
         from .sequential_report import sequential_report
 
-        return sequential_report(self.store, self.id)
+        return sequential_report(self.store, self.id, self.credits_spent)
 
     def compare(self, a: Any, b: Any, metric: str | None = None) -> Any:
         """``stats.paired_compare`` on this run's results. ``a`` and ``b`` are conditions: a

@@ -365,6 +365,8 @@ class Runner:
             )
             if status == "finished" and self.done < len(self.cells) and not self.errors:
                 status = "stopped"
+            if status == "stopped" and getattr(self.policy, "decision", None) is not None:
+                status = "decided"  # a sequential run answered its question: the rest is unsent
         except asyncio.CancelledError:
             status = "interrupted"
             raise

@@ -125,9 +125,7 @@ class SequentialPolicy:
         lo, hi = bounds
         pairs = list(itertools.combinations(self.active, 2))
         alpha = rule.alpha / len(pairs)  # Bonferroni over the pairs watched
-        self.cs = {
-            pair: ConfidenceSequence(alpha, (lo - hi, hi - lo)) for pair in pairs
-        }
+        self.cs = {pair: ConfidenceSequence(alpha, (lo - hi, hi - lo)) for pair in pairs}
         self.decision: str | None = None
         self.step = 0
         self.position = 0
@@ -156,7 +154,9 @@ class SequentialPolicy:
         per_item = len(self.active) * self.repeats
         size = max(1, math.ceil(self.batch_cells / per_item))
         self.pending = self.order[self.position : self.position + size]
-        return [cid for item in self.pending for v in self.active for cid in self.cells_by[(v, item)]]
+        return [
+            cid for item in self.pending for v in self.active for cid in self.cells_by[(v, item)]
+        ]
 
     # -- statistics --------------------------------------------------------------------------
     def _scores(self, items: Sequence[str]) -> dict[tuple[str, str], float]:
@@ -179,7 +179,7 @@ class SequentialPolicy:
     def _observe(self, items: Sequence[str], *, record: bool) -> None:
         scores = self._scores(items)
         for x, y in itertools.combinations(self.active, 2):
-            cs = self.cs[(x, y)] if (x, y) in self.cs else None
+            cs = self.cs.get((x, y))
             if cs is None:
                 continue
             diffs = [

@@ -51,8 +51,14 @@ class SequentialReport:
         import pandas as pd
 
         rows = [
-            {"step": i + 1, "position": s["position"], "pair": pair, "n": b[0], "lower": b[1],
-             "upper": b[2]}
+            {
+                "step": i + 1,
+                "position": s["position"],
+                "pair": pair,
+                "n": b[0],
+                "lower": b[1],
+                "upper": b[2],
+            }
             for i, s in enumerate(self.steps)
             for pair, b in s["bounds"].items()
         ]
@@ -63,7 +69,7 @@ class SequentialReport:
         lines = [
             f"sequential {self.rule.get('rule')}({rule})",
             f"  decision: {self.decision or 'undecided (data or budget ran out)'}",
-            f"  items used: "
+            "  items used: "
             + ", ".join(f"{c}={n}/{self.items_total}" for c, n in self.items_used.items()),
             f"  cells: {self.cells_done}/{self.cells_total} ({self.fraction_of_grid:.0%} of the grid)",
             f"  credits: {self.credits_spent} spent, {self.credits_full_grid} projected for the "
@@ -78,8 +84,9 @@ class SequentialReport:
         p.text(str(self))
 
 
-def sequential_report(store: Store, run_id: str) -> SequentialReport | None:
-    """The report of the run's last stop rule, or None for a run that was not sequential."""
+def sequential_report(store: Store, run_id: str, spent: Decimal) -> SequentialReport | None:
+    """The report of the run's last stop rule, or None for a run that was not sequential.
+    ``spent``: the run's credits spent (``Run.credits_spent``)."""
     rows = store.sequential_steps(run_id)
     if not rows:
         return None
@@ -87,8 +94,6 @@ def sequential_report(store: Store, run_id: str) -> SequentialReport | None:
     rows = [r for r in rows if r["rule"] == rule]
     header = json.loads(rows[0]["record"])
     steps = [json.loads(r["record"]) for r in rows[1:]]
-    from .run import run_spend
-
     run_row = store.run_row(run_id) or {}
     cells_total = int(run_row.get("cells_total") or 0)
     used = store.query(
@@ -100,7 +105,6 @@ def sequential_report(store: Store, run_id: str) -> SequentialReport | None:
     items_used = {v: 0 for v in variants}
     items_used.update({r["variant"]: int(r["n"]) for r in used})
     cells_done = sum(int(r["cells"]) for r in used)
-    spent = Decimal(run_spend(store, run_id)["credits_spent"])
     full = (spent * cells_total / cells_done).quantize(Decimal("0.000001")) if cells_done else ZERO
     return SequentialReport(
         rule=header.get("rule", json.loads(rule)),

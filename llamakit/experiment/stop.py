@@ -139,18 +139,19 @@ def parse_stop(value: Any) -> StopRule | None:
             raise ValidationError(
                 f"stop {value!r}: alpha and margin must be numbers", field="stop"
             ) from None
+        alpha = numbers[0] if numbers else 0.05
         if kind == "compare" and 3 <= len(parts) <= 5:
-            opts = dict(zip(("alpha", "margin"), numbers))
-            return compare(parts[0], parts[1], parts[2], **opts)
+            margin = numbers[1] if len(numbers) > 1 else 0.0
+            return compare(parts[0], parts[1], parts[2], alpha=alpha, margin=margin)
         if kind == "best" and 1 <= len(parts) <= 2:
-            return best(parts[0], **dict(zip(("alpha",), numbers)))
+            return best(parts[0], alpha=alpha)
         raise ValidationError(
             f"stop {value!r} is not a stop rule; write compare:A,B,METRIC[,ALPHA[,MARGIN]] or "
             "best:METRIC[,ALPHA]",
             field="stop",
         )
     if isinstance(value, Mapping) and len(value) == 1:
-        (kind, args), = value.items()
+        ((kind, args),) = value.items()
         if isinstance(args, Mapping):
             try:
                 if kind == "compare":

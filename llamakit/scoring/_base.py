@@ -148,9 +148,7 @@ def _checked_bounds(bounds: Any) -> tuple[float, float]:
             f"bounds must be a pair (lo, hi) of numbers, got {bounds!r}", field="bounds"
         ) from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValidationError(
-            f"bounds must be finite with lo < hi, got {bounds!r}", field="bounds"
-        )
+        raise ValidationError(f"bounds must be finite with lo < hi, got {bounds!r}", field="bounds")
     return lo, hi
 
 

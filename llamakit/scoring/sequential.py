@@ -127,8 +127,10 @@ class BettingState:
         if self.population is None:
             m_eff = np.broadcast_to(m, (*xs.shape, self.m.size))
         else:
-            before = self.total[:, None] + np.cumsum(np.where(present, xs, 0.0), axis=1) - np.where(
-                present, xs, 0.0
+            before = (
+                self.total[:, None]
+                + np.cumsum(np.where(present, xs, 0.0), axis=1)
+                - np.where(present, xs, 0.0)
             )
             left = self.population - t_idx + 1
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -143,9 +145,7 @@ class BettingState:
         mask = present[:, :, None]
         self.log_plus += np.where(mask, np.log1p(lam_plus * diff), 0.0).sum(axis=1)
         self.log_minus += np.where(mask, np.log1p(-lam_minus * diff), 0.0).sum(axis=1)
-        hedged = np.maximum(
-            math.log(_THETA) + self.log_plus, math.log(1 - _THETA) + self.log_minus
-        )
+        hedged = np.maximum(math.log(_THETA) + self.log_plus, math.log(1 - _THETA) + self.log_minus)
         self.alive &= hedged < self._threshold
         # running statistics, item by item (mu_i includes x_i)
         for j in range(xs.shape[1]):
@@ -159,7 +159,7 @@ class BettingState:
 
     def _interval(self, touched: npt.NDArray[np.bool_]) -> None:
         grid = self.m.size
-        any_alive = self.alive.any(axis=1)
+        any_alive: npt.NDArray[np.bool_] = np.asarray(self.alive.any(axis=1))
         first = np.argmax(self.alive, axis=1)
         last = grid - 1 - np.argmax(self.alive[:, ::-1], axis=1)
         lo = np.maximum(self.m[first] - self.step, 0.0)
@@ -169,8 +169,8 @@ class BettingState:
         self.lower = np.where(ok, np.maximum(self.lower, lo), self.lower)
         self.upper = np.where(ok, np.minimum(self.upper, hi), self.upper)
         # the grid may not cut the interval again after an empty step: restore what is reported
-        self.alive |= ~any_alive[:, None] & (self.m >= self.lower[:, None]) & (
-            self.m <= self.upper[:, None]
+        self.alive |= (
+            ~any_alive[:, None] & (self.m >= self.lower[:, None]) & (self.m <= self.upper[:, None])
         )
 
 

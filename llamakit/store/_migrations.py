@@ -162,7 +162,6 @@ def m004_credits_as_decimal_text(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE {table} DROP COLUMN {old}")
 
 
-
 @migration
 def m005_sequential_steps(db: sqlite3.Connection) -> None:
     # A sequential run's own record (issue 19): step 0 holds the seeded item order and the batch
@@ -174,6 +173,7 @@ def m005_sequential_steps(db: sqlite3.Connection) -> None:
             record TEXT NOT NULL, created_at REAL NOT NULL,
             PRIMARY KEY (run_id, rule, step))"""
     )
+
 
 def _legacy_decimal_text(value: object) -> str | None:
     try:

@@ -52,8 +52,11 @@ def test_compare_stops_early_on_a_clear_difference(server: Any, tmp_path: Any) -
     exp = tagged_experiment(200, {"good": 0.95, "bad": 0.4})
     store = lk.Store(tmp_path / "s.db")
     run = exp.run(
-        server.client(), stop=lk.stop.compare("good", "bad", "contains"), store=store,
-        progress=False, concurrency=8,
+        server.client(),
+        stop=lk.stop.compare("good", "bad", "contains"),
+        store=store,
+        progress=False,
+        concurrency=8,
     )
     report = run.sequential
     assert report.decision == "good > bad"
@@ -115,8 +118,11 @@ def _unbounded(text: str, row: Any) -> float:
     [
         (lambda: lk.stop.compare("a", "zzz", "contains"), {}, "not a variant"),
         (lambda: lk.stop.compare("a", "b", "exact"), {}, "not a scorer"),
-        (lambda: lk.stop.best("len"), {"scorers": [scoring.as_scorer(_unbounded, "len")]},
-         "no declared bounds"),
+        (
+            lambda: lk.stop.best("len"),
+            {"scorers": [scoring.as_scorer(_unbounded, "len")]},
+            "no declared bounds",
+        ),
         (lambda: lk.stop.compare("a", "b", "contains", alpha=0), {}, "alpha"),
         (lambda: lk.stop.compare("a", "b", "contains", alpha=1.5), {}, "alpha"),
         (lambda: lk.stop.best("contains", alpha=-0.1), {}, "alpha"),
@@ -124,8 +130,11 @@ def _unbounded(text: str, row: Any) -> float:
         (lambda: lk.stop.compare("a", "b", "contains", margin=-1), {}, "margin"),
         (lambda: "compare:a,b", {}, "not a stop rule"),
         (lambda: {"best": {"metric": "contains", "alfa": 0.1}}, {}, "alfa"),
-        (lambda: lk.stop.best("contains"), {"params": {"temperature": [0.0, 0.7]}},
-         "several param settings"),
+        (
+            lambda: lk.stop.best("contains"),
+            {"params": {"temperature": [0.0, 0.7]}},
+            "several param settings",
+        ),
     ],
 )
 def test_bad_stop_rules_are_refused_before_any_call(
@@ -154,8 +163,45 @@ def test_a_declared_bound_makes_a_custom_metric_usable(server: Any, tmp_path: An
         100, {"a": 0.95, "b": 0.2}, scorers=[scoring.as_scorer(said_yes, bounds=(0, 1))]
     )
     run = exp.run(
-        server.client(), stop={"compare": {"a": "a", "b": "b", "metric": "said_yes"}},
-        store=lk.Store(tmp_path / "s.db"), progress=False,
+        server.client(),
+        stop={"compare": {"a": "a", "b": "b", "metric": "said_yes"}},
+        store=lk.Store(tmp_path / "s.db"),
+        progress=False,
     )
     assert run.sequential.decision == "a > b"
     assert json.loads(run.store.sequential_steps(run.id)[0]["rule"])["metric"] == "said_yes"
+
+
+def test_cli_stop_in_the_spec_and_on_the_command_line(tmp_path: Any, capsys: Any) -> None:
+    import yaml
+
+    from llamakit.cli import main
+
+    rows = tagged_rows(150, {"good": 0.95, "bad": 0.3})
+    spec = tmp_path / "seq.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "seq-cli",
+                "dataset": rows,
+                "prompts": {
+                    v: f"{v}: item {{{{ id }}}} tag {{{{ {v}_tag }}}}" for v in ("good", "bad")
+                },
+                "scorers": ["contains"],
+                "stop": {"compare": {"a": "good", "b": "bad", "metric": "contains"}},
+            }
+        )
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(RULES))
+    db = tmp_path / "s.db"
+    base = ["run", str(spec), "--no-progress", "--rules", str(rules), "--store", str(db)]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "decided;" in out and "decision: good > bad" in out
+    done = lk.Store(db).query("SELECT COUNT(*) AS n FROM run_cells WHERE status = 'done'")[0]["n"]
+    assert 0 < done < 300
+    # --stop overrides the spec's rule, and a bad one fails before any run is created
+    assert main([*base, "--stop", "compare:good,zzz,contains"]) == 1
+    assert "not a variant" in capsys.readouterr().err
+    assert lk.Store(db).query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 1

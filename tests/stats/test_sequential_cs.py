@@ -52,7 +52,7 @@ def test_the_sequence_narrows_and_without_replacement_ends_at_the_exact_mean() -
         iid.update(list(scores[start : start + 20]))
         wor.update(list(scores[start : start + 20]))
     widths = [hi - lo for _, lo, hi in iid.history]
-    assert all(b <= a for a, b in zip(widths, widths[1:]))
+    assert all(b <= a for a, b in zip(widths, widths[1:], strict=False))
     assert widths[0] > 0.4 and widths[-1] < 0.2
     assert iid.lower <= 0.7 <= iid.upper
     assert wor.lower <= scores.mean() <= wor.upper
