@@ -34,45 +34,28 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llamakit.scoring.sequential import DEFAULT_GRID, BettingState  # noqa: E402
+from llamakit.experiment.plan import (  # noqa: E402
+    paired_differences,
+    simulate_best,
+    simulate_compare,
+)
 
 ALPHA = 0.05
 CHECK_EVERY = 10
-GRID = DEFAULT_GRID  # the grid the runner uses: 0.005 steps on the difference scale
 
 
-# -- data ----------------------------------------------------------------------------------------
+# -- data and llamakit's rule (the same code as Experiment.plan) ------------------------------------
 def paired(rng: np.random.Generator, runs: int, items: int, diff: float, mode: str) -> np.ndarray:
     """Per-item differences a - b in {-1, 0, 1}, shape (runs, items)."""
-    u = rng.random((runs, items))
     if mode == "20% disagree":
-        win, lose = (0.2 + diff) / 2, (0.2 - diff) / 2
-        return np.where(u < win, 1.0, np.where(u < win + lose, -1.0, 0.0))
+        return paired_differences(rng, runs, items, diff, 0.2)
     a = rng.random((runs, items)) < 0.6 + diff / 2
-    b = u < 0.6 - diff / 2
+    b = rng.random((runs, items)) < 0.6 - diff / 2
     return a.astype(float) - b.astype(float)
 
 
-# -- the two methods -----------------------------------------------------------------------------
 def run_betting(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(items used, decision sign) per run for llamakit's betting sequence on differences d."""
-    runs, items = d.shape
-    state = BettingState(runs, ALPHA, grid=GRID)
-    used = np.full(runs, items)
-    sign = np.zeros(runs)
-    live = np.ones(runs, dtype=bool)
-    for start in range(0, items, CHECK_EVERY):
-        x = (d[:, start : start + CHECK_EVERY] + 1) / 2
-        x = np.where(live[:, None], x, np.nan)
-        state.update(x)
-        lo, hi = 2 * state.lower - 1, 2 * state.upper - 1
-        now = live & ((lo > 0) | (hi < 0))
-        used[now] = min(start + CHECK_EVERY, items)
-        sign[now] = np.where(lo[now] > 0, 1, -1)
-        live &= ~now
-        if not live.any():
-            break
-    return used, sign
+    return simulate_compare(d, ALPHA, CHECK_EVERY)
 
 
 def prpl_eb(x: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -107,34 +90,12 @@ def run_prpl_eb(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def best_of(acc: list[float], runs: int, items: int, rng: np.random.Generator) -> tuple[Any, ...]:
-    """Successive elimination as ``lk.stop.best``: (fraction of grid, correct) per run."""
+    """``lk.stop.best`` by simulation: (fraction of grid, correct, best dropped) per run."""
     k = len(acc)
     scores = (rng.random((runs, k, items)) < np.array(acc)[None, :, None]).astype(float)
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    states = {p: BettingState(runs, ALPHA / len(pairs), grid=GRID) for p in pairs}
-    active = np.ones((runs, k), dtype=bool)
-    cells = np.zeros(runs)
-    done = np.zeros(runs, dtype=bool)
-    for start in range(0, items, CHECK_EVERY):
-        stop = min(start + CHECK_EVERY, items)
-        cells += np.where(done, 0, active.sum(axis=1) * (stop - start))
-        for i, j in pairs:
-            both = active[:, i] & active[:, j] & ~done
-            x = (scores[:, i, start:stop] - scores[:, j, start:stop] + 1) / 2
-            states[(i, j)].update(np.where(both[:, None], x, np.nan))
-        worse = np.zeros_like(active)
-        for i, j in pairs:
-            lo, hi = 2 * states[(i, j)].lower - 1, 2 * states[(i, j)].upper - 1
-            both = active[:, i] & active[:, j]
-            worse[:, j] |= both & (lo > 0)
-            worse[:, i] |= both & (hi < 0)
-        active &= ~(worse & ~done[:, None])
-        done |= active.sum(axis=1) == 1
-        if done.all():
-            break
-    winner = np.where(active.sum(axis=1) == 1, active.argmax(axis=1), -1)
-    best_alive = active[:, int(np.argmax(acc))]
-    return cells / (k * items), winner == int(np.argmax(acc)), ~best_alive
+    cells, winner = simulate_best(scores, ALPHA, CHECK_EVERY)
+    best = int(np.argmax(acc))
+    return cells / (k * items), winner == best, (winner != best) & (winner >= 0)
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -182,7 +143,7 @@ def simulate(runs: int, items: int, seed: int) -> dict[tuple[str, float, str], t
     print("declared: runs that declared a difference; wrong: declared the wrong way (or any,")
     print("under no difference: must be <= alpha); median/p90: credits used as a fraction of the")
     print("full grid; correct: decided the true direction (under no difference: declared none).")
-    print("best(): declared = one variant left or the best dropped; wrong = the best dropped.")
+    print("best(): declared = one variant left; wrong = that variant is not the best.")
     figures[("best of 5", 0.0, "betting")] = (
         float(np.median(frac)),
         float(np.quantile(frac, 0.9)),

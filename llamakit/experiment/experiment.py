@@ -306,6 +306,40 @@ class Experiment:
 
         return estimate(self, client, concurrency=_check_concurrency(concurrency), store=store)
 
+    def plan(
+        self,
+        client: Any = None,
+        *,
+        effect: float = 0.1,
+        power: float = 0.8,
+        alpha: float = 0.05,
+        stop: Any = None,
+        disagreement: float = 0.2,
+        concurrency: int = 8,
+        runs: int = 200,
+        store: Store | None = None,
+    ) -> Any:
+        """Items, credits and time for a fixed-size run vs a sequential one (``stop=``; default
+        ``compare`` of the first two variants on the first scorer at ``alpha``), for a true
+        ``effect`` (difference in mean score) when the variants disagree on ``disagreement`` of
+        the items; from ``runs`` simulations on this experiment's shape. Returns a ``Plan``
+        (printable; see ``llamakit.experiment.plan``). Sends no call. ValidationError for values
+        outside (0, 1), an effect above the disagreement, or a bad stop rule."""
+        from .plan import plan
+
+        return plan(
+            self,
+            client,
+            effect=effect,
+            power=power,
+            alpha=alpha,
+            stop=stop,
+            disagreement=disagreement,
+            concurrency=_check_concurrency(concurrency),
+            runs=runs,
+            store=store,
+        )
+
     # -- run -----------------------------------------------------------------------------------
     def _prepare(
         self,

@@ -109,6 +109,9 @@ class BettingState:
         self.alive = np.ones((runs, grid), dtype=bool)
         self.lower: FloatArray = np.zeros(runs)
         self.upper: FloatArray = np.ones(runs)
+        with np.errstate(divide="ignore"):
+            self._cap_plus = _TRUNCATION / self.m
+            self._cap_minus = _TRUNCATION / (1 - self.m)
         self._threshold = math.log(1.0 / self.alpha)
         self._log_scale = math.log(2.0 / self.alpha)
 
@@ -123,28 +126,28 @@ class BettingState:
         t_idx = self.t[:, None] + np.arange(1, xs.shape[1] + 1)[None, :]  # (R, B): 1-based index
         sigma2 = self.dev2 / (self.t + 1)
         lam = np.sqrt(2 * self._log_scale / (sigma2[:, None] * t_idx * np.log1p(t_idx)))
-        m = self.m[None, None, :]
+        lam = np.where(present, lam, 0.0)[:, :, None]  # no observation: no bet, factor 1
+        filled = np.where(present, xs, 0.0)[:, :, None]
         if self.population is None:
-            m_eff = np.broadcast_to(m, (*xs.shape, self.m.size))
+            # the caps c/m and c/(1-m) depend only on the grid: computed once
+            lam_plus = np.minimum(lam, self._cap_plus)
+            lam_minus = np.minimum(lam, self._cap_minus)
+            diff = filled - self.m
         else:
-            before = (
-                self.total[:, None]
-                + np.cumsum(np.where(present, xs, 0.0), axis=1)
-                - np.where(present, xs, 0.0)
-            )
+            m = self.m[None, None, :]
+            before = self.total[:, None] + np.cumsum(filled[:, :, 0], axis=1) - filled[:, :, 0]
             left = self.population - t_idx + 1
             with np.errstate(divide="ignore", invalid="ignore"):
                 m_eff = (self.population * m - before[:, :, None]) / left[:, :, None]
             impossible = ((m_eff < 0) | (m_eff > 1)) & present[:, :, None] & (left[:, :, None] > 0)
             self.alive &= ~impossible.any(axis=1)
             m_eff = np.clip(m_eff, 0.0, 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lam_plus = np.minimum(lam[:, :, None], _TRUNCATION / m_eff)
-            lam_minus = np.minimum(lam[:, :, None], _TRUNCATION / (1 - m_eff))
-        diff = np.where(present, xs, 0.0)[:, :, None] - m_eff
-        mask = present[:, :, None]
-        self.log_plus += np.where(mask, np.log1p(lam_plus * diff), 0.0).sum(axis=1)
-        self.log_minus += np.where(mask, np.log1p(-lam_minus * diff), 0.0).sum(axis=1)
+            with np.errstate(divide="ignore"):
+                lam_plus = np.minimum(lam, _TRUNCATION / m_eff)
+                lam_minus = np.minimum(lam, _TRUNCATION / (1 - m_eff))
+            diff = filled - m_eff
+        self.log_plus += np.log1p(lam_plus * diff).sum(axis=1)
+        self.log_minus += np.log1p(-lam_minus * diff).sum(axis=1)
         hedged = np.maximum(math.log(_THETA) + self.log_plus, math.log(1 - _THETA) + self.log_minus)
         self.alive &= hedged < self._threshold
         # running statistics, item by item (mu_i includes x_i)
