@@ -89,11 +89,15 @@ def rule_key(rule: StopRule) -> str:
     return json.dumps(rule.key(), sort_keys=True)
 
 
-def item_order(run_id: str, key: str, item_ids: Sequence[str]) -> list[str]:
-    """The seeded random order of the items: a function of the run and the rule only."""
+def item_order(run_id: str, rule: StopRule, item_ids: Sequence[str]) -> list[str]:
+    """The seeded random order of the items: the rule's ``seed``, else a function of the run and
+    the rule."""
     import numpy as np
 
-    seed = int(hashlib.sha256(f"{run_id}\0{key}".encode()).hexdigest()[:16], 16)
+    seed = rule.seed
+    if seed is None:
+        digest = hashlib.sha256(f"{run_id}\0{rule_key(rule)}".encode()).hexdigest()
+        seed = int(digest[:16], 16)
     permutation = np.random.default_rng(seed).permutation(len(item_ids))
     return [item_ids[int(i)] for i in permutation]
 
@@ -138,7 +142,7 @@ class SequentialPolicy:
             for row in steps[1:]:
                 self._observe(json.loads(row["record"])["items"], record=False)
         else:
-            self.order = item_order(run_id, self.key, items)
+            self.order = item_order(run_id, rule, items)
             self.batch_cells = concurrency
             header = {"order": self.order, "batch_cells": concurrency, "rule": rule.key()}
             store.record_sequential_step(run_id, self.key, 0, header)

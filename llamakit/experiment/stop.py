@@ -42,6 +42,12 @@ def _check_name(value: Any, what: str) -> str:
     return value
 
 
+def _check_seed(seed: Any) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValidationError(f"seed must be an integer or None, got {seed!r}", field="seed")
+    return seed
+
+
 def _optional_bounds(bounds: Any) -> tuple[float, float] | None:
     return None if bounds is None else check_bounds(bounds)
 
@@ -56,12 +62,13 @@ class Compare:
     alpha: float = 0.05
     margin: float = 0.0
     bounds: tuple[float, float] | None = None
+    seed: int | None = None
 
     def conditions(self, variants: Sequence[str]) -> list[str]:
         return [self.a, self.b]
 
     def key(self) -> dict[str, Any]:
-        return {
+        key = {
             "rule": "compare",
             "a": self.a,
             "b": self.b,
@@ -69,6 +76,7 @@ class Compare:
             "alpha": self.alpha,
             "margin": self.margin,
         }
+        return key if self.seed is None else {**key, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,14 @@ class Best:
     metric: str
     alpha: float = 0.05
     bounds: tuple[float, float] | None = None
+    seed: int | None = None
 
     def conditions(self, variants: Sequence[str]) -> list[str]:
         return list(variants)
 
     def key(self) -> dict[str, Any]:
-        return {"rule": "best", "metric": self.metric, "alpha": self.alpha}
+        key = {"rule": "best", "metric": self.metric, "alpha": self.alpha}
+        return key if self.seed is None else {**key, "seed": self.seed}
 
 
 StopRule = Compare | Best
@@ -97,11 +107,13 @@ def compare(
     alpha: float = 0.05,
     margin: float = 0.0,
     bounds: tuple[float, float] | None = None,
+    seed: int | None = None,
 ) -> Compare:
     """A rule that stops when the paired mean difference ``a - b`` of ``metric`` is confidently
     above ``margin``, below ``-margin``, or within ``(-margin, margin)``. ``alpha`` in (0, 1) is
-    the chance of a wrong answer, whenever the run stops. Raises ValidationError for bad values
-    (the variants and the metric are checked against the experiment when the run starts)."""
+    the chance of a wrong answer, whenever the run stops. ``seed`` fixes the order the items are
+    visited in (default: drawn from the run's id). Raises ValidationError for bad values (the
+    variants and the metric are checked against the experiment when the run starts)."""
     a, b = _check_name(a, "a"), _check_name(b, "b")
     if a == b:
         raise ValidationError(f"compare needs two different variants, got {a!r} twice", field="b")
@@ -112,13 +124,26 @@ def compare(
         check_alpha(alpha),
         _check_margin(margin),
         _optional_bounds(bounds),
+        _check_seed(seed),
     )
 
 
-def best(metric: str, *, alpha: float = 0.05, bounds: tuple[float, float] | None = None) -> Best:
+def best(
+    metric: str,
+    *,
+    alpha: float = 0.05,
+    bounds: tuple[float, float] | None = None,
+    seed: int | None = None,
+) -> Best:
     """A rule that drops variants confidently worse than another on ``metric`` and stops when
-    one is left; ``alpha`` in (0, 1) bounds the chance that the best one is dropped."""
-    return Best(_check_name(metric, "metric"), check_alpha(alpha), _optional_bounds(bounds))
+    one is left; ``alpha`` in (0, 1) bounds the chance that the best one is dropped. ``seed``:
+    as in ``compare``."""
+    return Best(
+        _check_name(metric, "metric"),
+        check_alpha(alpha),
+        _optional_bounds(bounds),
+        _check_seed(seed),
+    )
 
 
 def parse_stop(value: Any) -> StopRule | None:

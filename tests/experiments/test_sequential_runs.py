@@ -205,3 +205,18 @@ def test_cli_stop_in_the_spec_and_on_the_command_line(tmp_path: Any, capsys: Any
     assert main([*base, "--stop", "compare:good,zzz,contains"]) == 1
     assert "not a variant" in capsys.readouterr().err
     assert lk.Store(db).query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 1
+
+
+def test_a_seed_fixes_the_order_across_runs(server: Any, tmp_path: Any) -> None:
+    exp = tagged_experiment(60, {"a": 0.9, "b": 0.2})
+    orders = []
+    for name in ("one", "two"):
+        run = exp.run(
+            server.client(),
+            stop=lk.stop.compare("a", "b", "contains", seed=7),
+            store=lk.Store(tmp_path / f"{name}.db"),
+            progress=False,
+        )
+        orders.append(run.sequential.order)
+    assert orders[0] == orders[1] and sorted(orders[0]) == [f"q{i:03d}" for i in range(60)]
+    assert orders[0] != sorted(orders[0])
