@@ -47,21 +47,26 @@ class SequentialReport:
         return self.cells_done / self.cells_total if self.cells_total else 0.0
 
     def history(self) -> pd.DataFrame:
-        """One row per batch and pair: step, position (items visited), pair, n, lower, upper."""
+        """One row per batch and pair while the pair is sampled: step, position (items
+        visited), pair, n (paired items observed), lower, upper (bounds of the difference)."""
         import pandas as pd
 
-        rows = [
-            {
-                "step": i + 1,
-                "position": s["position"],
-                "pair": pair,
-                "n": b[0],
-                "lower": b[1],
-                "upper": b[2],
-            }
-            for i, s in enumerate(self.steps)
-            for pair, b in s["bounds"].items()
-        ]
+        rows, last_n = [], {}
+        for i, step in enumerate(self.steps):
+            for pair, (n, lower, upper) in step["bounds"].items():
+                if pair in last_n and n == last_n[pair]:
+                    continue  # a pair no longer sampled (a condition eliminated): frozen
+                last_n[pair] = n
+                rows.append(
+                    {
+                        "step": i + 1,
+                        "position": step["position"],
+                        "pair": pair,
+                        "n": n,
+                        "lower": lower,
+                        "upper": upper,
+                    }
+                )
         return pd.DataFrame(rows, columns=["step", "position", "pair", "n", "lower", "upper"])
 
     def __str__(self) -> str:
@@ -96,16 +101,21 @@ def sequential_report(store: Store, run_id: str, spent: Decimal) -> SequentialRe
     steps = [json.loads(r["record"]) for r in rows[1:]]
     run_row = store.run_row(run_id) or {}
     cells_total = int(run_row.get("cells_total") or 0)
-    used = store.query(
-        "SELECT variant, COUNT(DISTINCT item_id) AS n, COUNT(*) AS cells FROM run_cells "
-        "WHERE run_id = ? AND status = 'done' GROUP BY variant",
-        (run_id,),
-    )
+    # Items the sequence observed per condition: a batch counts for every condition sampled in
+    # it (those still active after it, and those it eliminated).
     variants = list(json.loads(run_row.get("config") or "{}").get("prompts", {}))
     items_used = {v: 0 for v in variants}
-    items_used.update({r["variant"]: int(r["n"]) for r in used})
-    cells_done = sum(int(r["cells"]) for r in used)
-    full = (spent * cells_total / cells_done).quantize(Decimal("0.000001")) if cells_done else ZERO
+    for step in steps:
+        for v in [*step["active"], *step["eliminated"]]:
+            items_used[v] = items_used.get(v, 0) + len(step["items"])
+    counts = store.query(
+        "SELECT COUNT(*) AS done, SUM(CASE WHEN cached THEN 0 ELSE 1 END) AS paid "
+        "FROM run_cells WHERE run_id = ? AND status = 'done'",
+        (run_id,),
+    )[0]
+    cells_done, paid = int(counts["done"] or 0), int(counts["paid"] or 0)
+    # The full grid at this run's cost per paid cell (cells served from the cache cost nothing).
+    full = (spent * cells_total / paid).quantize(Decimal("0.000001")) if paid else ZERO
     return SequentialReport(
         rule=header.get("rule", json.loads(rule)),
         decision=steps[-1]["decision"] if steps else None,

@@ -7,7 +7,7 @@ every cell errored) gives a chart that says so in words instead of raising: a no
 plots should not crash because the data is not there yet.
 
 Layer: the top of the flow with ``llamakit.widgets``; plots may import every layer but the CLI.
-``spend`` draws the credit-spend picture, ``sequential`` a sequential run's bounds.
+``spend`` draws the credit-spend picture, ``sequence`` a sequential run's bounds.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def credit_spend(
 
 def sequential(run: Any, ax: Axes | None = None) -> Axes:
     """A sequential run's confidence sequences narrowing until the stop; see
-    :mod:`llamakit.plots.sequential`."""
-    from .sequential import sequential as draw
+    :mod:`llamakit.plots.sequence`."""
+    from .sequence import sequential as draw
 
     return draw(run, ax=ax)
 
