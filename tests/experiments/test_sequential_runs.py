@@ -220,3 +220,25 @@ def test_a_seed_fixes_the_order_across_runs(server: Any, tmp_path: Any) -> None:
         orders.append(run.sequential.order)
     assert orders[0] == orders[1] and sorted(orders[0]) == [f"q{i:03d}" for i in range(60)]
     assert orders[0] != sorted(orders[0])
+
+
+def test_the_plot_draws_the_bounds_or_says_why_not(server: Any, tmp_path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    store = lk.Store(tmp_path / "s.db")
+    exp = tagged_experiment(80, {"a": 0.95, "b": 0.2})
+    run = exp.run(
+        server.client(),
+        stop=lk.stop.compare("a", "b", "contains", seed=1),
+        store=store,
+        progress=False,
+    )
+    ax = lk.plots.sequential(run)
+    assert ax.get_title().startswith("a > b:") and ax.get_legend_handles_labels()[1] == ["a - b"]
+    plain = tagged_experiment(5, {"a": 0.5, "b": 0.5}, name="plain").run(
+        server.client(), store=store, progress=False
+    )
+    assert plain.sequential is None
+    ax = lk.plots.sequential(plain)
+    assert "no stop rule" in ax.texts[0].get_text()
