@@ -51,7 +51,8 @@ class SequentialReport:
         visited), pair, n (paired items observed), lower, upper (bounds of the difference)."""
         import pandas as pd
 
-        rows, last_n = [], {}
+        rows: list[dict[str, Any]] = []
+        last_n: dict[str, int] = {}
         for i, step in enumerate(self.steps):
             for pair, (n, lower, upper) in step["bounds"].items():
                 if pair in last_n and n == last_n[pair]:
