@@ -203,7 +203,7 @@ def end_to_end(items: int) -> None:
         started = time.perf_counter()
         run = exp.run(
             server.client(),
-            stop=lk.stop.compare("A", "B", "contains"),
+            stop=lk.stop.compare("A", "B", "contains", seed=19),
             store=store,
             progress=False,
             concurrency=8,
