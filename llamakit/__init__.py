@@ -90,6 +90,7 @@ _SUBMODULES: dict[str, str] = {
     "plots": "llamakit.plots",
     "scoring": "llamakit.scoring",
     "stats": "llamakit.scoring.stats",
+    "stop": "llamakit.experiment.stop",
     "tokens": "llamakit.tokens",
     "widgets": "llamakit.widgets",
 }

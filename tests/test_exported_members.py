@@ -40,3 +40,12 @@ def test_submodules_load_on_attribute_access() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["contains", "6"]
+
+
+def test_stop_rules_load_on_attribute_access() -> None:
+    code = (
+        "import sys, llamakit as lk; assert 'llamakit.experiment.stop' not in sys.modules; "
+        "print(lk.stop.compare('a', 'b', 'exact').key()['rule'], lk.stop.best('exact').metric)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["compare", "exact"]

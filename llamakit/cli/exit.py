@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-EXIT_OK = 0  # the command did everything it was asked (for a run: every cell done, no errors)
+EXIT_OK = 0  # the command did everything it was asked (for a run: every cell done, no errors;
+# for a sequential run: its stop rule answered)
 EXIT_ERROR = 1  # a llamakit error stopped the command (bad spec, unreachable API, bad key, ...)
 EXIT_USAGE = 2  # the command line itself is wrong (argparse's convention)
 EXIT_STOPPED = 3  # the run stopped early (budget, 406, stop request): rerun to resume
@@ -23,6 +24,8 @@ def run_exit_code(run: Any) -> int:
         return EXIT_INTERRUPTED
     if run.status == "failed":
         return EXIT_ERROR
+    if run.status == "decided":
+        return EXIT_OK
     if run.status != "finished":
         return EXIT_STOPPED
     if progress.error_count or progress.done < progress.total:

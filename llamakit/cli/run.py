@@ -44,6 +44,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="FILE",
         help="YAML/JSON reply rules for the local scripted backend (no key set)",
     )
+    parser.add_argument(
+        "--stop",
+        default=None,
+        metavar="RULE",
+        help="stop when answered: compare:A,B,METRIC[,ALPHA[,MARGIN]] or best:METRIC[,ALPHA] "
+        "(overrides the spec's stop:)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--wide", action="store_true", help="print every summary column")
     parser.set_defaults(func=run)
@@ -61,6 +68,7 @@ def _budget(text: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     # LlamakitError and Ctrl-C end in one line each, printed by llamakit.cli.main.
     from ..errors import ValidationError
+    from ..experiment.sequential import check_rule
     from ..experiment.spec import load_spec
     from ..store import Store
 
@@ -75,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
             field="budget",
         )
     concurrency = args.concurrency or spec.concurrency or 8
+    stop = args.stop if args.stop is not None else spec.stop
+    check_rule(stop, experiment)  # a bad rule fails before any server starts or call is sent
     store = Store(args.store) if args.store else Store()
     client = None
     if not args.replay:
@@ -89,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         mode="replay" if args.replay else "live",
         store=store,
         api=args.api,
+        stop=stop,
     )
     _report(run, wide=args.wide)
     if args.out:
@@ -127,6 +138,6 @@ def _report(run: Any, *, wide: bool = False) -> None:
     )
     if run.status in ("budget", "insufficient_credits", "stopped") or p.error_count:
         print("rerun the same command to resume: finished cells are kept and not paid again")
-    if p.done:
+    if p.done:  # summary() also prints a sequential run's decision and saving
         summary = run.summary()
         print(render(summary if wide else compact_summary(summary)))

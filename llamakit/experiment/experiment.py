@@ -35,6 +35,7 @@ from .dataset import Item, load_dataset
 from .estimate import Estimate
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from .rows import Missing, check_missing, check_text
+from .sequential import SequentialPolicy, check_rule
 from .sources import resolve_source
 from .templates import parse_prompts
 
@@ -305,6 +306,40 @@ class Experiment:
 
         return estimate(self, client, concurrency=_check_concurrency(concurrency), store=store)
 
+    def plan(
+        self,
+        client: Any = None,
+        *,
+        effect: float = 0.1,
+        power: float = 0.8,
+        alpha: float = 0.05,
+        stop: Any = None,
+        disagreement: float = 0.2,
+        concurrency: int = 8,
+        runs: int = 200,
+        store: Store | None = None,
+    ) -> Any:
+        """Items, credits and time for a fixed-size run vs a sequential one (``stop=``; default
+        ``compare`` of the first two variants on the first scorer at ``alpha``), for a true
+        ``effect`` (difference in mean score) when the variants disagree on ``disagreement`` of
+        the items; from ``runs`` simulations on this experiment's shape. Returns a ``Plan``
+        (printable; see ``llamakit.experiment.plan``). Sends no call. ValidationError for values
+        outside (0, 1), an effect above the disagreement, or a bad stop rule."""
+        from .plan import plan
+
+        return plan(
+            self,
+            client,
+            effect=effect,
+            power=power,
+            alpha=alpha,
+            stop=stop,
+            disagreement=disagreement,
+            concurrency=_check_concurrency(concurrency),
+            runs=runs,
+            store=store,
+        )
+
     # -- run -----------------------------------------------------------------------------------
     def _prepare(
         self,
@@ -316,6 +351,7 @@ class Experiment:
         mode: Mode,
         store: Store | None,
         api: Api = "v1",
+        stop: Any = None,
     ) -> tuple[Run, Any]:
         from ..store import Store
         from .runner import Runner
@@ -331,6 +367,7 @@ class Experiment:
             raise ValidationError("api='v2' needs a client with submit()/wait()", field="api")
         if mode == "live" and client is None:
             raise ValidationError("a live run needs a client (llamakit.connect())", field="client")
+        sequential = check_rule(stop, self)  # a bad stop rule fails here, before any call
         store = store or Store()
         store.require_writable()  # a read-only, full or damaged store fails here, before paying
         model = self.resolve_model(client)
@@ -367,6 +404,15 @@ class Experiment:
             # Local jobs finish in milliseconds; the hosted API's take about a second.
             poll_interval=0.02 if getattr(client, "is_local", False) else 1.0,
         )
+        if sequential is not None:
+            runner.policy = SequentialPolicy(
+                *sequential,
+                store=store,
+                run_id=run.id,
+                cells=cells,
+                variants=self.variants,
+                concurrency=concurrency,
+            )
         run._stop_request = runner.request_stop
         run._runner = runner  # type: ignore[attr-defined]
         runner.open_bar()
@@ -382,6 +428,7 @@ class Experiment:
         mode: Mode = "live",
         store: Store | None = None,
         api: Api = "v1",
+        stop: Any = None,
     ) -> Run:
         """Like ``run`` but returns at once; the run works in a background thread.
 
@@ -396,6 +443,7 @@ class Experiment:
             mode=mode,
             store=store,
             api=api,
+            stop=stop,
         )
         execute_in_background(run, runner)
         return run
@@ -410,12 +458,18 @@ class Experiment:
         mode: Mode = "live",
         store: Store | None = None,
         api: Api = "v1",
+        stop: Any = None,
     ) -> Run:
         """Run every unfinished cell and return the Run (see the module docstring).
 
         ``budget`` caps the credits this call may spend (checked before each send, reserving the
         calls in flight); a stopped run resumes when run again, with a budget of its own.
         ``mode="replay"`` serves every cell from the store and needs no client.
+
+        ``stop=lk.stop.compare(a, b, metric)`` or ``lk.stop.best(metric)`` makes it sequential:
+        items in a seeded random order, a batch at a time, until the rule is answered (see
+        ``llamakit.experiment.sequential``; ``run.sequential`` reports it). A bad rule raises
+        ValidationError before any call.
 
         ``api="v2"`` sends each call as a v2 job (submit, then poll) and journals it first: a
         runner killed mid-call then collects its paid jobs on resume instead of paying again.
@@ -431,6 +485,7 @@ class Experiment:
             mode=mode,
             store=store,
             api=api,
+            stop=stop,
         )
         wait_or_interrupt(run, run._runner)  # type: ignore[attr-defined]
         return run.wait()
@@ -445,6 +500,7 @@ class Experiment:
         mode: Mode = "live",
         store: Store | None = None,
         api: Api = "v1",
+        stop: Any = None,
     ) -> Run:
         """``run`` for async code: the runner works on the caller's event loop, so an
         ``AsyncClient`` already used there can be passed as is."""
@@ -456,6 +512,7 @@ class Experiment:
             mode=mode,
             store=store,
             api=api,
+            stop=stop,
         )
         try:
             await runner.execute()

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llamakit.run")
 
-FINAL_STATUSES = ("finished", "stopped", "budget", "insufficient_credits", "interrupted", "failed")
+FINAL_STATUSES = (
+    "finished",
+    "decided",
+    "stopped",
+    "budget",
+    "insufficient_credits",
+    "interrupted",
+    "failed",
+)
 
 
 @dataclass(frozen=True)
@@ -235,10 +243,24 @@ class Run:
 
     def summary(self, **kwargs: Any) -> Any:
         """``stats.summarize`` of the results: one row per condition (variant, and params when
-        the run has more than one setting); ``credits`` includes ``judge_credits``."""
+        the run has more than one setting); ``credits`` includes ``judge_credits``. For a
+        sequential run it also prints ``run.sequential`` (kept in the table's ``attrs``)."""
         from ..scoring import stats
 
-        return stats.summarize(self.results, **kwargs)
+        table = stats.summarize(self.results, **kwargs)
+        report = self.sequential
+        if report is not None:  # a sequential run: what it decided and saved rides along
+            table.attrs["sequential"] = report
+            print(report)
+        return table
+
+    @property
+    def sequential(self) -> Any:
+        """A sequential run's ``SequentialReport`` (decision, bounds per batch, items used per
+        condition, credits spent vs the full grid's); None for a run without a stop rule."""
+        from .sequential_report import sequential_report
+
+        return sequential_report(self.store, self.id, self.credits_spent)
 
     def compare(self, a: Any, b: Any, metric: str | None = None) -> Any:
         """``stats.paired_compare`` on this run's results. ``a`` and ``b`` are conditions: a

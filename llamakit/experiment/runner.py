@@ -100,6 +100,8 @@ class Runner:
         self.deferred: list[Cell] = []  # cells another process is paying for right now
         self.bar = ProgressBar()
         self._task: asyncio.Task[str] | None = None
+        # Between batches, a sequential run's policy picks the next cells (experiment.sequential).
+        self.policy: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -298,6 +300,30 @@ class Runner:
             except StoreError as exc:  # the store cannot take more: stop this run, keep the rest
                 self.responses.fail(exc)
 
+    async def _drain(self, queue: deque[Cell]) -> None:
+        workers = [
+            asyncio.create_task(self._worker(queue))
+            for _ in range(min(self.concurrency, len(queue)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+
+    async def _drain_by_policy(self, queue: deque[Cell]) -> deque[Cell]:
+        """Send the cells the policy picks, a batch at a time, until it (or a stop) says enough;
+        returns the cells left unsent (``experiment.sequential``)."""
+        left = {c.cell_id: c for c in queue}
+        while self.stop_reason is None and self.policy is not None:
+            chosen = self.policy.next_batch()
+            if chosen is None:
+                break
+            await self._drain(deque(left.pop(i) for i in chosen if i in left))
+        return deque(left.values())
+
     async def execute(self) -> str:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
@@ -332,22 +358,17 @@ class Runner:
             if self.mode != "replay":
                 self.responses.lease = Lease(self.store, self.run.id).start()
             hook = hook_attempts(self.client, self.responses.on_attempt)
-            workers = [
-                asyncio.create_task(self._worker(queue))
-                for _ in range(min(self.concurrency, len(queue)))
-            ]
-            try:
-                await asyncio.gather(*workers)
-            except BaseException:
-                for w in workers:
-                    w.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-                raise
+            if self.policy is None:
+                await self._drain(queue)
+            else:
+                queue = await self._drain_by_policy(queue)
             status = self.stop_reason or (
                 "finished" if not queue and not self.deferred else "stopped"
             )
             if status == "finished" and self.done < len(self.cells) and not self.errors:
                 status = "stopped"
+            if status == "stopped" and getattr(self.policy, "decision", None) is not None:
+                status = "decided"  # a sequential run answered its question: the rest is unsent
         except asyncio.CancelledError:
             status = "interrupted"
             raise

@@ -17,6 +17,7 @@ scorers: [contains, {exact: {ignore_case: true}}, {judge: {rubric: "Names {{ exp
 concurrency: 8                   # defaults for `llamakit run`; flags override them
 budget: 0.05
 missing: error                   # or `empty`: a blank cell a template reads renders as ""
+stop: {compare: {a: terse, b: chatty, metric: contains}}   # optional: stop when answered
 ```
 
 Unknown keys are errors (a typo like ``repeat:`` must not silently run once).
@@ -43,6 +44,7 @@ SPEC_KEYS = (
     "concurrency",
     "budget",
     "missing",
+    "stop",
 )
 REQUIRED = ("name", "dataset", "prompts")
 SCORER_NAMES = (
@@ -78,6 +80,7 @@ class Spec:
     concurrency: int | None = None
     budget: Any = None
     missing: Any = "error"
+    stop: Any = None  # a stop rule (experiment.stop.parse_stop): compare/best
 
     def build_scorers(self) -> list[Any]:
         from .. import scoring
@@ -181,4 +184,5 @@ def load_spec(path: str | Path) -> Spec:
         concurrency=data.get("concurrency"),
         budget=data.get("budget"),
         missing=data.get("missing", "error"),
+        stop=data.get("stop"),
     )

@@ -7,7 +7,7 @@ every cell errored) gives a chart that says so in words instead of raising: a no
 plots should not crash because the data is not there yet.
 
 Layer: the top of the flow with ``llamakit.widgets``; plots may import every layer but the CLI.
-``spend`` draws the credit-spend picture.
+``spend`` draws the credit-spend picture, ``sequence`` a sequential run's bounds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from ..store import Store
 
-__all__ = ["cost_per_variant", "credit_spend", "latency", "paired", "scores"]
+__all__ = ["cost_per_variant", "credit_spend", "latency", "paired", "scores", "sequential"]
 
 
 def credit_spend(
@@ -35,6 +35,14 @@ def credit_spend(
     from .spend import credit_spend as draw
 
     return draw(runs, store=store, ax=ax)
+
+
+def sequential(run: Any, ax: Axes | None = None) -> Axes:
+    """A sequential run's confidence sequences narrowing until the stop; see
+    :mod:`llamakit.plots.sequence`."""
+    from .sequence import sequential as draw
+
+    return draw(run, ax=ax)
 
 
 def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:

@@ -46,15 +46,30 @@ class FunctionScorer:
     scored (the runner records the error) rather than landing in a score column as garbage.
     """
 
-    __slots__ = ("name", "fn", "reads")
+    __slots__ = ("name", "fn", "reads", "bounds")
 
-    def __init__(self, name: str, fn: ScoreFn, *, reads: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: ScoreFn,
+        *,
+        reads: Mapping[str, str] | None = None,
+        bounds: tuple[float, float] | None = None,
+    ) -> None:
         self.name = check_name(name)
         self.fn = fn
         self.reads: dict[str, str] = dict(reads or {})
+        # The scores' declared range, which sequential stopping needs; None = not declared.
+        self.bounds = bounds
 
     def __call__(self, text: str, row: Mapping[str, Any]) -> float | bool:
-        return score_value(self.fn(text, row), scorer=self.name)
+        value = score_value(self.fn(text, row), scorer=self.name)
+        if self.bounds is not None and not self.bounds[0] <= value <= self.bounds[1]:
+            raise ValueError(
+                f"scorer {self.name!r} returned {value!r}, outside its declared bounds "
+                f"[{self.bounds[0]}, {self.bounds[1]}]"
+            )
+        return value
 
     def __repr__(self) -> str:
         return f"Scorer(name={self.name!r})"
@@ -85,14 +100,23 @@ def score_value(value: object, *, scorer: str = "scorer") -> float | bool:
 
 
 def as_scorer(
-    fn: Callable[..., Any], name: str | None = None, *, reads: Iterable[str] = ()
+    fn: Callable[..., Any],
+    name: str | None = None,
+    *,
+    reads: Iterable[str] = (),
+    bounds: tuple[float, float] | None = None,
 ) -> Scorer:
     """Turn any ``(response_text, row) -> float | bool`` callable into a named scorer.
 
     ``name`` defaults to the function's ``__name__``; lambdas need an explicit name. An object that
     already has a ``name`` (a scorer) is returned as is unless ``name`` renames it. ``reads`` names
-    the dataset columns ``fn`` uses, checked when the experiment is built.
+    the dataset columns ``fn`` uses, checked when the experiment is built. ``bounds=(lo, hi)``
+    declares the scores' range (sequential stopping needs it); a score outside it is recorded as
+    that cell's scoring error.
     """
+    if bounds is not None:
+        lo, hi = _checked_bounds(bounds)
+        bounds = (lo, hi)
     if not callable(fn):
         raise ValidationError(f"a scorer must be callable, got {type(fn).__name__}", field="fn")
     existing = getattr(fn, "name", None)
@@ -113,7 +137,19 @@ def as_scorer(
     _check_arity(fn, name)
     if isinstance(reads, str):
         reads = [reads]
-    return FunctionScorer(name, fn, reads={str(column): "" for column in reads})
+    return FunctionScorer(name, fn, reads={str(column): "" for column in reads}, bounds=bounds)
+
+
+def _checked_bounds(bounds: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"bounds must be a pair (lo, hi) of numbers, got {bounds!r}", field="bounds"
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValidationError(f"bounds must be finite with lo < hi, got {bounds!r}", field="bounds")
+    return lo, hi
 
 
 def _check_arity(fn: Callable[..., Any], name: str) -> None:

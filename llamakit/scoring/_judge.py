@@ -86,6 +86,8 @@ class JudgeScorer:
     its own): the judge would have two conflicting formats to follow.
     """
 
+    bounds: tuple[float, float] = (0.0, 1.0)  # scores are fractions (sequential stopping)
+
     name: str
     client: Any
     rubric: str

@@ -47,7 +47,7 @@ def exact(
         got = norm(text)
         return any(got == norm(ref) for ref in _references(row, field))
 
-    return FunctionScorer(name, score, reads={field: "field"})
+    return FunctionScorer(name, score, reads={field: "field"}, bounds=(0.0, 1.0))
 
 
 def contains(
@@ -65,7 +65,7 @@ def contains(
         got = norm(text)
         return any(norm(ref.strip()) in got for ref in _references(row, field))
 
-    return FunctionScorer(name, score, reads={field: "field"})
+    return FunctionScorer(name, score, reads={field: "field"}, bounds=(0.0, 1.0))
 
 
 def regex(pattern: str, *, flags: int = 0, name: str = "regex") -> FunctionScorer:
@@ -84,7 +84,7 @@ def regex(pattern: str, *, flags: int = 0, name: str = "regex") -> FunctionScore
     def score(text: str, row: Mapping[str, Any]) -> bool:
         return compiled.search(text) is not None
 
-    return FunctionScorer(name, score)
+    return FunctionScorer(name, score, bounds=(0.0, 1.0))
 
 
 def length_between(
@@ -115,4 +115,4 @@ def length_between(
         size = len(body.split()) if unit == "words" else len(body)
         return lo <= size and (hi is None or size <= hi)
 
-    return FunctionScorer(name, score)
+    return FunctionScorer(name, score, bounds=(0.0, 1.0))

@@ -63,7 +63,7 @@ def is_json(*, name: str = "is_json") -> FunctionScorer:
             return False
         return True
 
-    return FunctionScorer(name, score)
+    return FunctionScorer(name, score, bounds=(0.0, 1.0))
 
 
 def _parse_path(path: str) -> list[str]:
@@ -149,7 +149,7 @@ def json_field(
         got = _walk(document, parts)
         return got is not _UNSET and _same(got, want, ignore_case=ignore_case)
 
-    return FunctionScorer(name, score, reads={field: "field"})
+    return FunctionScorer(name, score, reads={field: "field"}, bounds=(0.0, 1.0))
 
 
 def numeric_close(
@@ -180,4 +180,4 @@ def numeric_close(
         got = last_number(text)
         return got is not None and math.isclose(got, want, rel_tol=rel_tol, abs_tol=abs_tol)
 
-    return FunctionScorer(name, score, reads={field: "field"})
+    return FunctionScorer(name, score, reads={field: "field"}, bounds=(0.0, 1.0))

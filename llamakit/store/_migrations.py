@@ -162,6 +162,19 @@ def m004_credits_as_decimal_text(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE {table} DROP COLUMN {old}")
 
 
+@migration
+def m005_sequential_steps(db: sqlite3.Connection) -> None:
+    # A sequential run's own record (issue 19): step 0 holds the seeded item order and the batch
+    # size, each later step the items observed, the confidence bounds and the decision after one
+    # batch. Keyed by the stop rule too, so two rules on one run keep separate sequences.
+    db.execute(
+        """CREATE TABLE sequential_steps (
+            run_id TEXT NOT NULL, rule TEXT NOT NULL, step INTEGER NOT NULL,
+            record TEXT NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (run_id, rule, step))"""
+    )
+
+
 def _legacy_decimal_text(value: object) -> str | None:
     try:
         number = Decimal(f"{value:.15g}" if isinstance(value, float) else str(value))

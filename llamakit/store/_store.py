@@ -398,3 +398,22 @@ class Store(Coordination):
                       AND c.status = 'error') AS errors
                  FROM runs r ORDER BY r.started_at"""
         return self.query(sql)
+
+    # -- sequential runs (issue 19) ---------------------------------------------------------
+    def record_sequential_step(self, run_id: str, rule: str, step: int, record: Any) -> None:
+        """One step of a sequential run's record (``experiment.sequential``); a step already
+        recorded (a resumed run replaying it) is kept as first written."""
+        with self._db.write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO sequential_steps VALUES (?, ?, ?, ?, ?)",
+                (run_id, rule, step, _dumps(record), time.time()),
+            )
+
+    def sequential_steps(self, run_id: str, rule: str | None = None) -> list[dict[str, Any]]:
+        """A run's sequential steps (all rules, or one), oldest first; ``record`` is JSON text."""
+        sql = "SELECT * FROM sequential_steps WHERE run_id = ?"
+        args: tuple[Any, ...] = (run_id,)
+        if rule is not None:
+            sql += " AND rule = ?"
+            args = (run_id, rule)
+        return self.query(sql + " ORDER BY rowid", args)
