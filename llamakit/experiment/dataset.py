@@ -137,7 +137,8 @@ def _rows(source: Any) -> list[Any]:
     if callable(getattr(source, "to_pandas", None)):  # datasets.Dataset, a pyarrow Table, ...
         frame = source.to_pandas()
         if hasattr(frame, "to_dict") and hasattr(frame, "columns"):
-            return frame.to_dict(orient="records")
+            records: list[Any] = frame.to_dict(orient="records")
+            return records
     if isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
         return list(source)  # a generator or an IterableDataset of dicts
     raise ValidationError(
