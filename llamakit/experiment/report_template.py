@@ -14,7 +14,7 @@ table { border-collapse: collapse; margin: .5em 0 1em; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; vertical-align: top; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .reply { white-space: pre-wrap; max-width: 40em; }
-.reason { white-space: pre-wrap; color: #555; font-size: 90%; }
+.reason { white-space: pre-wrap; color: #555; font-size: 90%; text-align: left; }
 .item { border-top: 2px solid #888; margin-top: 1em; }
 .item.agree .badge { display: none; }
 .badge { background: #c60; color: #fff; border-radius: 3px; padding: 0 .4em; font-size: 85%; }
@@ -29,7 +29,7 @@ body.only-disagree .item.agree { display: none; }
 
 <h2>Runs and credit spend</h2>
 <table id="runs">
-<tr><th>run</th><th>name</th><th>model</th><th>answered by</th><th>status</th><th>cells</th><th>errors</th><th>credits spent (USD)</th><th>of which judges</th><th>figure from</th></tr>
+<tr><th>run</th><th>name</th><th>model</th><th>answered by</th><th>status</th><th>cells</th><th>errors</th><th>credits spent (USD)</th><th>of which judges</th><th>spend measured by</th></tr>
 {% for r in runs %}
 <tr><td>{{ r.id }}</td><td>{{ r.name }}</td><td>{{ r.model }}</td><td>{{ r.source }}</td><td>{{ r.status }}</td>
 <td class="num">{{ r.done }}/{{ r.total }}</td><td class="num">{{ r.errors }}</td>
