@@ -19,7 +19,7 @@ HOSTILE = {
     "France": "<script>window.pwned = 1</script>Paris",
     "Spain": "<img src='http://198.51.100.7/x.png' onerror='window.pwned = 2'>Madrid",
     "Chad": "<b>no idea</b> <link rel=stylesheet href=https://cdn.example.invalid/x.css>",
-    "Peru": "& Lima < Cusco \"quoted\"",
+    "Peru": '& Lima < Cusco "quoted"',
 }
 RULES: list[dict[str, Any]] = [
     {"pattern": "must name", "reply": "Reason: <u>it names it</u>.\nVERDICT: PASS"},
