@@ -64,7 +64,7 @@ def test_several_runs_side_by_side(runs: list[Any], tmp_path: Path) -> None:
 def test_llamakit_report_takes_run_ids_and_run_files(
     runs: list[Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    saved = runs[1].save(tmp_path / "second.parquet")
+    saved = runs[1].save(tmp_path / "second.jsonl")
     out = tmp_path / "cli.html"
     store = str(runs[0].store.path)
     assert main(["report", runs[0].id, saved, "-o", str(out), "--store", store]) == 0
