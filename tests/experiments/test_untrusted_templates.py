@@ -20,7 +20,7 @@ from llamakit.experiment.templates import parse_prompts
 from llamakit.templating.sandbox import MAX_PROMPT_CHARS, MAX_RENDER_STEPS
 
 PACKAGE = Path(lk.__file__).resolve().parent
-SANDBOX = PACKAGE / "_template_sandbox.py"
+SANDBOX = PACKAGE / "templating" / "sandbox.py"
 BIG = "y" * 900_000
 ROW = {"q": "x", "n": 10**9, "big": BIG, "items": ["a", "b", "c"], "lines": "a\n" * 400_000}
 
