@@ -55,7 +55,8 @@ class ReplayMissError(LlamakitError):
 class StoreError(LlamakitError):
     """The store at ``path`` cannot be used: ``problem`` says what is wrong, ``fix`` what to do.
 
-    ``problem`` is one of "missing", "damaged", "full", "read-only", "newer-schema", "write-failed".
+    ``problem`` is one of "missing", "damaged", "full", "read-only", "newer-schema", "write-failed",
+    "conflict" (a run file's run id is taken by another run).
     Raised when the store is opened (before any credit is spent) or when a write fails mid-run
     (the run stops; replies already paid for are kept in the spill file beside the store).
     """

@@ -29,6 +29,25 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--replay", action="store_true", help="serve every cell from the store")
     parser.add_argument(
+        "--from",
+        dest="run_file",
+        type=input_file,
+        default=None,
+        metavar="RUN_FILE",
+        help="import this run file (.jsonl/.parquet) into the store first; with --replay, "
+        "re-executes a committed run offline (no key, no server)",
+    )
+    pilot = parser.add_mutually_exclusive_group()
+    pilot.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="pilot: the first N rows"
+    )
+    pilot.add_argument(
+        "--sample", type=positive_int, default=None, metavar="N", help="pilot: N random rows"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="the --sample draw's seed (default 0)"
+    )
+    parser.add_argument(
         "--api",
         choices=("v1", "v2"),
         default="v1",
@@ -73,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store import Store
 
     spec = load_spec(args.spec)
-    experiment = spec.experiment()
+    experiment = spec.experiment(limit=args.limit, sample=args.sample, seed=args.seed)
     budget = _budget(args.budget if args.budget is not None else spec.budget)
     if args.budget is None and isinstance(budget, (int, float)) and budget <= 0:
         # Same rule as --budget: a zero budget sends nothing, so "rerun to resume" would loop.
@@ -86,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
     stop = args.stop if args.stop is not None else spec.stop
     check_rule(stop, experiment)  # a bad rule fails before any server starts or call is sent
     store = Store(args.store) if args.store else Store()
+    if args.run_file:
+        from ..experiment.runfile import import_run_file
+
+        run_id, created = import_run_file(args.run_file, store)
+        print(f"{'imported' if created else 'already had'} run {run_id} from {args.run_file}")
     client = None
     if not args.replay:
         from ..server.connect import connect

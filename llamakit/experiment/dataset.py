@@ -1,8 +1,10 @@
-"""Loading an experiment's dataset: a DataFrame, a CSV / JSONL / JSON path, or a list of dicts.
+"""Loading an experiment's dataset: a DataFrame, a CSV / JSONL / JSON / Parquet path, a Hugging
+Face ``datasets.Dataset`` (or any object with ``.to_pandas()``), or a list or iterable of dicts.
 
 Each row supplies template variables, an optional ``id`` and optional expected values
 (``expected``, ``expected_*``). Ids are strings; without an ``id`` column a row's id is its
 position. CSV cells stay strings (no type guessing: "NA" is Namibia, "007" keeps its zeros).
+Parquet and ``datasets`` rows keep their column types; every source obeys the same id rules.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import csv
 import json
 import math
 import os
+import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,9 +100,31 @@ def _read_path(path: Path) -> list[dict[str, Any]]:
         if not isinstance(data, list):
             raise ValidationError(f"{path.name} must hold a JSON list of objects", field="dataset")
         return data
+    if suffix == ".parquet":
+        return _read_parquet(path)
     raise ValidationError(
-        f"dataset file must be .csv, .jsonl or .json, got {path.name!r}", field="dataset"
+        f"dataset file must be .csv, .jsonl, .json or .parquet, got {path.name!r}",
+        field="dataset",
     )
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    try:
+        import pyarrow.parquet  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        raise ValidationError(
+            f"{path.name}: reading Parquet needs pyarrow: pip install 'llamakit[parquet]' (or "
+            "save the dataset as CSV or JSONL)",
+            field="dataset",
+        ) from None
+    try:
+        table = pyarrow.parquet.read_table(path)
+    except Exception as exc:  # pyarrow's errors: a damaged, truncated or non-Parquet file
+        raise ValidationError(
+            f"{path.name} cannot be read as Parquet: {exc}", field="dataset"
+        ) from None
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
 
 
 def _rows(source: Any) -> list[Any]:
@@ -109,8 +134,16 @@ def _rows(source: Any) -> list[Any]:
         return list(source.to_dict(orient="records"))
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         return list(source)
+    if callable(getattr(source, "to_pandas", None)):  # datasets.Dataset, a pyarrow Table, ...
+        frame = source.to_pandas()
+        if hasattr(frame, "to_dict") and hasattr(frame, "columns"):
+            records: list[Any] = frame.to_dict(orient="records")
+            return records
+    if isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):
+        return list(source)  # a generator or an IterableDataset of dicts
     raise ValidationError(
-        "dataset must be a DataFrame, a path to a CSV/JSONL/JSON file, or a list of dicts; "
+        "dataset must be a DataFrame, a path to a CSV/JSONL/JSON/Parquet file, a "
+        "datasets.Dataset (or an object with .to_pandas()), or a list or iterable of dicts; "
         f"got {type(source).__name__}",
         field="dataset",
     )
@@ -141,3 +174,36 @@ def load_dataset(source: Any) -> list[Item]:
             f"dataset has duplicate item ids: {shown}; ids must be unique", field="dataset.id"
         )
     return items
+
+
+def subset(
+    items: list[Item], *, limit: Any = None, sample: Any = None, seed: Any = 0
+) -> list[Item]:
+    """A pilot's items: the first ``limit`` rows, or ``sample`` rows drawn without replacement
+    by ``random.Random(seed)`` (kept in dataset order, the same for the same seed and data).
+    Their cells are the full run's cells, so the full run later gets them from the cache, free.
+    Raises ValidationError for a non-positive count, both given, or a sample larger than the set.
+    """
+    for name, value in (("limit", limit), ("sample", sample)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValidationError(f"{name} must be a whole number >= 1, got {value!r}", field=name)
+    if limit is not None and sample is not None:
+        raise ValidationError(
+            "pass limit (the first N rows) or sample (N random rows), not both", field="sample"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValidationError(f"seed must be a whole number, got {seed!r}", field="seed")
+    if limit is not None:
+        return items[:limit]
+    if sample is None:
+        return items
+    if sample > len(items):
+        raise ValidationError(
+            f"sample={sample} is more than the dataset's {len(items)} rows; use a smaller sample "
+            "or none",
+            field="sample",
+        )
+    chosen = set(random.Random(seed).sample(range(len(items)), sample))
+    return [item for i, item in enumerate(items) if i in chosen]

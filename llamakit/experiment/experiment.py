@@ -31,7 +31,7 @@ from .._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
 from ..client.credits import to_credits
 from ..errors import ValidationError
 from .cells import Cell, canonical_json, cell_id, cell_key, expand_params
-from .dataset import Item, load_dataset
+from .dataset import Item, load_dataset, subset
 from .estimate import Estimate
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from .rows import Missing, check_missing, check_text
@@ -127,6 +127,9 @@ class Experiment:
 
     ``missing="error"`` (the default) refuses a row whose value for a column a template reads is
     empty, None/NaN or absent; ``missing="empty"`` renders such values as empty text.
+
+    ``limit=N`` keeps the first N rows, ``sample=N`` (with ``seed``) N random rows: a priced pilot
+    (``estimate``, then ``run``) whose cells the full experiment later takes from the cache.
     """
 
     def __init__(
@@ -139,6 +142,10 @@ class Experiment:
         scorers: Sequence[Any] = (),
         model: str | None = None,
         missing: Missing = "error",
+        *,
+        limit: int | None = None,
+        sample: int | None = None,
+        seed: int = 0,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("an experiment needs a non-empty name", field="name")
@@ -158,7 +165,14 @@ class Experiment:
         self.scorers = _check_scorers(scorers)
         self.model = model
         self.missing = missing
-        self.items = _checked_items(dataset, self.templates, self.scorers, missing)
+        # Every row is checked, then a pilot keeps its subset (see ``dataset.subset``).
+        checked = _checked_items(dataset, self.templates, self.scorers, missing)
+        self.items = subset(checked, limit=limit, sample=sample, seed=seed)
+        self.pilot: dict[str, int] | None = None
+        if len(self.items) < len(checked):
+            self.pilot = {"rows": len(self.items), "of": len(checked)}
+            self.pilot.update({"limit": limit} if limit is not None else {"sample": sample or 0})
+            self.pilot.update({"seed": seed} if sample is not None else {})
         scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
         # Render everything now: a missing variable fails here, before any call.
         self._rendered = {
@@ -281,6 +295,7 @@ class Experiment:
             "model": model,
             "scorers": [s.name for s in self.scorers],
             "judges": [s.name for s in self.scorers if hasattr(s, "grading_messages")],
+            **({"pilot": self.pilot} if self.pilot else {}),
             "dataset": hashlib.sha256(
                 canonical_json([i.row for i in self.items]).encode("utf-8", "surrogatepass")
             ).hexdigest()[:16],

@@ -151,7 +151,7 @@ def results_frame(
         "scorer_errors",
         *(["judge_credits"] if judge_names else []),
     ]
-    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame = text_frame(records, columns)
     for col in ("prompt_tokens", "completion_tokens", "local_prompt_tokens", "attempts"):
         frame[col] = frame[col].astype("Int64")
     frame["latency_s"] = frame["latency_s"].astype("float64")
@@ -199,10 +199,21 @@ def _judge_credits(
     return total
 
 
+def text_frame(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+    """A DataFrame whose text columns hold any Python string. pandas 3 stores inferred text in
+    pyarrow when pyarrow is installed, and pyarrow refuses strings UTF-8 cannot hold (a reply
+    with a lone surrogate, which the store keeps): so text is kept in Python storage, the same
+    with or without pyarrow."""
+    import pandas as pd
+
+    with pd.option_context("mode.string_storage", "python"):
+        return pd.DataFrame.from_records(list(records), columns=list(columns))
+
+
 def runs_frame(rows: Sequence[Mapping[str, Any]]) -> Any:
     import pandas as pd
 
-    frame = pd.DataFrame.from_records(list(rows), columns=RUNS_COLUMNS)
+    frame = text_frame(rows, RUNS_COLUMNS)
     for col in ("started_at", "finished_at"):
         frame[col] = pd.to_datetime(frame[col].astype("float64"), unit="s", utc=True)
     for col in ("cells_total", "cells_done", "errors"):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._defaults import PUBLISHED_COST_PER_CALL
@@ -285,6 +287,23 @@ class Run:
 
         return write_csv(self.results, path, excel=excel)
 
+    def save(self, path: str | os.PathLike[str], *, format: str | None = None) -> str:
+        """Write this run as one portable run file (config, every cell, request, reply, usage,
+        credits, scores, reasons, timings and reproducibility metadata); returns the path.
+        ``format`` is "jsonl" or "parquet" (default: from the suffix, else jsonl). Read it back
+        with ``llamakit.load_run(path)``; see ``llamakit.experiment.runfile``."""
+        from .runfile import write_run_file
+
+        return str(write_run_file(self.store, self.id, path, format))
+
+    def to_html(self, path: str | os.PathLike[str], *others: Run) -> str:
+        """Write a self-contained HTML report of this run (and ``others``, compared with it):
+        summary with CIs, plots, credit spend, every cell per item; returns the path. See
+        ``llamakit.experiment.report``."""
+        from .report import write_report
+
+        return str(write_report([self, *others], path))
+
 
 def judge_replies(
     store: Store, cells: list[dict[str, Any]]
@@ -337,7 +356,32 @@ def runs(store: Store | None = None) -> Any:
     return runs_frame(rows)
 
 
-def load_run(run_id: str, store: Store | None = None) -> Run:
-    from ..store import Store
+def load_run(ref: str | os.PathLike[str], store: Store | None = None) -> Run:
+    """A run by id from ``store`` (default store), or from a run file (a path object, or text
+    naming an existing file or ending in .jsonl / .parquet).
 
-    return Run(run_id, store or Store())
+    A run file is imported into ``store`` when one is given (idempotent: see ``import_run``),
+    else into a private temporary store, leaving the default store untouched. Raises
+    LlamakitError for an unknown run id, ValidationError for a file that is missing, not a run
+    file, of a newer format version, or truncated."""
+    from ..store import Store
+    from .runfile import looks_like_run_file
+
+    if looks_like_run_file(ref):
+        if store is None:
+            store = Store(Path(tempfile.mkdtemp(prefix="llamakit-run-")) / "llamakit.db")
+        return import_run(ref, store)
+    return Run(str(ref), store or Store())
+
+
+def import_run(path: str | os.PathLike[str], store: Store | None = None) -> Run:
+    """Import a run file into ``store`` (default store) and return the run. Importing the same
+    file twice adds nothing; afterwards ``exp.run(None, mode="replay", store=store)`` replays
+    it offline (no key, no server). Raises ValidationError for a bad file (see ``load_run``)
+    and StoreError when the store holds another run under the same id."""
+    from ..store import Store
+    from .runfile import import_run_file
+
+    store = store or Store()
+    run_id, _ = import_run_file(path, store)
+    return Run(run_id, store)

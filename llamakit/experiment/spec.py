@@ -118,8 +118,9 @@ class Spec:
                 raise ValidationError(f"{where} ({name}): {exc}", field=exc.field) from None
         return out
 
-    def experiment(self) -> Any:
-        """The Experiment; a ValidationError names this spec file first."""
+    def experiment(self, **subset: Any) -> Any:
+        """The Experiment; a ValidationError names this spec file first. ``subset``: the
+        ``limit`` / ``sample`` / ``seed`` of a pilot run (see ``Experiment``)."""
         from .experiment import Experiment
 
         try:
@@ -132,6 +133,7 @@ class Spec:
                 scorers=self.build_scorers(),
                 model=self.model,
                 missing=self.missing,
+                **subset,
             )
         except ValidationError as exc:
             if str(exc).startswith(self.path.name):

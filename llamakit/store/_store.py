@@ -389,6 +389,23 @@ class Store(Coordination):
         value = self.query(sql, args)[0]["c"]
         return None if value is None else float(value)
 
+    def import_run(
+        self,
+        run: Mapping[str, Any],
+        *,
+        sessions: Sequence[Mapping[str, Any]],
+        cells: Sequence[Mapping[str, Any]],
+        responses: Sequence[Mapping[str, Any]],
+        attempts: Sequence[Mapping[str, Any]] = (),
+    ) -> bool:
+        """Write a run read from a run file, in one transaction; True if it was new here (a
+        second import adds nothing). See ``_import``."""
+        from ._import import import_run_rows
+
+        return import_run_rows(
+            self, run, sessions=sessions, cells=cells, responses=responses, attempts=attempts
+        )
+
     def run_rows(self) -> list[dict[str, Any]]:
         """Every run with its cell counts, for ``llamakit.runs()``."""
         sql = """SELECT r.*,

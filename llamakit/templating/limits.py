@@ -70,6 +70,7 @@ def refuse(what: str) -> PromptTooLarge:
 class _Budget:
     deadline: float
     steps: int = 0
+    max_steps: int = MAX_RENDER_STEPS
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -77,9 +78,13 @@ _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
 )
 
 
-def begin() -> contextvars.Token[_Budget | None]:
-    """Start one render's allowance of steps and time; ``end`` it with the token returned."""
-    return _BUDGET.set(_Budget(deadline=time.monotonic() + RENDER_DEADLINE_S))
+def begin(
+    max_steps: int = MAX_RENDER_STEPS, deadline_s: float = RENDER_DEADLINE_S
+) -> contextvars.Token[_Budget | None]:
+    """Start one render's allowance of steps and time; ``end`` it with the token returned.
+    Only the package's own templates (``sandbox.render_package_template``) pass larger bounds."""
+    budget = _Budget(deadline=time.monotonic() + deadline_s, max_steps=max_steps)
+    return _BUDGET.set(budget)
 
 
 def end(token: contextvars.Token[_Budget | None]) -> None:
@@ -102,9 +107,9 @@ def charge(steps: int = 1) -> None:
     if spent is None:
         return
     spent.steps += steps
-    if spent.steps > MAX_RENDER_STEPS:
+    if spent.steps > spent.max_steps:
         raise RenderTooCostly(
-            f"the template needs more than {MAX_RENDER_STEPS:,} steps (loop iterations, calls, "
+            f"the template needs more than {spent.max_steps:,} steps (loop iterations, calls, "
             "filters) to render; a prompt template should be far simpler: check its loops"
         )
     if time.monotonic() > spent.deadline:

@@ -281,12 +281,14 @@ class Template:
         return text
 
 
-def _render_bounded(template: Any, variables: Mapping[str, Any]) -> str:
+def _render_bounded(
+    template: Any, variables: Mapping[str, Any], max_chars: int = MAX_PROMPT_CHARS
+) -> str:
     parts: list[str] = []
     size = 0
     for chunk in template.generate(**variables):
         size += len(chunk)
-        if size > MAX_PROMPT_CHARS:
+        if size > max_chars:
             raise limits.refuse("the rendered prompt")
         parts.append(chunk)
     return "".join(parts)
@@ -323,3 +325,29 @@ def compile_template(source: str, *, where: str, field: str) -> Template:
             ) from None
         cached = _cache[source] = (compiled, variables)
     return Template(source, where, field, cached[1], cached[0])
+
+
+# Bounds for llamakit's own templates (the HTML report), whose source ships with the package and
+# is trusted, but whose values (model replies, dataset rows, run names) are not. A report of a
+# whole run loops over every cell, far past a prompt's bounds; these still end a runaway render.
+# Same sandbox, same hooks: only the totals are larger, and the output is HTML-escaped.
+PACKAGE_MAX_CHARS = 500_000_000  # the whole report: about 50,000 cells of 8,000-token replies
+PACKAGE_MAX_STEPS = 50_000_000  # a few dozen steps per cell and score
+PACKAGE_DEADLINE_S = 300.0
+
+
+def render_package_template(source: str, variables: Mapping[str, Any], *, where: str) -> str:
+    """Render one of llamakit's own templates (never a user's: those go through
+    ``compile_template``) in this sandbox, every value HTML-escaped (autoescape; ``|safe`` only
+    where the template says so), within the PACKAGE_* bounds above. Raises ValidationError
+    naming ``where`` when a bound is hit."""
+    compiled = compile_template(
+        "{% autoescape true %}" + source + "{% endautoescape %}", where=where, field="report"
+    )
+    budget = limits.begin(PACKAGE_MAX_STEPS, PACKAGE_DEADLINE_S)
+    try:
+        return _render_bounded(compiled.compiled, variables, PACKAGE_MAX_CHARS)
+    except limits.TemplateLimitError as exc:
+        raise ValidationError(f"{where} is too large to render: {exc}", field="report") from None
+    finally:
+        limits.end(budget)
