@@ -109,19 +109,37 @@ def test_chat_panel_send_and_undo(notebook: Any, artifacts: Path, capsys: Any) -
         field.fill(text)
         field.press("Enter")
         expect(turns).to_have_count(4 + 2 * i, timeout=WAIT_MS)
+    # The panel re-renders its transcript as the reply, then the credits, arrive: wait until it
+    # is idle, or an element found now is replaced (detached) while the test uses it.
+    expect(panel.locator(".llamakit-chat-waiting")).to_have_count(0, timeout=WAIT_MS)
+    expect(panel.locator(".llamakit-busy")).to_be_hidden(timeout=WAIT_MS)
     view = panel.locator(".llamakit-chat-scroll").evaluate(_SCROLL_STATE_JS)
     assert view["overflows"], f"the transcript should be taller than its box: {view}"
     assert view["newest_in_view"], f"the newest reply is scrolled out of view: {view}"
     panel.screenshot(path=str(artifacts / "chat-panel-five-exchanges.png"))
     code = transcript.locator(".llamakit-chat-assistant pre").first
-    code.scroll_into_view_if_needed()
-    width = code.evaluate(_CODE_WIDTH_JS)
+    width = _retry_detached(
+        lambda: (code.scroll_into_view_if_needed(), code.evaluate(_CODE_WIDTH_JS))[1]
+    )
     assert width["code_scrolls"], f"the long code line should scroll inside its block: {width}"
     assert width["inside_bubble"] and width["bubble_inside_panel"], width
     assert not width["transcript_overflows"] and not width["notebook_scrolls_sideways"], width
     expect(code).to_contain_text("<b>not bold</b>")  # HTML in a reply is shown, not interpreted
     panel.screenshot(path=str(artifacts / "chat-code-reply.png"))
     _report(capsys, "01_chat (open, run all, send, undo, five more, code)", started)
+
+
+def _retry_detached(action: Any, tries: int = 5) -> Any:
+    """Run a locator action again if a re-render replaced its element mid-action (the locator
+    finds the new one); any other error is raised at once."""
+    for attempt in range(tries):
+        try:
+            return action()
+        except Exception as exc:  # playwright's Error
+            if "not attached" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.2)
+    return None
 
 
 def test_compare_prompts_progress_and_comparison(
