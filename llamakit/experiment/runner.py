@@ -70,6 +70,7 @@ class Runner:
         local_tokens: Callable[[Cell], int | None],
         api: str = "v1",
         poll_interval: float = 1.0,
+        models: Sequence[str] = (),
     ) -> None:
         self.run = run
         self.store = run.store
@@ -78,6 +79,7 @@ class Runner:
         self.judges = [s for s in self.scorers if is_judge(s)]
         self.client = client
         self.model = model
+        self.models = list(models)  # slugs to check are served before the first paid call
         self.source = source
         self.concurrency = concurrency
         self.show_progress = progress
@@ -239,6 +241,21 @@ class Runner:
         self.responses.reach.answered()
         return to_credits(balance)
 
+    async def _check_models(self, needed: set[str]) -> None:
+        """Before any credit is spent: ValidationError naming a slug of a multi-model run that
+        the client's API does not serve (a free probe per slug, see ``Client.has_model``)."""
+        probe = getattr(self.client, "has_model", None)
+        if probe is None:
+            return
+        for slug in (m for m in self.models if m in needed):
+            if not await self.responses.call(probe, slug):
+                where = getattr(self.client, "base_url", "the client's API")
+                raise ValidationError(
+                    f"model {slug!r} is not served at {where} (404); check the slug's spelling, "
+                    "or drop it from models=",
+                    field="models",
+                )
+
     def _publish(self, *, finished: bool = False, status: str | None = None) -> None:
         snapshot = RunProgress(
             total=len(self.cells),
@@ -313,6 +330,8 @@ class Runner:
                 c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
             )
             queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+            if queue and self.mode != "replay":
+                await self._check_models({c.model for c in queue})
             self.bar.begin(self.done)
         except BaseException:  # no session yet: still, leave no run "running" behind
             with contextlib.suppress(StoreError):

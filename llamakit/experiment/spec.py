@@ -40,6 +40,7 @@ SPEC_KEYS = (
     "repeats",
     "scorers",
     "model",
+    "models",
     "concurrency",
     "budget",
     "missing",
@@ -75,6 +76,7 @@ class Spec:
     repeats: int = 1
     scorers: list[Any] = field(default_factory=list)
     model: str | None = None
+    models: list[str] | None = None
     concurrency: int | None = None
     budget: Any = None
     missing: Any = "error"
@@ -128,6 +130,7 @@ class Spec:
                 scorers=self.build_scorers(),
                 model=self.model,
                 missing=self.missing,
+                models=self.models,
             )
         except ValidationError as exc:
             if str(exc).startswith(self.path.name):
@@ -177,6 +180,7 @@ def load_spec(path: str | Path) -> Spec:
         repeats=data.get("repeats", 1),
         scorers=scorers,
         model=data.get("model"),
+        models=data.get("models"),
         concurrency=data.get("concurrency"),
         budget=data.get("budget"),
         missing=data.get("missing", "error"),
