@@ -1,5 +1,5 @@
 """`llamakit ...` command line: one module per command (`demo`, `chat`, `credits`, `serve`, `run`,
-`runs`, `export`), each with ``add_parser(subparsers)``; `python -m llamakit.cli` runs it too.
+`runs`, `compare`, `export`), each with ``add_parser(subparsers)``; `python -m llamakit.cli` runs it too.
 
 The top layer: it may import every other layer, and nothing in llamakit imports it.
 
@@ -20,7 +20,7 @@ from .exit import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 
 # Subcommand modules, in the order `llamakit --help` lists them. Each exposes add_parser(subparsers),
 # which registers its parser and sets `func(args) -> int` as the default.
-_COMMANDS: list[str] = ["demo", "chat", "credits", "serve", "run", "runs", "export"]
+_COMMANDS: list[str] = ["demo", "chat", "credits", "serve", "run", "runs", "compare", "export"]
 
 INTERRUPTED = "interrupted: finished cells are kept; rerun the same command to resume"
 

@@ -27,8 +27,8 @@ import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from dataclasses import replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import scoring
@@ -255,13 +255,15 @@ class Experiment:
             else:
                 cached = [
                     replace(cell, ordinal=i)
-                    for i, cell in enumerate(c for group in zip(*per_model) for c in group)
+                    for i, cell in enumerate(
+                        c for group in zip(*per_model, strict=True) for c in group
+                    )
                 ]
             self._cells_by_model[(model, source)] = cached
         return cached
 
     def _build_cells(self, model: str, source: str) -> list[Cell]:
-        out = []
+        out: list[Cell] = []
         for template in self.templates:
             for item in self.items:
                 messages = self._rendered[(template.variant, item.id)]

@@ -103,7 +103,9 @@ class Run:
     def __init__(self, run_id: str, store: Store, *, scorer_names: list[str] | None = None) -> None:
         row = store.run_row(run_id)
         if row is None:
-            raise LlamakitError(f"no run {run_id!r} in {store.path}")
+            raise LlamakitError(
+                f"no run {run_id!r} in {store.path}; llamakit.runs() (`llamakit runs`) lists them"
+            )
         self.id = run_id
         self.name: str = row["name"]
         self.model: str | None = row["model"]
@@ -229,11 +231,14 @@ class Run:
 
         return stats.summarize(self.results, **kwargs)
 
-    def compare(self, a: Any, b: Any, metric: str | None = None) -> Any:
+    def compare(self, a: Any, b: Any, metric: str | None = None, *, margin: float = 0.0) -> Any:
         """``stats.paired_compare`` on this run's results. ``a`` and ``b`` are conditions: a
-        variant name, or ``(variant, {param: value, ...})`` to pick one param setting (needed
-        when the variant ran with several). Raises ValidationError for an unknown condition or
-        metric, and for conditions that share no scored item."""
+        variant name, ``(variant, {param: value, ...})`` to pick one param setting (needed
+        when the variant ran with several), or ``{"model": slug, "variant": ...}`` in a run
+        over several models (a bare model slug works when the run has one variant). ``margin``:
+        the non-inferiority margin (see ``llamakit.compare``). The result carries each side's
+        credits per item. Raises ValidationError for an unknown condition or metric, and for
+        conditions that share no scored item."""
         from ..scoring import stats
 
         if metric is None:
@@ -241,7 +246,7 @@ class Run:
                 raise LlamakitError("this run has no scorers; pass metric= a results column")
             metric = self.scorer_names[0]
         # paired_compare resolves a scorer name ("exact") to its column ("score_exact").
-        return stats.paired_compare(self.results, a, b, metric)
+        return stats.paired_compare(self.results, a, b, metric, margin=margin)
 
     def to_csv(self, path: str | os.PathLike[str], *, excel: bool = False) -> str:
         """Write the results as tidy CSV; returns the path. By default the text is exact:
