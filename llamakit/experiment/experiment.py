@@ -233,7 +233,9 @@ class Experiment:
         if self.models:
             return MODEL_SEPARATOR.join(self.models)
         client_model = getattr(client, "model", None)
-        if self.model and client_model and self.model != client_model:
+        # A llamakit client sends any slug per call; another chat callable only its own.
+        per_call = hasattr(client, "has_model")
+        if self.model and client_model and self.model != client_model and not per_call:
             raise ValidationError(
                 f"experiment model {self.model!r} differs from the client's {client_model!r}; "
                 f"pass a client built with model={self.model!r}",
@@ -339,7 +341,7 @@ class Experiment:
             "repeats": self.repeats,
             "items": len(self.items),
             "model": model,
-            "models": model_list(model),
+            **({"models": model_list(model)} if self.models else {}),
             "scorers": [s.name for s in self.scorers],
             "judges": [s.name for s in self.scorers if hasattr(s, "grading_messages")],
             "dataset": hashlib.sha256(
@@ -420,7 +422,8 @@ class Experiment:
             scorers=self.scorers,
             client=client,
             model=slugs[0],  # judges without a model of their own grade with the first
-            models=slugs if len(slugs) > 1 or self.models else [],
+            # Slugs other than the client's own are checked (free) before the first paid call.
+            models=[m for m in slugs if m != getattr(client, "model", None)],
             source=source,
             concurrency=concurrency,
             budget=budget,
