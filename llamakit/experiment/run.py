@@ -197,6 +197,12 @@ class Run:
         spent: Decimal = run_spend(self.store, self.id)["credits_spent"]
         return spent
 
+    def spend_by_model(self) -> dict[str, Decimal]:
+        """Credits (USD, exact) this run paid per model slug: each call it paid for, judge
+        grading calls included, under the slug it was sent to. Sums to ``credits_spent`` once
+        every call's credits are attributed."""
+        return model_spend(self.store, self.id)
+
     @property
     def spend_source(self) -> str:
         return str(run_spend(self.store, self.id)["spend_source"])
@@ -276,6 +282,16 @@ def judge_replies(
     return store.cached_responses(keys, columns="cell_key, text, credits, run_id"), list(names)
 
 
+def model_spend(store: Store, run_id: str) -> dict[str, Decimal]:
+    """Credits run ``run_id`` paid per model slug (see ``Run.spend_by_model``)."""
+    out: dict[str, Decimal] = {}
+    for row in store.query("SELECT model, credits FROM responses WHERE run_id = ?", (run_id,)):
+        paid = to_credits(row["credits"])
+        if paid is not None:
+            out[str(row["model"])] = out.get(str(row["model"]), ZERO) + paid
+    return dict(sorted(out.items()))
+
+
 def judge_spend(store: Store, run_id: str) -> Decimal:
     """Credits run ``run_id`` paid for judge grading calls (each call once)."""
     cells = store.query(
@@ -289,7 +305,7 @@ def judge_spend(store: Store, run_id: str) -> Decimal:
 def runs(store: Store | None = None) -> Any:
     """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
     or ``llamakit-local/<backend>``), its cells, errors and credit spend (``credits_spent``, of
-    which ``judge_credits`` paid for judge grading calls)."""
+    which ``judge_credits`` paid for judge grading calls, and ``credits_by_model`` per slug)."""
     from ..store import Store
     from .results import runs_frame
     from .sources import recorded_source
@@ -302,6 +318,7 @@ def runs(store: Store | None = None) -> Any:
                 **row,
                 **run_spend(store, row["run_id"]),
                 "judge_credits": judge_spend(store, row["run_id"]),
+                "credits_by_model": model_spend(store, row["run_id"]),
                 "status": effective_status(store, row),
                 "source": recorded_source(row.get("config")),
             }

@@ -212,3 +212,39 @@ def test_a_malformed_slug_per_call_is_refused_before_sending(srv: Any) -> None:
     with pytest.raises(lk.ValidationError, match="model must be a slug"):
         client.chat("hi", model="../admin")
     assert srv.stats()["requests"] == {}
+
+
+def test_each_models_spend_shows_apart_in_runs_and_the_cost_plot(srv: Any, store: lk.Store) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llamakit import plots
+
+    client = srv.client()
+    before = client.credits()
+    run = capitals([V3, V31]).run(client, store=store, progress=False, concurrency=1)
+    spent = before - client.credits()
+    by_model = run.spend_by_model()
+    assert by_model == {V3: 24 * Decimal("0.00063"), V31: 24 * LOCAL_COST_BY_MODEL[V31]}
+    assert sum(by_model.values(), Decimal(0)) == spent  # the ledger's figure, exactly
+    row = lk.runs(store).set_index("run_id").loc[run.id]
+    assert row["credits_by_model"] == by_model
+    ax = plots.cost_per_variant(run)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == [f"{V3}\ncity", f"{V31}\ncity"]
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights[0] > 20 * heights[1]
+
+
+def test_overlapping_calls_to_two_models_are_apportioned_by_price(
+    srv: Any, store: lk.Store
+) -> None:
+    # Calls in flight together share one balance delta: it is split by each slug's price, so
+    # the cheap model is not charged the dear one's share; the total stays the ledger's.
+    client = srv.client()
+    before = client.credits()
+    run = capitals([V3, V31], repeats=2).run(client, store=store, progress=False, concurrency=8)
+    by_model = run.spend_by_model()
+    assert sum(by_model.values(), Decimal(0)) == before - client.credits()
+    assert by_model[V3] == pytest.approx(48 * Decimal("0.00063"), rel=0.02)
+    assert by_model[V31] == pytest.approx(48 * LOCAL_COST_BY_MODEL[V31], rel=0.05)
