@@ -39,6 +39,7 @@ from .cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from .dataset import Item, load_dataset
 from .estimate import Estimate, expected_cost_per_call
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
+from .models import MODEL_SEPARATOR, check_models, model_list
 from .rows import Missing, check_missing, check_text
 from .sources import resolve_source
 from .templates import parse_prompts
@@ -49,44 +50,6 @@ if TYPE_CHECKING:
 
 Mode = Literal["live", "replay"]
 Api = Literal["v1", "v2"]
-
-
-# Joins the slugs of a multi-model run into its model key (slugs never contain it).
-MODEL_SEPARATOR = ","
-
-
-def model_list(model: str) -> list[str]:
-    """The slugs of a model key: ``"a,b"`` -> ``["a", "b"]``; one slug -> ``[slug]``."""
-    return model.split(MODEL_SEPARATOR)
-
-
-def _check_models(models: Any, model: str | None) -> list[str] | None:
-    """``models`` as a list of distinct slugs (None when not given)."""
-    if models is None:
-        return None
-    if model is not None:
-        raise ValidationError(
-            "give model= (one slug) or models= (several), not both", field="models"
-        )
-    if isinstance(models, str) or not isinstance(models, Sequence) or not models:
-        raise ValidationError(
-            f"models must be a non-empty list of model slugs, got {models!r}", field="models"
-        )
-    from ..client.core import check_slug
-
-    out: list[str] = []
-    for slug in models:
-        try:
-            check_slug(slug)
-        except ValidationError:
-            raise ValidationError(
-                f"models: {slug!r} is not a model slug (like 'llama-v3p1-8b-instruct')",
-                field="models",
-            ) from None
-        if slug in out:
-            raise ValidationError(f"models: {slug!r} is listed twice", field="models")
-        out.append(slug)
-    return out
 
 
 def _check_budget(budget: Any) -> Decimal | None:
@@ -191,7 +154,7 @@ class Experiment:
             )
         if model is not None and (not isinstance(model, str) or not model):
             raise ValidationError(f"model must be a model slug, got {model!r}", field="model")
-        self.models = _check_models(models, model)
+        self.models = check_models(models, model)
         self.name = name
         self.templates = parse_prompts(prompts)
         self.param_sets = expand_params(params)

@@ -44,7 +44,7 @@ from .run import Run, RunProgress, run_spend
 from .runner_budget import Spending, attribute_session, repair_earlier_sessions
 from .runner_calls import FATAL, ClaimedElsewhere, Responses, Stop, hook_attempts, judge_call
 from .runner_progress import ProgressBar
-from .runner_reach import hook_breaker
+from .runner_reach import check_served, hook_breaker
 from .runner_scoring import is_judge, score_cell, score_without_judges
 from .runner_tokens import LocalTokenCounts
 
@@ -241,21 +241,6 @@ class Runner:
         self.responses.reach.answered()
         return to_credits(balance)
 
-    async def _check_models(self, needed: set[str]) -> None:
-        """Before any credit is spent: ValidationError naming a slug of a multi-model run that
-        the client's API does not serve (a free probe per slug, see ``Client.has_model``)."""
-        probe = getattr(self.client, "has_model", None)
-        if probe is None:
-            return
-        for slug in (m for m in self.models if m in needed):
-            if not await self.responses.call(probe, slug):
-                where = getattr(self.client, "base_url", "the client's API")
-                raise ValidationError(
-                    f"model {slug!r} is not served at {where} (404); check the slug's spelling, "
-                    "or drop it from models=",
-                    field="models",
-                )
-
     def _publish(self, *, finished: bool = False, status: str | None = None) -> None:
         snapshot = RunProgress(
             total=len(self.cells),
@@ -331,7 +316,7 @@ class Runner:
             )
             queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
             if queue and self.mode != "replay":
-                await self._check_models({c.model for c in queue})
+                await check_served(self.responses.call, self.client, self.models, queue)
             self.bar.begin(self.done)
         except BaseException:  # no session yet: still, leave no run "running" behind
             with contextlib.suppress(StoreError):

@@ -246,5 +246,5 @@ def test_overlapping_calls_to_two_models_are_apportioned_by_price(
     run = capitals([V3, V31], repeats=2).run(client, store=store, progress=False, concurrency=8)
     by_model = run.spend_by_model()
     assert sum(by_model.values(), Decimal(0)) == before - client.credits()
-    assert by_model[V3] == pytest.approx(48 * Decimal("0.00063"), rel=0.02)
-    assert by_model[V31] == pytest.approx(48 * LOCAL_COST_BY_MODEL[V31], rel=0.05)
+    assert by_model[V3] == pytest.approx(48 * Decimal("0.00063"), rel=Decimal("0.02"))
+    assert by_model[V31] == pytest.approx(48 * LOCAL_COST_BY_MODEL[V31], rel=Decimal("0.05"))
