@@ -66,7 +66,8 @@ def _side(run: Any, condition: Any, col: str, field: str) -> tuple[pd.DataFrame,
     if len(found) > 1:
         raise ValidationError(
             f"{where} holds {len(found)} conditions ({'; '.join(found)}); name the one to "
-            f"compare with {field}= (a variant, or {{'model': ..., 'variant': ...}})",
+            f"compare with {field}= (--{field} in `llamakit compare`): a variant, or "
+            "{'model': ..., 'variant': ...}",
             field=field,
         )
     return results, str(run.name)
