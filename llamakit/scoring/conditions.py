@@ -94,7 +94,9 @@ def select(results: pd.DataFrame, condition: Any, *, field: str) -> tuple[pd.Ser
     rows = pd.Series(True, index=results.index)
     if model is not None:
         if model not in models:
-            raise ValidationError(f"unknown model {model!r}; the results have {models}", field=field)
+            raise ValidationError(
+                f"unknown model {model!r}; the results have {models}", field=field
+            )
         rows &= results["model"] == model
     if variant is not None:
         if variant not in variants:

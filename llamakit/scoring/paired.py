@@ -119,7 +119,11 @@ def _credits(value: Decimal) -> str:
 
 
 def check_margin(margin: Any) -> float:
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin):
+    if (
+        isinstance(margin, bool)
+        or not isinstance(margin, (int, float))
+        or not math.isfinite(margin)
+    ):
         raise ValidationError(
             f"margin must be a finite number in the metric's units, got {margin!r}",
             field="margin",

@@ -43,7 +43,9 @@ def percentile_ci(
     bound can land an ulp on the wrong side of it; such rounding is snapped back to the estimate.
     """
     if not 0 < level < 1:
-        raise ValidationError(f"a confidence level is between 0 and 1, got {level!r}", field="level")
+        raise ValidationError(
+            f"a confidence level is between 0 and 1, got {level!r}", field="level"
+        )
     alpha = (1 - level) / 2
     low, high = (float(x) for x in np.quantile(boot, [alpha, 1 - alpha]))
     slack = 1e-12 * max(1.0, abs(estimate))
