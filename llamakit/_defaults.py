@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 DEFAULT_BASE_URL = "https://api.segmind.com/v1"
 DEFAULT_MODEL = "llama-v3-8b-instruct"
 
@@ -27,6 +29,21 @@ DEFAULT_RPM_WINDOW_S = 60.0
 PUBLISHED_COST_PER_CALL = 0.0006315522434414854
 # The local server's default flat price per successful request (CONTRACT §6).
 LOCAL_COST_PER_CALL = 0.00063
+
+# Segmind's published average cost per request of each sibling slug (llms.txt 2026-08, CONTRACT
+# §6), in USD credits: what estimates assume for a model before any call to it was observed.
+PUBLISHED_COST_BY_MODEL: dict[str, Decimal] = {
+    "llama-v3-8b-instruct": Decimal("0.0006315522434414854"),
+    "llama-v3p1-8b-instruct": Decimal("0.00002702273886072785"),
+    "llama-v3p1-70b-instruct": Decimal("0.0019101056600713583"),
+}
+# The stand-in's flat price per request of the siblings: the published averages rounded to two
+# significant figures, as LOCAL_COST_PER_CALL rounds llama-v3-8b-instruct's (about 1/23 and 3x
+# of it), so cost comparisons between models are meaningful offline.
+LOCAL_COST_BY_MODEL: dict[str, Decimal] = {
+    "llama-v3p1-8b-instruct": Decimal("0.000027"),
+    "llama-v3p1-70b-instruct": Decimal("0.0019"),
+}
 
 CONTEXT_WINDOW = 8192
 

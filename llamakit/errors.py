@@ -52,6 +52,17 @@ class ReplayMissError(LlamakitError):
     """Replay mode found a cell with no recorded response, so it cannot answer without the API."""
 
 
+class RegressionError(LlamakitError, AssertionError):
+    """The current run is worse than the baseline beyond the allowed margin, with the chosen
+    confidence (``llamakit.check_no_regression``). ``comparison`` holds the paired statistics
+    (a ``llamakit.scoring.paired.Comparison``, baseline as ``a``, current as ``b``). An
+    AssertionError too, so pytest reports it as a failed check."""
+
+    def __init__(self, message: str, comparison: object = None) -> None:
+        super().__init__(message)
+        self.comparison = comparison
+
+
 class StoreError(LlamakitError):
     """The store at ``path`` cannot be used: ``problem`` says what is wrong, ``fix`` what to do.
 

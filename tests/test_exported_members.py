@@ -49,3 +49,12 @@ def test_stop_rules_load_on_attribute_access() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["compare", "exact"]
+
+
+def test_run_comparison_names_are_public() -> None:
+    # Issue 18: comparing runs, the regression gate and its error are top-level names.
+    for name in ("compare", "check_no_regression", "RegressionError"):
+        assert name in llamakit.__all__, name
+    assert llamakit.compare.__module__ == "llamakit.experiment.compare"
+    assert issubclass(llamakit.RegressionError, llamakit.LlamakitError)
+    assert issubclass(llamakit.RegressionError, AssertionError)  # pytest shows a failed check

@@ -1,5 +1,6 @@
 """`llamakit ...` command line: one module per command (`demo`, `chat`, `credits`, `serve`, `run`,
-`runs`, `export`, `import`, `report`), each with ``add_parser(subparsers)``; `python -m llamakit.cli` runs it too.
+`runs`, `compare`, `export`, `import`, `report`), each with ``add_parser(subparsers)``; `python -m
+llamakit.cli` runs it too.
 
 The top layer: it may import every other layer, and nothing in llamakit imports it.
 
@@ -27,6 +28,7 @@ _COMMANDS: list[str] = [
     "serve",
     "run",
     "runs",
+    "compare",
     "export",
     "import_run",
     "report",

@@ -166,25 +166,46 @@ class Client(_Base):
         )
         self._start_lock = threading.Lock()
 
-    def chat(self, messages: Any, *, deadline: float | None = None, **params: Any) -> ChatResponse:
+    def chat(
+        self,
+        messages: Any,
+        *,
+        deadline: float | None = None,
+        model: str | None = None,
+        **params: Any,
+    ) -> ChatResponse:
         """One chat completion. ``messages``: a string, or a list of dicts / ``Message``.
-        ``deadline`` (s) bounds this call across retries (default: the client's)."""
+        ``deadline`` (s) bounds this call across retries (default: the client's). ``model``
+        sends this call to another slug on the same API (same key, same base URL)."""
         body = self._core.prepare_chat(messages, params)
         deadline_at = self._core.deadline_at(deadline)
+        self._core.slug(model)  # a malformed slug fails before the balance request
         self._ensure_start_balance()
-        return self._drive(self._core.chat_plan(body, deadline_at))
+        return self._drive(self._core.chat_plan(body, deadline_at, model))
+
+    def has_model(self, model: str) -> bool:
+        """Whether this API serves ``model``, asked for free (no credit is spent)."""
+        return self._drive(self._core.model_probe_plan(model))
 
     def credits(self) -> Decimal:
         """Current balance (credits + free credits, USD) from ``GET /v1/get-user-credits`` (free),
         as an exact ``Decimal`` of the figure the server sent."""
         return self._drive(self._core.credits_plan())
 
-    def submit(self, messages: Any, *, deadline: float | None = None, **params: Any) -> Job:
+    def submit(
+        self,
+        messages: Any,
+        *,
+        deadline: float | None = None,
+        model: str | None = None,
+        **params: Any,
+    ) -> Job:
         """Submit a chat on the v2 path (``POST /v2/{model}``); returns at once with a ``Job``."""
         body = self._core.prepare_chat(messages, params)
         deadline_at = self._core.deadline_at(deadline)
+        self._core.slug(model)
         self._ensure_start_balance()
-        return self._drive(submit_plan(self._core, body, deadline_at))
+        return self._drive(submit_plan(self._core, body, deadline_at, model))
 
     def wait(
         self,
@@ -285,21 +306,39 @@ class AsyncClient(_Base):
         )
 
     async def chat(
-        self, messages: Any, *, deadline: float | None = None, **params: Any
+        self,
+        messages: Any,
+        *,
+        deadline: float | None = None,
+        model: str | None = None,
+        **params: Any,
     ) -> ChatResponse:
         body = self._core.prepare_chat(messages, params)
         deadline_at = self._core.deadline_at(deadline)
+        self._core.slug(model)
         await self._ensure_start_balance()
-        return await self._drive(self._core.chat_plan(body, deadline_at))
+        return await self._drive(self._core.chat_plan(body, deadline_at, model))
+
+    async def has_model(self, model: str) -> bool:
+        """Whether this API serves ``model``, asked for free (no credit is spent)."""
+        return await self._drive(self._core.model_probe_plan(model))
 
     async def credits(self) -> Decimal:
         return await self._drive(self._core.credits_plan())
 
-    async def submit(self, messages: Any, *, deadline: float | None = None, **params: Any) -> Job:
+    async def submit(
+        self,
+        messages: Any,
+        *,
+        deadline: float | None = None,
+        model: str | None = None,
+        **params: Any,
+    ) -> Job:
         body = self._core.prepare_chat(messages, params)
         deadline_at = self._core.deadline_at(deadline)
+        self._core.slug(model)
         await self._ensure_start_balance()
-        return await self._drive(submit_plan(self._core, body, deadline_at))
+        return await self._drive(submit_plan(self._core, body, deadline_at, model))
 
     async def wait(
         self,

@@ -33,6 +33,8 @@ from .._defaults import (
 from ..errors import (
     APIError,
     APIResponseError,
+    MethodNotAllowedError,
+    NotFoundError,
     ValidationError,
 )
 from .attempt import attempts
@@ -50,6 +52,19 @@ log = logging.getLogger("llamakit.client")
 
 CREDITS_HEADER = "x-remaining-credits"
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_slug(model: object) -> str:
+    """``model`` if it is a model slug (one URL path segment); ValidationError otherwise."""
+    if not isinstance(model, str) or not _SLUG.match(model):
+        raise ValidationError(
+            f"model must be a slug like 'llama-v3-8b-instruct', not {model!r}", field="model"
+        )
+    return model
+
+
+def _no_body(response: httpx.Response) -> None:
+    return None
 
 
 class Core:
@@ -109,10 +124,7 @@ class Core:
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise ValidationError("source must be a non-empty string", field="source")
         self.source = redact(source) if source else self.base_url
-        if not isinstance(model, str) or not _SLUG.match(model):
-            raise ValidationError(
-                f"model must be a slug like 'llama-v3-8b-instruct', not {model!r}", field="model"
-            )
+        check_slug(model)
         self.model = model
         self.timeout = _seconds(timeout, "timeout")
         self.deadline = None if deadline is None else _seconds(deadline, "deadline")
@@ -209,12 +221,20 @@ class Core:
         seconds = self.deadline if deadline is None else _seconds(deadline, "deadline")
         return None if seconds is None else time.monotonic() + seconds
 
+    def slug(self, model: str | None) -> str:
+        """The slug a call goes to: ``model`` (checked) or the client's own. One client serves
+        every sibling slug (same key, same base URL); only the last path segment differs."""
+        if model is None:
+            return self.model
+        check_slug(model)
+        return model
+
     def chat_plan(
-        self, body: dict[str, Any], deadline_at: float | None = None
+        self, body: dict[str, Any], deadline_at: float | None = None, model: str | None = None
     ) -> Plan[ChatResponse]:
         call_id = uuid.uuid4().hex
         started = time.time()
-        request = Request("POST", self.url(self.model), body, billable=True)
+        request = Request("POST", self.url(self.slug(model)), body, billable=True)
         fields, attempts = yield from self._attempts(
             request, parse_chat, call_id, deadline_at=deadline_at
         )
@@ -225,6 +245,19 @@ class Core:
             finished_at=time.time(),
             call_id=call_id,
         )
+
+    def model_probe_plan(self, model: str) -> Plan[bool]:
+        """Whether ``model`` is served here, asked for free: ``GET /v1/{slug}`` is 405 on a known
+        endpoint and 404 on an unknown one (CONTRACT §4.3 check order; neither is billed)."""
+        self._require_key()
+        request = Request("GET", self.url(self.slug(model)))
+        try:
+            yield from self._attempts(request, _no_body, None, paced=False)
+        except NotFoundError:
+            return False
+        except MethodNotAllowedError:
+            return True
+        return True
 
     def credits_plan(self) -> Plan[Decimal]:
         self._require_key()

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any, Literal
 
+from .._defaults import PUBLISHED_COST_BY_MODEL, PUBLISHED_COST_PER_CALL
+
 SpendSource = Literal["balance", "headers", "estimate"]
 _RANK = {"balance": 0, "headers": 1, "estimate": 2}
 ZERO = Decimal(0)
@@ -61,6 +63,28 @@ def split_exactly(total: Decimal, parts: int) -> list[Decimal]:
         extra = int((total - base * parts) / unit)
         shares = [base + unit if i < extra else base for i in range(parts)]
         return [_tidy(s) for s in shares]
+
+
+def split_cluster(total: Decimal, calls: Sequence[Mapping[str, Any]]) -> list[Decimal]:
+    """``total`` over overlapping ``calls``: evenly when they went to one model; across models
+    (a run over several slugs) in proportion to each model's published price per request, so a
+    cheap sibling is not charged the dear one's share. The shares sum to ``total`` exactly."""
+    models = [c.get("model") for c in calls]
+    if len(set(models)) <= 1:
+        return split_exactly(total, len(calls))
+    fallback = Decimal(str(PUBLISHED_COST_PER_CALL))
+    weights = [PUBLISHED_COST_BY_MODEL.get(str(m), fallback) for m in models]
+    whole = sum(weights, ZERO)
+    exponent = total.as_tuple().exponent
+    exponent = exponent if isinstance(exponent, int) else 0
+    # As in split_exactly: finer than the total's last digit, within 27 significant digits.
+    unit = Decimal(1).scaleb(max(exponent - _SPLIT_DIGITS, total.adjusted() - 26))
+    with localcontext() as ctx:
+        ctx.prec = 60
+        shares = [(total * w / whole).quantize(unit, rounding=ROUND_FLOOR) for w in weights]
+        extra = int((total - sum(shares, ZERO)) / unit)
+        shares = [s + unit if i < extra else s for i, s in enumerate(shares)]
+    return [_tidy(s) for s in shares]
 
 
 def _tidy(amount: Decimal) -> Decimal:
@@ -109,8 +133,7 @@ def attribute_calls(
             continue
         precision = "exact" if len(cluster) == 1 else "apportioned"
         out.update(
-            (k, (s, precision, k))
-            for k, s in zip(keys, split_exactly(spent, len(keys)), strict=True)
+            (k, (s, precision, k)) for k, s in zip(keys, split_cluster(spent, cluster), strict=True)
         )
     _apportion_rest(out, unknown, ordered, balance_before, balance_after)
     return [out.get(c["cell_key"], (None, None, c["cell_key"])) for c in ordered]

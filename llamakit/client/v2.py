@@ -26,10 +26,12 @@ def v2_base(base_url: str) -> str:
     return re.sub(r"/v\d+$", "", base_url.rstrip("/")) + "/v2"
 
 
-def submit_plan(core: Core, body: dict[str, Any], deadline_at: float | None = None) -> Plan[Job]:
+def submit_plan(
+    core: Core, body: dict[str, Any], deadline_at: float | None = None, model: str | None = None
+) -> Plan[Job]:
     call_id = uuid.uuid4().hex
     submitted = time.time()
-    request = Request("POST", f"{v2_base(core.url(''))}/{core.model}", body, billable=True)
+    request = Request("POST", f"{v2_base(core.url(''))}/{core.slug(model)}", body, billable=True)
     urls, _ = yield from core._attempts(request, parse_v2_submit, call_id, deadline_at=deadline_at)
     return Job(
         request_id=urls["request_id"],

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._defaults import PUBLISHED_COST_PER_CALL
+from .._defaults import PUBLISHED_COST_BY_MODEL, PUBLISHED_COST_PER_CALL
 from .sources import resolve_source
 
 if TYPE_CHECKING:
@@ -81,8 +81,12 @@ def estimate(
     judges = sum(1 for s in experiment.scorers if hasattr(s, "grading_messages"))
     judge_calls = judges * len(unique_todo)
     calls = len(unique_todo) + judge_calls
-    observed = store.observed_cost_per_call(model)
-    cost = observed if observed is not None else PUBLISHED_COST_PER_CALL
+    # Each model at its own price: observed in the store, else Segmind's published average.
+    observed_by = {m: store.observed_cost_per_call(m) for m in {c.model for c in cells}}
+    unit = {m: published_cost(m) if o is None else o for m, o in observed_by.items()}
+    todo_cost = sum(unit[c.model] for c in unique_todo.values())
+    cost = todo_cost / len(unique_todo) if unique_todo else sum(unit.values()) / len(unit)
+    observed = None if None in observed_by.values() else 1.0
     seconds = _seconds(store, source, calls, concurrency)
     rpm = getattr(client, "rpm", None)
     if rpm:
@@ -102,13 +106,26 @@ def estimate(
         calls=calls,
         cost_per_call=cost,
         cost_source="observed" if observed is not None else "published",
-        credits=calls * cost,
+        credits=todo_cost + judge_calls * cost,
         judge_credits=judge_calls * cost,
         seconds=seconds,
         rpm=rpm,
         concurrency=concurrency,
         prompt_tokens=prompt_tokens,
     )
+
+
+def published_cost(model: str) -> float:
+    """Segmind's published average cost per request of ``model`` (USD); a slug without a
+    published figure is assumed to cost what llama-v3-8b-instruct does."""
+    return float(PUBLISHED_COST_BY_MODEL.get(model, PUBLISHED_COST_PER_CALL))
+
+
+def expected_cost_per_call(store: Store, model: str) -> float:
+    """What a budget reserves per call to ``model``: the larger of the mean cost the store
+    observed for it and its published average, so a budget is never under-reserved."""
+    observed = store.observed_cost_per_call(model)
+    return max(observed or 0.0, published_cost(model))
 
 
 def observed_latency(store: Store, source: str) -> float | None:

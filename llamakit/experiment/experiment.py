@@ -7,6 +7,10 @@
 >>> run = exp.run(client)           # resumable: only unfinished cells are sent
 >>> run.summary()
 
+``models=["llama-v3-8b-instruct", "llama-v3p1-8b-instruct"]`` runs every condition on each
+model through the one client (same key and base URL; the slug goes in each call's URL). A
+condition is then (model, variant, params); ``summary()`` shows each model's credits apart.
+
 A variant may carry sampling params of its own, merged over ``params`` (its values win):
 ``prompts={"steps": {"messages": "...", "params": {"max_tokens": 256}}}``. A condition is
 (variant, params): statistics treat only repeats of one condition as samples of the same thing.
@@ -23,17 +27,19 @@ import math
 import numbers
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import scoring
-from .._defaults import DEFAULT_MODEL, PUBLISHED_COST_PER_CALL
+from .._defaults import DEFAULT_MODEL
 from ..client.credits import to_credits
 from ..errors import ValidationError
 from .cells import Cell, canonical_json, cell_id, cell_key, expand_params
 from .dataset import Item, load_dataset, subset
-from .estimate import Estimate
+from .estimate import Estimate, expected_cost_per_call
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
+from .models import MODEL_SEPARATOR, check_models, model_list
 from .rows import Missing, check_missing, check_text
 from .sequential import SequentialPolicy, check_rule
 from .sources import resolve_source
@@ -142,6 +148,7 @@ class Experiment:
         scorers: Sequence[Any] = (),
         model: str | None = None,
         missing: Missing = "error",
+        models: Sequence[str] | None = None,
         *,
         limit: int | None = None,
         sample: int | None = None,
@@ -155,6 +162,7 @@ class Experiment:
             )
         if model is not None and (not isinstance(model, str) or not model):
             raise ValidationError(f"model must be a model slug, got {model!r}", field="model")
+        self.models = check_models(models, model)
         self.name = name
         self.templates = parse_prompts(prompts)
         self.param_sets = expand_params(params)
@@ -198,8 +206,14 @@ class Experiment:
         return [t.variant for t in self.templates]
 
     def resolve_model(self, client: Any) -> str:
+        """The run's model key: one slug, or with ``models=`` the slugs joined by "," (a slug
+        holds no comma; ``model_list`` splits it back). Runs, sources and the store key on it."""
+        if self.models:
+            return MODEL_SEPARATOR.join(self.models)
         client_model = getattr(client, "model", None)
-        if self.model and client_model and self.model != client_model:
+        # A llamakit client sends any slug per call; another chat callable only its own.
+        per_call = hasattr(client, "has_model")
+        if self.model and client_model and self.model != client_model and not per_call:
             raise ValidationError(
                 f"experiment model {self.model!r} differs from the client's {client_model!r}; "
                 f"pass a client built with model={self.model!r}",
@@ -210,10 +224,22 @@ class Experiment:
     def cells(self, model: str, source: str = "") -> list[Cell]:
         """Every cell, in a stable order: variant, item, params, repeat (computed once per model
         and source: an experiment does not change after it is built). ``source`` is who answers
-        (``Client.source``); it keys the response cache."""
+        (``Client.source``); it keys the response cache. ``model`` is a model key (see
+        ``resolve_model``): with several models their cells interleave (each cell of model 1,
+        then the same cell of model 2), so a run stopped early still holds paired cells."""
         cached = self._cells_by_model.get((model, source))
         if cached is None:
-            cached = self._cells_by_model[(model, source)] = self._build_cells(model, source)
+            per_model = [self._build_cells(m, source) for m in model_list(model)]
+            if len(per_model) == 1:
+                cached = per_model[0]
+            else:
+                cached = [
+                    replace(cell, ordinal=i)
+                    for i, cell in enumerate(
+                        c for group in zip(*per_model, strict=True) for c in group
+                    )
+                ]
+            self._cells_by_model[(model, source)] = cached
         return cached
 
     def _build_cells(self, model: str, source: str) -> list[Cell]:
@@ -293,6 +319,7 @@ class Experiment:
             "repeats": self.repeats,
             "items": len(self.items),
             "model": model,
+            **({"models": model_list(model)} if self.models else {}),
             "scorers": [s.name for s in self.scorers],
             "judges": [s.name for s in self.scorers if hasattr(s, "grading_messages")],
             **({"pilot": self.pilot} if self.pilot else {}),
@@ -389,8 +416,9 @@ class Experiment:
         source = resolve_source(client, store, self.name, model)
         cells = self.cells(model, source)
         judges = [s for s in self.scorers if hasattr(s, "grading_messages")]
+        slugs = model_list(model)
         if mode == "replay":
-            check_replay(store, cells, judges, client, model, source)
+            check_replay(store, cells, judges, client, slugs[0], source)
         run = register_run(
             self,
             store,
@@ -401,19 +429,22 @@ class Experiment:
             budget=budget,
             mode=mode,
         )
-        observed = store.observed_cost_per_call(model)
+        # The budget reserves each call at the dearest model's price (never under-reserved).
+        unit_cost = max(expected_cost_per_call(store, m) for m in slugs)
         runner = Runner(
             run=run,
             cells=cells,
             scorers=self.scorers,
             client=client,
-            model=model,
+            model=slugs[0],  # judges without a model of their own grade with the first
+            # Slugs other than the client's own are checked (free) before the first paid call.
+            models=[m for m in slugs if m != getattr(client, "model", None)],
             source=source,
             concurrency=concurrency,
             budget=budget,
             progress=progress,
             mode=mode,
-            unit_cost=max(observed or 0.0, PUBLISHED_COST_PER_CALL),
+            unit_cost=unit_cost,
             local_tokens=self._local_tokens,
             api=api,
             # Local jobs finish in milliseconds; the hosted API's take about a second.

@@ -60,6 +60,7 @@ RUNS_COLUMNS = [
     "balance_before",
     "balance_after",
     "spend_source",
+    "credits_by_model",
 ]
 
 

@@ -124,7 +124,9 @@ class Run:
     def __init__(self, run_id: str, store: Store, *, scorer_names: list[str] | None = None) -> None:
         row = store.run_row(run_id)
         if row is None:
-            raise LlamakitError(f"no run {run_id!r} in {store.path}")
+            raise LlamakitError(
+                f"no run {run_id!r} in {store.path}; llamakit.runs() (`llamakit runs`) lists them"
+            )
         self.id = run_id
         self.name: str = row["name"]
         self.model: str | None = row["model"]
@@ -216,6 +218,12 @@ class Run:
         spent: Decimal = run_spend(self.store, self.id)["credits_spent"]
         return spent
 
+    def spend_by_model(self) -> dict[str, Decimal]:
+        """Credits (USD, exact) this run paid per model slug: each call it paid for, judge
+        grading calls included, under the slug it was sent to. Sums to ``credits_spent`` once
+        every call's credits are attributed."""
+        return model_spend(self.store, self.id)
+
     @property
     def spend_source(self) -> str:
         return str(run_spend(self.store, self.id)["spend_source"])
@@ -264,11 +272,14 @@ class Run:
 
         return sequential_report(self.store, self.id, self.credits_spent)
 
-    def compare(self, a: Any, b: Any, metric: str | None = None) -> Any:
+    def compare(self, a: Any, b: Any, metric: str | None = None, *, margin: float = 0.0) -> Any:
         """``stats.paired_compare`` on this run's results. ``a`` and ``b`` are conditions: a
-        variant name, or ``(variant, {param: value, ...})`` to pick one param setting (needed
-        when the variant ran with several). Raises ValidationError for an unknown condition or
-        metric, and for conditions that share no scored item."""
+        variant name, ``(variant, {param: value, ...})`` to pick one param setting (needed
+        when the variant ran with several), or ``{"model": slug, "variant": ...}`` in a run
+        over several models (a bare model slug works when the run has one variant). ``margin``:
+        the non-inferiority margin (see ``llamakit.compare``). The result carries each side's
+        credits per item. Raises ValidationError for an unknown condition or metric, and for
+        conditions that share no scored item."""
         from ..scoring import stats
 
         if metric is None:
@@ -276,7 +287,7 @@ class Run:
                 raise LlamakitError("this run has no scorers; pass metric= a results column")
             metric = self.scorer_names[0]
         # paired_compare resolves a scorer name ("exact") to its column ("score_exact").
-        return stats.paired_compare(self.results, a, b, metric)
+        return stats.paired_compare(self.results, a, b, metric, margin=margin)
 
     def to_csv(self, path: str | os.PathLike[str], *, excel: bool = False) -> str:
         """Write the results as tidy CSV; returns the path. By default the text is exact:
@@ -323,6 +334,16 @@ def judge_replies(
     return store.cached_responses(keys, columns="cell_key, text, credits, run_id"), list(names)
 
 
+def model_spend(store: Store, run_id: str) -> dict[str, Decimal]:
+    """Credits run ``run_id`` paid per model slug (see ``Run.spend_by_model``)."""
+    out: dict[str, Decimal] = {}
+    for row in store.query("SELECT model, credits FROM responses WHERE run_id = ?", (run_id,)):
+        paid = to_credits(row["credits"])
+        if paid is not None:
+            out[str(row["model"])] = out.get(str(row["model"]), ZERO) + paid
+    return dict(sorted(out.items()))
+
+
 def judge_spend(store: Store, run_id: str) -> Decimal:
     """Credits run ``run_id`` paid for judge grading calls (each call once)."""
     cells = store.query(
@@ -336,7 +357,7 @@ def judge_spend(store: Store, run_id: str) -> Decimal:
 def runs(store: Store | None = None) -> Any:
     """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
     or ``llamakit-local/<backend>``), its cells, errors and credit spend (``credits_spent``, of
-    which ``judge_credits`` paid for judge grading calls)."""
+    which ``judge_credits`` paid for judge grading calls, and ``credits_by_model`` per slug)."""
     from ..store import Store
     from .results import runs_frame
     from .sources import recorded_source
@@ -349,6 +370,7 @@ def runs(store: Store | None = None) -> Any:
                 **row,
                 **run_spend(store, row["run_id"]),
                 "judge_credits": judge_spend(store, row["run_id"]),
+                "credits_by_model": model_spend(store, row["run_id"]),
                 "status": effective_status(store, row),
                 "source": recorded_source(row.get("config")),
             }

@@ -44,7 +44,7 @@ from .run import Run, RunProgress, run_spend
 from .runner_budget import Spending, attribute_session, repair_earlier_sessions
 from .runner_calls import FATAL, ClaimedElsewhere, Responses, Stop, hook_attempts, judge_call
 from .runner_progress import ProgressBar
-from .runner_reach import hook_breaker
+from .runner_reach import check_served, hook_breaker
 from .runner_scoring import is_judge, score_cell, score_without_judges
 from .runner_tokens import LocalTokenCounts
 
@@ -70,6 +70,7 @@ class Runner:
         local_tokens: Callable[[Cell], int | None],
         api: str = "v1",
         poll_interval: float = 1.0,
+        models: Sequence[str] = (),
     ) -> None:
         self.run = run
         self.store = run.store
@@ -78,6 +79,7 @@ class Runner:
         self.judges = [s for s in self.scorers if is_judge(s)]
         self.client = client
         self.model = model
+        self.models = list(models)  # slugs to check are served before the first paid call
         self.source = source
         self.concurrency = concurrency
         self.show_progress = progress
@@ -339,6 +341,8 @@ class Runner:
                 c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
             )
             queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
+            if queue and self.mode != "replay":
+                await check_served(self.responses.call, self.client, self.models, queue)
             self.bar.begin(self.done)
         except BaseException:  # no session yet: still, leave no run "running" behind
             with contextlib.suppress(StoreError):

@@ -367,10 +367,17 @@ class Responses:
         try:
             if self.api == "v2":
                 response = await self.journal.submit_and_wait(
-                    client, key, messages, params, self.run_id, self.session
+                    client,
+                    key,
+                    messages,
+                    {**params, **slug_kw(client, model)},
+                    self.run_id,
+                    self.session,
                 )
             else:
-                response = await self.call(client.chat, messages, **params)
+                response = await self.call(
+                    client.chat, messages, **params, **slug_kw(client, model)
+                )
         except BaseException as exc:
             self.store.record_attempts(ctx.records)
             if isinstance(exc, InsufficientCreditsError):
@@ -393,6 +400,12 @@ class Responses:
         )
         row["_attempts"] = ctx.records  # written with the response, in one transaction
         return row
+
+
+def slug_kw(client: Any, model: str) -> dict[str, str]:
+    """``{"model": model}`` when the call goes to another slug than the client's own (a run
+    over several models uses one client); nothing otherwise, so any chat callable works."""
+    return {} if model == getattr(client, "model", model) else {"model": model}
 
 
 def response_row(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +25,7 @@ import httpx
 
 from .._defaults import DEFAULT_OUTAGE_GRACE_S, DEFAULT_UNREACHABLE_AFTER
 from ..client.secrets import redact
-from ..errors import APIConnectionError, APIStatusError, APIUnreachableError
+from ..errors import APIConnectionError, APIStatusError, APIUnreachableError, ValidationError
 
 # Failures that prove the request never reached the server (never billed, never half-sent).
 _NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)
@@ -149,3 +149,23 @@ def hook_breaker(client: Any, breaker: Reachability) -> Callable[[], None]:
     previous = target.retry
     target.retry = _BreakerPolicy(previous, breaker)
     return lambda: setattr(target, "retry", previous)
+
+
+async def check_served(
+    call: Callable[..., Awaitable[Any]], client: Any, slugs: Sequence[str], todo: Iterable[Any]
+) -> None:
+    """Before any credit is spent: ValidationError naming a slug among ``slugs`` that cells in
+    ``todo`` still need and the client's API does not serve (a free probe per slug, see
+    ``Client.has_model``). A client without ``has_model`` is not probed."""
+    probe = getattr(client, "has_model", None)
+    if probe is None or not slugs:
+        return
+    needed = {cell.model for cell in todo}
+    for slug in (m for m in slugs if m in needed):
+        if not await call(probe, slug):
+            where = getattr(client, "base_url", "the client's API")
+            raise ValidationError(
+                f"model {slug!r} is not served at {where} (404); check the slug's spelling, "
+                "or drop it from models=",
+                field="models",
+            )

@@ -41,6 +41,7 @@ SPEC_KEYS = (
     "repeats",
     "scorers",
     "model",
+    "models",
     "concurrency",
     "budget",
     "missing",
@@ -77,6 +78,7 @@ class Spec:
     repeats: int = 1
     scorers: list[Any] = field(default_factory=list)
     model: str | None = None
+    models: list[str] | None = None
     concurrency: int | None = None
     budget: Any = None
     missing: Any = "error"
@@ -134,6 +136,7 @@ class Spec:
                 model=self.model,
                 missing=self.missing,
                 **subset,
+                models=self.models,
             )
         except ValidationError as exc:
             if str(exc).startswith(self.path.name):
@@ -183,6 +186,7 @@ def load_spec(path: str | Path) -> Spec:
         repeats=data.get("repeats", 1),
         scorers=scorers,
         model=data.get("model"),
+        models=data.get("models"),
         concurrency=data.get("concurrency"),
         budget=data.get("budget"),
         missing=data.get("missing", "error"),

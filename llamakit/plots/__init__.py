@@ -49,7 +49,8 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
     """Credits this run spent per prompt variant (bars), with the mean cost per billed call on each
     bar. Cells served from the cache cost this run nothing, as in ``summary()``. Judge grading
     calls (the ``judge_credits`` column) are stacked on top in their own colour and counted in
-    the total, so the bars add up to what the run paid."""
+    the total, so the bars add up to what the run paid. A run over several models has a bar
+    per model and variant, so each model's spend shows apart."""
     df = _results(run)
     ax = _axes(ax)
     title = "Cost per variant"
@@ -57,6 +58,9 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
         return _empty(ax, title, "This run has no results yet.")
     import pandas as pd
 
+    several = "model" in df and df["model"].nunique() > 1
+    if several:  # one bar per (model, variant)
+        df = df.assign(variant=df["model"].astype(str) + "\n" + df["variant"].astype(str))
     cached = (
         df["cached"].fillna(False).astype(bool) if "cached" in df else pd.Series(False, df.index)
     )
@@ -98,7 +102,7 @@ def cost_per_variant(run: Any, ax: Axes | None = None) -> Axes:
         ax.legend(fontsize=8)
     ax.bar_label(top, labels=labels, fontsize=8)
     ax.set_ylabel("credits (USD)")
-    ax.set_xlabel("variant")
+    ax.set_xlabel("model, variant" if several else "variant")
     ax.margins(y=0.25)
     total = sum(per["sum"], Decimal(0)) + sum(judge, Decimal(0))
     ax.set_title(f"{title} (total {total})")

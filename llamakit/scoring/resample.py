@@ -34,13 +34,19 @@ def cluster_bootstrap(
     return out
 
 
-def percentile_ci(boot: np.ndarray, estimate: float) -> tuple[float, float]:
-    """The 95% percentile interval of ``boot``.
+def percentile_ci(
+    boot: np.ndarray, estimate: float, *, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """The ``level`` (default 95%) percentile interval of ``boot``.
 
     Resampled means are summed in a different order from the estimate, so with constant data a
     bound can land an ulp on the wrong side of it; such rounding is snapped back to the estimate.
     """
-    alpha = (1 - CI_LEVEL) / 2
+    if not 0 < level < 1:
+        raise ValidationError(
+            f"a confidence level is between 0 and 1, got {level!r}", field="level"
+        )
+    alpha = (1 - level) / 2
     low, high = (float(x) for x in np.quantile(boot, [alpha, 1 - alpha]))
     slack = 1e-12 * max(1.0, abs(estimate))
     if estimate < low <= estimate + slack:

@@ -12,11 +12,9 @@ items take a fraction of a second) and seeded, so a notebook shows the same inte
 
 from __future__ import annotations
 
-import html
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +23,7 @@ import pandas as pd
 
 from ..errors import ValidationError
 from .conditions import condition_columns, select, unit_columns
+from .paired import Comparison, paired
 from .resample import (
     CI_LEVEL,
     EXACT_PERMUTATION_MAX_ITEMS,
@@ -48,8 +47,6 @@ __all__ = [
 ]
 
 SCORE_PREFIX = "score_"
-# Item means closer than this count as a tie; scores are fractions, so this is far below noise.
-_TIE_TOLERANCE = 1e-12
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -225,61 +222,13 @@ def _score_stats(
     return out
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """A paired comparison of conditions ``a`` and ``b`` on ``metric`` over the items both have.
-
-    ``mean_a``/``mean_b`` average each item's repeats first, then the items; ``diff`` is the mean
-    of per-item differences (a - b) with a 95% bootstrap interval over items; ``p_value`` is a
-    two-sided paired sign-flip permutation test (``p_method``: "exact" enumerates every sign
-    pattern, "monte_carlo" samples them). ``wins``: items where a's value is higher.
-    """
-
-    a: str
-    b: str
-    metric: str
-    n_items: int
-    mean_a: float
-    mean_b: float
-    diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    wins: int
-    losses: int
-    ties: int
-    p_method: str = "exact"
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row (indexed "a - b") with a column per field: easy to concat several comparisons."""
-        return pd.DataFrame([asdict(self)], index=[f"{self.a} - {self.b}"])
-
-    def __str__(self) -> str:
-        return (
-            f"{self.a} - {self.b} on {self.metric}: {self.diff:+.4g} "
-            f"(95% CI {self.ci_low:+.4g} to {self.ci_high:+.4g}, p = {self.p_value:.3g}, "
-            f"{self.n_items} items; wins/losses/ties {self.wins}/{self.losses}/{self.ties})"
-        )
-
-    def _repr_html_(self) -> str:
-        cells = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
-            f"<td style='text-align:right'>{html.escape(_fmt(v))}</td></tr>"
-            for k, v in asdict(self).items()
-        )
-        return f"<table><caption>{html.escape(str(self))}</caption>{cells}</table>"
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def paired_compare(
     results: pd.DataFrame,
     a: Any,
     b: Any,
     metric: str,
     *,
+    margin: float = 0.0,
     n_boot: int = 2000,
     n_perm: int = 10_000,
     seed: int = 0,
@@ -289,7 +238,10 @@ def paired_compare(
 
     A condition is a variant name, or ``(variant, {param: value})`` naming one of its param
     settings (required when the variant ran with several; two settings of one variant can be
-    compared). Each item's repeats are averaged per condition (errored cells and missing scores
+    compared), or a mapping ``{"model": slug, "variant": name, "params": {...}}`` naming any
+    of the three (a run over several models; see ``conditions.select``). ``margin`` is the
+    non-inferiority margin (``Comparison.noninferior``); the result carries each side's credits
+    per item. Each item's repeats are averaged per condition (errored cells and missing scores
     skipped); only items with a value for both count. The p-value comes from flipping the signs
     of the per-item differences: exact for up to 16 items, else ``n_perm`` Monte Carlo draws.
     Raises ValidationError for an unknown condition or metric, a condition compared with
@@ -305,43 +257,24 @@ def paired_compare(
             "with two param settings",
             field="b",
         )
-    ok = _succeeded(results)
-    per_item = pd.DataFrame(
-        {
-            name: _numeric(results[ok & rows], col).groupby(results["item_id"]).mean()
-            for name, rows in ((name_a, rows_a), (name_b, rows_b))
-        }
-    ).dropna()
-    if per_item.empty:
+    found = paired(
+        results[rows_a],
+        results[rows_b],
+        name_a,
+        name_b,
+        col,
+        margin=margin,
+        n_boot=n_boot,
+        n_perm=n_perm,
+        seed=seed,
+    )
+    if found is None:
         raise ValidationError(
             f"conditions {name_a!r} and {name_b!r} share no item with a value of {col!r}; "
             "compare conditions run on the same dataset items (and check that they were scored)",
             field="metric",
         )
-    va, vb = per_item[name_a].to_numpy(float), per_item[name_b].to_numpy(float)
-    d = va - vb
-    rng = np.random.default_rng([seed, _crc(name_a), _crc(name_b), _crc(col)])
-    diff = float(d.mean())
-    boot = cluster_bootstrap(d, np.ones_like(d), n_boot=n_boot, rng=rng)
-    ci_low, ci_high = percentile_ci(boot, diff)
-    p_value, method = sign_flip_p_value(d, n_perm=n_perm, rng=rng)
-    tied = np.abs(d) <= _TIE_TOLERANCE
-    return Comparison(
-        a=name_a,
-        b=name_b,
-        metric=col,
-        n_items=len(d),
-        mean_a=float(va.mean()),
-        mean_b=float(vb.mean()),
-        diff=diff,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        p_value=p_value,
-        wins=int(((d > 0) & ~tied).sum()),
-        losses=int(((d < 0) & ~tied).sum()),
-        ties=int(tied.sum()),
-        p_method=method,
-    )
+    return found
 
 
 def _resolve_metric(results: pd.DataFrame, metric: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .._defaults import CONTEXT_WINDOW, LOCAL_COST_PER_CALL
+from .._defaults import CONTEXT_WINDOW, LOCAL_COST_BY_MODEL, LOCAL_COST_PER_CALL
 from .costs import to_decimal
 from .faults import FaultSettings
 from .protocol import ConnectionGuard
@@ -42,6 +43,9 @@ DEFAULT_V2_EXPIRY_S = 3600.0
 DEFAULT_RPM_WINDOW_S = 60.0
 # How long the upstream backend waits for the upstream server's whole reply.
 DEFAULT_UPSTREAM_TIMEOUT_S = 120.0
+
+
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def generate_api_key() -> str:
@@ -76,6 +80,9 @@ class ServerConfig:
     context_window: int = CONTEXT_WINDOW
     default_max_tokens: int = DEFAULT_MAX_TOKENS
     slugs: tuple[str, ...] = KNOWN_SLUGS
+    # Flat price per request of particular slugs (USD credits), over `cost_per_call`/
+    # `cost_per_token`. None: the published siblings' prices (LOCAL_COST_BY_MODEL); {}: none.
+    slug_costs: Mapping[str, float | str | Decimal] | None = None
     # The operator's key for the admin routes (every key's stats, faults and balances). Without
     # it, each key's admin calls see and change that key's own state only.
     admin_key: str | None = None
@@ -90,6 +97,18 @@ class ServerConfig:
                 raise ValueError("the admin key must differ from every API key")
         if not (math.isfinite(self.upstream_timeout_s) and self.upstream_timeout_s > 0):
             raise ValueError("upstream_timeout_s must be a finite number of seconds > 0")
+        self.slugs = tuple(self.slugs)
+        if not self.slugs or any(not _SLUG.match(str(s)) for s in self.slugs):
+            raise ValueError(f"slugs must be a non-empty list of model slugs, got {self.slugs!r}")
+        for slug, price in (self.slug_costs or {}).items():
+            amount = to_decimal(price)
+            if not amount.is_finite() or amount < 0:
+                raise ValueError(f"slug_costs[{slug!r}] must be a price >= 0 in USD, got {price!r}")
+
+    def prices(self) -> dict[str, Decimal]:
+        """Each served slug's own flat price per request, where it has one (exact)."""
+        table = LOCAL_COST_BY_MODEL if self.slug_costs is None else self.slug_costs
+        return {s: to_decimal(p) for s, p in table.items() if s in self.slugs}
 
     def __repr__(self) -> str:  # keys are secrets: show their labels only
         labels = ", ".join(key_label(k) for k in self.keys)

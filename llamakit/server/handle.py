@@ -12,7 +12,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST
-from .config import DEFAULT_UPSTREAM_TIMEOUT_S, ServerConfig, build_keys, key_label
+from .config import (
+    DEFAULT_UPSTREAM_TIMEOUT_S,
+    KNOWN_SLUGS,
+    ServerConfig,
+    build_keys,
+    key_label,
+)
 from .faults import FaultSettings
 from .protocol import ConnectionGuard
 
@@ -164,6 +170,8 @@ def local_server(
     upstream_model: str | None = None,
     cost_per_call: float = LOCAL_COST_PER_CALL,
     cost_per_token: float | tuple[float, float] | None = None,
+    slugs: Sequence[str] | None = None,
+    slug_costs: Mapping[str, float | str | Decimal] | None = None,
     port: int = 0,
     host: str = LOCAL_HOST,
     rpm_window_s: float = 60.0,
@@ -179,6 +187,10 @@ def local_server(
     `api_key` None generates `SG_local_<hex>`; `keys` adds more keys (a list, or {key: credits}).
     `admin_key` lets HTTP callers holding it read every key's stats and change every key's faults
     and balance; without it each key's admin calls are scoped to that key (README, "Admin routes").
+    `slugs` lists the model slugs served (default: Segmind's Llama siblings, all answered by the
+    one backend); `slug_costs` gives some of them a flat price per request in USD credits
+    (default: the published siblings' prices, ``LOCAL_COST_BY_MODEL``; ``{}`` bills every slug
+    by `cost_per_call`/`cost_per_token`).
     `upstream_timeout_s` bounds each call to the upstream backend. `guard` sets connection limits
     (header/body timeouts, connections per client, total connections; see `protocol.py`).
     Extra keyword arguments are fault settings (latency_ms, fail_rate, rate_429, drop_rate, ...).
@@ -199,6 +211,8 @@ def local_server(
         upstream_model=upstream_model,
         cost_per_call=cost_per_call,
         cost_per_token=cost_per_token,
+        slugs=tuple(slugs) if slugs is not None else KNOWN_SLUGS,
+        slug_costs=slug_costs,
         faults=FaultSettings().updated(faults),
         v2_expiry_s=v2_expiry_s,
         admin_key=admin_key,

@@ -75,7 +75,7 @@ async def admit(state: ServerState, request: Request, slug: str | None) -> Admit
     except BodyError as exc:
         raise ApiError(422, f"Validation error: {exc}") from None
 
-    estimate = state.cost_model.estimate(prompt_tokens, chat.max_tokens)
+    estimate = state.cost_for(slug).estimate(prompt_tokens, chat.max_tokens)
     try:
         hold = state.ledger.reserve(label, estimate)
     except InsufficientCredits as exc:
@@ -98,7 +98,7 @@ async def generate(state: ServerState, admitted: Admitted) -> tuple[dict[str, An
         if isinstance(exc, BackendError):
             raise _backend_error(exc) from None
         raise
-    cost = state.cost_model.cost(gen.prompt_tokens, gen.completion_tokens)
+    cost = state.cost_for(admitted.slug).cost(gen.prompt_tokens, gen.completion_tokens)
     balance = state.ledger.commit(admitted.hold, cost)
     state.stats.record_billed(admitted.label, min(cost, admitted.hold.amount))
     body = completion_body(gen, model=admitted.slug, request_id=admitted.request_id)

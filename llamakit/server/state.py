@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 from .auth import KeyRing, presented_key
 from .backends import Backend, make_backend
 from .config import ServerConfig, key_label
-from .costs import CostModel, make_cost_model
+from .costs import CostModel, FlatCost, make_cost_model
 from .faults import FaultInjector
 from .jobs import JobStore
 from .ledger import Ledger
@@ -34,6 +34,8 @@ class ServerState:
     backend: Backend
     cost_model: CostModel
     jobs: JobStore
+    # Slugs with a flat price of their own; every other slug is billed by `cost_model`.
+    slug_costs: dict[str, CostModel] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: ServerConfig, *, cost_model: CostModel | None = None) -> ServerState:
@@ -48,7 +50,12 @@ class ServerState:
             backend=make_backend(config),
             cost_model=cost_model or make_cost_model(config.cost_per_call, config.cost_per_token),
             jobs=JobStore(config.v2_expiry_s),
+            slug_costs={slug: FlatCost(price) for slug, price in config.prices().items()},
         )
+
+    def cost_for(self, slug: str) -> CostModel:
+        """How a call to ``slug`` is billed: its own price, else the server's cost model."""
+        return self.slug_costs.get(slug, self.cost_model)
 
     def authenticate(self, conn: HTTPConnection) -> str:
         """The caller's key label, or ApiError(401). Recorded in the scope for per-key stats."""

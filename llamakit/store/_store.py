@@ -364,7 +364,7 @@ class Store(Coordination):
 
     # -- credits ----------------------------------------------------------------------------
     def session_responses(self, run_id: str, session: int) -> list[dict[str, Any]]:
-        sql = """SELECT cell_key, started_at, finished_at, credits_remaining, credits
+        sql = """SELECT cell_key, model, started_at, finished_at, credits_remaining, credits
                  FROM responses WHERE run_id = ? AND session = ? ORDER BY finished_at"""
         return self.query(sql, (run_id, session))
 

@@ -4,6 +4,7 @@ in every accepted shape loads the same way."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -103,10 +104,32 @@ def test_scorer_names_must_be_unique() -> None:
         make_experiment(scorers=[scoring.contains(), scoring.contains()])
 
 
-def test_a_client_for_another_model_is_refused(server) -> None:
+def test_an_experiment_model_goes_per_call_on_the_one_client(server, tmp_path: Path) -> None:
+    # Issue 18: one client (key, base URL) serves every slug; the experiment's model is sent in
+    # each call's URL instead of refusing a client built for another model.
+    exp = make_experiment(model="llama-v3p1-70b-instruct", items=2, repeats=1)
+    run = exp.run(server.client(), progress=False, store=lk.Store(tmp_path / "s.db"))
+    assert set(run.results["model"]) == {"llama-v3p1-70b-instruct"}
+    assert run.credits_spent == 6 * Decimal("0.0019")  # that slug's price on the stand-in
+
+
+def test_an_unserved_experiment_model_is_refused_before_any_call(server, tmp_path: Path) -> None:
+    exp = make_experiment(model="llama-v3p1-7b-typo")
+    with pytest.raises(lk.ValidationError, match="'llama-v3p1-7b-typo' is not served"):
+        exp.run(server.client(), progress=False, store=lk.Store(tmp_path / "s.db"))
+    assert server.stats()["billed_calls"] == 0
+
+
+def test_a_plain_chat_client_for_another_model_is_refused(server) -> None:
+    class Plain:  # any object with chat(); it cannot be told which slug to use
+        model = "llama-v3-8b-instruct"
+
+        def chat(self, messages, **params):  # pragma: no cover - never reached
+            raise AssertionError("must not be called")
+
     exp = make_experiment(model="llama-v3p1-70b-instruct")
     with pytest.raises(lk.ValidationError, match="differs from the client's"):
-        exp.run(server.client(), progress=False)
+        exp.run(Plain(), progress=False)
     assert requests_total(server) == 0
 
 

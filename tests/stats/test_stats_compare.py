@@ -101,7 +101,7 @@ def test_frame_and_html(results_factory):
     df = results_factory({"<b>A</b>": {1: [1], 2: [0]}, "B": {1: [0], 2: [0]}})
     c = stats.paired_compare(df, "<b>A</b>", "B", "exact")
     frame = c.to_frame()
-    assert frame.shape == (1, 14)
+    assert frame.shape == (1, 20)  # the fields, noninferior and cost_ratio
     assert frame.iloc[0]["diff"] == c.diff
     assert frame.index[0] == "<b>A</b> - B"
     page = c._repr_html_()

@@ -5,6 +5,7 @@ File format (YAML or JSON), a list of rules or `{"rules": [...]}`; the first mat
     - pattern: "capital of (?P<country>\\w+)"   # re.search on the last user message
       flags: "i"                                 # optional: i (ignore case, default), s, m, or "" for none
       system: "pirate"                           # optional regex the system message must match
+      model: "v3p1-8b"                           # optional regex the model slug must match
       reply: "The capital of {country} is ..."  # str.format: {0} whole match, {1}.. groups, {name}
       replies: ["...", "..."]                    # or several; one is picked by the request's hash
       error: "scripted failure"                  # or: fail the call (500; FAILED on v2)
@@ -28,9 +29,13 @@ class Rule:
     replies: tuple[str, ...]
     system: re.Pattern[str] | None = None
     error: str | None = None
+    # Only for slugs this matches: sibling models can answer differently on one server.
+    model: re.Pattern[str] | None = None
 
-    def match(self, last_user: str, system: str) -> re.Match[str] | None:
+    def match(self, last_user: str, system: str, slug: str = "") -> re.Match[str] | None:
         if self.system is not None and not self.system.search(system):
+            return None
+        if self.model is not None and not self.model.search(slug):
             return None
         return self.pattern.search(last_user)
 
@@ -77,10 +82,13 @@ def _rule(i: int, item: Any) -> Rule:
     try:
         pattern = re.compile(str(item.get("pattern", "")), flags)
         system = re.compile(str(item["system"]), flags) if item.get("system") else None
+        model = re.compile(str(item["model"]), flags) if item.get("model") else None
     except re.error as exc:
         raise ValueError(f"{where}: bad regex: {exc}") from None
     replies = item.get("replies") or ([item["reply"]] if "reply" in item else [])
     error = item.get("error")
     if not replies and error is None:
         raise ValueError(f"{where}: needs reply, replies or error")
-    return Rule(pattern, tuple(str(r) for r in replies), system, str(error) if error else None)
+    return Rule(
+        pattern, tuple(str(r) for r in replies), system, str(error) if error else None, model
+    )

@@ -67,7 +67,7 @@ class ScriptedBackend:
         return None
 
     async def generate(self, request: ChatRequest, slug: str) -> Generation:
-        text = self.reply(request)
+        text = self.reply(request, slug)
         finish = "stop"
         cut = min((text.find(s) for s in request.stop if s in text), default=-1)
         if cut >= 0:
@@ -77,7 +77,7 @@ class ScriptedBackend:
             finish = "length"
         return Generation(text, finish, count_messages(request.messages), count_text(text))
 
-    def reply(self, request: ChatRequest) -> str:
+    def reply(self, request: ChatRequest, slug: str = "") -> str:
         """The full reply before `stop`/`max_tokens` are applied."""
         digest = _request_hash(request)
         last_user = next(
@@ -85,7 +85,7 @@ class ScriptedBackend:
         )
         system = "\n".join(m["content"] for m in request.messages if m["role"] == "system")
         for rule in self.rules:
-            match = rule.match(last_user, system)
+            match = rule.match(last_user, system, slug)
             if match is None:
                 continue
             if rule.error is not None:
