@@ -192,6 +192,9 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
     for scorer in scorers:
         reads = getattr(scorer, "reads", None) or {}
         for column, argument in reads.items():
+            if argument == "rubric":
+                continue  # a judge rubric's fields render as a template: rows.py checks them,
+                # honouring the experiment's missing= policy
             # A blank reference is no reference: contains("") would pass every reply.
             absent = [item_id for item_id, row in rows if _no_reference(row.get(column))]
             if not absent:

@@ -71,7 +71,7 @@ def test_missing_empty_renders_missing_values_as_empty_text(server: Any) -> None
 
 
 def test_values_no_template_reads_may_be_missing() -> None:
-    rows = [{"id": "a", "country": "Peru", "note": None, "expected": ""}]
+    rows = [{"id": "a", "country": "Peru", "note": None, "expected": "Lima"}]
     exp = lk.Experiment("e", prompts=PROMPT, dataset=rows, scorers=[scoring.contains()])
     assert exp.items[0].row["note"] is None
 
