@@ -169,9 +169,9 @@ class Client(_Base):
     def chat(self, messages: Any, *, deadline: float | None = None, **params: Any) -> ChatResponse:
         """One chat completion. ``messages``: a string, or a list of dicts / ``Message``.
         ``deadline`` (s) bounds this call across retries (default: the client's)."""
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
-        self._ensure_start_balance()
+        self._ensure_start_balance(deadline_at)
         return self._drive(self._core.chat_plan(body, deadline_at))
 
     def credits(self) -> Decimal:
@@ -181,9 +181,9 @@ class Client(_Base):
 
     def submit(self, messages: Any, *, deadline: float | None = None, **params: Any) -> Job:
         """Submit a chat on the v2 path (``POST /v2/{model}``); returns at once with a ``Job``."""
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
-        self._ensure_start_balance()
+        self._ensure_start_balance(deadline_at)
         return self._drive(submit_plan(self._core, body, deadline_at))
 
     def wait(
@@ -196,7 +196,7 @@ class Client(_Base):
         """Poll a submitted ``Job`` until it completes; APITimeoutError after ``timeout`` s."""
         return self._drive(wait_plan(self._core, job, timeout, poll_interval))
 
-    def _ensure_start_balance(self) -> None:
+    def _ensure_start_balance(self, deadline_at: float | None = None) -> None:
         # The first x-remaining-credits header arrives *after* the first call was billed, so the
         # starting balance is read from the (free) balance endpoint once, before any chat.
         if self._core.start_checked:
@@ -204,7 +204,7 @@ class Client(_Base):
         with self._start_lock:
             if not self._core.start_checked:
                 try:
-                    self.credits()
+                    self._drive(self._core.credits_plan(deadline_at))
                 except APIError as exc:
                     log.debug("could not read the starting balance (%s); spent stays None", exc)
                 finally:
@@ -287,18 +287,18 @@ class AsyncClient(_Base):
     async def chat(
         self, messages: Any, *, deadline: float | None = None, **params: Any
     ) -> ChatResponse:
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
-        await self._ensure_start_balance()
+        await self._ensure_start_balance(deadline_at)
         return await self._drive(self._core.chat_plan(body, deadline_at))
 
     async def credits(self) -> Decimal:
         return await self._drive(self._core.credits_plan())
 
     async def submit(self, messages: Any, *, deadline: float | None = None, **params: Any) -> Job:
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
-        await self._ensure_start_balance()
+        await self._ensure_start_balance(deadline_at)
         return await self._drive(submit_plan(self._core, body, deadline_at))
 
     async def wait(
@@ -310,14 +310,14 @@ class AsyncClient(_Base):
     ) -> ChatResponse:
         return await self._drive(wait_plan(self._core, job, timeout, poll_interval))
 
-    async def _ensure_start_balance(self) -> None:
+    async def _ensure_start_balance(self, deadline_at: float | None = None) -> None:
         if self._core.start_checked:
             return
         _, lock = await self._loops.get()
         async with lock:
             if not self._core.start_checked:
                 try:
-                    await self.credits()
+                    await self._drive(self._core.credits_plan(deadline_at))
                 except APIError as exc:
                     log.debug("could not read the starting balance (%s); spent stays None", exc)
                 finally:

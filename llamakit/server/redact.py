@@ -27,8 +27,34 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
 
 
 def public_url(url: str) -> str:
-    """`url` safe to show: its credentials (if any) are dropped."""
-    return split_userinfo(url)[0]
+    """`url` safe to show: its credentials (if any) are dropped, and a query string or fragment
+    (where a token may be pasted) is shown as `***`."""
+    parts = urlsplit(split_userinfo(url)[0])
+    query = MASK if parts.query or "?" in url else ""
+    fragment = MASK if parts.fragment or "#" in url else ""
+    return urlunsplit(parts._replace(query=query, fragment=fragment))
+
+
+def check_upstream_url(url: str) -> None:
+    """ValueError unless `url` is an http(s) base URL without a query string or fragment.
+
+    A query would be glued before `/chat/completions` (the wrong route) and is where a token gets
+    pasted, which would then reach logs and clients' stores: the key belongs in the environment.
+    The message never quotes the URL.
+    """
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("the upstream URL must be an http(s) URL like http://host:8080/v1")
+    if "?" in url or "#" in url:
+        raise ValueError(
+            "the upstream URL must not have a query string or fragment ('?...' or '#...'): give "
+            "the plain base URL (like http://host:8080/v1) and put the upstream key in the "
+            "environment variable LLAMAKIT_UPSTREAM_API_KEY"
+        )
 
 
 class Scrubber:
