@@ -64,10 +64,11 @@ class _Head:
         self.done = False
 
     def note(self, data: bytes) -> None:
-        if self.done or not data:
+        if self.done:
             return
         self.buf += data[:_STATUS_LINE_MAX]
-        if b"\n" not in self.buf and len(self.buf) < _STATUS_LINE_MAX:
+        # No data is the end of the stream: a code the server sent before closing still counts.
+        if data and b"\n" not in self.buf and len(self.buf) < _STATUS_LINE_MAX:
             return
         self.done = True
         match = _STATUS_LINE.match(self.buf.split(b"\n", 1)[0])

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
+from ..client.secrets import secrets_pattern
+
 MASK = "***"
 
 
@@ -58,18 +60,21 @@ def check_upstream_url(url: str) -> None:
 
 
 class Scrubber:
-    """Replaces each secret, in any letter case and in the encodings it travels in (percent-encoded,
-    base64 alone or as HTTP Basic `user:secret`), by `***`."""
+    """Replaces each secret by `***` in every form the client's redaction knows (any letter case,
+    JSON, percent and HTML escapes, UTF-16 NULs, base64, hex, split by whitespace: see
+    `llamakit.client.secrets`), plus the forms only an upstream credential takes (HTTP Basic
+    `user:secret` in base64, `quote_plus`)."""
 
     def __init__(self, secrets: Iterable[str | None], *, users: Iterable[str | None] = ()) -> None:
         forms: set[str] = set()
-        for secret in (s for s in secrets if s):
-            forms |= {secret, quote(secret, safe=""), quote_plus(secret)}
+        given = [s for s in secrets if s]
+        for secret in given:
+            forms |= {quote(secret, safe=""), quote_plus(secret)}
             for user in [*(u for u in users if u), ""]:
                 basic = f"{user}:{secret}".encode()
                 forms.add(base64.b64encode(basic).decode())
-            forms.add(base64.b64encode(secret.encode()).decode().rstrip("="))
             forms.add(base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="))
+        self._known = secrets_pattern(given)
         # Longest first, so a form that contains another is masked whole.
         ordered = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
         self._pattern = (
@@ -77,7 +82,9 @@ class Scrubber:
         )
 
     def __call__(self, text: str) -> str:
-        return self._pattern.sub(MASK, text) if self._pattern is not None else text
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        return self._known.sub(MASK, text) if self._known is not None else text
 
     def __repr__(self) -> str:
         return "Scrubber(***)"
