@@ -190,9 +190,8 @@ class UnprocessableRequestError(APIStatusError):
             return "The request is too large for the server; send shorter messages"
         if status == 424:
             return (
-                "The server could not get an answer from the service behind it (its own "
-                "configuration); retrying or changing the request cannot help: tell the "
-                "server's operator"
+                "The server's own configuration failed (the service behind it), not your "
+                "request: tell the server's operator"
             )
         return f"The server refused the request (HTTP {status}); its message above says why"
 
