@@ -132,12 +132,23 @@ class APIStatusError(APIError):
         if status is not None:
             self.status = status
         self.server_message = server_message
+        self.hint = self.hint_for(self.status)
         text = f"HTTP {self.status}"
         if server_message:
             text += f": {server_message}"
         if self.hint:
             text += f". {self.hint}"
         super().__init__(text, request_id=request_id)
+
+    def hint_for(self, status: int) -> str:
+        """What to do about this status; a class whose statuses differ in meaning overrides it."""
+        return self.hint
+
+    def add_outcome(self, outcome: str) -> None:
+        """Append what the retry loop did about this error ("sent once: ...", "gave up after 6
+        attempts ..."), so the message says what actually happened."""
+        self.outcome = outcome
+        self.args = (f"{self.args[0]}; {outcome}", *self.args[1:])
 
 
 class AuthenticationError(APIStatusError):
@@ -179,8 +190,22 @@ class InsufficientCreditsError(APIStatusError):
 
 
 class UnprocessableRequestError(APIStatusError):
+    """422, and any other 4xx without a class of its own (``status`` says which)."""
+
     status = 422
     hint = "The server rejected the request body; check messages and sampling parameters"
+
+    def hint_for(self, status: int) -> str:
+        if status in (400, 422):
+            return self.hint
+        if status == 413:
+            return "The request is too large for the server; send shorter messages"
+        if status == 424:
+            return (
+                "The server's own configuration failed (the service behind it), not your "
+                "request: tell the server's operator"
+            )
+        return f"The server refused the request (HTTP {status}); its message above says why"
 
 
 class RateLimitError(APIStatusError):
@@ -202,7 +227,8 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     status = 500
-    hint = "The server failed; llamakit retries these, so this one outlasted max_retries"
+    # What the retry loop did about it is appended to the message (``add_outcome``).
+    hint = "The server failed"
 
 
 STATUS_ERRORS: dict[int, type[APIStatusError]] = {

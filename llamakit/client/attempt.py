@@ -21,12 +21,14 @@ from ..errors import (
     APITimeoutError,
     InsufficientCreditsError,
     RateLimitError,
+    ServerError,
     error_class_for_status,
 )
 from .headers import parse_retry_after
 from .origin import display_url
 from .parse import cause_of, error_message, failure_error, json_or_none, request_id
 from .plan import Request, Sleep, T
+from .retry import RETRYABLE_STATUSES, RetryPolicy
 from .secrets import redact
 from .transport import Failure
 
@@ -91,6 +93,8 @@ def attempts(
             if delay is None or (
                 deadline_at is not None and time.monotonic() + delay >= deadline_at
             ):
+                if isinstance(err, APIStatusError):
+                    err.add_outcome(_outcome(core.retry, err, retries, cut=delay is not None))
                 raise
             retries += 1
             if delay > 0:
@@ -102,6 +106,23 @@ def attempts(
         if isinstance(result, dict) and "credits_remaining" in result:
             result["credits_remaining"] = credits
         return result, retries + 1
+
+
+def _outcome(policy: RetryPolicy, err: APIStatusError, retries: int, *, cut: bool) -> str:
+    """What the loop did about the error it is about to raise, for its message."""
+    sent = "sent once" if retries == 0 else f"sent {retries + 1} times"
+    if cut:
+        return f"{sent}; not retried again: the wait would pass the call's deadline="
+    if policy.retries(err):
+        return f"{sent}, gave up at max_retries={policy.max_retries}"
+    if isinstance(err, RateLimitError):
+        return (
+            f"{sent}; not retried: Retry-After exceeds max_retry_after={policy.max_retry_after:g}s"
+        )
+    if isinstance(err, ServerError):
+        codes = ", ".join(str(c) for c in sorted(RETRYABLE_STATUSES))
+        return f"{sent}; not retried: llamakit retries only HTTP {codes}"
+    return f"{sent}; not retried: resending the same request cannot change this answer"
 
 
 def status_error(core: Any, resp: httpx.Response) -> APIStatusError:

@@ -177,10 +177,10 @@ class Client(_Base):
         """One chat completion. ``messages``: a string, or a list of dicts / ``Message``.
         ``deadline`` (s) bounds this call across retries (default: the client's). ``model``
         sends this call to another slug on the same API (same key, same base URL)."""
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
         self._core.slug(model)  # a malformed slug fails before the balance request
-        self._ensure_start_balance()
+        self._ensure_start_balance(deadline_at)
         return self._drive(self._core.chat_plan(body, deadline_at, model))
 
     def has_model(self, model: str) -> bool:
@@ -201,10 +201,10 @@ class Client(_Base):
         **params: Any,
     ) -> Job:
         """Submit a chat on the v2 path (``POST /v2/{model}``); returns at once with a ``Job``."""
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
         self._core.slug(model)
-        self._ensure_start_balance()
+        self._ensure_start_balance(deadline_at)
         return self._drive(submit_plan(self._core, body, deadline_at, model))
 
     def wait(
@@ -217,7 +217,7 @@ class Client(_Base):
         """Poll a submitted ``Job`` until it completes; APITimeoutError after ``timeout`` s."""
         return self._drive(wait_plan(self._core, job, timeout, poll_interval))
 
-    def _ensure_start_balance(self) -> None:
+    def _ensure_start_balance(self, deadline_at: float | None = None) -> None:
         # The first x-remaining-credits header arrives *after* the first call was billed, so the
         # starting balance is read from the (free) balance endpoint once, before any chat.
         if self._core.start_checked:
@@ -225,7 +225,7 @@ class Client(_Base):
         with self._start_lock:
             if not self._core.start_checked:
                 try:
-                    self.credits()
+                    self._drive(self._core.credits_plan(deadline_at))
                 except APIError as exc:
                     log.debug("could not read the starting balance (%s); spent stays None", exc)
                 finally:
@@ -313,10 +313,10 @@ class AsyncClient(_Base):
         model: str | None = None,
         **params: Any,
     ) -> ChatResponse:
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
         self._core.slug(model)
-        await self._ensure_start_balance()
+        await self._ensure_start_balance(deadline_at)
         return await self._drive(self._core.chat_plan(body, deadline_at, model))
 
     async def has_model(self, model: str) -> bool:
@@ -334,10 +334,10 @@ class AsyncClient(_Base):
         model: str | None = None,
         **params: Any,
     ) -> Job:
+        deadline_at = self._core.deadline_at(deadline)  # the clock starts now
         body = self._core.prepare_chat(messages, params)
-        deadline_at = self._core.deadline_at(deadline)
         self._core.slug(model)
-        await self._ensure_start_balance()
+        await self._ensure_start_balance(deadline_at)
         return await self._drive(submit_plan(self._core, body, deadline_at, model))
 
     async def wait(
@@ -349,14 +349,14 @@ class AsyncClient(_Base):
     ) -> ChatResponse:
         return await self._drive(wait_plan(self._core, job, timeout, poll_interval))
 
-    async def _ensure_start_balance(self) -> None:
+    async def _ensure_start_balance(self, deadline_at: float | None = None) -> None:
         if self._core.start_checked:
             return
         _, lock = await self._loops.get()
         async with lock:
             if not self._core.start_checked:
                 try:
-                    await self.credits()
+                    await self._drive(self._core.credits_plan(deadline_at))
                 except APIError as exc:
                     log.debug("could not read the starting balance (%s); spent stays None", exc)
                 finally:

@@ -97,6 +97,15 @@ class Core:
             raise ValidationError(
                 "api_key must be a non-empty string without spaces", field="api_key"
             )
+        if key is not None and not all(33 <= ord(c) < 127 for c in key):
+            # An HTTP header carries ASCII only; a pasted key often brings smart quotes or
+            # lookalike letters with it. Neither the key nor the offending character is shown.
+            raise ValidationError(
+                "api_key contains a character that is not plain ASCII (often quotes or a "
+                "lookalike letter picked up by a copy-paste); copy the key again from the "
+                "provider's dashboard, without quotes around it",
+                field="api_key",
+            )
         self.api_key = key
         if key:
             register_secret(key)
@@ -112,6 +121,15 @@ class Core:
             raise ValidationError(
                 f"base_url must be an http(s) URL like {DEFAULT_BASE_URL}, not "
                 f"{redact(display_url(base))!r}",
+                field="base_url",
+            )
+        if "?" in base or "#" in base:
+            # A query or fragment would be glued before each request's path (wrong route), and
+            # is where a pasted token lives: it is refused, and not quoted back.
+            raise ValidationError(
+                "base_url must not have a query string or fragment ('?...' or '#...'): pass the "
+                f"plain API root like {DEFAULT_BASE_URL} as base_url (or {ENV_BASE_URL}) and "
+                "the key as api_key= (or " + ENV_API_KEY + ")",
                 field="base_url",
             )
         if parts.password:
@@ -259,12 +277,15 @@ class Core:
             return True
         return True
 
-    def credits_plan(self) -> Plan[Decimal]:
+    def credits_plan(self, deadline_at: float | None = None) -> Plan[Decimal]:
+        """The balance; ``deadline_at`` bounds it when it is read as part of a call."""
         self._require_key()
         request = Request("GET", self.url("get-user-credits"))
         # Not paced: the balance endpoint is free and not an inference call, and pacing it would
         # cost a whole slot at a 5-rpm plan before the first chat.
-        value, _ = yield from self._attempts(request, parse_credits, None, paced=False)
+        value, _ = yield from self._attempts(
+            request, parse_credits, None, paced=False, deadline_at=deadline_at
+        )
         with self._lock:
             if self.credits_start is None:
                 self.credits_start = value

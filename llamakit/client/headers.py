@@ -24,8 +24,8 @@ _IMF = re.compile(rf"^[A-Za-z]{{3}}, (\d{{2}}) ([A-Za-z]{{3}}) (\d{{4}}) {_TIME}
 _RFC850 = re.compile(rf"^[A-Za-z]+, (\d{{2}})-([A-Za-z]{{3}})-(\d{{2}}) {_TIME} GMT$")
 # Sun Nov  6 08:49:37 1994  (obsolete asctime form; GMT although it does not say so)
 _ASCTIME = re.compile(rf"^[A-Za-z]{{3}} ([A-Za-z]{{3}}) +(\d{{1,2}}) {_TIME} (\d{{4}})$")
-_DELTA = re.compile(r"^-?\d+(\.\d+)?$")
-_CREDITS = re.compile(r"^\d+(\.\d+)?([eE][+-]?\d+)?$")
+_DELTA = re.compile(r"^-?\d+(\.\d+)?$", re.ASCII)
+_CREDITS = re.compile(r"^\d+(\.\d+)?([eE][+-]?\d+)?$", re.ASCII)
 
 
 def parse_http_date(value: str, now: float | None = None) -> float | None:

@@ -3,7 +3,7 @@
 The API key is sent only to ``base_url``'s origin: the v2 path polls URLs the server's reply
 names (or a stored job journal recorded), and a reply naming another host must not receive the
 key. ``display_url`` is the form of a URL that may appear in a repr, an error or the store: any
-``user:password@`` is replaced by ``***@``.
+``user:password@`` is replaced by ``***@``, a query or fragment by ``***``.
 """
 
 from __future__ import annotations
@@ -38,11 +38,17 @@ class Origin:
 
 
 def display_url(url: str) -> str:
-    """``url`` without the credentials it may carry (``http://***@host/v1``)."""
+    """``url`` without the credentials it may carry: ``user:password@`` becomes ``***@``, and a
+    query string or fragment (where tokens are pasted) becomes ``?***`` / ``#***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
+        url = url.split("?", 1)[0].split("#", 1)[0]
         return url.rpartition("@")[2] if "@" in url else url
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    if parts.query or "?" in url:
+        parts = parts._replace(query="***")
+    if parts.fragment or "#" in url:
+        parts = parts._replace(fragment="***")
+    return urlunsplit(parts)

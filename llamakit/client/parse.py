@@ -23,10 +23,11 @@ from .types import ChatResponse, Usage
 
 log = logging.getLogger("llamakit.client")
 _SNIPPET = 200
-# A plain or scientific decimal number; NaN, Infinity and hex are no amount of money.
+# A plain or scientific decimal number in ASCII digits (Python's \d and Decimal() also take
+# '３' or '٣'); NaN, Infinity and hex are no amount of money.
 # Beyond this no balance is real (and 1e400 would be inf as soon as a plot drew it).
 _MAX_CREDITS = Decimal("1e15")
-_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$", re.ASCII)
 # How much of a body is decoded and redacted before a snippet is cut from it.
 _REDACT_SPAN = 65_536
 
@@ -264,12 +265,14 @@ def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool)
     sent = status is not None or isinstance(
         exc, (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
     )
-    if status is not None and status < 300 and billable:
-        # The status line arrived, so the server finished (and billed) the call; the body did not.
+    if status is not None and 200 <= status < 300 and billable:
+        # A 2xx status line arrived, so the server finished (and billed) the call; the rest of
+        # the reply did not arrive whole. An error status cut off the same way was not billed.
         timed_out = isinstance(exc, httpx.TimeoutException)
         cls = APITimeoutError if timed_out else APIConnectionError
+        rest = "its body" if failure.head_complete else "its headers"
         return cls(
-            f"HTTP {status} from {host} but its body did not arrive complete "
+            f"HTTP {status} from {host} but {rest} did not arrive complete "
             + (f"within timeout={timeout:g}s" if timed_out else f"({kind})")
             + ": the call was probably billed, so it was not retried. "
             + ("Pass a larger timeout=, or " if timed_out else "")

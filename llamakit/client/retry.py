@@ -44,21 +44,21 @@ class RetryPolicy:
         self, error: APIError, retries_done: int, rng: random.Random | None = None
     ) -> float | None:
         """Seconds to wait before retrying after ``error``, or None when it must be raised."""
-        if retries_done >= self.max_retries:
+        if retries_done >= self.max_retries or not self.retries(error):
             return None
-        if isinstance(error, RateLimitError):
-            if error.retry_after is None:
-                return self.backoff(retries_done, rng)
-            if error.retry_after > self.max_retry_after:
-                return None
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
             return error.retry_after
-        if isinstance(error, ServerError) and error.status in RETRYABLE_STATUSES:
-            return self.backoff(retries_done, rng)
+        return self.backoff(retries_done, rng)
+
+    def retries(self, error: APIError) -> bool:
+        """Whether this kind of failure is retried at all (``max_retries`` aside)."""
+        if isinstance(error, RateLimitError):
+            return error.retry_after is None or error.retry_after <= self.max_retry_after
+        if isinstance(error, ServerError):
+            return error.status in RETRYABLE_STATUSES
         if isinstance(error, APIConnectionError):  # includes APITimeoutError
-            if error.may_be_billed and not self.retry_maybe_billed:
-                return None
-            return self.backoff(retries_done, rng)
-        return None
+            return not error.may_be_billed or self.retry_maybe_billed
+        return False
 
     def backoff(self, retries_done: int, rng: random.Random | None = None) -> float:
         """Equal jitter: half the exponential step fixed, half random, so waits grow yet spread."""

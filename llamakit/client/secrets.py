@@ -6,7 +6,8 @@ its own) so that ``redact``, the one redaction path, and the log filter can scru
 text. A server that echoes a secret may change its case or its encoding, so each secret is matched
 in any case and in every form an echo can take: plain, JSON ``\\uXXXX``, percent and HTML escapes
 (character by character, so mixed forms match too), UTF-16/32 text read as UTF-8 (NULs between
-the characters), and base64 at any alignment (an echoed ``Authorization: Basic`` header).
+the characters), base64 at any alignment (an echoed ``Authorization: Basic`` header), hex of its
+bytes, and (for secrets of 12 characters or more) split by spaces or line breaks.
 Independently of what is registered, ``scheme://user:password@`` in any URL and the value after an
 auth header name are masked by shape.
 """
@@ -17,6 +18,7 @@ import base64
 import logging
 import re
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 _SECRETS: set[str] = set()
@@ -41,6 +43,11 @@ _FILTERED_LOGGERS = (
 # Secrets shorter than this are not matched as substrings (a one-letter password would mask
 # every such letter in every message); URLs carrying them are still masked by shape.
 MIN_SECRET_CHARS = 4
+# Whitespace inside a match is tolerated only for secrets at least this long: "a b c d" in a
+# reply must not be masked because a password is "abcd", while 12 characters in a row, with
+# only whitespace between them, do not occur by chance.
+MIN_SPLIT_SECRET_CHARS = 12
+_SPLIT_GAP = r"(?:[\s\x00]|\\\x00*[nrt])*"
 _MIN_BASE64_CHARS = 8
 
 
@@ -84,10 +91,19 @@ def _pattern() -> re.Pattern[str] | None:
     global _PATTERN
     with _LOCK:
         if _PATTERN is None and _SECRETS:
-            # Longest first, so a secret containing another is masked whole.
-            forms = [_forms(s) for s in sorted(_SECRETS, key=len, reverse=True)]
-            _PATTERN = re.compile("|".join(forms), re.IGNORECASE)
+            _PATTERN = secrets_pattern(_SECRETS)
         return _PATTERN
+
+
+def secrets_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern matching each of ``secrets`` in every form an echo can take
+    (see the module's docstring); None when there is none to match. Also used by the server for
+    its upstream credentials."""
+    # Longest first, so a secret containing another is masked whole.
+    ordered = sorted((s for s in secrets if len(s) >= MIN_SECRET_CHARS), key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile("|".join(_forms(s) for s in ordered), re.IGNORECASE)
 
 
 def _forms(secret: str) -> str:
@@ -98,8 +114,14 @@ def _forms(secret: str) -> str:
         if code < 0x80:
             alternatives.append(rf"%{code:02x}")
         chars.append("(?:" + "|".join(alternatives) + ")")
-    forms = [r"\x00*".join(chars)]
+    # Between characters: the NULs of UTF-16/32 read as UTF-8, and, for a secret long enough
+    # that no ordinary text spells it out with gaps, the line breaks and spaces of a wrapped
+    # or reformatted echo (also as the escapes a JSON string or a repr shows them as).
+    gap = _SPLIT_GAP if len(secret) >= MIN_SPLIT_SECRET_CHARS else r"\x00*"
+    forms = [gap.join(chars)]
     forms += [re.escape(b) for b in _base64_fragments(secret.encode())]
+    # Hex of the UTF-8 bytes (an echoed header dumped as hex); either case, as the pattern is.
+    forms.append(r"\x00*".join(secret.encode().hex()))
     return "|".join(forms)
 
 

@@ -10,6 +10,14 @@ retry policy needs it: a read timeout comes after the request was fully sent, so
 Bodies are read in chunks, checked against the deadline and the size cap as they arrive, which
 also bounds transports that are not sockets (``httpx.MockTransport`` in tests).
 
+The same wrapper notes the status line as it arrives. A server can send ``HTTP/1.1 200 OK`` and
+then close, or follow it with a head h11 refuses (a malformed line, a NUL, two content-lengths):
+httpx then raises before any ``Response`` exists, yet the server said the call succeeded, so it
+was probably billed. ``Failure.status`` carries that code, and the retry policy treats it like a
+200 whose body was cut off (not resent). Headers are handed on as the bytes that arrived: a
+non-ASCII byte in a header (``server: caf\xe9``) must not turn a paid reply into an encoding
+error when the response is rebuilt.
+
 The drivers in ``client.py`` call ``send_sync``/``send_async``; both return the finished
 ``httpx.Response`` or a ``Failure`` (never raise), for the IO-free plans of ``core``.
 """
@@ -17,6 +25,7 @@ The drivers in ``client.py`` call ``send_sync``/``send_async``; both return the 
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,7 +48,43 @@ _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 # A socket timeout of 0 would switch the socket to non-blocking mode (BlockingIOError, not a
 # timeout), so the time left is never passed on as less than this.
 _MIN_WAIT = 0.001
-_DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+_DROPPED_HEADERS = (b"content-encoding", b"content-length", b"transfer-encoding")
+# The status code of a status line (RFC 9112 section 4); more than this many bytes without a line end
+# is no status line.
+_STATUS_LINE = re.compile(rb"HTTP/\d(?:\.\d)? +(\d{3})(?:[ \r\n]|$)")
+_STATUS_LINE_MAX = 256
+
+
+class _Head:
+    """The first bytes of the current attempt's reply, until its status line is complete."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.status: int | None = None
+        self.done = False
+
+    def note(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.buf += data[:_STATUS_LINE_MAX]
+        # No data is the end of the stream: a code the server sent before closing still counts.
+        if data and b"\n" not in self.buf and len(self.buf) < _STATUS_LINE_MAX:
+            return
+        self.done = True
+        match = _STATUS_LINE.match(self.buf.split(b"\n", 1)[0])
+        self.status = int(match.group(1)) if match else None
+
+
+_HEAD: contextvars.ContextVar[_Head | None] = contextvars.ContextVar(
+    "llamakit_attempt_head", default=None
+)
+
+
+def _seen(data: bytes) -> bytes:
+    head = _HEAD.get()
+    if head is not None:
+        head.note(data)
+    return data
 
 
 class ResponseTooLarge(Exception):
@@ -53,11 +98,13 @@ class ResponseTooLarge(Exception):
 
 @dataclass(frozen=True)
 class Failure:
-    """An attempt that produced no complete response. ``status`` is the status line's code if the
-    headers had arrived before the failure (the body then failed), else None."""
+    """An attempt that produced no complete response. ``status`` is the status line's code if one
+    arrived before the failure, else None; ``head_complete`` says whether the headers after it
+    arrived whole (then the body failed) or not (cut off or malformed)."""
 
     error: BaseException
     status: int | None = None
+    head_complete: bool = False
 
 
 def _left(kind: type[Exception], timeout: float | None) -> float | None:
@@ -75,7 +122,7 @@ class _Stream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(httpcore.ReadTimeout, timeout))
+        return _seen(self._inner.read(max_bytes, _left(httpcore.ReadTimeout, timeout)))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._inner.write(buffer, _left(httpcore.WriteTimeout, timeout))
@@ -132,7 +179,7 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         self._inner = inner
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, _left(httpcore.ReadTimeout, timeout))
+        return _seen(await self._inner.read(max_bytes, _left(httpcore.ReadTimeout, timeout)))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         await self._inner.write(buffer, _left(httpcore.WriteTimeout, timeout))
@@ -229,8 +276,10 @@ class _Body:
             _left(httpx.ReadTimeout, None)
 
     def response(self, resp: httpx.Response) -> httpx.Response:
-        # The chunks are already decoded: the rebuilt response must not decode them again.
-        headers = [(k, v) for k, v in resp.headers.multi_items() if k not in _DROPPED_HEADERS]
+        # The chunks are already decoded: the rebuilt response must not decode them again. The
+        # raw bytes are passed on: httpx re-encodes str headers as ASCII, which a header with a
+        # non-ASCII byte would fail.
+        headers = [(k, v) for k, v in resp.headers.raw if k.lower() not in _DROPPED_HEADERS]
         return httpx.Response(
             resp.status_code,
             headers=headers,
@@ -242,6 +291,8 @@ class _Body:
 
 def send_sync(http: httpx.Client, request: Request, limit: int) -> httpx.Response | Failure:
     token = _DEADLINE.set(time.monotonic() + request.timeout)
+    head = _Head()
+    head_token = _HEAD.set(head)
     status: int | None = None
     try:
         with http.stream(
@@ -257,8 +308,11 @@ def send_sync(http: httpx.Client, request: Request, limit: int) -> httpx.Respons
                 body.add(chunk)
             return body.response(resp)
     except (httpx.HTTPError, ResponseTooLarge) as exc:
-        return Failure(exc, status)
+        if status is None:
+            return Failure(exc, head.status)
+        return Failure(exc, status, head_complete=True)
     finally:
+        _HEAD.reset(head_token)
         _DEADLINE.reset(token)
 
 
@@ -266,6 +320,8 @@ async def send_async(
     http: httpx.AsyncClient, request: Request, limit: int
 ) -> httpx.Response | Failure:
     token = _DEADLINE.set(time.monotonic() + request.timeout)
+    head = _Head()
+    head_token = _HEAD.set(head)
     status: int | None = None
     try:
         async with http.stream(
@@ -281,6 +337,9 @@ async def send_async(
                 body.add(chunk)
             return body.response(resp)
     except (httpx.HTTPError, ResponseTooLarge) as exc:
-        return Failure(exc, status)
+        if status is None:
+            return Failure(exc, head.status)
+        return Failure(exc, status, head_complete=True)
     finally:
+        _HEAD.reset(head_token)
         _DEADLINE.reset(token)

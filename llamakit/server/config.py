@@ -17,7 +17,7 @@ from .._defaults import CONTEXT_WINDOW, LOCAL_COST_BY_MODEL, LOCAL_COST_PER_CALL
 from .costs import to_decimal
 from .faults import FaultSettings
 from .protocol import ConnectionGuard
-from .redact import public_url
+from .redact import check_upstream_url, public_url
 
 # Model slugs served on /v1/{slug} and /v2/{slug}. Segmind's Llama siblings share one contract
 # (CONTRACT §1), so the local server answers all of them with whichever backend it runs.
@@ -95,6 +95,8 @@ class ServerConfig:
                 raise ValueError("the admin key must be non-empty and contain no whitespace")
             if self.admin_key in self.keys:
                 raise ValueError("the admin key must differ from every API key")
+        if self.upstream_url is not None:
+            check_upstream_url(self.upstream_url)
         if not (math.isfinite(self.upstream_timeout_s) and self.upstream_timeout_s > 0):
             raise ValueError("upstream_timeout_s must be a finite number of seconds > 0")
         self.slugs = tuple(self.slugs)

@@ -183,6 +183,11 @@ ECHOES = {
     "mixed": lambda k: k[:5] + "".join(f"%{ord(c):02x}" for c in k[5:9]) + k[9:].upper(),
     "basic_auth": lambda k: "Basic " + base64.b64encode(f"user:{k}".encode()).decode(),
     "base64_offset": lambda k: base64.b64encode(b"xy" + k.encode()).decode(),
+    "hex": lambda k: k.encode().hex(),
+    "hex_upper": lambda k: "0x" + k.encode().hex().upper(),
+    "newline_split": lambda k: k[:7] + "\n" + k[7:],
+    "wrapped": lambda k: " ".join(k[i : i + 3] for i in range(0, len(k), 3)),
+    "json_newline": lambda k: k[:5] + "\\n" + k[5:],
 }
 
 
@@ -220,6 +225,11 @@ def test_an_echoed_key_is_masked_in_any_case_and_encoding(
         for text_out in texts_of(info.value):
             flat = text_out.replace("\x00", "").lower()
             assert CANARY.lower() not in flat and CANARY[3:].lower() not in flat, (kind, text_out)
+            # The forms that are not the key's characters in a row: hex, and the key with
+            # whitespace (or a JSON "\n") between its characters.
+            squeezed = "".join(flat.split()).replace("\\n", "")
+            assert CANARY[3:].lower() not in squeezed, (kind, text_out)
+            assert CANARY.encode().hex()[6:30] not in squeezed, (kind, text_out)
             assert base64.b64encode(CANARY.encode()).decode()[4:12] not in text_out
 
 

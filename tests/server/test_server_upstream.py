@@ -80,6 +80,9 @@ class Hostile:
         if scheme == "Basic":  # echo the decoded user:password too
             key = base64.b64decode(key).decode()
         echo = f"bad key {key.upper()} / {quote(key, safe='')} / {auth} / {key.lower()}"
+        if mode == "reshaped":  # hex, and wrapped over lines as a log viewer would
+            wrapped = "\n".join(key[i : i + 5] for i in range(0, len(key), 5))
+            echo = f"bad key {key.encode().hex()} / {key.encode().hex().upper()} / {wrapped}"
         if mode.startswith("status "):
             status = int(mode.split()[1])
             return JSONResponse({"error": {"message": echo}}, status_code=status)
@@ -175,6 +178,51 @@ def test_the_upstream_timeout_bounds_the_whole_exchange(make_server, hostile, mo
     assert r.status_code == 504 and "within 1 s" in r.json()["error"]
     assert time.monotonic() - start < 2.5
     assert front.balance() == 1.0
+
+
+@pytest.mark.parametrize("creds", ["key", "url"])
+def test_an_upstream_credential_echoed_as_hex_or_wrapped_is_masked(
+    make_server, hostile, caplog, creds
+):
+    front = _front(make_server, hostile.url, creds)
+    with caplog.at_level(logging.DEBUG), http(front) as c:
+        r = c.post(CHAT, json=chat_body("reshaped"))
+    seen = (r.text + caplog.text).replace("\\n", "")
+    squeezed = "".join(seen.split())
+    secret = SECRET if creds == "key" else URL_PASSWORD
+    assert r.status_code == 200 and "***" in r.text
+    assert secret.encode().hex() not in seen.lower() and secret[3:] not in squeezed, seen
+
+
+@pytest.mark.parametrize("tail", ["?api_key=" + SECRET, "#" + SECRET, "?"])
+def test_an_upstream_url_with_a_query_or_fragment_is_refused_unquoted(tail):
+    from llamakit.server.backends.upstream import UpstreamBackend
+    from llamakit.server.config import ServerConfig
+
+    url = "http://127.0.0.1:9/v1" + tail
+    for make in (
+        lambda: ServerConfig(keys={}, backend="upstream", upstream_url=url),
+        lambda: UpstreamBackend(url),
+    ):
+        with pytest.raises(ValueError, match="query string or fragment") as info:
+            make()
+        assert SECRET not in str(info.value)
+    r = subprocess.run(
+        [sys.executable, "-m", "llamakit.cli", "serve", "--backend", "upstream"]
+        + ["--upstream-url", url, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "query string" in r.stderr
+    assert SECRET not in r.stdout + r.stderr
+
+
+def test_the_upstream_url_shown_hides_a_query():
+    from llamakit.server.redact import public_url
+
+    assert public_url(f"http://op:{URL_PASSWORD}@h:1/v1?k={SECRET}") == "http://h:1/v1?***"
+    assert public_url("http://h:1/v1") == "http://h:1/v1"
 
 
 def test_the_upstream_timeout_flag_is_checked(tmp_path):

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from ..redact import Scrubber, public_url, split_userinfo
+from ..redact import Scrubber, check_upstream_url, public_url, split_userinfo
 from ..tokencount import count_messages, count_text
 from ..validation import ChatRequest
 from .base import BackendError, Generation
@@ -60,6 +60,7 @@ class UpstreamBackend:
         *,
         timeout: float = 120.0,
     ) -> None:
+        check_upstream_url(base_url)
         url, user, password = split_userinfo(base_url.rstrip("/"))
         self.base_url = url
         self.model = model
