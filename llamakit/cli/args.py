@@ -11,8 +11,8 @@ import argparse
 import math
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 
 def positive_int(text: str) -> int:

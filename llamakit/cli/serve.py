@@ -11,6 +11,13 @@ from pathlib import Path
 
 from .._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
 from ..server.config import DEFAULT_UPSTREAM_TIMEOUT_S
+from ..server.protocol import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+)
+from ..server.serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
 from .args import (
     api_key,
     bounded_number,
@@ -20,13 +27,6 @@ from .args import (
     positive_number,
     rules_file,
 )
-from ..server.protocol import (
-    DEFAULT_BODY_TIMEOUT_S,
-    DEFAULT_HEADER_TIMEOUT_S,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
-)
-from ..server.serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
 
 ENV_UPSTREAM_API_KEY = "LLAMAKIT_UPSTREAM_API_KEY"
 ENV_SERVER_KEYS = "LLAMAKIT_SERVER_KEYS"

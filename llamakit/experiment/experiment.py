@@ -319,6 +319,7 @@ class Experiment:
     ) -> tuple[Run, Any]:
         from ..store import Store
         from .runner import Runner
+        from .runner_budget import check_budget_fits_a_call
         from .runner_calls import check_replay
 
         concurrency = _check_concurrency(concurrency)
@@ -339,6 +340,9 @@ class Experiment:
         judges = [s for s in self.scorers if hasattr(s, "grading_messages")]
         if mode == "replay":
             check_replay(store, cells, judges, client, model, source)
+        unit_cost = max(store.observed_cost_per_call(model) or 0.0, PUBLISHED_COST_PER_CALL)
+        if mode == "live":
+            check_budget_fits_a_call(budget, unit_cost)
         run = register_run(
             self,
             store,
@@ -349,7 +353,6 @@ class Experiment:
             budget=budget,
             mode=mode,
         )
-        observed = store.observed_cost_per_call(model)
         runner = Runner(
             run=run,
             cells=cells,
@@ -361,7 +364,7 @@ class Experiment:
             budget=budget,
             progress=progress,
             mode=mode,
-            unit_cost=max(observed or 0.0, PUBLISHED_COST_PER_CALL),
+            unit_cost=unit_cost,
             local_tokens=self._local_tokens,
             api=api,
             # Local jobs finish in milliseconds; the hosted API's take about a second.
