@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     imports and argument parsing included, is one line and exit 130, never a traceback."""
     command: list[str] = []
     try:
+        _take_over_ctrl_c()
         return _main(argv, command)
     except KeyboardInterrupt:
         name = command[0] if command else None
@@ -68,6 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         said = _INTERRUPTED_BY_COMMAND.get(name or "", _INTERRUPTED_OTHERWISE)
         print(f"\n{prog}: {said}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _take_over_ctrl_c() -> None:
+    # The package's startup guard exits at Ctrl-C while modules load; from here on a
+    # KeyboardInterrupt is caught below and reported for the command that was running.
+    import signal
+
+    import llamakit
+
+    if signal.getsignal(signal.SIGINT) is getattr(llamakit, "_interrupted_while_loading", None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _main(argv: Sequence[str] | None, command: list[str]) -> int:
