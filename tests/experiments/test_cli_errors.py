@@ -237,7 +237,8 @@ def test_the_python_api_refuses_the_same_paths(tmp_path: Path, monkeypatch) -> N
 
 def test_an_empty_message_is_never_sent(hosted_env: Any) -> None:
     client = hosted_env.client()
-    for messages in ("", "   ", [{"role": "user", "content": "\n"}]):
+    invisible = ("\u200b", "\ufeff\u2060 \u200d", [{"role": "user", "content": "\u200e\n"}])
+    for messages in ("", "   ", [{"role": "user", "content": "\n"}], *invisible):
         with pytest.raises(lk.ValidationError, match="no text") as info:
             client.chat(messages)
         assert info.value.field == "messages"
@@ -245,6 +246,8 @@ def test_an_empty_message_is_never_sent(hosted_env: Any) -> None:
     conv.send("hi")
     with pytest.raises(lk.ValidationError, match="empty"):
         conv.send("  ")  # the history has text, but the new turn has none
+    with pytest.raises(lk.ValidationError, match="invisible"):
+        conv.send("\u200b\u200b")
     assert len(conv) == 1
     assert hosted_env.stats()["billed_calls"] == 1
 
