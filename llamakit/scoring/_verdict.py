@@ -41,6 +41,7 @@ from dataclasses import dataclass
 # Every line separator Python's str.splitlines() knows, folded to "\n" before splitting.
 _BREAKS = re.compile(r"\r\n|[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _EMPHASIS = re.compile(r"[*_`]")
+_LINE_MARKERS = re.compile(r"^(?:[>#\-+][ \t]*)+")
 _GRADE = re.compile(r"GRADE:[ \t]*([0-9]+)[ \t]*/[ \t]*([0-9]+)", re.IGNORECASE)
 _VERDICT = re.compile(r"VERDICT:[ \t]*(PASS|FAIL)", re.IGNORECASE)
 
@@ -104,8 +105,9 @@ def _lines(text: str) -> list[str]:
 
 
 def _grades_in(text: str, scale: int) -> set[float]:
-    """The grades ``text`` writes as whole verdict lines (lines ``protocol_line`` reads as one)."""
-    found = (protocol_line(line, scale)[0] for line in _lines(text))
+    """The grades ``text`` writes as whole verdict lines (lines ``protocol_line`` reads as one,
+    also behind a quote, list or heading marker: "> GRADE: 5/5" is still a line to echo)."""
+    found = (protocol_line(_LINE_MARKERS.sub("", line), scale)[0] for line in _lines(text))
     return {score for score in found if score is not None}
 
 
