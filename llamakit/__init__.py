@@ -4,10 +4,38 @@ Public names are loaded lazily so that ``import llamakit`` stays light: pandas, 
 ipywidgets, starlette and llama_cpp are imported only by the features that use them.
 """
 
-import importlib as _importlib
-from typing import Any as _Any
+import sys as _sys
 
-from .errors import (
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    # Ctrl-C while the `llamakit` command is still loading: one line and 130, never a traceback.
+    _sys.stderr.write("\nllamakit: interrupted\n")
+    raise SystemExit(130)
+
+
+def _guard_cli_startup() -> None:
+    """First thing when this package is imported by the `llamakit` command (the console script or
+    ``python -m llamakit.cli``): Ctrl-C exits quietly until ``llamakit.cli.main`` takes over (it
+    restores Python's handler and reports interrupts per command). Anywhere else, nothing."""
+    import contextlib
+    import os
+    import signal
+
+    argv = list(getattr(_sys, "orig_argv", []))
+    at = argv.index("-m") + 1 if "-m" in argv else len(argv)
+    as_module = argv[at : at + 1] == ["llamakit.cli"]
+    as_script = os.path.basename(_sys.argv[0] if _sys.argv else "") == "llamakit"
+    if (as_module or as_script) and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+
+_guard_cli_startup()
+
+import importlib as _importlib  # noqa: E402  (after the guard, which must come first)
+from typing import Any as _Any  # noqa: E402
+
+from .errors import (  # noqa: E402
     APIConnectionError,
     APIError,
     APIResponseError,

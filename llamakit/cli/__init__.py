@@ -35,6 +35,14 @@ _COMMANDS: list[str] = [
 ]
 
 INTERRUPTED = "interrupted: finished cells are kept; rerun the same command to resume"
+# What Ctrl-C means depends on the command: only runs keep cells to resume.
+_INTERRUPTED_BY_COMMAND = {
+    "run": INTERRUPTED,
+    "demo": INTERRUPTED,
+    "chat": "interrupted: a message already sent may still be billed (`llamakit credits` shows "
+    "the balance)",
+}
+_INTERRUPTED_OTHERWISE = "interrupted"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,18 +69,42 @@ def one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `llamakit` command; its exit status (see ``exit``). Ctrl-C at any moment, the
+    imports and argument parsing included, is one line and exit 130, never a traceback."""
+    command: list[str] = []
+    try:
+        _take_over_ctrl_c()
+        return _main(argv, command)
+    except KeyboardInterrupt:
+        name = command[0] if command else None
+        prog = f"llamakit {name}" if name else "llamakit"
+        said = _INTERRUPTED_BY_COMMAND.get(name or "", _INTERRUPTED_OTHERWISE)
+        print(f"\n{prog}: {said}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _take_over_ctrl_c() -> None:
+    # The package's startup guard exits at Ctrl-C while modules load; from here on a
+    # KeyboardInterrupt is caught below and reported for the command that was running.
+    import signal
+
+    import llamakit
+
+    if signal.getsignal(signal.SIGINT) is getattr(llamakit, "_interrupted_while_loading", None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: Sequence[str] | None, command: list[str]) -> int:
     from ..errors import LlamakitError
 
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed in one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    command.append(args.command)
     prog = f"llamakit {args.command}"
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"\n{prog}: {INTERRUPTED}", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except LlamakitError as exc:
         print(f"{prog}: error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR

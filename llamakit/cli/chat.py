@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .args import nonempty_text, positive_int
+from .args import nonempty_name, nonempty_text, sampling_param
 
 
 def add_parser(subparsers: Any) -> None:
@@ -17,10 +17,18 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("text", type=nonempty_text, help="the user message")
     parser.add_argument("--system", help="a system prompt")
     parser.add_argument(
-        "--max-tokens", type=positive_int, help="cap on the reply length, in tokens"
+        "--max-tokens",
+        type=sampling_param("max_tokens", int),
+        help="cap on the reply length, in tokens",
     )
-    parser.add_argument("--temperature", type=float, help="sampling temperature (0 to 2)")
-    parser.add_argument("--model", help="model slug (default llama-v3-8b-instruct)")
+    parser.add_argument(
+        "--temperature",
+        type=sampling_param("temperature", float),
+        help="sampling temperature (0 to 2)",
+    )
+    parser.add_argument(
+        "--model", type=nonempty_name, help="model slug (default llama-v3-8b-instruct)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-from .args import input_file, output_folder, positive_int
+from .args import output_folder, positive_int, rules_file
 from .exit import run_exit_code
 
 DATA = Path(__file__).resolve().parent.parent.parent / "data"
@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--concurrency", type=positive_int, default=None, help="calls in flight")
     parser.add_argument(
         "--rules",
-        type=input_file,
+        type=rules_file,
         default=str(DEFAULT_RULES),
         help="reply rules for the scripted backend (default %(default)s)",
     )

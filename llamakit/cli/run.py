@@ -6,7 +6,7 @@ import argparse
 from decimal import Decimal
 from typing import Any
 
-from .args import input_file, output_file, positive_credits, positive_int, store_path
+from .args import output_file, positive_credits, positive_int, rules_file, store_path
 from .exit import run_exit_code
 
 
@@ -58,7 +58,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--rules",
-        type=input_file,
+        type=rules_file,
         default=None,
         metavar="FILE",
         help="YAML/JSON reply rules for the local scripted backend (no key set)",

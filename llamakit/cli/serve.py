@@ -18,6 +18,15 @@ from ..server.protocol import (
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
 )
 from ..server.serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
+from .args import (
+    api_key,
+    bounded_number,
+    nonnegative_number,
+    port,
+    positive_int,
+    positive_number,
+    rules_file,
+)
 
 ENV_UPSTREAM_API_KEY = "LLAMAKIT_UPSTREAM_API_KEY"
 ENV_SERVER_KEYS = "LLAMAKIT_SERVER_KEYS"
@@ -39,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--host", default=LOCAL_HOST, help="bind address (default %(default)s)")
     p.add_argument(
         "--port",
-        type=int,
+        type=port,
         default=LOCAL_PORT,
         help="port, 0 for any free one (default %(default)s)",
     )
@@ -47,19 +56,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "--api-key",
         action="append",
         default=None,
+        type=api_key,
         metavar="KEY",
         help="accepted key (repeatable); default: $LLAMAKIT_SERVER_KEYS (comma-separated, "
         "which keeps keys out of `ps`), else a generated SG_local_ key",
     )
     p.add_argument(
-        "--credits", type=float, default=1.0, help="starting balance per key (default %(default)s)"
+        "--credits",
+        type=nonnegative_number,
+        default=1.0,
+        help="starting balance per key (default %(default)s)",
     )
-    p.add_argument("--rpm", type=int, default=None, help="requests per minute per key (429 beyond)")
+    p.add_argument(
+        "--rpm", type=positive_int, default=None, help="requests per minute per key (429 beyond)"
+    )
     p.add_argument(
         "--db", type=Path, default=None, help="SQLite file that keeps balances across restarts"
     )
     p.add_argument(
-        "--rules", type=Path, default=None, help="YAML/JSON reply rules for the scripted backend"
+        "--rules",
+        type=rules_file,
+        default=None,
+        help="YAML/JSON reply rules for the scripted backend",
     )
     p.add_argument(
         "--upstream-url", default=None, help="OpenAI-compatible base URL for the upstream backend"
@@ -69,20 +87,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument(
         "--cost-per-call",
-        type=float,
+        type=nonnegative_number,
         default=LOCAL_COST_PER_CALL,
         help="credits billed per successful call (default %(default)s)",
     )
     p.add_argument(
-        "--cost-per-token", type=float, default=None, help="bill per token instead of per call"
+        "--cost-per-token",
+        type=nonnegative_number,
+        default=None,
+        help="bill per token instead of per call",
     )
     p.add_argument(
         "--upstream-timeout-s",
-        type=float,
+        type=positive_number,
         default=DEFAULT_UPSTREAM_TIMEOUT_S,
         help="seconds the upstream backend waits for each upstream reply (default %(default)s)",
     )
-    p.add_argument("--v2-expiry-s", type=float, default=3600.0, help="keep v2 results this long")
+    p.add_argument(
+        "--v2-expiry-s", type=positive_number, default=3600.0, help="keep v2 results this long"
+    )
     limits = p.add_argument_group(
         "exposure limits",
         "bounds that keep the server answering when slow or greedy clients connect; the admin "
@@ -91,39 +114,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     limits.add_argument(
         "--header-timeout-s",
-        type=float,
+        type=positive_number,
         default=DEFAULT_HEADER_TIMEOUT_S,
         help="a request head must arrive within this time (408 and close otherwise; default %(default)s)",
     )
     limits.add_argument(
         "--body-timeout-s",
-        type=float,
+        type=positive_number,
         default=DEFAULT_BODY_TIMEOUT_S,
         help="a request body must arrive within this time after its head (default %(default)s)",
     )
     limits.add_argument(
         "--max-connections-per-client",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         help="open connections one client address may hold (503 beyond; default %(default)s)",
     )
     limits.add_argument(
         "--max-connections",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_CONNECTIONS,
         help="open connections plus running requests in all (uvicorn's limit_concurrency; 503 "
         "beyond; default %(default)s)",
     )
     faults = p.add_argument_group("fault injection")
-    faults.add_argument("--latency-ms", type=float, default=0.0)
-    faults.add_argument("--latency-jitter-ms", type=float, default=0.0)
-    faults.add_argument("--fail-rate", type=float, default=0.0, help="probability of a 500")
-    faults.add_argument("--rate-429", type=float, default=0.0, help="probability of a 429")
-    faults.add_argument("--retry-after-s", type=float, default=1.0)
+    faults.add_argument("--latency-ms", type=nonnegative_number, default=0.0)
+    faults.add_argument("--latency-jitter-ms", type=nonnegative_number, default=0.0)
     faults.add_argument(
-        "--drop-rate", type=float, default=0.0, help="probability of a dropped connection"
+        "--fail-rate", type=bounded_number(0, 1), default=0.0, help="probability of a 500"
     )
-    faults.add_argument("--slow-body-s", type=float, default=0.0)
+    faults.add_argument(
+        "--rate-429", type=bounded_number(0, 1), default=0.0, help="probability of a 429"
+    )
+    faults.add_argument("--retry-after-s", type=nonnegative_number, default=1.0)
+    faults.add_argument(
+        "--drop-rate",
+        type=bounded_number(0, 1),
+        default=0.0,
+        help="probability of a dropped connection",
+    )
+    faults.add_argument("--slow-body-s", type=nonnegative_number, default=0.0)
     faults.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
     p.add_argument(
         "--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug")
@@ -142,7 +172,20 @@ def run(args: argparse.Namespace) -> int:
     from ..server.protocol import ConnectionGuard, raise_fd_limit
 
     api_keys = args.api_key or [k for k in os.environ.get(ENV_SERVER_KEYS, "").split(",") if k]
-    keys = build_keys(api_keys[0] if api_keys else None, api_keys, args.credits)
+    try:
+        keys = build_keys(api_keys[0] if api_keys else None, api_keys, args.credits)
+    except ValueError as exc:  # a key from $LLAMAKIT_SERVER_KEYS (flags are checked by argparse)
+        print(f"llamakit serve: {exc}", file=sys.stderr)
+        return 2
+    home = _key_home()
+    if not api_keys and home.exists() and not home.is_dir():
+        # Checked before binding: the generated key is written there once the port is known.
+        print(
+            f"llamakit serve: {home} (the llamakit home, where the generated key is written) is "
+            "a file, not a folder; set LLAMAKIT_HOME to a folder, or pass --api-key",
+            file=sys.stderr,
+        )
+        return 2
     if not _is_loopback(args.host):
         print(
             f"llamakit serve: warning: binding {args.host} exposes the server (and its keys' "
@@ -171,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
             backend=args.backend or default_backend(),
             rpm=args.rpm,
             db=args.db,
-            rules=args.rules,
+            rules=Path(args.rules) if args.rules else None,
             upstream_url=args.upstream_url,
             # The upstream's key comes from the environment so it never shows in `ps`.
             upstream_api_key=os.environ.get(ENV_UPSTREAM_API_KEY),
@@ -249,9 +292,7 @@ def key_hint(key: str) -> str:
 
 def _save_generated_key(key: str, port: int) -> Path:
     """Write a generated key to a file only its owner can read; return the path."""
-    from .._defaults import ENV_HOME
-
-    home = Path(os.environ.get(ENV_HOME) or ".llamakit")
+    home = _key_home()
     home.mkdir(parents=True, exist_ok=True)
     path = home / f"serve-{port}.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -259,6 +300,12 @@ def _save_generated_key(key: str, port: int) -> Path:
         f.write(key + "\n")
     os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
     return path.resolve()
+
+
+def _key_home() -> Path:
+    from .._defaults import ENV_HOME
+
+    return Path(os.environ.get(ENV_HOME) or ".llamakit")
 
 
 def _is_loopback(host: str) -> bool:

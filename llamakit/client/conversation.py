@@ -6,6 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LlamakitError, ValidationError
+from .messages import is_blank
 from .types import ChatResponse
 
 if TYPE_CHECKING:
@@ -131,9 +132,12 @@ class Conversation:
         return frame
 
     def _next_messages(self, text: str) -> list[dict[str, str]]:
-        if isinstance(text, str) and not text.strip():
+        if isinstance(text, str) and is_blank(text):
             # A blank turn would be sent and billed, and the model answers the history instead.
-            raise ValidationError("the message is empty; write something to send", field="text")
+            raise ValidationError(
+                "the message is empty (or only invisible characters); write something to send",
+                field="text",
+            )
         return [*self.messages, {"role": "user", "content": text}]
 
     def _commit(self, sent: list[dict[str, str]], response: ChatResponse) -> ChatResponse:

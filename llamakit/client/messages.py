@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,13 +34,20 @@ def normalize_messages(messages: Any) -> list[dict[str, str]]:
     if not messages:
         raise ValidationError("messages is empty: send at least one message", field="messages")
     wire = [_normalize_one(i, m) for i, m in enumerate(messages)]
-    if not any(m["content"].strip() for m in wire):
+    if all(is_blank(m["content"]) for m in wire):
         # The provider bills a call whatever it holds; an all-blank one can only waste credits.
         raise ValidationError(
-            "messages hold no text (every content is empty or blank); write something to send",
+            "messages hold no text (every content is empty, blank or invisible characters only); "
+            "write something to send",
             field="messages",
         )
     return wire
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` shows nothing: only whitespace and format characters (Unicode category
+    Cf: zero-width spaces and joiners, BOMs, bidi marks), which a model reads as no message."""
+    return not "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
 
 
 def _normalize_one(index: int, message: Any) -> dict[str, str]:

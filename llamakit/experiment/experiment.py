@@ -397,6 +397,7 @@ class Experiment:
     ) -> tuple[Run, Any]:
         from ..store import Store
         from .runner import Runner
+        from .runner_budget import check_budget_fits_a_call
         from .runner_calls import check_replay
 
         concurrency = _check_concurrency(concurrency)
@@ -431,6 +432,8 @@ class Experiment:
         )
         # The budget reserves each call at the dearest model's price (never under-reserved).
         unit_cost = max(expected_cost_per_call(store, m) for m in slugs)
+        if mode == "live":
+            check_budget_fits_a_call(budget, unit_cost)
         runner = Runner(
             run=run,
             cells=cells,

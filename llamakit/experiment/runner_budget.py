@@ -4,11 +4,31 @@ was killed, when the run is next resumed)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from ..client.credits import ZERO, attribute_calls, to_credits
+from ..errors import ValidationError
 from .spans import merged, session_spans, span_of
+
+
+def check_budget_fits_a_call(budget: Decimal | None, unit_cost: Any) -> None:
+    """Refuse a budget (USD) below one call's projected cost (``unit_cost``, USD): no call could
+    ever be sent under it, so the run would stop at once and say "rerun to resume" forever.
+
+    Raises ValidationError (field ``budget``) naming the minimum. Called before the run is
+    registered or anything is sent; ``None`` (no budget) always passes.
+    """
+    cost = to_credits(unit_cost)
+    if budget is None or cost is None or not budget < cost:
+        return
+    # Shown rounded up, so the minimum it names is itself enough.
+    shown = cost.quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
+    raise ValidationError(
+        f"budget {budget} credits (USD) is below the cost of one call ({shown}), so no call could "
+        f"be sent; give a budget of at least {shown} (or none)",
+        field="budget",
+    )
 
 
 class Spending:

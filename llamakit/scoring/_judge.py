@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
 from ._base import check_name
-from ._verdict import Verdict, instruction, read_verdict
+from ._verdict import Verdict, instruction, normalise, read_verdict
 
 if TYPE_CHECKING:
     from ..templating.sandbox import Template
@@ -34,7 +34,7 @@ _FORMAT_ASKS = (
         re.compile(
             r"\b(?:respond|reply|answer|output|say)\s+(?:only\s+)?(?:with\s+|in\s+)?"
             r"(?:json|yes\b|no\b|pass\b|fail|true\b|false\b|a\s+(?:single\s+)?(?:number|score|"
-            r"digit|word|grade|rating)|the\s+(?:number|score|grade|rating)|only\b)",
+            r"digit|word|grade|rating)\b|the\s+(?:number|score|grade|rating)\b|only\b)",
             re.IGNORECASE,
         ),
         "says how to format the reply",
@@ -47,14 +47,48 @@ _FORMAT_ASKS = (
         ),
         "sets a scale of its own",
     ),
+    (
+        re.compile(
+            r"\bletter\s+grades?\b|\bas\s+an?\s+(?:percentage|percent|letter|fraction|decimal|"
+            r"number|integer|score)\b",
+            re.IGNORECASE,
+        ),
+        "sets a scale of its own",
+    ),
+    (
+        re.compile(
+            r"\byour\s+(?:final\s+|first\s+|last\s+|own\s+)?(?:verdict|grade|score|rating|mark|"
+            r"reply|response|output|line)\b"
+            r"|\b(?:final|last|first|closing|opening)\s+line\s+(?:must|should|shall|has\s+to|"
+            r"needs\s+to|is\s+to)\b",
+            re.IGNORECASE,
+        ),
+        "tells the judge how to write its reply",
+    ),
+    (
+        re.compile(
+            r"<\s*/?\s*(?:score|grade|rating|verdict|result|output|mark)\b[^>]*>"
+            r"|\b(?:respond|reply|answer|output|write|return)\s+(?:only\s+)?(?:in|as|using)\s+"
+            r"(?:json|xml|yaml|csv|markdown|a\s+table|a\s+list|bullets?)\b",
+            re.IGNORECASE,
+        ),
+        "asks for a markup of its own",
+    ),
+    (
+        # A label with a placeholder value: 'FINAL: N', "Result = X".
+        re.compile(r"\b[A-Za-z_]+\s*[:=]\s*(?:N|X)\b"),
+        "writes its own verdict line",
+    ),
 )
 
 
 def _check_rubric(rubric: str, scale: int) -> None:
     """Refuse a rubric that asks for another output format (see ``_FORMAT_ASKS``)."""
     ask = "'VERDICT: PASS|FAIL'" if scale == 1 else f"'GRADE: N/{scale}'"
+    # Read the rubric as the judge will: full-width letters and zero-width splits read as words.
+    text = normalise(rubric)
     for pattern, what in _FORMAT_ASKS:
-        found = pattern.search(rubric)
+        found = pattern.search(text)
         if found is not None:
             raise ValidationError(
                 f"the judge's rubric {what} ({found.group(0)!r}); llamakit asks the judge for a "

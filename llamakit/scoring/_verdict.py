@@ -22,8 +22,13 @@ Lenient on two things only, both presentation that cannot change which grade is 
 Everything else is an unscored reply, with the reason recorded: a verdict that is not on the last
 line (reasoning after it, a verdict first), a quote (``> GRADE: 5/5``), a hypothetical ("a 5/5
 would need..."), JSON, a bare number. Text anywhere but the last line never counts, so a grade
-the judge quotes from the graded answer cannot be read as its verdict; and a last line identical
-to a verdict line *inside the graded answer* is refused as a possible echo of an injected grade.
+the judge quotes from the graded answer cannot be read as its verdict; and a verdict equal to one
+the graded answer wrote *as a whole verdict line of its own* (a line that this parser would read as
+a verdict) is refused as a possible echo of an injected grade. Only whole protocol lines count: a
+verdict-like phrase inside prose ("Rated UPGRADE: 4/5 stars", "(GRADE: 1/5)", "The jury verdict:
+passed") is ordinary text, so an answer cannot veto its own grade by mentioning one. The refusal
+that remains is visible: ``summarize`` reports unscored cells per condition and
+``paired_compare`` warns when two conditions' unscored shares differ.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 # Every line separator Python's str.splitlines() knows, folded to "\n" before splitting.
 _BREAKS = re.compile(r"\r\n|[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _EMPHASIS = re.compile(r"[*_`]")
+_LINE_MARKERS = re.compile(r"^(?:[>#\-+][ \t]*)+")
 _GRADE = re.compile(r"GRADE:[ \t]*([0-9]+)[ \t]*/[ \t]*([0-9]+)", re.IGNORECASE)
 _VERDICT = re.compile(r"VERDICT:[ \t]*(PASS|FAIL)", re.IGNORECASE)
 
@@ -99,18 +105,17 @@ def _lines(text: str) -> list[str]:
 
 
 def _grades_in(text: str, scale: int) -> set[float]:
-    """Every grade written in protocol form anywhere in ``text`` (on any line, at any place)."""
-    body = _EMPHASIS.sub("", normalise(text))
-    if scale == 1:
-        return {1.0 if m.upper() == "PASS" else 0.0 for m in _VERDICT.findall(body)}
-    return {int(n) / scale for n, d in _GRADE.findall(body) if int(d) == scale}
+    """The grades ``text`` writes as whole verdict lines (lines ``protocol_line`` reads as one,
+    also behind a quote, list or heading marker: "> GRADE: 5/5" is still a line to echo)."""
+    found = (protocol_line(_LINE_MARKERS.sub("", line), scale)[0] for line in _lines(text))
+    return {score for score in found if score is not None}
 
 
 def read_verdict(reply: str, scale: int, *, graded: str | None = None) -> Verdict:
     """The one parser of judge replies (see the module docstring for the protocol).
 
-    ``graded`` is the answer the judge graded: a last line that also appears, as a verdict line,
-    (anywhere in it) may be the judge echoing an injected grade, so it is refused. Never raises for any
+    ``graded`` is the answer the judge graded: a verdict that the answer also wrote as a whole
+    verdict line of its own may be the judge echoing an injected grade, so it is refused. Never raises for any
     reply text; an unscored reply has ``score`` NaN and a ``reason``.
     """
     lines = _lines(reply)
@@ -124,7 +129,7 @@ def read_verdict(reply: str, scale: int, *, graded: str | None = None) -> Verdic
     if graded is not None and score in _grades_in(graded, scale):
         return Verdict(
             math.nan,
-            f"the verdict {last!r} also appears in the graded answer, so it cannot be told "
+            f"the verdict {last!r} is also a verdict line of the graded answer, so it cannot be told "
             "from the judge echoing a grade injected there",
             last,
         )

@@ -42,7 +42,8 @@ class Comparison:
     calls of each side cost per paired item, all its repeats together (None when unknown).
     ``margin``: the non-inferiority margin; ``noninferior`` is True when the whole interval of
     a - b lies below it, that is b is at most ``margin`` worse than a (for a metric where
-    higher is better).
+    higher is better). ``unscored_a``/``unscored_b``: each side's share (0..1) of successful
+    cells with no value (set by ``stats.paired_compare``).
     """
 
     a: str
@@ -63,6 +64,8 @@ class Comparison:
     credits_b: Decimal | None = None
     margin: float = 0.0
     ci_level: float = CI_LEVEL
+    unscored_a: float = 0.0
+    unscored_b: float = 0.0
 
     @property
     def noninferior(self) -> bool:

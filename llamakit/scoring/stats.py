@@ -12,7 +12,9 @@ items take a fraction of a second) and seeded, so a notebook shows the same inte
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 import zlib
 from collections.abc import Sequence
 from decimal import Decimal
@@ -36,7 +38,9 @@ __all__ = [
     "CI_LEVEL",
     "EXACT_PERMUTATION_MAX_ITEMS",
     "SCORE_PREFIX",
+    "UNSCORED_GAP",
     "Comparison",
+    "UnscoredShareWarning",
     "cluster_bootstrap",
     "paired_compare",
     "pass_at_k",
@@ -83,7 +87,8 @@ def summarize(
     tell apart). Columns:
       - ``n``: cells; ``items``: distinct item ids; ``k``: repeats (cells per item and condition);
         ``errors``: cells whose call failed (``error`` not null).
-      - per ``score_<name>`` column: ``score_<name>_n`` (cells with a score), ``_mean``,
+      - per ``score_<name>`` column: ``score_<name>_n`` (cells with a score), ``_unscored``
+        (cells whose call succeeded but got no score, e.g. a judge reply without a verdict), ``_mean``,
         ``_ci_low``/``_ci_high`` (95% percentile bootstrap clustered by item),
         ``_consistency`` (share of (item, condition) units with 2+ scored repeats whose repeats
         all agree; NaN if none), and when every score of that scorer is 0/1, ``_pass@k`` and
@@ -134,7 +139,7 @@ def summarize(
 def _summary_columns(score_cols: list[str], binary: dict[str, bool], judged: bool) -> list[str]:
     columns = ["n", "items", "k", "errors"]
     for col in score_cols:
-        columns += [f"{col}_n", f"{col}_mean", f"{col}_ci_low", f"{col}_ci_high"]
+        columns += [f"{col}_n", f"{col}_unscored", f"{col}_mean", f"{col}_ci_low", f"{col}_ci_high"]
         if binary[col]:
             columns += [f"{col}_pass@k", f"{col}_pass^k"]
         columns.append(f"{col}_consistency")
@@ -195,7 +200,10 @@ def _score_stats(
     per_item = scored.groupby("item_id")["value"].agg(["sum", "count"])
     sums = per_item["sum"].to_numpy(float)
     counts = per_item["count"].to_numpy(float)
-    out: dict[str, Any] = {f"{col}_n": int(counts.sum())}
+    out: dict[str, Any] = {
+        f"{col}_n": int(counts.sum()),
+        f"{col}_unscored": int(values.isna().sum()),
+    }
     if not len(per_item):
         return out
     mean = sums.sum() / counts.sum()
@@ -244,6 +252,9 @@ def paired_compare(
     per item. Each item's repeats are averaged per condition (errored cells and missing scores
     skipped); only items with a value for both count. The p-value comes from flipping the signs
     of the per-item differences: exact for up to 16 items, else ``n_perm`` Monte Carlo draws.
+    Cells without a value are left out, which biases the comparison when one side loses more of
+    them (a reply without a verdict is rarely missing at random): an ``UnscoredShareWarning`` is
+    issued when the two sides' unscored shares differ by ``UNSCORED_GAP`` or more.
     Raises ValidationError for an unknown condition or metric, a condition compared with
     itself, and conditions that share no item with a value.
     """
@@ -274,7 +285,32 @@ def paired_compare(
             "compare conditions run on the same dataset items (and check that they were scored)",
             field="metric",
         )
-    return found
+    ok = _succeeded(results)
+    shares = [_unscored_share(results[ok & rows], col) for rows in (rows_a, rows_b)]
+    if abs(shares[0] - shares[1]) >= UNSCORED_GAP:
+        warnings.warn(
+            f"{name_a!r} has {shares[0]:.0%} of its cells without a {col!r} value and "
+            f"{name_b!r} {shares[1]:.0%}: the comparison covers only scored cells, and cells "
+            "lost more on one side bias it; see summary()'s _unscored column and the reasons "
+            "(the <scorer>_reason column) before trusting the difference",
+            UnscoredShareWarning,
+            stacklevel=2,
+        )
+    return dataclasses.replace(found, unscored_a=shares[0], unscored_b=shares[1])
+
+
+class UnscoredShareWarning(UserWarning):
+    """Two compared conditions lost materially different shares of their cells to no score."""
+
+
+# A gap this large in unscored shares (10 percentage points) is too big to call noise-free
+# bookkeeping: the scored cells no longer stand for the same population on both sides.
+UNSCORED_GAP = 0.10
+
+
+def _unscored_share(frame: pd.DataFrame, col: str) -> float:
+    values = _numeric(frame, col)
+    return float(values.isna().mean()) if len(values) else 0.0
 
 
 def _resolve_metric(results: pd.DataFrame, metric: str) -> str:

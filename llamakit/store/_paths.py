@@ -32,6 +32,13 @@ def check_store_path(path: Path, *, from_home: bool = False) -> None:
             else f"give a file such as {path}/llamakit.db"
         )
         raise StoreError(path, "missing", f"{origin}it is a folder, not a store file", fix)
+    if path.exists() and not path.is_file():
+        raise StoreError(
+            path,
+            "missing",
+            f"{origin}it is not a regular file (a device, pipe or socket)",
+            "give a file name such as ./llamakit.db",
+        )
     if path.is_file():
         with path.open("rb") as handle:
             head = handle.read(len(SQLITE_HEADER))

@@ -92,8 +92,9 @@ def test_cli_reports_errors_without_a_traceback(
     server.set_credits(0.0)
     assert cli_main(["chat", "hi"]) == 1
     assert "InsufficientCreditsError" in capsys.readouterr().err
-    assert cli_main(["chat", "hi", "--temperature", "9"]) == 1
-    assert "ValidationError: temperature=9.0 is out of range" in capsys.readouterr().err
+    # Out of the API's range: refused while parsing (status 2), by the client's own rule.
+    assert cli_main(["chat", "hi", "--temperature", "9"]) == 2
+    assert "--temperature: temperature=9.0 is out of range" in capsys.readouterr().err
 
 
 def test_connect_reads_the_backend_from_the_environment_and_passes_rules(

@@ -54,6 +54,24 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["chat", "  \n\t "], "argument text"),
         (["chat", "hi", "--max-tokens", "0"], "--max-tokens"),
         (["run", DEMO, "--rules", "no-such-rules.yaml"], "--rules"),
+        # Numbers and texts the server or client would refuse only after starting.
+        (["chat", "hi", "--max-tokens", "99999999"], "max_tokens=99999999 is out of range"),
+        (["chat", "hi", "--temperature", "5"], "temperature=5.0 is out of range"),
+        (["chat", "hi", "--temperature", "nan"], "--temperature"),
+        (["chat", "hi", "--model", ""], "--model"),
+        (["chat", "\u200b"], "only invisible characters"),
+        (["chat", "\u200b\ufeff \u2060\n"], "only invisible characters"),
+        (["serve", "--port", "99999"], "a port is 0 (any free one) to 65535"),
+        (["serve", "--port", "-1"], "--port"),
+        (["serve", "--api-key", ""], "--api-key"),
+        (["serve", "--api-key", "a b"], "without spaces"),
+        (["serve", "--credits", "nan"], "--credits"),
+        (["serve", "--credits", "-1"], "--credits"),
+        (["serve", "--cost-per-call", "nan"], "--cost-per-call"),
+        (["serve", "--v2-expiry-s", "-1"], "--v2-expiry-s"),
+        (["serve", "--fail-rate", "1.5"], "--fail-rate"),
+        (["serve", "--rpm", "0"], "--rpm"),
+        (["serve", "--header-timeout-s", "inf"], "--header-timeout-s"),
     ],
 )
 def test_a_bad_number_or_text_is_refused_in_one_line(
@@ -91,6 +109,87 @@ def test_paths_that_cannot_work_are_refused_before_any_call(
     assert sum(hosted_env.stats()["requests"].values()) == 0
     assert not_a_db.read_text() == "not a database\n"  # refused, never overwritten
     assert not (tmp_path / "typo.db").exists()  # a read command never creates a store
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "must hold a non-empty list of rules"),
+        (b"a,b\n1,2\n", "got str"),
+        (b'- {pattern: "(", reply: x}\n', "rule 0 has a bad regex"),
+        (b"- {pattern: x}\n", "rule 0 needs reply"),
+        (b"[1, 2]\n", "rule 0 is int 1"),
+        (b": : :\n", "not valid YAML/JSON"),
+        (b"\x00\xff\xfe\x80", "not UTF-8 text"),
+    ],
+)
+@pytest.mark.parametrize("command", [["run", DEMO], ["demo"], ["serve", "--backend", "scripted"]])
+def test_a_bad_rules_file_is_one_line_at_parse_time(
+    command: list[str],
+    content: bytes,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+    rules = tmp_path / "rules.yaml"
+    rules.write_bytes(content)
+    err = _refused([*command, "--rules", str(rules)], capsys)
+    assert "argument --rules" in err and f"rules file {rules}" in err and message in err
+    assert main([*command, "--rules", str(rules)]) == 2  # refused while parsing
+    capsys.readouterr()
+
+
+def test_serve_refuses_a_home_that_is_a_file_before_binding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.write_text("x")
+    monkeypatch.setenv("LLAMAKIT_HOME", str(home))
+    monkeypatch.delenv("LLAMAKIT_SERVER_KEYS", raising=False)
+    err = _refused(["serve", "--backend", "scripted", "--port", "0"], capsys)
+    assert f"{home} (the llamakit home" in err and "is a file, not a folder" in err
+    assert home.read_text() == "x"
+
+
+def test_a_store_in_a_missing_folder_or_on_a_device_is_refused(
+    hosted_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no" / "such" / "x.db"
+    err = _refused(["run", DEMO, "--store", str(missing)], capsys)
+    assert f"mkdir -p {missing.parent}" in err
+    assert not (tmp_path / "no").exists()  # no folders made for a typo
+    err = _refused(["run", DEMO, "--store", os.devnull], capsys)
+    assert "not a regular file" in err and "disk" not in err
+    assert sum(hosted_env.stats()["requests"].values()) == 0
+
+
+def test_a_budget_below_one_call_is_refused_before_anything_is_sent(
+    hosted_env: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LLAMAKIT_HOME", str(tmp_path))
+    err = _refused(["run", DEMO, "--no-progress", "--budget", "0.0001"], capsys)
+    assert "ValidationError: budget 0.0001 credits (USD) is below the cost of one call" in err
+    assert "at least 0.000632" in err
+    assert "resume" not in err
+    assert hosted_env.stats()["billed_calls"] == 0
+    assert lk.runs(store=lk.Store(tmp_path / "llamakit.db")).empty  # no run was registered
+
+
+def test_the_python_api_refuses_a_budget_below_one_call(hosted_env: Any, tmp_path: Path) -> None:
+    data = [{"id": "a", "q": "What is 1 + 2?"}, {"id": "b", "q": "What is 2 + 2?"}]
+    exp = lk.Experiment("tiny-budget", prompts="{{ q }}", dataset=data, params={"max_tokens": 8})
+    store = lk.Store(tmp_path / "s.db")
+    with pytest.raises(lk.ValidationError, match="below the cost of one call") as info:
+        exp.run(hosted_env.client(), budget=0.0006, store=store, progress=False)
+    assert info.value.field == "budget"
+    assert hosted_env.stats()["billed_calls"] == 0
+    run = exp.run(hosted_env.client(), budget=0.0007, store=store, progress=False)
+    assert run.progress.done >= 1  # one call's worth is enough to send one
 
 
 def test_a_zero_budget_in_the_spec_is_refused_like_the_flag(
@@ -138,7 +237,8 @@ def test_the_python_api_refuses_the_same_paths(tmp_path: Path, monkeypatch) -> N
 
 def test_an_empty_message_is_never_sent(hosted_env: Any) -> None:
     client = hosted_env.client()
-    for messages in ("", "   ", [{"role": "user", "content": "\n"}]):
+    invisible = ("\u200b", "\ufeff\u2060 \u200d", [{"role": "user", "content": "\u200e\n"}])
+    for messages in ("", "   ", [{"role": "user", "content": "\n"}], *invisible):
         with pytest.raises(lk.ValidationError, match="no text") as info:
             client.chat(messages)
         assert info.value.field == "messages"
@@ -146,6 +246,8 @@ def test_an_empty_message_is_never_sent(hosted_env: Any) -> None:
     conv.send("hi")
     with pytest.raises(lk.ValidationError, match="empty"):
         conv.send("  ")  # the history has text, but the new turn has none
+    with pytest.raises(lk.ValidationError, match="invisible"):
+        conv.send("\u200b\u200b")
     assert len(conv) == 1
     assert hosted_env.stats()["billed_calls"] == 1
 
@@ -242,3 +344,77 @@ def _count(db: Path, sql: str) -> int:
         return int(conn.execute(sql).fetchone()[0])
     finally:
         conn.close()
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_and_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Building the parser imports every command module (the slow part of startup): a Ctrl-C
+    # landing there used to escape main() as a traceback and a death by signal.
+    import llamakit.cli as cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert main(["chat", "hi"]) == 130
+    assert capsys.readouterr().err.strip() == "llamakit: interrupted"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_chat_says_what_fits_chat(tmp_path: Path) -> None:
+    with lk.local_server(backend="scripted", credits=10.0, latency_ms=4000) as srv:
+        env = {
+            **os.environ,
+            "SEGMIND_API_KEY": srv.api_key,
+            "SEGMIND_BASE_URL": srv.url + "/v1",
+            "LLAMAKIT_HOME": str(tmp_path),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llamakit.cli", "chat", "hello"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 30
+        while not sum(srv.stats()["requests"].values()):  # the message is in flight
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "resume" not in err and "cells" not in err
+    assert err.strip().splitlines()[-1].startswith("llamakit chat: interrupted: a message")
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_any_moment_of_startup_never_prints_a_traceback(tmp_path: Path) -> None:
+    # Python itself handles a signal that lands before it runs any code (site, the interpreter's
+    # own start); from the first llamakit import on, every delay must end in one line and 130.
+    with lk.local_server(backend="scripted", credits=10.0, latency_ms=5000) as srv:
+        env = {
+            **os.environ,
+            "SEGMIND_API_KEY": srv.api_key,
+            "SEGMIND_BASE_URL": srv.url + "/v1",
+            "LLAMAKIT_HOME": str(tmp_path),
+        }
+        for delay in (0.2, 0.3, 0.45, 0.6, 1.0):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "llamakit.cli", "chat", "hello"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+            if "<frozen site>" in err:  # the signal beat the interpreter's own start under load
+                continue
+            assert "Traceback" not in err, (delay, err)
+            assert proc.returncode == 130, (delay, err)
+            assert len(err.strip().splitlines()) == 1, (delay, err)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llamakit.errors import ValidationError
 from llamakit.server.backends.rules import load_rules
 
 from .server_helpers import CHAT, chat_body, http
@@ -118,12 +119,55 @@ def test_rules_from_json_and_inline(make_server, tmp_path):
         ([{"pattern": "("}], "bad regex"),
         ([{"pattern": "x"}], "needs reply"),
         ([{"pattern": "x", "reply": "y", "flags": "q"}], "unknown flag"),
-        ("not a rule", r"rules\[0\]: must be a mapping"),
+        ("not a rule", r"rules: rule 0 is str 'not a rule', not a mapping"),
+        ([{"pattern": "x", "reply": {"a": 1}}], "rule 0 has reply .* not text"),
+        ([{"pattern": "x", "reply": "y", "repl": "z"}], "unknown key"),
+        ([{"pattern": 5, "reply": "y"}], "pattern 5, which is not text"),
     ],
 )
 def test_bad_rules_are_rejected_with_their_position(rules, message):
     with pytest.raises(ValueError, match=message):
         load_rules(rules if isinstance(rules, list) else [rules])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "must hold a non-empty list of rules, got nothing"),
+        (b"a,b\n1,2\n", "got str"),
+        (b'- {pattern: "(", reply: x}\n', "rule 0 has a bad regex"),
+        (b"- {pattern: ok, reply: x}\n- {pattern: x}\n", "rule 1 needs reply, replies or error"),
+        (b"[1, 2]\n", "rule 0 is int 1, not a mapping"),
+        (b": : :\n", "is not valid YAML/JSON"),
+        (b"{a: 1}\n", "got dict"),
+        (bytes(range(256)), "is not UTF-8 text"),
+    ],
+)
+def test_a_bad_rules_file_is_one_validation_error_naming_file_rule_and_fix(
+    tmp_path, content, message
+):
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ValidationError, match=message) as info:
+        load_rules(path)
+    assert f"rules file {path}" in str(info.value) and "such as - {pattern:" in str(info.value)
+    assert info.value.field == "rules"
+
+
+def test_local_server_refuses_a_bad_rules_file_before_starting(tmp_path):
+    import llamakit as lk
+
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(b"\xff\xfe binary")
+    with pytest.raises(ValidationError, match="is not UTF-8 text"):
+        lk.local_server("scripted", rules=path)
+    with pytest.raises(ValidationError, match="rule 0 has a bad regex"):
+        lk.local_server("scripted", rules=[{"pattern": "(", "reply": "x"}])
+
+
+def test_a_number_reply_is_its_text():
+    (rule,) = load_rules([{"pattern": "x", "reply": 42}])
+    assert rule.replies == ("42",)
 
 
 def test_works_without_llamakit_tokens(shared, monkeypatch):

@@ -233,7 +233,7 @@ def test_the_upstream_timeout_flag_is_checked(tmp_path):
         text=True,
         timeout=60,
     )
-    assert r.returncode == 2 and "upstream_timeout_s" in r.stderr
+    assert r.returncode == 2 and "--upstream-timeout-s" in r.stderr and "more than 0" in r.stderr
 
 
 def test_a_run_through_the_upstream_stores_no_credential(make_server, hostile, tmp_path):

@@ -101,7 +101,7 @@ def test_frame_and_html(results_factory):
     df = results_factory({"<b>A</b>": {1: [1], 2: [0]}, "B": {1: [0], 2: [0]}})
     c = stats.paired_compare(df, "<b>A</b>", "B", "exact")
     frame = c.to_frame()
-    assert frame.shape == (1, 20)  # the fields, noninferior and cost_ratio
+    assert frame.shape == (1, 22)  # the fields, noninferior, cost_ratio, unscored shares
     assert frame.iloc[0]["diff"] == c.diff
     assert frame.index[0] == "<b>A</b> - B"
     page = c._repr_html_()
@@ -109,3 +109,43 @@ def test_frame_and_html(results_factory):
     assert "p = " in str(c)
     with pytest.raises(AttributeError):
         c.diff = 0.0  # type: ignore[misc]
+
+
+def _vetoing_frame():
+    # The same four answers judged the same way; in "veto" three low grades were lost (NaN), as
+    # when an answer's own text makes the parser refuse the judge's genuine grade.
+    return pd.DataFrame(
+        {
+            "variant": ["honest"] * 4 + ["veto"] * 4,
+            "item_id": list(range(4)) * 2,
+            "error": None,
+            "score_judge": [0.2, 1.0, 0.2, 0.2, np.nan, 1.0, np.nan, np.nan],
+        }
+    )
+
+
+def test_unscored_shares_that_differ_are_warned_about_and_reported():
+    with pytest.warns(stats.UnscoredShareWarning, match=r"'veto' has 75%") as caught:
+        c = stats.paired_compare(_vetoing_frame(), "veto", "honest", "judge")
+    assert "summary()'s _unscored column" in str(caught[0].message)
+    assert (c.unscored_a, c.unscored_b) == (0.75, 0.0)
+    assert c.to_frame()["unscored_a"].iloc[0] == 0.75
+
+
+def test_equal_unscored_shares_compare_quietly(recwarn):
+    df = _vetoing_frame()
+    df.loc[0, "score_judge"] = np.nan
+    df.loc[2, "score_judge"] = np.nan
+    df.loc[3, "score_judge"] = np.nan
+    c = stats.paired_compare(df, "veto", "honest", "judge")
+    assert not [w for w in recwarn if issubclass(w.category, stats.UnscoredShareWarning)]
+    assert c.unscored_a == c.unscored_b == 0.75
+
+
+def test_summary_counts_unscored_cells_per_condition():
+    df = _vetoing_frame()
+    df.loc[7, "error"] = "HTTP 500"  # an errored cell is an error, not an unscored cell
+    out = stats.summarize(df)
+    assert out.loc["honest", "score_judge_unscored"] == 0
+    assert out.loc["veto", "score_judge_unscored"] == 2
+    assert out.loc["veto", "score_judge_n"] == 1 and out.loc["veto", "errors"] == 1

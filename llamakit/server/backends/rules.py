@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...errors import ValidationError
+
 _FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE}
 
 
@@ -49,46 +51,93 @@ class Rule:
             raise ValueError(f"rule reply {template!r} refers to a missing group {exc}") from None
 
 
+_EXAMPLE = '- {pattern: "capital of (\\w+)", reply: "The capital of {1} is ..."}'
+
+
 def load_rules(source: Path | str | Sequence[Mapping[str, Any]] | None) -> list[Rule]:
+    """The rules in ``source`` (a YAML/JSON file, or a list of mappings), checked.
+
+    The one place rules are read: ``ScriptedBackend``, ``local_server(rules=...)`` and the CLI's
+    ``--rules`` all come here, so a bad file is one ValidationError (field ``rules``) naming the
+    file, the rule's index and the fix, raised before any server starts.
+    """
     if source is None:
         return []
+    where = "rules"
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
+        where = f"rules file {source}"
+        data = _read(Path(source), where)
     else:
-        data = list(source)
-    if isinstance(data, Mapping):
-        data = data.get("rules", [])
-    if not isinstance(data, list):
-        raise ValueError("rules must be a list of {pattern, reply} objects")
-    return [_rule(i, item) for i, item in enumerate(data)]
+        try:
+            data = list(source)
+        except TypeError:
+            raise _bad(where, f"must be a list of rules, got {type(source).__name__}") from None
+    if isinstance(data, Mapping) and "rules" in data:
+        data = data["rules"]
+    # An empty list from Python is "no rules"; an empty file is more likely a mistake.
+    if not isinstance(data, list) or (not data and where != "rules"):
+        got = "nothing" if data is None or data == [] else type(data).__name__
+        raise _bad(where, f"must hold a non-empty list of rules, got {got}")
+    return [_rule(f"{where}: rule {i}", item) for i, item in enumerate(data)]
 
 
-def _rule(i: int, item: Any) -> Rule:
-    where = f"rules[{i}]"
+def _read(path: Path, where: str) -> Any:
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _bad(where, "is not UTF-8 text (a binary file?)") from None
+    except IsADirectoryError:
+        raise _bad(where, "is a folder; give the YAML/JSON file in it") from None
+    except OSError as exc:
+        raise _bad(where, f"cannot be read ({exc.strerror or exc})") from None
+    import yaml
+
+    try:
+        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _bad(where, f"is not valid YAML/JSON ({first})") from None
+
+
+def _bad(where: str, what: str) -> ValidationError:
+    return ValidationError(
+        f"{where} {what}; write a list of rules, one per item, such as {_EXAMPLE}",
+        field="rules",
+    )
+
+
+def _rule(where: str, item: Any) -> Rule:
     if not isinstance(item, Mapping):
-        raise ValueError(f"{where}: must be a mapping with pattern and reply")
+        raise _bad(where, f"is {type(item).__name__} {item!r:.40}, not a mapping")
     flags = 0
     for letter in str(item.get("flags", "i")):
         if letter not in _FLAGS:
-            raise ValueError(f"{where}.flags: unknown flag {letter!r} (use i, s, m, x)")
+            raise _bad(where, f"has unknown flag {letter!r} (use i, s, m, x)")
         flags |= _FLAGS[letter]
+    for key in ("pattern", "system", "model"):
+        if key in item and not isinstance(item[key], str):
+            raise _bad(where, f"has {key} {item[key]!r:.40}, which is not text (quote it)")
     try:
         pattern = re.compile(str(item.get("pattern", "")), flags)
         system = re.compile(str(item["system"]), flags) if item.get("system") else None
         model = re.compile(str(item["model"]), flags) if item.get("model") else None
     except re.error as exc:
-        raise ValueError(f"{where}: bad regex: {exc}") from None
+        raise _bad(where, f"has a bad regex ({exc}); escape special characters with \\") from None
     replies = item.get("replies") or ([item["reply"]] if "reply" in item else [])
+    if isinstance(replies, (str, bytes)) or not isinstance(replies, list):
+        raise _bad(where, "has replies that are not a list of texts")
+    # A bare number (reply: 42) is its text; anything else would be str()-ed into nonsense.
+    bad = [r for r in replies if isinstance(r, bool) or not isinstance(r, (str, int, float))]
+    if bad:
+        raise _bad(where, f"has reply {bad[0]!r:.40}, which is not text (quote it)")
     error = item.get("error")
     if not replies and error is None:
-        raise ValueError(f"{where}: needs reply, replies or error")
+        raise _bad(where, "needs reply, replies or error")
+    unknown = sorted(
+        set(map(str, item)) - {"pattern", "flags", "system", "model", "reply", "replies", "error"}
+    )
+    if unknown:
+        raise _bad(where, f"has unknown key(s) {', '.join(unknown)}")
     return Rule(
         pattern, tuple(str(r) for r in replies), system, str(error) if error else None, model
     )
