@@ -6,7 +6,7 @@ import argparse
 from decimal import Decimal
 from typing import Any
 
-from .args import output_file, positive_credits, positive_int, rules_file, store_path
+from .args import input_file, output_file, positive_credits, positive_int, rules_file, store_path
 from .exit import run_exit_code
 
 
