@@ -27,6 +27,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg, generate_lorem_ipsum
+from jinja2.visitor import NodeTransformer
 
 from ..errors import ValidationError
 from . import limits
@@ -40,6 +41,8 @@ PromptTooLarge = limits.PromptTooLarge
 # reach anything through them that they could not reach anyway.
 _LOOP_FILTER = "_llamakit_loop"
 _CONCAT_FILTER = "_llamakit_concat"
+# Wrapped around every list, tuple and dict literal: weighs what the template builds.
+_BUILT_FILTER = "_llamakit_built"
 # Filters and str methods whose int arguments are output widths or counts.
 _WIDTH_TAKERS = frozenset(
     {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "batch", "slice"}
@@ -64,6 +67,25 @@ def _concat(_context: Any, parts: list[Any]) -> str:
         raise limits.refuse(f"concatenating {len(parts)} values with ~")
     joined: str = limits.check_size("".join(str(p) for p in parts), "~")
     return joined
+
+
+@jinja2.pass_context
+def _built(_context: Any, value: Any) -> Any:
+    limits.charge()
+    return limits.check_built(value, "a list, tuple or dict the template builds")
+
+
+class _WeighLiterals(NodeTransformer):
+    """Wraps each list, tuple and dict literal the template evaluates in ``_BUILT_FILTER``."""
+
+    def generic_visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        node = super().generic_visit(node, *args, **kwargs)
+        literal = isinstance(node, (nodes.List, nodes.Dict)) or (
+            isinstance(node, nodes.Tuple) and node.ctx == "load"
+        )
+        if literal:
+            return nodes.Filter(node, _BUILT_FILTER, [], [], None, None, lineno=node.lineno)
+        return node
 
 
 def _bounded_concat(parts: Any) -> str:
@@ -128,6 +150,7 @@ def _lipsum(*args: Any, **kwargs: Any) -> str:
 
 def _instrument(tree: nodes.Template) -> None:
     """Route every loop and every ``~`` through the bounds; refuse names a row cannot supply."""
+    _WeighLiterals().visit(tree)
     for name in tree.find_all(nodes.Name):
         if name.name in _REFUSED_NAMES and name.ctx == "load":
             raise SecurityError(f"{name.name!r} ({_REFUSED_NAMES[name.name]}) is not available")
@@ -154,6 +177,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guarded(name, fn) for name, fn in self.filters.items()}
         self.filters[_LOOP_FILTER] = _loop_items
         self.filters[_CONCAT_FILTER] = _concat
+        self.filters[_BUILT_FILTER] = _built
         self.tests = {name: _guarded(name, test) for name, test in self.tests.items()}  # type: ignore[arg-type]
         self.globals["lipsum"] = _lipsum
 
@@ -191,12 +215,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         if wrapped is None:
             return None
         template = value.__self__
-        limits.check_format_string(template)
+        mapping = value.__name__ == "format_map"
 
         def bounded(*args: Any, **kwargs: Any) -> str:
-            limits.check_format_call(template, args, kwargs)
+            limits.check_format_call(template, args, kwargs, mapping=mapping)
             return str(wrapped(*args, **kwargs))
 
+        bounded.__name__ = value.__name__  # refusals name str.format, not this wrapper
         return bounded
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -205,13 +230,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         limits.charge_reading((owner, *args, *kwargs.values()))
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
             args = (limits.counted(args[0]), *args[1:])
-        if isinstance(owner, str):
+        if isinstance(owner, (str, bytes)):
             if name in _WIDTH_TAKERS:
                 limits.check_numbers([*args, *kwargs.values()], f"{name}()")
             if name == "expandtabs":
                 limits.check_expandtabs(owner, args, kwargs)
             elif name == "replace":
                 limits.check_replace(owner, args)
+            elif name == "translate":
+                limits.check_translate(owner, args)
             elif name == "join" and args:
                 args = (limits.materialize(args[0]), *args[1:])
                 limits.check_join(args[0], owner)
