@@ -53,9 +53,9 @@ def load_rules(source: Path | str | Sequence[Mapping[str, Any]] | None) -> list[
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
+            from ...safe_yaml import load_yaml
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text, path.name, "rules")
     else:
         data = list(source)
     if isinstance(data, Mapping):
