@@ -83,5 +83,5 @@ def load_yaml(text: str, name: str, field: str = "yaml") -> Any:
         raise ValidationError(f"{name} is not valid YAML: {exc}", field=field) from None
     except RecursionError:
         raise ValidationError(
-            f"{name} is not valid YAML: it nests lists or mappings too deeply", field=name
+            f"{name} is not valid YAML: it nests lists or mappings too deeply", field=field
         ) from None

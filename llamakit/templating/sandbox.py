@@ -17,8 +17,10 @@ Templates come from spec files, datasets and notebooks other people wrote, so th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import jinja2
@@ -43,6 +45,8 @@ _LOOP_FILTER = "_llamakit_loop"
 _CONCAT_FILTER = "_llamakit_concat"
 # Wrapped around every list, tuple and dict literal: weighs what the template builds.
 _BUILT_FILTER = "_llamakit_built"
+# Wrapped around every ``{{ expression }}``: refuses None, NaN and infinities in the output.
+_OUTPUT_FILTER = "_llamakit_output"
 # Filters and str methods whose int arguments are output widths or counts.
 _WIDTH_TAKERS = frozenset(
     {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "batch", "slice"}
@@ -73,6 +77,58 @@ def _concat(_context: Any, parts: list[Any]) -> str:
 def _built(_context: Any, value: Any) -> Any:
     limits.charge()
     return limits.check_built(value, "a list, tuple or dict the template builds")
+
+
+class MissingInOutput(ValueError):
+    """A ``{{ expression }}`` would print None, NaN or an infinity, alone or inside a container."""
+
+    def __init__(self, path: str, shown: str) -> None:
+        super().__init__(f"{path} is {shown}")
+        self.path = path
+        self.shown = shown
+
+
+def _absent(value: Any) -> str | None:
+    """How ``value`` would print if it is None, NaN or infinite (a float or a Decimal)."""
+    if value is None:
+        return "None (null or empty in the dataset)"
+    if isinstance(value, (float, Decimal)) and not isinstance(value, bool):
+        if value != value:
+            return "NaN"
+        if value in (math.inf, -math.inf):
+            return "infinite"
+    return None
+
+
+@jinja2.pass_context
+def _output(_context: Any, value: Any, path: str) -> Any:
+    """Refuse a value that would print as Python's None / nan / inf, naming where it is."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        shown = _absent(item)
+        if shown is not None:
+            raise MissingInOutput(where, shown)
+        if isinstance(item, (list, tuple, dict, set, frozenset)) and id(item) not in seen:
+            seen.add(id(item))
+            limits.charge_reading([item])
+            if isinstance(item, dict):
+                stack.extend((v, f"{where}[{k!r}]") for k, v in item.items())
+            else:
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return value
+
+
+def _describe(node: nodes.Node) -> str:
+    """``meta.note``, ``tags[1]``: how the template reached a value, for error messages."""
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        return f"{_describe(node.node)}.{node.attr}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        return f"{_describe(node.node)}[{node.arg.value!r}]"
+    return f"the expression on line {node.lineno}"
 
 
 class _WeighLiterals(NodeTransformer):
@@ -151,6 +207,21 @@ def _lipsum(*args: Any, **kwargs: Any) -> str:
 def _instrument(tree: nodes.Template) -> None:
     """Route every loop and every ``~`` through the bounds; refuse names a row cannot supply."""
     _WeighLiterals().visit(tree)
+    for output in tree.find_all(nodes.Output):
+        output.nodes = [
+            node
+            if isinstance(node, nodes.TemplateData)
+            else nodes.Filter(
+                node,
+                _OUTPUT_FILTER,
+                [nodes.Const(_describe(node))],
+                [],
+                None,
+                None,
+                lineno=node.lineno,
+            )
+            for node in output.nodes
+        ]
     for name in tree.find_all(nodes.Name):
         if name.name in _REFUSED_NAMES and name.ctx == "load":
             raise SecurityError(f"{name.name!r} ({_REFUSED_NAMES[name.name]}) is not available")
@@ -178,6 +249,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.filters[_LOOP_FILTER] = _loop_items
         self.filters[_CONCAT_FILTER] = _concat
         self.filters[_BUILT_FILTER] = _built
+        self.filters[_OUTPUT_FILTER] = _output
         self.tests = {name: _guarded(name, test) for name, test in self.tests.items()}  # type: ignore[arg-type]
         self.globals["lipsum"] = _lipsum
 
@@ -281,6 +353,14 @@ class Template:
             columns = f" (item {item_id!r} has columns {sorted(variables)})" if item_id else ""
             raise ValidationError(
                 f"{self.where} uses a missing field: {exc.message}{columns}", field=self.field
+            ) from None
+        except MissingInOutput as exc:
+            raise ValidationError(
+                f"{self.where}{on}: {exc.path} is {exc.shown}, so the prompt would say "
+                f"{'None' if 'None' in exc.shown else exc.shown.lower()} there. Fill the value in "
+                "the dataset, drop the row, or pass missing='empty' (spec: `missing: empty`) if "
+                "an empty value is intended",
+                field=self.field,
             ) from None
         except limits.TemplateLimitError as exc:
             raise ValidationError(f"{self.where} is refused{on}: {exc}", field=self.field) from None
