@@ -163,7 +163,7 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
             if column not in columns:
                 problem = f"the dataset has no {column!r} column (its columns: {columns})"
             elif len(absent) == len(rows):
-                problem = f"every dataset row's {column!r} value is empty"
+                problem = f"every dataset row's {column!r} value is empty; fill the column"
             else:
                 shown = ", ".join(repr(i) for i in absent[:5]) + (" ..." if len(absent) > 5 else "")
                 problem = (
@@ -171,12 +171,33 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
                     f"(item ids {shown}); fill them or drop those rows"
                 )
             close = difflib.get_close_matches(column, columns, n=1, cutoff=0.3)
-            example = repr(close[0]) if close else "'<column>'"
-            how = f"; pass {argument}={example} to read another column" if argument else ""
+            how = _how_to_fix(column, argument, columns, close)
             raise ValidationError(
                 f"scorer {name!r} reads {column!r}, but {problem}{how}",
                 field=f"scorers.{name}.{argument or column}",
             )
+
+
+# Names a rubric might use for the reply being graded; a rubric never sees it as a variable.
+_REPLY_NAMES = frozenset({"response", "reply", "output", "answer", "completion", "text"})
+
+
+def _how_to_fix(column: str, argument: str, columns: list[str], close: list[str]) -> str:
+    """The fix for a column a scorer reads but the rows lack, pointing at what to change."""
+    if column in columns:
+        return ""  # the column is the one asked for; its values are what is missing
+    if argument == "rubric":  # the rubric is template text, not a column name
+        if column in _REPLY_NAMES:
+            return (
+                f"; a rubric cannot refer to the reply as {{{{ {column} }}}}: the judge is "
+                "given the reply separately, after the rubric, so remove it from the rubric"
+            )
+        such = f", such as {{{{ {close[0]} }}}}" if close else ""
+        return f"; the rubric's {{{{ {column} }}}} must name a dataset column{such}"
+    if not argument:
+        return ""
+    example = repr(close[0]) if close else "'<column>'"
+    return f"; pass {argument}={example} to read another column"
 
 
 def is_missing(value: object) -> bool:

@@ -140,3 +140,37 @@ def test_dataframe_nan_in_any_form_is_refused() -> None:
         _experiment(pandas.DataFrame({"q": [[float("nan")]]}), "{{ q }}")
     with pytest.raises(ValidationError, match=r"q\[0\] is infinite"):
         _experiment([{"q": [float("inf")]}], "{{ q }}")
+
+
+def _refusal(**kw: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        lk.Experiment("e", prompts={"v": "{{ q }}"}, **kw)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+def test_refusals_name_the_actual_problem_and_fix() -> None:
+    wrong = _refusal(
+        dataset=[{"q": "x", "expected": "y"}], scorers=[lk.scoring.judge(None, "Is it {{ nope }}?")]
+    )
+    assert "the rubric's {{ nope }} must name a dataset column" in wrong
+    assert "rubric=" not in wrong  # the rubric is text, not a column to pass
+    reply = _refusal(
+        dataset=[{"q": "x"}], scorers=[lk.scoring.judge(None, "Is {{ response }} good?")]
+    )
+    assert "the judge is given the reply separately" in reply
+    gold = _refusal(
+        dataset=[{"q": "x", "gold": None}, {"q": "y", "gold": "a"}],
+        scorers=[lk.scoring.exact(field="gold")],
+    )
+    assert "fill them or drop those rows" in gold and "pass field=" not in gold
+    missing = _refusal(dataset=[{"q": "x"}], scorers=[lk.scoring.exact()])
+    assert "pass field='<column>'" in missing
+
+
+def test_a_prompt_over_the_context_names_no_max_tokens_when_none_was_set() -> None:
+    from llamakit.tokens import preflight
+
+    with pytest.raises(
+        ValidationError, match="no room in the 8192-token context window for a reply"
+    ):
+        preflight([{"role": "user", "content": "word " * 20_000}], None)
