@@ -81,7 +81,7 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
 
 
 def _csv_row(
-    path: Path, reader: csv.DictReader[str], header: list[str], row: dict[Any, Any]
+    path: Path, reader: csv.DictReader[str], header: Sequence[str], row: dict[Any, Any]
 ) -> dict[str, Any]:
     if None in row:
         raise ValidationError(

@@ -276,7 +276,8 @@ def check_replace(value: Any, args: tuple[Any, ...]) -> None:
         and isinstance(args[0], type(value))
         and isinstance(args[1], (str, bytes))
     ):
-        old, new = args[0], args[1]
+        old: Any = args[0]
+        new = args[1]
         count = value.count(old) if old else len(value) + 1
         if len(args) >= 3 and is_int(args[2]) and args[2] >= 0:
             count = min(count, args[2])
