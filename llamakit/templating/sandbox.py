@@ -13,6 +13,14 @@ Templates come from spec files, datasets and notebooks other people wrote, so th
   digits, at most MAX_RENDER_STEPS (50,000) steps (loop iterations, calls, filters, attribute
   look-ups, operators; big inputs cost more) and RENDER_DEADLINE_S (0.5 s). A hostile template
   fails in well under a second, at a peak of a few MB, with a ValidationError naming it.
+
+The deadline and the steps are checked between Python operations, never inside one: a single
+C-level operation (formatting with a huge width, hashing or comparing a container doubled many
+times) cannot be interrupted, by a signal or otherwise, short of rendering in a process that can
+be killed. So every operation that can take long in C is refused beforehand from an estimate of
+its cost (``limits``, ``formats``): format widths and precisions (given as arguments too),
+translate tables, and the expanded size of every list, tuple and dict the template builds, at
+the point it is built. An operation whose cost is not estimated this way is not bounded in time.
 """
 
 from __future__ import annotations
