@@ -107,9 +107,11 @@ def format_size(
     kwargs: Mapping[str, Any],
     weight: Callable[[Any], int],
     bound: int,
+    get_field: Callable[[str, tuple[Any, ...], Mapping[str, Any]], Any] | None = None,
 ) -> int:
     """Characters ``template.format(*args, **kwargs)`` produces (an upper bound), nested
-    replacement fields in a spec (``'{0:{1}}'``) resolved from the arguments; FormatTooWide
+    replacement fields in a spec (``'{0:{1}}'``, ``'{0:{w[0]}}'``) resolved from the arguments
+    (``get_field``: how the caller's formatter reads ``w[0]`` or ``w.x``, safely); FormatTooWide
     naming the first width or precision past ``bound``. A malformed format string is left to
     Python to refuse."""
     counter = [0]
@@ -118,12 +120,19 @@ def format_size(
     def lookup(name: str) -> tuple[Any, bool]:
         head = re.split(r"[.\[]", name, maxsplit=1)[0]
         if head == "":
+            name = str(counter[0]) + name
             head, counter[0] = str(counter[0]), counter[0] + 1
-        simple = head == name
+        if head != name:  # an attribute or item of an argument
+            if get_field is None:
+                return None, False
+            try:
+                return get_field(name, args, kwargs), True
+            except Exception:  # Python's own format call will raise the same, or refuse it
+                return None, False
         if head.isdigit():
             position = int(head)
-            return (args[position] if position < len(args) else None), simple
-        return kwargs.get(head), simple
+            return (args[position] if position < len(args) else None), True
+        return kwargs.get(head), True
 
     total = 0
     try:

@@ -23,7 +23,7 @@ import contextlib
 import contextvars
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,7 +247,12 @@ def check_percent(template: Any, args: Any) -> None:
 
 
 def check_format_call(
-    template: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, mapping: bool = False
+    template: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    mapping: bool = False,
+    get_field: Callable[[str, tuple[Any, ...], Mapping[str, Any]], Any] | None = None,
 ) -> None:
     """``fmt.format(...)`` / ``fmt.format_map(m)``: refused before formatting when its output,
     nested widths (``'{0:{1}}'``) included, would pass MAX_PROMPT_CHARS."""
@@ -255,7 +260,7 @@ def check_format_call(
         kwargs = dict(args[0]) if args and isinstance(args[0], dict) else {}
         args = ()
     try:
-        formats.format_size(template, args, kwargs, weight, MAX_PROMPT_CHARS)
+        formats.format_size(template, args, kwargs, weight, MAX_PROMPT_CHARS, get_field)
     except formats.FormatTooWide as exc:
         raise refuse(f"{exc.what} of {template[:40]!r}", _FORMAT_FIX) from None
 

@@ -35,7 +35,7 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import _PassArg, generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
@@ -296,9 +296,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return None
         template = value.__self__
         mapping = value.__name__ == "format_map"
+        formatter = SandboxedFormatter(self)
+
+        def get_field(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+            return formatter.get_field(name, args, kwargs)[0]
 
         def bounded(*args: Any, **kwargs: Any) -> str:
-            limits.check_format_call(template, args, kwargs, mapping=mapping)
+            limits.check_format_call(template, args, kwargs, mapping=mapping, get_field=get_field)
             return str(wrapped(*args, **kwargs))
 
         bounded.__name__ = value.__name__  # refusals name str.format, not this wrapper

@@ -27,6 +27,8 @@ HOSTILE = {
     "str.format astral fill": "{{ '{0:\U0001f600>{1}}'.format('a', 999999999) }}",
     "format_map nested precision": "{{ '{a:{w}.{p}}'.format_map({'a': 1.5, 'w': 5, 'p': 99999999}) }}",
     "str.format keyword width": "{{ '{x:>{w}}'.format(x='a', w=999999999) }}",
+    "str.format width through an item": "{{ '{0:{1[0]}}'.format('a', [999999999]) }}",
+    "format_map width through items": "{{ '{x[0]:>{w[k]}}'.format_map({'x': ['a'], 'w': {'k': 99999999}}) }}",
     "many fields under the width": "{{ ('{0:900000}' * 40).format('a') }}",
     "translate table": "{{ ('x' * 999999).translate({120: 'y' * 1000}) }}",
     "translate maketrans": "{{ ('x' * 999999).translate(''.maketrans({'x': 'y' * 1000})) }}",
