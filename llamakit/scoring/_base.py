@@ -179,7 +179,7 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
 
 
 # Names a rubric might use for the reply being graded; a rubric never sees it as a variable.
-_REPLY_NAMES = frozenset({"response", "reply", "output", "answer", "completion", "text"})
+_REPLY_NAMES = frozenset({"response", "reply", "output", "completion", "generation"})
 
 
 def _how_to_fix(column: str, argument: str, columns: list[str], close: list[str]) -> str:
@@ -189,8 +189,8 @@ def _how_to_fix(column: str, argument: str, columns: list[str], close: list[str]
     if argument == "rubric":  # the rubric is template text, not a column name
         if column in _REPLY_NAMES:
             return (
-                f"; a rubric cannot refer to the reply as {{{{ {column} }}}}: the judge is "
-                "given the reply separately, after the rubric, so remove it from the rubric"
+                f"; if {{{{ {column} }}}} means the reply being graded, remove it: a rubric "
+                "cannot refer to the reply, the judge is given it separately, after the rubric"
             )
         such = f", such as {{{{ {close[0]} }}}}" if close else ""
         return f"; the rubric's {{{{ {column} }}}} must name a dataset column{such}"

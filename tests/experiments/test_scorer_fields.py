@@ -60,7 +60,10 @@ def test_nothing_is_sent_when_the_check_fails(server: Any) -> None:
 def test_a_judge_rubric_naming_a_missing_field_fails_at_build() -> None:
     grader = scoring.judge(None, "The reply must name {{ capital }}.", scale=1)
     assert grader.reads == {"capital": "rubric"}
-    with pytest.raises(lk.ValidationError, match=r"scorer 'judge' reads 'capital'.*pass rubric="):
+    with pytest.raises(
+        lk.ValidationError,
+        match=r"scorer 'judge' reads 'capital'.*the rubric's \{\{ capital \}\} must name a dataset",
+    ):
         build([grader])
     build([scoring.judge(None, "The reply must name {{ answer }}.", scale=1)])
 

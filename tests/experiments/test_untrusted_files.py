@@ -157,7 +157,7 @@ def test_refusals_name_the_actual_problem_and_fix() -> None:
     reply = _refusal(
         dataset=[{"q": "x"}], scorers=[lk.scoring.judge(None, "Is {{ response }} good?")]
     )
-    assert "the judge is given the reply separately" in reply
+    assert "the judge is given it separately" in reply
     gold = _refusal(
         dataset=[{"q": "x", "gold": None}, {"q": "y", "gold": "a"}],
         scorers=[lk.scoring.exact(field="gold")],
