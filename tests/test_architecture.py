@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "llamakit"
 # Lowest first. A module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the root package (a lazy facade: it imports only errors at import time), errors, defaults
-    ("base", ("llamakit", "llamakit.errors", "llamakit._defaults")),
+    ("base", ("llamakit", "llamakit.errors", "llamakit._defaults", "llamakit.safe_yaml")),
     ("tokens", ("llamakit.tokens",)),
     # the one sandbox that prompt templates (experiment) and judge rubrics (scoring) render in
     ("templating", ("llamakit.templating",)),

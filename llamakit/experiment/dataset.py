@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ def _clean(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
         with contextlib.suppress(ValueError, TypeError):
             value = value.item()
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, (float, Decimal)) and value != value:  # NaN, also Decimal('NaN')
         return None
     return value
 
@@ -52,25 +54,45 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _csv_rows(path: Path, reader: csv.DictReader[str]) -> list[dict[str, Any]]:
-    """Rows of a CSV file; a header naming a column twice, or a row with more cells than the
-    header (an unquoted comma in a value), is refused: either would shift values silently."""
-    header = reader.fieldnames or []
-    twice = sorted(k for k, n in Counter(header).items() if n > 1)
-    if twice:
-        raise ValidationError(
-            f"{path.name}: the header names column {twice[0]!r} twice", field="dataset"
-        )
-    rows = []
-    for row in reader:
-        if None in row:
+def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
+    """Rows of a CSV file; a header naming a column twice, a row with more cells than the
+    header (an unquoted comma in a value), or a quote never closed (it would swallow every later
+    row into one value) or followed by text is refused: each would change values silently."""
+    # strict: an unclosed quote is an error at the end of the file, not one long last value.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    try:
+        header = reader.fieldnames or []
+        twice = sorted(k for k, n in Counter(header).items() if n > 1)
+        if twice:
             raise ValidationError(
-                f"{path.name} line {reader.line_num}: {len(header) + len(row[None])} cells for "
-                f"{len(header)} columns; quote values that contain commas",
-                field="dataset",
+                f"{path.name}: the header names column {twice[0]!r} twice", field="dataset"
             )
-        rows.append(dict(row))
+        rows = []
+        start = reader.line_num + 1
+        for row in reader:
+            rows.append(_csv_row(path, reader, header, row))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise ValidationError(
+            f'{path.name} line {start}: {exc}: a quoted value ("...") in this row is not '
+            "closed where the CSV format expects, so it would swallow the lines after it. Close "
+            'the quote, and write a quote inside a quoted value as two ("")',
+            field="dataset",
+        ) from None
     return rows
+
+
+def _csv_row(
+    path: Path, reader: csv.DictReader[str], header: Sequence[str], row: dict[Any, Any]
+) -> dict[str, Any]:
+    if None in row:
+        raise ValidationError(
+            f"{path.name} line {reader.line_num}: {len(header) + len(row[None])} cells for "
+            f"{len(header)} columns; quote values that contain commas",
+            field="dataset",
+        )
+    return dict(row)
 
 
 def _read_path(path: Path) -> list[dict[str, Any]]:
@@ -78,25 +100,28 @@ def _read_path(path: Path) -> list[dict[str, Any]]:
         raise ValidationError(f"dataset file not found: {path}", field="dataset")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            return _csv_rows(path, csv.DictReader(f))
+        return _csv_rows(path, _text(path).removeprefix("\ufeff"))
     if suffix in (".jsonl", ".ndjson"):
         rows = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line, object_pairs_hook=_unique_keys))
-                    except json.JSONDecodeError as exc:
-                        raise ValidationError(
-                            f"{path.name} line {n} is not JSON: {exc.msg}", field="dataset"
-                        ) from None
+        for n, line in enumerate(_text(path).split("\n"), 1):
+            if line.strip():
+                try:
+                    rows.append(_json(line))
+                except (json.JSONDecodeError, _NotJSON) as exc:
+                    raise ValidationError(
+                        f"{path.name} line {n} is not JSON: {getattr(exc, 'msg', exc)}",
+                        field="dataset",
+                    ) from None
         return rows
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+            data = _json(_text(path))
         except json.JSONDecodeError as exc:
-            raise ValidationError(f"{path.name} is not JSON: {exc.msg}", field="dataset") from None
+            raise ValidationError(
+                f"{path.name} is not JSON: {exc.msg} (line {exc.lineno})", field="dataset"
+            ) from None
+        except _NotJSON as exc:
+            raise ValidationError(f"{path.name} is not JSON: {exc}", field="dataset") from None
         if not isinstance(data, list):
             raise ValidationError(f"{path.name} must hold a JSON list of objects", field="dataset")
         return data
@@ -125,6 +150,57 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         ) from None
     rows: list[dict[str, Any]] = table.to_pylist()
     return rows
+
+
+def _text(path: Path) -> str:
+    """The file as text; ValidationError naming the line of the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValidationError(
+            f"{path.name} line {line} is not UTF-8 text (byte {data[exc.start : exc.start + 1]!r}"
+            f" at offset {exc.start}; the file was probably saved as Windows-1252 or Latin-1). "
+            "Re-save it as UTF-8 (in Excel: CSV UTF-8; in pandas: to_csv(..., encoding='utf-8'))",
+            field="dataset",
+        ) from None
+
+
+class _NotJSON(ValueError):
+    """A JSON number that would not come back as written: NaN, Infinity or an overflow."""
+
+
+class JsonNumber(float):
+    """A JSON number with a fraction or exponent, printed as the file wrote it (``1.10``,
+    ``1E2``): Python's float would print ``1.1`` and ``100.0`` and so change the prompt."""
+
+    text: str
+
+    def __new__(cls, text: str) -> JsonNumber:
+        value = float.__new__(cls, text)
+        if not math.isfinite(value):
+            raise _NotJSON(f"the number {text} does not fit a float; write it as a string")
+        value.text = text
+        return value
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def __getnewargs__(self) -> tuple[str]:  # type: ignore[override]  # copies keep the text
+        return (self.text,)
+
+
+def _constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not a JSON value; write null, a number or a string")
+
+
+def _json(text: str) -> Any:
+    return json.loads(
+        text, object_pairs_hook=_unique_keys, parse_float=JsonNumber, parse_constant=_constant
+    )
 
 
 def _rows(source: Any) -> list[Any]:

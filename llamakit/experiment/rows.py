@@ -5,6 +5,9 @@
   as ``None``, ``nan`` or nothing and silently change the prompt. It is a ValidationError naming
   the row id, the column and the template, unless the experiment says ``missing="empty"``: then
   such values are the empty string, for the templates and for the judges' rubrics alike.
+- A None or NaN inside a list or dict (``meta.note``, ``tags[1]``) that a template prints is
+  refused by the sandbox naming the row and the path; ``missing="empty"`` turns those into ""
+  here too.
 - Text that cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud83d"`` from a JSON escape)
   cannot be sent or stored; it is refused naming the row and the field.
 """
@@ -87,5 +90,27 @@ def check_missing(
                 "or pass missing='empty' (spec: `missing: empty`) if an empty value is intended",
                 field=f"dataset[{item.id}].{column}",
             )
-        out.append(Item(item.id, {**item.row, **dict.fromkeys(empty, "")}) if empty else item)
+        if missing == "empty":
+            inside = {c: _emptied(item.row[c]) for c in read if c in item.row}
+            changed = {c: v for c, v in inside.items() if v is not item.row[c]}
+            empty_row = {**item.row, **changed, **dict.fromkeys(empty, "")}
+            out.append(Item(item.id, empty_row) if empty or changed else item)
+        else:
+            out.append(item)
     return out
+
+
+def _emptied(value: Any) -> Any:
+    """``value`` with None/NaN inside its lists and dicts turned into "" (``missing="empty"``);
+    the same object when there is none, so that rows without gaps are not copied."""
+    if isinstance(value, Mapping):
+        inner = {k: _emptied(v) for k, v in value.items()}
+        if any(inner[k] is not v for k, v in value.items()):
+            return inner
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_emptied(v) for v in value]
+        if any(a is not b for a, b in zip(items, value, strict=True)):
+            return type(value)(items)
+        return value
+    return "" if value is None or (isinstance(value, float) and value != value) else value

@@ -146,7 +146,7 @@ class Spec:
 
 def load_spec(path: str | Path) -> Spec:
     """Read and check a spec file; raises ValidationError naming the file and the problem."""
-    import yaml
+    from ..safe_yaml import load_yaml  # imports yaml: only when a spec is read
 
     path = Path(path)
     if not path.exists():
@@ -156,11 +156,10 @@ def load_spec(path: str | Path) -> Spec:
             f"{path} is a folder; give a spec file in it, such as data/demo.yaml", field="spec"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError(f"cannot read spec {path}: {exc}", field="spec") from None
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"{path.name} is not valid YAML: {exc}", field="spec") from None
+    data = load_yaml(text, path.name, "spec")
     if not isinstance(data, Mapping):
         raise ValidationError(
             f"{path.name} must be a YAML mapping of experiment fields", field="spec"

@@ -203,7 +203,7 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
             if column not in columns:
                 problem = f"the dataset has no {column!r} column (its columns: {columns})"
             elif len(absent) == len(rows):
-                problem = f"every dataset row's {column!r} value is empty"
+                problem = f"every dataset row's {column!r} value is empty; fill the column"
             else:
                 shown = ", ".join(repr(i) for i in absent[:5]) + (" ..." if len(absent) > 5 else "")
                 problem = (
@@ -212,13 +212,7 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
                 )
             others = [c for c in columns if c != column]
             close = difflib.get_close_matches(column, others, n=1, cutoff=0.3)
-            example = repr(close[0]) if close else "'<column>'"
-            # Pointing the scorer elsewhere helps only when the column itself is not there.
-            how = (
-                f"; pass {argument}={example} to read another column"
-                if argument and column not in columns
-                else ""
-            )
+            how = _how_to_fix(column, argument, columns, close)
             raise ValidationError(
                 f"scorer {name!r} reads {column!r}, but {problem}{how}",
                 field=f"scorers.{name}.{argument or column}",
@@ -227,6 +221,28 @@ def check_reads(scorers: Iterable[Any], rows: Sequence[tuple[str, Mapping[str, A
 
 def _no_reference(value: object) -> bool:
     return is_missing(value) or (isinstance(value, str) and not value.strip())
+
+
+# Names a rubric might use for the reply being graded; a rubric never sees it as a variable.
+_REPLY_NAMES = frozenset({"response", "reply", "output", "completion", "generation"})
+
+
+def _how_to_fix(column: str, argument: str, columns: list[str], close: list[str]) -> str:
+    """The fix for a column a scorer reads but the rows lack, pointing at what to change."""
+    if column in columns:
+        return ""  # the column is the one asked for; its values are what is missing
+    if argument == "rubric":  # the rubric is template text, not a column name
+        if column in _REPLY_NAMES:
+            return (
+                f"; if {{{{ {column} }}}} means the reply being graded, remove it: a rubric "
+                "cannot refer to the reply, the judge is given it separately, after the rubric"
+            )
+        such = f", such as {{{{ {close[0]} }}}}" if close else ""
+        return f"; the rubric's {{{{ {column} }}}} must name a dataset column{such}"
+    if not argument:
+        return ""
+    example = repr(close[0]) if close else "'<column>'"
+    return f"; pass {argument}={example} to read another column"
 
 
 def is_missing(value: object) -> bool:

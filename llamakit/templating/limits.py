@@ -22,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-import re
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from . import formats
 
 MAX_PROMPT_CHARS = 1_000_000
 MAX_RENDER_STEPS = 50_000
@@ -43,9 +44,6 @@ HEAVY_STEP_CHARS = 4
 # ones (division is quadratic) is work with nothing to show for it.
 MAX_INT_DIGITS = 4300
 
-# A width or precision of 1,000,000 or more in a %-format or a str.format replacement field.
-_HUGE_NUMBER_IN_FORMAT = re.compile(r"%[#0 +\-]*\d*\.?\d{7,}|\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")
-
 
 class TemplateLimitError(ValueError):
     """A render went past one of this module's bounds."""
@@ -59,10 +57,10 @@ class RenderTooCostly(TemplateLimitError):
     """A render took more than MAX_RENDER_STEPS steps or RENDER_DEADLINE_S seconds."""
 
 
-def refuse(what: str) -> PromptTooLarge:
+def refuse(what: str, fix: str = "make it smaller in the template") -> PromptTooLarge:
     return PromptTooLarge(
         f"{what} would exceed {MAX_PROMPT_CHARS:,} characters, far beyond the model's "
-        "8,192-token context; check the template"
+        f"8,192-token context; {fix}"
     )
 
 
@@ -71,6 +69,9 @@ class _Budget:
     deadline: float
     steps: int = 0
     max_steps: int = MAX_RENDER_STEPS
+    # id -> (container, its weight): a container built from shared parts (``[a, a]``) is
+    # weighed once per render; holding it keeps its id from being reused.
+    weights: dict[int, tuple[Any, int]] = field(default_factory=dict)
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -126,29 +127,54 @@ def size(value: Any) -> int:
 
 
 def weight(value: Any, limit: int = MAX_PROMPT_CHARS) -> int:
-    """About how many characters ``str(value)`` has, counting nested containers; stops counting
-    past ``limit`` (a list holding the same big string a thousand times is a thousand strings)."""
-    total, stack = 0, [value]
-    while stack and total <= limit:
-        item = stack.pop()
-        if isinstance(item, (str, bytes)):
-            total += len(item) + 2
-        elif isinstance(item, bool) or item is None:
-            total += 5
-        elif isinstance(item, int):
-            total += item.bit_length() * 3 // 10 + 2
-        elif isinstance(item, range):
-            total += len(item) * 8
-        elif isinstance(item, dict):
-            total += 2 + 4 * len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            total += 2 + 2 * len(item)
-            stack.extend(item)
-        else:
-            total += 32
+    """About how many characters ``str(value)`` has, counting nested containers, a part shared
+    by several (``[a, a]``) counted once per copy: that is what printing, comparing or hashing
+    the value walks. Stops counting past ``limit``. Containers are weighed once per render."""
+    spent = _BUDGET.get()
+    memo = spent.weights if spent is not None else {}
+    return _weigh(value, limit, memo)
+
+
+def _weigh(value: Any, limit: int, memo: dict[int, tuple[Any, int]]) -> int:
+    if isinstance(value, (str, bytes)):
+        return len(value) + 2
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() * 3 // 10 + 2
+    if isinstance(value, range):
+        return len(value) * 8
+    if not isinstance(value, (dict, list, tuple, set, frozenset)):
+        return 32
+    known = memo.get(id(value))
+    if known is not None:
+        return known[1]
+    parts: Iterable[Any] = value
+    total = 2 + 2 * len(value)
+    if isinstance(value, dict):
+        total += 2 * len(value)
+        parts = (*value.keys(), *value.values())
+    for part in parts:
+        if total > limit:
+            break
+        total += _weigh(part, limit, memo)
+    if total <= limit or limit >= MAX_PROMPT_CHARS:
+        memo[id(value)] = (value, total)
     return total
+
+
+def check_built(value: Any, what: str) -> Any:
+    """Refuse a container whose parts, counting shared parts once per copy, pass
+    MAX_PROMPT_CHARS: the point of creation is the last point the render can stop it, since
+    comparing or hashing it later (``a == b``, ``a in [b]``, ``{a: 1}``) runs in C, where no
+    deadline is checked, and takes time exponential in how often parts were doubled."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)) and weight(value) > MAX_PROMPT_CHARS:
+        raise refuse(
+            what,
+            "a template should not build nested lists, tuples or dicts out of themselves "
+            "(each doubling doubles their size)",
+        )
+    return value
 
 
 def check_weight(value: Any, what: str) -> Any:
@@ -188,8 +214,10 @@ def counted(iterable: Any) -> Iterator[Any]:
 
 
 def check_size(result: Any, what: str) -> Any:
-    """Refuse a result past MAX_PROMPT_CHARS; charge for building it, so that many big results
-    (``map('center', 999999)`` over a list) exhaust the steps before they exhaust memory."""
+    """Refuse a result past MAX_PROMPT_CHARS (a container: counting its nested parts); charge for
+    building it, so that many big results (``map('center', 999999)`` over a list) exhaust the
+    steps before they exhaust memory."""
+    check_built(result, what)
     built = size(result)
     if built > MAX_PROMPT_CHARS:
         raise refuse(what)
@@ -207,49 +235,64 @@ def check_numbers(values: Iterable[Any], where: str) -> None:
             raise refuse(f"{where} with {value:,}")
 
 
-def check_format_string(template: Any) -> None:
-    if isinstance(template, str) and _HUGE_NUMBER_IN_FORMAT.search(template):
-        raise refuse("a format width or precision in " + repr(template[:40]))
+_FORMAT_FIX = "use a width or precision of a few hundred at most"
 
 
 def check_percent(template: Any, args: Any) -> None:
-    """``fmt % args``: each field can repeat the widest argument."""
-    check_format_string(template)
+    """``fmt % args`` (and the ``format`` filter): refused before formatting when its output,
+    widths and precisions given as ``*`` arguments included, would pass MAX_PROMPT_CHARS."""
+    if isinstance(template, bytes):
+        template = template.decode("latin-1")
     if not isinstance(template, str):
         return
-    if isinstance(args, dict):
-        values: Iterable[Any] = args.values()
-    elif isinstance(args, tuple):
-        values = args
-    else:
-        values = (args,)
-    fields = template.count("%") - 2 * template.count("%%")
-    _check_fields(template, fields, values, "a %-format")
+    try:
+        formats.percent_size(template, args, weight, MAX_PROMPT_CHARS)
+    except formats.FormatTooWide as exc:
+        raise refuse(f"{exc.what} {template[:40]!r}", _FORMAT_FIX) from None
 
 
-def check_format_call(template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """``fmt.format(...)`` / ``fmt.format_map(...)``: each field can repeat the widest argument."""
-    check_format_string(template)
-    values = [*args, *kwargs.values()]
-    values += [v for a in args if isinstance(a, dict) for v in a.values()]
-    _check_fields(template, template.count("{"), values, "str.format()")
+def check_format_call(
+    template: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    mapping: bool = False,
+    get_field: Callable[[str, tuple[Any, ...], Mapping[str, Any]], Any] | None = None,
+) -> None:
+    """``fmt.format(...)`` / ``fmt.format_map(m)``: refused before formatting when its output,
+    nested widths (``'{0:{1}}'``) included, would pass MAX_PROMPT_CHARS."""
+    if mapping:
+        kwargs = dict(args[0]) if args and isinstance(args[0], dict) else {}
+        args = ()
+    try:
+        formats.format_size(template, args, kwargs, weight, MAX_PROMPT_CHARS, get_field)
+    except formats.FormatTooWide as exc:
+        raise refuse(f"{exc.what} of {template[:40]!r}", _FORMAT_FIX) from None
 
 
-def _check_fields(template: str, fields: int, values: Iterable[Any], what: str) -> None:
-    distinct = {id(v): v for v in values}.values()  # a tuple may repeat one value many times
-    widest = max((len(v) if isinstance(v, str) else weight(v) for v in distinct), default=0)
-    if len(template) + fields * widest > MAX_PROMPT_CHARS:
-        raise refuse(f"{what} repeating its arguments")
+def check_translate(text: Any, args: tuple[Any, ...]) -> None:
+    """``text.translate(table)``: each character may become the table's longest string."""
+    if isinstance(text, str) and args and formats.translate_size(text, args[0]) > MAX_PROMPT_CHARS:
+        raise refuse(
+            "translate() with a table mapping characters to long strings",
+            "map characters to short strings",
+        )
 
 
 def check_replace(value: Any, args: tuple[Any, ...]) -> None:
-    if isinstance(value, str) and len(args) >= 2 and isinstance(args[0], str):
-        old, new = args[0], str(args[1])
+    if (
+        isinstance(value, (str, bytes))
+        and len(args) >= 2
+        and isinstance(args[0], type(value))
+        and isinstance(args[1], (str, bytes))
+    ):
+        old: Any = args[0]
+        new = args[1]
         count = value.count(old) if old else len(value) + 1
         if len(args) >= 3 and is_int(args[2]) and args[2] >= 0:
             count = min(count, args[2])
         if len(value) + count * (len(new) - len(old)) > MAX_PROMPT_CHARS:
-            raise refuse("replace()")
+            raise refuse("replace()", "replace fewer or shorter strings")
 
 
 def check_repeat(left: Any, right: Any) -> None:

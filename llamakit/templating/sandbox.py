@@ -13,20 +13,31 @@ Templates come from spec files, datasets and notebooks other people wrote, so th
   digits, at most MAX_RENDER_STEPS (50,000) steps (loop iterations, calls, filters, attribute
   look-ups, operators; big inputs cost more) and RENDER_DEADLINE_S (0.5 s). A hostile template
   fails in well under a second, at a peak of a few MB, with a ValidationError naming it.
+
+The deadline and the steps are checked between Python operations, never inside one: a single
+C-level operation (formatting with a huge width, hashing or comparing a container doubled many
+times) cannot be interrupted, by a signal or otherwise, short of rendering in a process that can
+be killed. So every operation that can take long in C is refused beforehand from an estimate of
+its cost (``limits``, ``formats``): format widths and precisions (given as arguments too),
+translate tables, and the expanded size of every list, tuple and dict the template builds, at
+the point it is built. An operation whose cost is not estimated this way is not bounded in time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import _PassArg, generate_lorem_ipsum
+from jinja2.visitor import NodeTransformer
 
 from ..errors import ValidationError
 from . import limits
@@ -40,6 +51,10 @@ PromptTooLarge = limits.PromptTooLarge
 # reach anything through them that they could not reach anyway.
 _LOOP_FILTER = "_llamakit_loop"
 _CONCAT_FILTER = "_llamakit_concat"
+# Wrapped around every list, tuple and dict literal: weighs what the template builds.
+_BUILT_FILTER = "_llamakit_built"
+# Wrapped around every ``{{ expression }}``: refuses None, NaN and infinities in the output.
+_OUTPUT_FILTER = "_llamakit_output"
 # Filters and str methods whose int arguments are output widths or counts.
 _WIDTH_TAKERS = frozenset(
     {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "batch", "slice"}
@@ -64,6 +79,77 @@ def _concat(_context: Any, parts: list[Any]) -> str:
         raise limits.refuse(f"concatenating {len(parts)} values with ~")
     joined: str = limits.check_size("".join(str(p) for p in parts), "~")
     return joined
+
+
+@jinja2.pass_context
+def _built(_context: Any, value: Any) -> Any:
+    limits.charge()
+    return limits.check_built(value, "a list, tuple or dict the template builds")
+
+
+class MissingInOutput(ValueError):
+    """A ``{{ expression }}`` would print None, NaN or an infinity, alone or inside a container."""
+
+    def __init__(self, path: str, shown: str) -> None:
+        super().__init__(f"{path} is {shown}")
+        self.path = path
+        self.shown = shown
+
+
+def _absent(value: Any) -> str | None:
+    """How ``value`` would print if it is None, NaN or infinite (a float or a Decimal)."""
+    if value is None:
+        return "None (null or empty in the dataset)"
+    if isinstance(value, (float, Decimal)) and not isinstance(value, bool):
+        if value != value:
+            return "NaN"
+        if value in (math.inf, -math.inf):
+            return "infinite"
+    return None
+
+
+@jinja2.pass_context
+def _output(_context: Any, value: Any, path: str) -> Any:
+    """Refuse a value that would print as Python's None / nan / inf, naming where it is."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        shown = _absent(item)
+        if shown is not None:
+            raise MissingInOutput(where, shown)
+        if isinstance(item, (list, tuple, dict, set, frozenset)) and id(item) not in seen:
+            seen.add(id(item))
+            limits.charge_reading([item])
+            if isinstance(item, dict):
+                stack.extend((v, f"{where}[{k!r}]") for k, v in item.items())
+            else:
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return value
+
+
+def _describe(node: nodes.Node) -> str:
+    """``meta.note``, ``tags[1]``: how the template reached a value, for error messages."""
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        return f"{_describe(node.node)}.{node.attr}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        return f"{_describe(node.node)}[{node.arg.value!r}]"
+    return f"the expression on line {node.lineno}"
+
+
+class _WeighLiterals(NodeTransformer):
+    """Wraps each list, tuple and dict literal the template evaluates in ``_BUILT_FILTER``."""
+
+    def generic_visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        node = super().generic_visit(node, *args, **kwargs)
+        literal = isinstance(node, (nodes.List, nodes.Dict)) or (
+            isinstance(node, nodes.Tuple) and node.ctx == "load"
+        )
+        if literal:
+            return nodes.Filter(node, _BUILT_FILTER, [], [], None, None, lineno=node.lineno)
+        return node
 
 
 def _bounded_concat(parts: Any) -> str:
@@ -128,6 +214,22 @@ def _lipsum(*args: Any, **kwargs: Any) -> str:
 
 def _instrument(tree: nodes.Template) -> None:
     """Route every loop and every ``~`` through the bounds; refuse names a row cannot supply."""
+    _WeighLiterals().visit(tree)
+    for output in tree.find_all(nodes.Output):
+        output.nodes = [
+            node
+            if isinstance(node, nodes.TemplateData)
+            else nodes.Filter(
+                node,
+                _OUTPUT_FILTER,
+                [nodes.Const(_describe(node))],
+                [],
+                None,
+                None,
+                lineno=node.lineno,
+            )
+            for node in output.nodes
+        ]
     for name in tree.find_all(nodes.Name):
         if name.name in _REFUSED_NAMES and name.ctx == "load":
             raise SecurityError(f"{name.name!r} ({_REFUSED_NAMES[name.name]}) is not available")
@@ -154,6 +256,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guarded(name, fn) for name, fn in self.filters.items()}
         self.filters[_LOOP_FILTER] = _loop_items
         self.filters[_CONCAT_FILTER] = _concat
+        self.filters[_BUILT_FILTER] = _built
+        self.filters[_OUTPUT_FILTER] = _output
         self.tests = {name: _guarded(name, test) for name, test in self.tests.items()}  # type: ignore[arg-type]
         self.globals["lipsum"] = _lipsum
 
@@ -191,12 +295,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         if wrapped is None:
             return None
         template = value.__self__
-        limits.check_format_string(template)
+        mapping = value.__name__ == "format_map"
+        formatter = SandboxedFormatter(self)
+
+        def get_field(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+            return formatter.get_field(name, args, kwargs)[0]
 
         def bounded(*args: Any, **kwargs: Any) -> str:
-            limits.check_format_call(template, args, kwargs)
+            limits.check_format_call(template, args, kwargs, mapping=mapping, get_field=get_field)
             return str(wrapped(*args, **kwargs))
 
+        bounded.__name__ = value.__name__  # refusals name str.format, not this wrapper
         return bounded
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -205,13 +314,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         limits.charge_reading((owner, *args, *kwargs.values()))
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
             args = (limits.counted(args[0]), *args[1:])
-        if isinstance(owner, str):
+        if isinstance(owner, (str, bytes)):
             if name in _WIDTH_TAKERS:
                 limits.check_numbers([*args, *kwargs.values()], f"{name}()")
             if name == "expandtabs":
                 limits.check_expandtabs(owner, args, kwargs)
             elif name == "replace":
                 limits.check_replace(owner, args)
+            elif name == "translate":
+                limits.check_translate(owner, args)
             elif name == "join" and args:
                 args = (limits.materialize(args[0]), *args[1:])
                 limits.check_join(args[0], owner)
@@ -254,6 +365,14 @@ class Template:
             columns = f" (item {item_id!r} has columns {sorted(variables)})" if item_id else ""
             raise ValidationError(
                 f"{self.where} uses a missing field: {exc.message}{columns}", field=self.field
+            ) from None
+        except MissingInOutput as exc:
+            raise ValidationError(
+                f"{self.where}{on}: {exc.path} is {exc.shown}, so the prompt would say "
+                f"{'None' if 'None' in exc.shown else exc.shown.lower()} there. Fill the value in "
+                "the dataset, drop the row, or pass missing='empty' (spec: `missing: empty`) if "
+                "an empty value is intended",
+                field=self.field,
             ) from None
         except limits.TemplateLimitError as exc:
             raise ValidationError(f"{self.where} is refused{on}: {exc}", field=self.field) from None

@@ -202,9 +202,10 @@ def preflight(
         return prompt
     how = "" if is_exact() else " (estimated: the Llama 3 tokenizer is not installed)"
     if prompt >= context_window:
+        room = "for a reply" if max_tokens is None else f"for max_tokens={reply}"
         raise ValidationError(
             f"the prompt is {prompt} tokens{how}, which leaves no room in the "
-            f"{context_window}-token context window for max_tokens={reply}; shorten the prompt",
+            f"{context_window}-token context window {room}; shorten the prompt",
             field="messages",
         )
     raise ValidationError(

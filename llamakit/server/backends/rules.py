@@ -90,11 +90,16 @@ def _read(path: Path, where: str) -> Any:
         raise _bad(where, "is a folder; give the YAML/JSON file in it") from None
     except OSError as exc:
         raise _bad(where, f"cannot be read ({exc.strerror or exc})") from None
-    import yaml
+    if path.suffix.lower() != ".json":
+        from ...safe_yaml import load_yaml  # the one YAML loader: bounded alias expansion
 
+        try:
+            return load_yaml(text, path.name, "rules")
+        except ValidationError as exc:
+            raise _bad(where, f"is refused ({exc})") from None
     try:
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
+        return json.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _bad(where, f"is not valid YAML/JSON ({first})") from None
 
