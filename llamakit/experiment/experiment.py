@@ -420,6 +420,11 @@ class Experiment:
         slugs = model_list(model)
         if mode == "replay":
             check_replay(store, cells, judges, client, slugs[0], source)
+        # The budget reserves each call at the dearest model's price (never under-reserved); one
+        # too small for a single call is refused before the run is registered.
+        unit_cost = max(expected_cost_per_call(store, m) for m in slugs)
+        if mode == "live":
+            check_budget_fits_a_call(budget, unit_cost)
         run = register_run(
             self,
             store,
@@ -430,10 +435,6 @@ class Experiment:
             budget=budget,
             mode=mode,
         )
-        # The budget reserves each call at the dearest model's price (never under-reserved).
-        unit_cost = max(expected_cost_per_call(store, m) for m in slugs)
-        if mode == "live":
-            check_budget_fits_a_call(budget, unit_cost)
         runner = Runner(
             run=run,
             cells=cells,

@@ -71,7 +71,7 @@ def test_bad_arguments_fail_fast():
         local_server(backend="gpt")
     with pytest.raises(ValueError, match="upstream_url"):
         local_server(backend="upstream")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(llamakit.ValidationError, match="cannot be read"):
         local_server(backend="scripted", rules="/no/such/rules.yaml")
     with pytest.raises(ValueError, match="rpm"):
         local_server(backend="scripted", rpm=0)

@@ -96,7 +96,11 @@ def _read(path: Path, where: str) -> Any:
         try:
             return load_yaml(text, path.name, "rules")
         except ValidationError as exc:
-            raise _bad(where, f"is refused ({exc})") from None
+            what = str(exc).removeprefix(f"{path.name} ")
+            if what.startswith("is not valid YAML"):
+                first = what.splitlines()[0].removeprefix("is not valid YAML: ")
+                raise _bad(where, f"is not valid YAML/JSON ({first})") from None
+            raise _bad(where, what) from None
     try:
         return json.loads(text)
     except ValueError as exc:  # json.JSONDecodeError
