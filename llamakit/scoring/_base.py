@@ -223,22 +223,10 @@ def _no_reference(value: object) -> bool:
     return is_missing(value) or (isinstance(value, str) and not value.strip())
 
 
-# Names a rubric might use for the reply being graded; a rubric never sees it as a variable.
-_REPLY_NAMES = frozenset({"response", "reply", "output", "completion", "generation"})
-
-
 def _how_to_fix(column: str, argument: str, columns: list[str], close: list[str]) -> str:
     """The fix for a column a scorer reads but the rows lack, pointing at what to change."""
     if column in columns:
         return ""  # the column is the one asked for; its values are what is missing
-    if argument == "rubric":  # the rubric is template text, not a column name
-        if column in _REPLY_NAMES:
-            return (
-                f"; if {{{{ {column} }}}} means the reply being graded, remove it: a rubric "
-                "cannot refer to the reply, the judge is given it separately, after the rubric"
-            )
-        such = f", such as {{{{ {close[0]} }}}}" if close else ""
-        return f"; the rubric's {{{{ {column} }}}} must name a dataset column{such}"
     if not argument:
         return ""
     example = repr(close[0]) if close else "'<column>'"

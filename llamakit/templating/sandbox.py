@@ -26,6 +26,7 @@ the point it is built. An operation whose cost is not estimated this way is not 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -364,7 +365,9 @@ class Template:
         except jinja2.UndefinedError as exc:
             columns = f" (item {item_id!r} has columns {sorted(variables)})" if item_id else ""
             raise ValidationError(
-                f"{self.where} uses a missing field: {exc.message}{columns}", field=self.field
+                f"{self.where} uses a missing field: {exc.message}{columns}"
+                f"{_undefined_hint(self.where, exc.message or '', variables)}",
+                field=self.field,
             ) from None
         except MissingInOutput as exc:
             raise ValidationError(
@@ -470,3 +473,22 @@ def render_package_template(source: str, variables: Mapping[str, Any], *, where:
         raise ValidationError(f"{where} is too large to render: {exc}", field="report") from None
     finally:
         limits.end(budget)
+
+
+# Names a rubric might use for the reply being graded; a rubric never sees it as a variable.
+_REPLY_NAMES = frozenset({"response", "reply", "output", "completion", "generation"})
+
+
+def _undefined_hint(where: str, message: str, variables: Mapping[str, Any]) -> str:
+    """How to fix a template that names a variable the row does not have."""
+    match = re.match(r"'([^']+)' is undefined", message)
+    if match is None or match.group(1) in variables:
+        return ""
+    name = match.group(1)
+    if "rubric" in where and name in _REPLY_NAMES:
+        return (
+            f"; if {{{{ {name} }}}} means the reply being graded, remove it: a rubric cannot "
+            "refer to the reply, the judge is given it separately, after the rubric"
+        )
+    what = "the rubric's" if "rubric" in where else "the template's"
+    return f"; {what} {{{{ {name} }}}} must name a dataset column"
