@@ -48,13 +48,18 @@ def session_spans(
 
 
 def merged(span: Sequence[Session], calls: Mapping[int, Sequence[Mapping[str, Any]]]) -> Session:
-    """The span as one session: the first known opening balance (in start order) and, once every
-    session of the span has ended, the closing balance of the one that ended last."""
-    before = next((s["balance_before"] for s in span if s["balance_before"] is not None), None)
+    """The span as one session: its highest opening balance and, once every session of the span
+    has ended, its lowest closing balance.
+
+    Why not the first session's and the last one's: under load a process can read its opening
+    balance seconds after its session started, when the others have already spent; and balances
+    only fall while the span runs (a top-up inside it defeats any accounting from balances)."""
+    opened = [s["balance_before"] for s in span if s["balance_before"] is not None]
+    before = max(opened) if opened else None
     after = None
     if all(s.get("finished_at") is not None for s in span):
-        last = max(span, key=lambda s: _end(s, calls.get(s["session"], ())))
-        after = last["balance_after"]
+        closed = [s["balance_after"] for s in span if s["balance_after"] is not None]
+        after = min(closed) if closed else None
     return {"balance_before": before, "balance_after": after}
 
 
