@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .._defaults import PUBLISHED_COST_PER_CALL
 from ..client.credits import ZERO, combine_sources, session_spend, to_credits
 from ..errors import LlamakitError
+from ..store._claims import pid_alive
 from .sources import recorded_source
 from .spans import merged, session_spans
 
@@ -53,27 +54,13 @@ class RunProgress:
         return sum(self.errors.values())
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def effective_status(store: Store, row: dict[str, Any]) -> str:
     """A run left "running" by a process that no longer exists was killed: report "interrupted"."""
     status: str = row["status"]
     if status != "running":
         return status
     open_sessions = [s for s in store.sessions(row["run_id"]) if s["finished_at"] is None]
-    if open_sessions and not any(_pid_alive(s["pid"]) for s in open_sessions):
+    if open_sessions and not any(pid_alive(s["pid"]) for s in open_sessions):
         return "interrupted"
     return "running"
 
