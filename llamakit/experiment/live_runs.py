@@ -14,6 +14,7 @@ import secrets
 import sys
 import threading
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LlamakitError
@@ -36,7 +37,7 @@ def register_run(
     model: str,
     source: str,
     total: int,
-    budget: float | None,
+    budget: Decimal | None,
     mode: str,
 ) -> Run:
     """The run to execute, resumed or new, registered as executing in this process."""
@@ -66,7 +67,7 @@ def _resume_or_create(
     model: str,
     source: str,
     total: int,
-    budget: float | None,
+    budget: Decimal | None,
     mode: str,
 ) -> str:
     latest = store.latest_run(fingerprint)

@@ -141,7 +141,7 @@ class ServerHandle:
         """The ledger's exact balance of ``api_key`` (default: the primary key), in USD credits."""
         return self._state.ledger.balance(self._label(api_key))
 
-    def add_key(self, api_key: str, credits: float = 1.0) -> None:
+    def add_key(self, api_key: str, credits: Decimal | float = 1.0) -> None:
         """Accept another key (with its own balance) from now on."""
         self._state.add_key(api_key, credits)
 
@@ -159,7 +159,7 @@ class ServerHandle:
 def local_server(
     backend: str | None = None,
     *,
-    credits: float = 1.0,
+    credits: Decimal | float = 1.0,
     api_key: str | None = None,
     keys: Mapping[str, float] | Sequence[str] | None = None,
     rpm: int | None = None,

@@ -73,7 +73,7 @@ class ServerState:
             return None
         return self.authenticate(conn)
 
-    def add_key(self, api_key: str, credits: float) -> str:
+    def add_key(self, api_key: str, credits: Decimal | float) -> str:
         label = self.keyring.add(api_key)
         self.ledger.add_account(label, credits)
         return label
