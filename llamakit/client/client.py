@@ -27,8 +27,8 @@ from .._defaults import (
 )
 from ..errors import APIError
 from .core import Core
-from .loops import PerLoop
 from .plan import Plan, Sleep, T
+from .pools import PerLoop
 from .ratelimit import AdaptiveRate
 from .retry import RetryPolicy
 from .transport import async_transport, send_async, send_sync, sync_transport
