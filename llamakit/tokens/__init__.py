@@ -183,7 +183,8 @@ def truncate(text: str, max_tokens: int) -> tuple[str, int, bool]:
     """The first ``max_tokens`` tokens of ``text``, as a model stopped by ``max_tokens`` gives them.
 
     Returns ``(head, tokens, cut)``: ``head`` is a prefix of ``text`` ending where its
-    ``max_tokens``-th token ends (mid-word if the token does), ``tokens`` its token count (as
+    ``max_tokens``-th token ends (mid-word if the token does; before a character whose bytes the
+    cut splits), ``tokens`` its token count (as
     ``count(text)`` counts; ``max_tokens`` when cut) and ``cut`` whether anything was dropped. One
     tokenization of ``text``, whatever its length (the token offsets give the cut). Without the
     tokenizer the estimate's pieces are the tokens (a piece that would overshoot is dropped whole).
@@ -191,13 +192,21 @@ def truncate(text: str, max_tokens: int) -> tuple[str, int, bool]:
     """
     if not isinstance(text, str):
         raise ValidationError(f"text must be a string, got {type(text).__name__}", field="text")
+    if max_tokens is None:
+        raise ValidationError(
+            "max_tokens must be a non-negative integer, got None", field="max_tokens"
+        )
     budget = _reply_budget(max_tokens)
     tokenizer = _get_tokenizer()
     if tokenizer is not None:
         encoding = tokenizer.encode(text, add_special_tokens=False)
         if len(encoding.ids) <= budget:
             return text, len(encoding.ids), False
-        end = encoding.offsets[budget - 1][1] if budget else 0
+        if not budget:
+            return "", 0, True
+        # Offsets are in characters; a character split over several byte-level tokens has them
+        # all span it, so a cut inside it ends before it (a model would show a broken byte).
+        end = min(encoding.offsets[budget - 1][1], encoding.offsets[budget][0])
         return text[:end], budget, True
     used = end = 0
     for match in _PIECES.finditer(text):
