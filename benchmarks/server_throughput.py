@@ -1,11 +1,26 @@
 """Throughput of the local server, measured side by side (figures are printed, never asserted).
 
-1. `scripted` backend under concurrent load: requests/s and latency percentiles, with the server in
-   its own process (`llamakit serve`), so we know it is never the bottleneck of client benchmarks.
+1. `scripted` backend under concurrent load, side by side with its floor: `llamakit serve` and a
+   bare Starlette app returning the same JSON under the same uvicorn (`_bare_starlette.py`), each
+   in its own process, in interleaved rounds. The figure is server CPU per request (the process's
+   user+system time from /proc/<pid>/stat over a round, divided by its requests), as a ratio to
+   the floor (target: within 2x); requests/s and latency percentiles are printed too.
 2. `smollm2` backend: generated tokens/s through the server vs llama-cpp-python called directly in
    this process on the same prompts and settings; the ratio is the server's overhead.
 
-Usage: python benchmarks/server_throughput.py [--requests 2000] [--concurrency 32] [--smol-calls 6]
+Profiling the stand-in (how the causes in issue 17 were found; the commands are in
+benchmarks/README.md too): run the server under cProfile, load it, stop it with Ctrl-C (SIGINT:
+it exits normally, so cProfile writes its file), then read the top entries:
+
+    python -m cProfile -o serve.prof -m llamakit.cli serve --backend scripted --port 8917 \
+        --api-key SG_bench_local --credits 1000000 &
+    python -c "import asyncio, sys; sys.path.insert(0, 'benchmarks'); import server_throughput \
+        as s; print(asyncio.run(s.load('http://127.0.0.1:8917', 2000, 32)))"
+    kill -INT %1; wait
+    python -c "import pstats; pstats.Stats('serve.prof').sort_stats('tottime').print_stats(20)"
+
+Usage: python benchmarks/server_throughput.py [--requests 2000] [--rounds 4] [--concurrency 32]
+[--smol-calls 10]
 """
 
 from __future__ import annotations
@@ -13,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -184,14 +200,15 @@ def bench_scripted(requests: int, concurrency: int, rounds: int) -> None:
     )
     if cpu["llamakit"] and cpu["bare"]:
         mine, floor = statistics.median(cpu["llamakit"]), statistics.median(cpu["bare"])
-        print(
-            f"FIGURE stand-in CPU per request: {mine * 1000:.3f} ms "
-            f"(bare Starlette {floor * 1000:.3f} ms; median of {rounds} interleaved rounds)"
-        )
-        print(
-            f"ROW stand-in server CPU per request | {mine / floor:.2f} | bare Starlette | "
-            f"{mine * 1000:.3f} ms vs {floor * 1000:.3f} ms; target <= 2.00"
-        )
+        row = {
+            "figure": "stand-in CPU per request (scripted)",
+            "value": round(mine * 1000, 4),
+            "unit": "ms",
+            "floor": {"name": "bare Starlette", "value": round(floor * 1000, 4)},
+            "target": 2.0,
+            "note": f"server process CPU, median of {rounds} interleaved rounds of {per_round}",
+        }
+        print("BENCH " + json.dumps(row))
     else:
         print("stand-in CPU per request: skipped (no /proc on this system)")
 
