@@ -32,12 +32,23 @@ def promptfoo() -> tuple[list[str] | None, str]:
     manifest = folder / "package.json"
     if not manifest.exists():
         manifest.write_text('{"private": true}\n')
-    # "@latest" and cwd: a bare "promptfoo" next to a folder of that name is read as a path.
-    cmd = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "promptfoo@latest"]
+    # An explicit version and cwd: a bare "promptfoo" next to a folder of that name is a path.
+    spec = f"promptfoo@{_promptfoo_version()}"
+    cmd = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", spec]
     why = _install(cmd, folder / "install.log", cwd=folder)
     if why or not binary.exists():
         return None, f"promptfoo skipped: `npm install promptfoo` failed ({why or 'no binary'})"
     return [str(binary)], ""
+
+
+def _promptfoo_version() -> str:
+    """promptfoo 0.122 on needs node >= 22.22; 0.121.x is the last that runs on node 20.20+."""
+    try:
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30)
+        major = int(out.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return "latest"
+    return "latest" if major >= 22 else "~0.121.0"
 
 
 def inspect_ai() -> tuple[list[str] | None, str]:

@@ -209,7 +209,7 @@ def main() -> None:
         "value": med["llamakit"],
         "unit": "s",
         "floor": {"name": "bare httpx", "value": med["bare httpx"]},
-        "peers": {p: med.get(p) for p in ("promptfoo", "Inspect AI")},
+        "peers": {p: med.get(p) for p in peers},  # None: could not be installed or run
         "note": f"process wall, median of {args.rounds} interleaved rounds; ideal {ideal:.2f} s",
     }
     print("BENCH " + json.dumps(row))

@@ -132,7 +132,9 @@ def _bench_figure(text: str) -> Figure | None:
         floor_value = _number(floor.get("value"))
         if floor_value is not None:
             floor_pair = (floor["name"], floor_value)
-    peers = row.get("peers") if isinstance(row.get("peers"), dict) else {}
+    peers = row.get("peers")
+    if not isinstance(peers, dict):
+        peers = {}
     return Figure(
         name=row["figure"],
         value=f"{value:.4g}",
