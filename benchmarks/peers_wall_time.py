@@ -12,7 +12,7 @@ calls per run, so no tool is timed on cached or skipped work.
 - promptfoo (npm) and Inspect AI (PyPI) on the server's OpenAI-compatible route, installed into
   ``benchmarks/.peers`` on first use (see ``_peers.py``); skipped with a notice when they cannot be.
 
-Usage: ``python benchmarks/peers_wall_time.py [--prompts 320] [--concurrency 16]
+Usage: ``python benchmarks/peers_wall_time.py [--prompts 200] [--concurrency 16]
 [--latency-ms 250] [--rounds 3] [--no-peers]``
 """
 
@@ -98,11 +98,11 @@ def billed(url: str) -> int:
     return int(stats["billed_calls"])
 
 
-def timed(cmd: list[str], url: str, n: int, env: dict[str, str] | None = None) -> float:
+def timed(cmd: list[str], url: str, n: int, env: dict[str, str], cwd: Path) -> float:
     """Wall seconds of one run of `cmd`; raises unless the server billed exactly `n` calls."""
     before = billed(url)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     wall = time.perf_counter() - t0
     calls = billed(url) - before
     if proc.returncode != 0 or calls != n:
@@ -134,7 +134,7 @@ def promptfoo_runner(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=320)
+    parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=250.0)
     parser.add_argument("--rounds", type=int, default=3)
@@ -174,9 +174,13 @@ def main() -> None:
                 (tmp / "bench_task.py").write_text(INSPECT_TASK)
                 ia_env = {**base_env, "OPENAI_API_KEY": KEY, "BENCH_PROMPTS": str(n),
                           "INSPECT_LOG_DIR": str(tmp / "inspect-logs")}  # fmt: skip
-                cmd = [*ia, "eval", str(tmp / "bench_task.py"), "--model", f"openai/{SLUG}",
+                # Relative: Inspect globs the task path, and pathlib refuses absolute globs.
+                cmd = [*ia, "eval", "bench_task.py", "--model", f"openai/{SLUG}",
                        "--model-base-url", url + "/v1", "--max-connections", str(c),
-                       "--max-tokens", str(MAX_TOKENS), "--display", "none", "--no-score"]  # fmt: skip
+                       "--max-tokens", str(MAX_TOKENS), "--display", "none", "--no-score",
+                       # The chat completions route: Inspect's default for OpenAI models is the
+                       # Responses API, which the stand-in (like Segmind) does not serve.
+                       "-M", "responses_api=false"]  # fmt: skip
                 tools["Inspect AI"] = (cmd, ia_env)
             walls: dict[str, list[float]] = {name: [] for name in tools}
             failed: dict[str, str] = {}
@@ -187,7 +191,7 @@ def main() -> None:
                         continue
                     cmd, env = tools[name]
                     try:
-                        walls[name].append(timed(cmd, url, n, env))
+                        walls[name].append(timed(cmd, url, n, env, tmp))
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         if name in ("llamakit", "bare httpx"):
                             raise
