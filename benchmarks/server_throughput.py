@@ -19,8 +19,8 @@ it exits normally, so cProfile writes its file), then read the top entries:
     kill -INT %1; wait
     python -c "import pstats; pstats.Stats('serve.prof').sort_stats('tottime').print_stats(20)"
 
-Usage: python benchmarks/server_throughput.py [--requests 2000] [--rounds 4] [--concurrency 32]
-[--smol-calls 10]
+Usage: python benchmarks/server_throughput.py [--requests 1200] [--rounds 4] [--concurrency 32]
+[--smol-calls 4]
 """
 
 from __future__ import annotations
@@ -294,10 +294,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=2000, help="per server, over all rounds")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=1200, help="per server, over all rounds")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--smol-calls", type=int, default=10)
+    parser.add_argument("--smol-calls", type=int, default=4)
     parser.add_argument("--smol-max-tokens", type=int, default=48)
     args = parser.parse_args()
     bench_scripted(args.requests, args.concurrency, args.rounds)
