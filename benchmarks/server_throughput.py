@@ -1,11 +1,26 @@
 """Throughput of the local server, measured side by side (figures are printed, never asserted).
 
-1. `scripted` backend under concurrent load: requests/s and latency percentiles, with the server in
-   its own process (`llamakit serve`), so we know it is never the bottleneck of client benchmarks.
+1. `scripted` backend under concurrent load, side by side with its floor: `llamakit serve` and a
+   bare Starlette app returning the same JSON under the same uvicorn (`_bare_starlette.py`), each
+   in its own process, in interleaved rounds. The figure is server CPU per request (the process's
+   user+system time from /proc/<pid>/stat over a round, divided by its requests), as a ratio to
+   the floor (target: within 2x); requests/s and latency percentiles are printed too.
 2. `smollm2` backend: generated tokens/s through the server vs llama-cpp-python called directly in
    this process on the same prompts and settings; the ratio is the server's overhead.
 
-Usage: python benchmarks/server_throughput.py [--requests 2000] [--concurrency 32] [--smol-calls 6]
+Profiling the stand-in (how the causes in issue 17 were found; the commands are in
+benchmarks/README.md too): run the server under cProfile, load it, stop it with Ctrl-C (SIGINT:
+it exits normally, so cProfile writes its file), then read the top entries:
+
+    python -m cProfile -o serve.prof -m llamakit.cli serve --backend scripted --port 8917 \
+        --api-key SG_bench_local --credits 1000000 &
+    python -c "import asyncio, sys; sys.path.insert(0, 'benchmarks'); import server_throughput \
+        as s; print(asyncio.run(s.load('http://127.0.0.1:8917', 2000, 32)))"
+    kill -INT %1; wait
+    python -c "import pstats; pstats.Stats('serve.prof').sort_stats('tottime').print_stats(20)"
+
+Usage: python benchmarks/server_throughput.py [--requests 1200] [--rounds 4] [--concurrency 32]
+[--smol-calls 4]
 """
 
 from __future__ import annotations
@@ -13,16 +28,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
+BARE = Path(__file__).resolve().parent / "_bare_starlette.py"
 SLUG = "llama-v3-8b-instruct"
+MAX_TOKENS = 16
 KEY = "SG_bench_local"
 PROMPTS = [
     "Write two sentences about the sea.",
@@ -48,19 +67,34 @@ def process_cpu_s(pid: int) -> float | None:
 def serve(*args: str) -> Iterator[tuple[str, int]]:
     """`llamakit serve` in a subprocess on a free port; yields (URL, pid) once it answers."""
     cmd = [sys.executable, "-m", "llamakit.cli", "serve", "--port", "0", "--api-key", KEY, *args]
+    with _server(cmd, "llamakit serve: ") as (url, pid):
+        yield url, pid
+
+
+@contextlib.contextmanager
+def serve_bare() -> Iterator[tuple[str, int]]:
+    """The floor: a bare Starlette app (benchmarks/_bare_starlette.py) under the same uvicorn."""
+    with _server([sys.executable, str(BARE)], "bare starlette: ") as (url, pid):
+        yield url, pid
+
+
+@contextlib.contextmanager
+def _server(cmd: list[str], banner: str) -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        if not line.startswith("llamakit serve: "):
+        if not line.startswith(banner):
             raise RuntimeError(
                 f"server did not start: {line}{proc.stderr.read() if proc.stderr else ''}"
             )
-        url = line.split()[2]
+        url = line[len(banner) :].split()[0]
         deadline = time.monotonic() + 120
         while True:
             try:
-                httpx.get(url + "/v1/get-user-credits", headers={"x-api-key": KEY}, timeout=5)
+                httpx.post(
+                    url + f"/v1/{SLUG}", json=_body(0), headers={"x-api-key": KEY}, timeout=5
+                )
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline:
@@ -75,13 +109,21 @@ def serve(*args: str) -> Iterator[tuple[str, int]]:
             proc.kill()
 
 
+def _body(i: int) -> dict[str, object]:
+    # max_tokens cuts the scripted reply (~35 tokens), as short replies in real runs are cut.
+    content = PROMPTS[i % len(PROMPTS)] + f" ({i})"
+    return {"messages": [{"role": "user", "content": content}], "max_tokens": MAX_TOKENS}
+
+
 async def load(
-    url: str, requests: int, concurrency: int
+    url: str, requests: int, concurrency: int, offset: int = 0
 ) -> tuple[float, list[float], dict[int, int]]:
+    """`requests` chat calls (distinct prompts from `offset` on) by `concurrency` workers.
+    Returns (wall seconds, per-call latencies, count per status)."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
+    for i in range(offset, offset + requests):
         queue.put_nowait(i)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
@@ -91,11 +133,17 @@ async def load(
         async def worker() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
-                body = {
-                    "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)] + f" ({i})"}]
-                }
                 t0 = time.perf_counter()
-                r = await c.post(f"/v1/{SLUG}", json=body)
+                for attempt in range(3):
+                    try:
+                        r = await c.post(f"/v1/{SLUG}", json=_body(i))
+                        break
+                    except httpx.TransportError:
+                        # A kept-alive connection closed as the request went out (a starved
+                        # client on a loaded machine): counted, then sent again.
+                        codes[-1] = codes.get(-1, 0) + 1
+                        if attempt == 2:
+                            raise
                 latencies.append(time.perf_counter() - t0)
                 codes[r.status_code] = codes.get(r.status_code, 0) + 1
 
@@ -105,35 +153,82 @@ async def load(
     return elapsed, latencies, codes
 
 
-def bench_scripted(requests: int, concurrency: int) -> None:
+def bench_scripted(requests: int, concurrency: int, rounds: int) -> None:
+    """llamakit serve --backend scripted vs the bare Starlette floor, in interleaved rounds.
+
+    Server CPU per request is the server process's user+system CPU time (/proc/<pid>/stat) over a
+    round divided by its requests: it bounds throughput and barely depends on what else the
+    machine runs, unlike requests/s. Each round sends `requests` to one server then the other
+    (alternating which goes first); the figures are medians over rounds.
+    """
     load_before = os.getloadavg()[0]
-    with serve("--backend", "scripted", "--credits", "1000000") as (url, pid):
-        asyncio.run(load(url, 100, concurrency))  # warm-up (connections, tokenizer)
-        server_cpu, client_cpu = process_cpu_s(pid), time.process_time()
-        elapsed, latencies, codes = asyncio.run(load(url, requests, concurrency))
-        client_cpu = time.process_time() - client_cpu
-        server_end = process_cpu_s(pid)
-    q = statistics.quantiles(latencies, n=100)
+    per_round = max(1, requests // rounds)
+    cpu: dict[str, list[float]] = {"llamakit": [], "bare": []}
+    rate: dict[str, list[float]] = {"llamakit": [], "bare": []}
+    lat: dict[str, list[float]] = {"llamakit": [], "bare": []}
+    statuses: dict[str, dict[int, int]] = {"llamakit": {}, "bare": {}}
+    with (
+        serve("--backend", "scripted", "--credits", "1000000") as (url, pid),
+        serve_bare() as (bare_url, bare_pid),
+    ):
+        servers = {"llamakit": (url, pid), "bare": (bare_url, bare_pid)}
+        for u, _ in servers.values():
+            asyncio.run(load(u, 100, concurrency))  # warm-up (connections, tokenizer, caches)
+        for r in range(rounds):
+            order = ["llamakit", "bare"] if r % 2 == 0 else ["bare", "llamakit"]
+            for name in order:
+                u, p = servers[name]
+                before = process_cpu_s(p)
+                elapsed, latencies, codes = asyncio.run(
+                    load(u, per_round, concurrency, offset=1000 + r * per_round)
+                )
+                after = process_cpu_s(p)
+                if before is not None and after is not None:
+                    cpu[name].append((after - before) / per_round)
+                rate[name].append(per_round / elapsed)
+                lat[name] += latencies
+                for k, v in codes.items():
+                    statuses[name][k] = statuses[name].get(k, 0) + v
     print(
-        f"scripted backend, server in a subprocess, {requests} requests at concurrency {concurrency}"
+        f"scripted backend vs bare Starlette, servers in subprocesses, {rounds} interleaved rounds "
+        f"of {per_round} requests each at concurrency {concurrency}"
     )
     print(f"(load average before: {load_before:.1f} on {os.cpu_count()} CPUs)")
-    print(f"  {requests / elapsed:8.1f} requests/s   (statuses {codes})")
-    print(
-        f"FIGURE scripted server throughput: {requests / elapsed:.1f} requests/s "
-        f"({requests} requests at concurrency {concurrency}, p95 {q[94] * 1000:.0f} ms)"
-    )
-    print(
-        f"  latency p50 {q[49] * 1000:.1f} ms   p95 {q[94] * 1000:.1f} ms   "
-        f"max {max(latencies) * 1000:.1f} ms"
-    )
-    if server_cpu is not None and server_end is not None:
-        # CPU per request bounds throughput and barely depends on what else the machine runs.
-        per_req = (server_end - server_cpu) / requests * 1000
+    for name in ("llamakit", "bare"):
+        q = statistics.quantiles(lat[name], n=100)
+        cpu_ms = statistics.median(cpu[name]) * 1000 if cpu[name] else float("nan")
         print(
-            f"  server CPU {per_req:.2f} ms/request (~{1000 / per_req:.0f} requests/s per core); "
-            f"the httpx load generator {client_cpu / requests * 1000:.2f} ms/request"
+            f"  {name:9} {statistics.median(rate[name]):8.1f} requests/s   server CPU "
+            f"{cpu_ms:.3f} ms/request   p50 {q[49] * 1000:.1f} ms  p95 {q[94] * 1000:.1f} ms  "
+            f"(statuses {statuses[name]}; -1: resent after a transport error)"
         )
+    rps = statistics.median(rate["llamakit"])
+    print(
+        f"FIGURE scripted server throughput: {rps:.1f} requests/s "
+        f"({rounds}x{per_round} requests at concurrency {concurrency})"
+    )
+    if cpu["llamakit"] and cpu["bare"]:
+        mine, floor = statistics.median(cpu["llamakit"]), statistics.median(cpu["bare"])
+        # Each round's pair ran back to back: the median of their ratios cancels slow drifts of
+        # the machine's load better than the ratio of the medians.
+        pairs = [a / b for a, b in zip(cpu["llamakit"], cpu["bare"], strict=True)]
+        print(
+            f"  CPU per request, llamakit / bare per round: "
+            f"{', '.join(f'{x:.2f}' for x in pairs)} (median {statistics.median(pairs):.2f})"
+        )
+        floor = mine / statistics.median(pairs)
+        row = {
+            "figure": "stand-in CPU per request (scripted)",
+            "value": round(mine * 1000, 4),
+            "unit": "ms",
+            "floor": {"name": "bare Starlette", "value": round(floor * 1000, 4)},
+            "target": 2.0,
+            "note": f"server process CPU; median of {rounds} interleaved rounds of {per_round} "
+            "(floor: llamakit's median over the median per-round ratio)",
+        }
+        print("BENCH " + json.dumps(row))
+    else:
+        print("stand-in CPU per request: skipped (no /proc on this system)")
 
 
 def bench_smollm2(calls: int, max_tokens: int) -> None:
@@ -199,12 +294,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1200, help="per server, over all rounds")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--smol-calls", type=int, default=10)
+    parser.add_argument("--smol-calls", type=int, default=4)
     parser.add_argument("--smol-max-tokens", type=int, default=48)
     args = parser.parse_args()
-    bench_scripted(args.requests, args.concurrency)
+    bench_scripted(args.requests, args.concurrency, args.rounds)
     bench_smollm2(args.smol_calls, args.smol_max_tokens)
 
 

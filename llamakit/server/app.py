@@ -177,7 +177,10 @@ async def _crash(request: Request, exc: Exception) -> Response:
 
 def routes(config: ServerConfig) -> list[Route]:
     # One route per known slug, so an unknown model is a 404 (checked before the key, §4.3).
-    out = [
+    # The chat routes come first: Starlette tries routes in order, and they take nearly every
+    # request (no two routes here match the same path, so the order changes nothing else).
+    out = [Route(f"/v1/{slug}", chat_v1, methods=["POST"]) for slug in config.slugs]
+    out += [
         Route("/v1/chat/completions", chat_v1, methods=["POST"]),
         Route("/v1/get-user-credits", user_credits, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
@@ -189,9 +192,7 @@ def routes(config: ServerConfig) -> list[Route]:
         Route("/_llamakit/faults", admin_faults, methods=["GET", "POST"]),
         Route("/_llamakit/credits", admin_credits, methods=["POST"]),
     ]
-    for slug in config.slugs:
-        out.append(Route(f"/v1/{slug}", chat_v1, methods=["POST"]))
-        out.append(Route(f"/v2/{slug}", v2.submit, methods=["POST"]))
+    out += [Route(f"/v2/{slug}", v2.submit, methods=["POST"]) for slug in config.slugs]
     return out
 
 

@@ -40,6 +40,7 @@ class Admitted:
     hold: Hold
     faults: FaultDecision
     request_id: str
+    prompt_tokens: int  # counted once, here; backends reuse it (Generation.prompt_tokens None)
 
 
 async def admit(state: ServerState, request: Request, slug: str | None) -> Admitted:
@@ -83,7 +84,7 @@ async def admit(state: ServerState, request: Request, slug: str | None) -> Admit
             406,
             f"Not enough credits: balance {format_credits(exc.balance)}, call costs {format_credits(exc.needed)}",
         ) from None
-    return Admitted(label, slug, chat, hold, decision, new_request_id())
+    return Admitted(label, slug, chat, hold, decision, new_request_id(), prompt_tokens)
 
 
 async def generate(state: ServerState, admitted: Admitted) -> tuple[dict[str, Any], Decimal]:
@@ -98,10 +99,13 @@ async def generate(state: ServerState, admitted: Admitted) -> tuple[dict[str, An
         if isinstance(exc, BackendError):
             raise _backend_error(exc) from None
         raise
-    cost = state.cost_for(admitted.slug).cost(gen.prompt_tokens, gen.completion_tokens)
+    prompt_tokens = admitted.prompt_tokens if gen.prompt_tokens is None else gen.prompt_tokens
+    cost = state.cost_for(admitted.slug).cost(prompt_tokens, gen.completion_tokens)
     balance = state.ledger.commit(admitted.hold, cost)
     state.stats.record_billed(admitted.label, min(cost, admitted.hold.amount))
-    body = completion_body(gen, model=admitted.slug, request_id=admitted.request_id)
+    body = completion_body(
+        gen, prompt_tokens=prompt_tokens, model=admitted.slug, request_id=admitted.request_id
+    )
     return body, balance
 
 

@@ -87,12 +87,15 @@ def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def completion_body(gen: Generation, *, model: str, request_id: str) -> dict[str, Any]:
-    """The OpenAI `chat.completion` object of CONTRACT §3."""
+def completion_body(
+    gen: Generation, *, prompt_tokens: int, model: str, request_id: str
+) -> dict[str, Any]:
+    """The OpenAI `chat.completion` object of CONTRACT §3. `prompt_tokens` is the billed count
+    (`gen.prompt_tokens`, or the server's own when the backend has none)."""
     usage: dict[str, Any] = {
-        "prompt_tokens": gen.prompt_tokens,
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": gen.completion_tokens,
-        "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+        "total_tokens": prompt_tokens + gen.completion_tokens,
         **gen.usage_extras,
     }
     return {

@@ -51,19 +51,23 @@ def count_messages(messages: Sequence[dict[str, Any]]) -> int:
     return 1 + sum(count_text(str(m.get("content", ""))) + 5 for m in messages) + 4
 
 
-def truncate_to_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
-    """The longest prefix of `text` (cut at piece boundaries) of at most `max_tokens` tokens."""
-    if count_text(text) <= max_tokens:
-        return text, False
-    cuts = [m.end() for m in _PIECE.finditer(text)]
-    lo, hi = (
-        0,
-        len(cuts),
-    )  # invariant: cuts[:lo] fit; binary search is fine as counts grow with length
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if count_text(text[: cuts[mid - 1]]) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return (text[: cuts[lo - 1]] if lo else ""), True
+def truncate_to_tokens(text: str, max_tokens: int) -> tuple[str, int, bool]:
+    """The first `max_tokens` tokens of `text`, from one tokenization: (head, its tokens, cut?).
+
+    As a model stopped by `max_tokens`: `head` is a prefix of `text` that may end mid-word, and
+    its count is `max_tokens` when cut (see `llamakit.tokens.truncate`). The fallback estimate
+    cuts at its own pieces.
+    """
+    mod = _tokens_module()
+    if mod is not None:
+        try:
+            head, tokens, cut = mod.truncate(text, max_tokens)
+            return str(head), int(tokens), bool(cut)
+        except Exception:
+            pass
+    used = end = 0
+    for match in _PIECE.finditer(text):
+        if used + 1 > max_tokens:
+            return text[:end], used, True
+        used, end = used + 1, match.end()
+    return text, used, False

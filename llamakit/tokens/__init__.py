@@ -57,6 +57,7 @@ __all__ = [
     "is_exact",
     "preflight",
     "tokenizer_path",
+    "truncate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,44 @@ def count_messages(messages: MessagesLike) -> int:
         role_tokens = 1 if role in _ONE_TOKEN_ROLES else estimate(role)
         total += _PER_MESSAGE_TOKENS + role_tokens + estimate(content)
     return total + _GENERATION_PROMPT_TOKENS
+
+
+def truncate(text: str, max_tokens: int) -> tuple[str, int, bool]:
+    """The first ``max_tokens`` tokens of ``text``, as a model stopped by ``max_tokens`` gives them.
+
+    Returns ``(head, tokens, cut)``: ``head`` is a prefix of ``text`` ending where its
+    ``max_tokens``-th token ends (mid-word if the token does; before a character whose bytes the
+    cut splits), ``tokens`` its token count (as
+    ``count(text)`` counts; ``max_tokens`` when cut) and ``cut`` whether anything was dropped. One
+    tokenization of ``text``, whatever its length (the token offsets give the cut). Without the
+    tokenizer the estimate's pieces are the tokens (a piece that would overshoot is dropped whole).
+    Raises ``ValidationError`` when ``max_tokens`` is negative or not an int.
+    """
+    if not isinstance(text, str):
+        raise ValidationError(f"text must be a string, got {type(text).__name__}", field="text")
+    if max_tokens is None:
+        raise ValidationError(
+            "max_tokens must be a non-negative integer, got None", field="max_tokens"
+        )
+    budget = _reply_budget(max_tokens)
+    tokenizer = _get_tokenizer()
+    if tokenizer is not None:
+        encoding = tokenizer.encode(text, add_special_tokens=False)
+        if len(encoding.ids) <= budget:
+            return text, len(encoding.ids), False
+        if not budget:
+            return "", 0, True
+        # Offsets are in characters; a character split over several byte-level tokens has them
+        # all span it, so a cut inside it ends before it (a model would show a broken byte).
+        end = min(encoding.offsets[budget - 1][1], encoding.offsets[budget][0])
+        return text[:end], budget, True
+    used = end = 0
+    for match in _PIECES.finditer(text):
+        cost = estimate(match.group())
+        if used + cost > budget:
+            return text[:end], used, True
+        used, end = used + cost, match.end()
+    return text, used, False
 
 
 def fits(

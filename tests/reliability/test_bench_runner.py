@@ -80,3 +80,72 @@ def test_discover_skips_the_runner_and_private_helpers(
     for name in ("a.py", "b.py", "_shared.py", "run_all.py", "notes.txt"):
         (tmp_path / name).write_text("")
     assert [p.name for p in run_all.discover(tmp_path, only)] == expected
+
+
+def test_bench_lines_carry_the_floor_and_peers() -> None:
+    out = run_all.parse_figures(
+        'BENCH {"figure": "CPU per call", "value": 1.2, "unit": "ms", '
+        '"floor": {"name": "bare httpx", "value": 0.8}, "target": 1.2, '
+        '"peers": {"promptfoo": 2.4, "Inspect AI": null}, "note": "n=10"}\n'
+        'BENCH {"figure": "no floor", "value": 3}\n'
+        "BENCH {not json}\n"
+        'BENCH {"figure": "no value"}\n'
+        'BENCH {"figure": "nan value", "value": NaN}\n'
+        'BENCH {"value": 1}\n'
+    )
+    assert out == [
+        run_all.Figure(
+            "CPU per call",
+            "1.2",
+            "ms",
+            "n=10",
+            floor=("bare httpx", 0.8),
+            peers=(("promptfoo", 2.4), ("Inspect AI", None)),
+            target=1.2,
+        ),
+        run_all.Figure("no floor", "3"),
+    ]
+
+
+def test_one_table_merges_rows_of_every_script_with_ratios(tmp_path: Path) -> None:
+    _script(
+        tmp_path,
+        "a_server.py",
+        """
+        import json
+        print("NOTICE Inspect AI skipped: offline")
+        row = {"figure": "stand-in CPU", "value": 3.0, "unit": "ms", "target": 2.0,
+               "floor": {"name": "bare Starlette", "value": 1.0}}
+        print("BENCH " + json.dumps(row))
+        print("FIGURE plain throughput: 120 requests/s")
+        """,
+    )
+    _script(
+        tmp_path,
+        "b_runner.py",
+        """
+        import json
+        row = {"figure": "eval wall", "value": 6.0, "unit": "s",
+               "floor": {"name": "bare httpx", "value": 5.0},
+               "peers": {"promptfoo": 12.0, "Inspect AI": None}}
+        print("BENCH " + json.dumps(row))
+        """,
+    )
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), "--dir", str(tmp_path), "--timeout", "60"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    header = lines[0]
+    assert "vs floor" in header and "vs promptfoo" in header and "vs Inspect AI" in header
+    cpu = next(line for line in lines if "stand-in CPU" in line)
+    assert "bare Starlette 3.00x! (1)" in cpu and "[target <= 2x floor]" in cpu
+    wall = next(line for line in lines if "eval wall" in line)
+    assert "bare httpx 1.20x (5)" in wall and "0.50x (12)" in wall and "skipped" in wall
+    plain = next(line for line in lines if "plain throughput" in line)
+    assert "120" in plain and "x (" not in plain
+    assert "notice: a_server.py: Inspect AI skipped: offline" in proc.stdout
+    assert sum(line.startswith("script") for line in lines) == 1  # one table

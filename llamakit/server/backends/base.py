@@ -23,7 +23,9 @@ class BackendError(Exception):
 class Generation:
     text: str
     finish_reason: str  # "stop" | "length"
-    prompt_tokens: int
+    # None: the server's own count, made once when the request was admitted (inference.admit);
+    # a backend sets it only when it has a count of its own (an upstream's usage, SmolLM2's).
+    prompt_tokens: int | None
     completion_tokens: int
     # Extra usage fields (e.g. smollm2's own token counts), merged into the response's `usage`.
     usage_extras: dict[str, Any] = field(default_factory=dict)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..tokencount import count_messages, count_text, truncate_to_tokens
+from ..tokencount import truncate_to_tokens
 from ..validation import ChatRequest
 from .base import BackendError, Generation
 from .rules import Rule, load_rules
@@ -72,10 +72,12 @@ class ScriptedBackend:
         cut = min((text.find(s) for s in request.stop if s in text), default=-1)
         if cut >= 0:
             text = text[:cut]
-        text, truncated = truncate_to_tokens(text, request.max_tokens)
+        # One tokenization of the reply gives both the cut and the count; the prompt was counted
+        # once at admission (prompt_tokens None).
+        text, completion_tokens, truncated = truncate_to_tokens(text, request.max_tokens)
         if truncated:
             finish = "length"
-        return Generation(text, finish, count_messages(request.messages), count_text(text))
+        return Generation(text, finish, None, completion_tokens)
 
     def reply(self, request: ChatRequest, slug: str = "") -> str:
         """The full reply before `stop`/`max_tokens` are applied."""

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
-from ..tokencount import count_messages, count_text, have_llama3_counts
+from ..tokencount import count_text, have_llama3_counts
 from ..validation import ChatRequest
 from .base import BackendError, Generation
 
@@ -171,7 +171,7 @@ class SmolLM2Backend:
         return Generation(
             text=text,
             finish_reason=choice.get("finish_reason") or "stop",
-            prompt_tokens=count_messages(request.messages) if llama3 else backend_prompt,
+            prompt_tokens=None if llama3 else backend_prompt,  # None: the admission count
             completion_tokens=count_text(text) if llama3 else backend_completion,
             usage_extras={
                 "backend_prompt_tokens": backend_prompt,

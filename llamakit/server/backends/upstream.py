@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from ..redact import Scrubber, check_upstream_url, public_url, split_userinfo
-from ..tokencount import count_messages, count_text
+from ..tokencount import count_text
 from ..validation import ChatRequest
 from .base import BackendError, Generation
 
@@ -165,8 +165,10 @@ class UpstreamBackend:
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
             usage = data.get("usage") or {}
-            # The upstream serves the real model, so its counts are the real ones.
-            prompt_tokens = int(usage.get("prompt_tokens") or count_messages(request.messages))
+            # The upstream serves the real model, so its counts are the real ones (None: the
+            # server's own count from admission).
+            given = usage.get("prompt_tokens")
+            prompt_tokens = int(given) if given else None
             completion_tokens = int(usage.get("completion_tokens") or count_text(text))
             finish = str(choice.get("finish_reason") or "stop")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
