@@ -362,7 +362,6 @@ class Experiment:
             progress=progress,
             mode=mode,
             unit_cost=max(observed or 0.0, PUBLISHED_COST_PER_CALL),
-            local_tokens=self._local_tokens,
             api=api,
             # Local jobs finish in milliseconds; the hosted API's take about a second.
             poll_interval=0.02 if getattr(client, "is_local", False) else 1.0,

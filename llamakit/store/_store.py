@@ -259,6 +259,34 @@ class Store(Coordination):
                 raise
             self._raise_spilled(exc, self.spill_call(response, cells))
 
+    def record_calls(
+        self, calls: Sequence[tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]]
+    ) -> None:
+        """``record_call`` for several calls in one transaction (group commit): one commit, and
+        one wait for the write lock, instead of one per call. All or none are stored; if the
+        store cannot take them, every paid reply among them goes to the spill file and
+        StoreError is raised, as for ``record_call``."""
+        pending = [(dict(r) if r is not None else None, cells) for r, cells in calls]
+        if not pending:
+            return
+        try:
+            with self._db.write("saving paid replies") as tx:
+                for response, cells in pending:
+                    # _write_call pops "_attempts": pass copies, so a spill keeps them.
+                    self._write_call(tx, dict(response) if response else None, cells)
+        except StoreError as exc:
+            spilled: Path | None = None
+            paid = [(r, cells) for r, cells in pending if r is not None]
+            if not paid:
+                raise
+            for response, cells in paid:
+                spilled = self.spill_call(response, cells) or spilled
+            self._raise_spilled(exc, spilled)
+
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the database file (for measuring its size)."""
+        self._db.query("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def _raise_spilled(self, exc: StoreError, spilled: Path | None) -> None:
         if spilled is None:
             raise exc
