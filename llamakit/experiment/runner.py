@@ -264,6 +264,8 @@ class Runner:
     def _prepare(self, done_ids: set[str]) -> list[Cell]:
         """Cells still to do; cached ones with no judge to call are recorded in bulk right here."""
         self.done = sum(1 for c in self.cells if c.cell_id in done_ids)
+        if self.store.cells_run(self.run.id) != self.run.id:  # a rerun sharing a run's cells
+            self.cached = self.done
         todo = [c for c in self.cells if c.cell_id not in done_ids]
         if self.judges:
             self.responses.cache = self.store.cached_responses(c.cell_key for c in todo)

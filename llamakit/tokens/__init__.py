@@ -38,6 +38,7 @@ import logging
 import math
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,16 @@ def count_messages(messages: MessagesLike) -> int:
         role_tokens = 1 if role in _ONE_TOKEN_ROLES else estimate(role)
         total += _PER_MESSAGE_TOKENS + role_tokens + estimate(content)
     return total + _GENERATION_PROMPT_TOKENS
+
+
+def count_messages_many(prompts: Sequence[MessagesLike]) -> list[int]:
+    """``count_messages`` of each prompt, encoded in one batch (the tokenizer's own threads):
+    what a results table of thousands of distinct prompts needs."""
+    tokenizer = _get_tokenizer()
+    if tokenizer is None:
+        return [count_messages(p) for p in prompts]
+    rendered = [render(p) for p in prompts]
+    return [len(e.ids) for e in tokenizer.encode_batch(rendered, add_special_tokens=False)]
 
 
 def fits(

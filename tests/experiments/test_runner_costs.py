@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from exp_helpers import client_of, make_experiment
 
+import llamakit as lk
 from llamakit import tokens
 from llamakit.errors import StoreError, ValidationError
 from llamakit.store import Store
@@ -164,3 +165,97 @@ def test_a_cached_rerun_larger_than_one_chunk(server: Any, tmp_path: Any, monkey
     frame = again.results
     assert len(frame) == 60 and frame["cached"].all()
     assert list(frame["response"]) == list(first.results["response"])
+
+
+def _size(path: Any) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def test_a_fully_cached_rerun_adds_no_rows_per_cell(server: Any, tmp_path: Any) -> None:
+    """The rerun of a complete run shares its cells: the store grows by a run row and a session,
+    not by a row per cell, and every reader (results, progress, runs(), resume) sees 120 cells."""
+    path = tmp_path / "s.db"
+    store = Store(path)
+    first = make_experiment(items=20, repeats=2).run(client_of(server), progress=False, store=store)
+    store.checkpoint()
+    size, rows = _size(path), store.query("SELECT COUNT(*) AS n FROM run_cells")[0]["n"]
+    reruns = [
+        make_experiment(items=20, repeats=2).run(client_of(server), progress=False, store=store)
+        for _ in range(3)
+    ]
+    store.checkpoint()
+    assert store.query("SELECT COUNT(*) AS n FROM run_cells")[0]["n"] == rows == 120
+    assert _size(path) - size <= 3 * 4096  # at most a page per rerun, whatever the cell count
+    assert server.stats()["billed_calls"] == 120
+    for again in reruns:
+        assert again.id != first.id and again.status == "finished"
+        assert again.progress.done == 120 and again.progress.total == 120
+        frame = again.results
+        assert len(frame) == 120 and frame["cached"].all() and (frame["run_id"] == again.id).all()
+        assert list(frame["response"]) == list(first.results["response"])
+        assert again.credits_spent == 0
+    table = lk.runs(store)
+    assert list(table["cells_done"]) == [120] * 4 and list(table["errors"]) == [0] * 4
+    assert store.cells_run(reruns[-1].id) == first.id  # a rerun of a rerun shares the original
+
+
+def test_a_rerun_of_a_run_with_errors_records_its_own_cells(server: Any, tmp_path: Any) -> None:
+    """Only a complete run is shared: a finished run with failed cells is rerun for real (its
+    failures retried, paid once each), with rows of its own."""
+    store = Store(tmp_path / "s.db")
+    server.set_faults(fail_rate=1.0)
+    first = make_experiment(items=5, repeats=1).run(
+        client_of(server, max_retries=0), progress=False, store=store
+    )
+    assert first.status == "finished" and sum(first.progress.errors.values()) == 15
+    server.set_faults(fail_rate=0.0)
+    again = make_experiment(items=5, repeats=1).run(client_of(server), progress=False, store=store)
+    assert store.cells_run(again.id) == again.id
+    assert again.progress.done == 15 and not again.progress.errors
+    assert server.stats()["billed_calls"] == 15
+    third = make_experiment(items=5, repeats=1).run(client_of(server), progress=False, store=store)
+    assert store.cells_run(third.id) == again.id and server.stats()["billed_calls"] == 15
+
+
+@pytest.mark.parametrize("source", ["", "http://127.0.0.1:1/v1", "llamakit-local/scripted"])
+def test_cell_keys_built_in_bulk_equal_the_one_cell_hashes(source: str) -> None:
+    """The cache keys of existing stores must not change: CellKeys == cell_key / cell_id."""
+    from llamakit.experiment.cells import canonical_json, cell_id, cell_key
+
+    items = [
+        {"id": "a", "q": "naïve 数学 🎉", "n": 1},
+        {"id": 'quote"d', "q": "line\\nbreak\ttab", "n": 2},
+        {"id": "3", "q": " ", "n": 3},
+    ]
+    exp = lk.Experiment(
+        "keys",
+        prompts={"one": "{{ q }} {{ n }}", "two": [{"role": "system", "content": "ß"},
+                                                  {"role": "user", "content": "{{ q }}"}]},
+        dataset=items,
+        params={"temperature": [0, 0.5], "max_tokens": 16, "stop": ["\n", "é"]},
+        repeats=3,
+    )  # fmt: skip
+    cells = exp.cells("llama-v3-8b-instruct", source)
+    assert len(cells) == 2 * 3 * 2 * 3
+    for c in cells:
+        assert c.cell_key == cell_key(c.model, c.messages, c.params, c.repeat, source=source)
+        assert c.cell_id == cell_id(c.variant, c.item_id, c.params_json, c.repeat, c.model)
+        assert c.params_json == canonical_json(c.params)
+
+
+def test_results_in_chunks_concatenate_to_the_whole_table(server: Any, tmp_path: Any) -> None:
+    import pandas as pd
+
+    from llamakit import scoring
+
+    grader = scoring.judge(None, "Does the answer equal {{ expected }}?", scale=1)
+    store = Store(tmp_path / "s.db")
+    run = make_experiment(items=4, repeats=2, scorers=[grader]).run(
+        client_of(server), progress=False, store=store
+    )
+    whole = run.results
+    chunks = list(run.iter_results(chunk=5))
+    assert [len(c) for c in chunks] == [5, 5, 5, 5, 4]
+    joined = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole)
+    assert sum(joined["judge_credits"]) == sum(whole["judge_credits"]) > 0
