@@ -16,13 +16,19 @@ wall time, and bytes the rerun adds to the store per cell.
 
 Usage: .venv/bin/python benchmarks/runner_throughput.py [--quick] [--rounds N] [--latency-ms MS]
 
-Profiling (how the figures in benchmarks/README.md were found):
+Profiling (how the causes were found; ``pip install py-spy``). The run works on threads of its
+own, so cProfile (main thread only) misses it; sample every thread holding the GIL instead:
 
-    .venv/bin/python -m cProfile -o /tmp/runner.prof benchmarks/runner_throughput.py --only runner
-    .venv/bin/python -c "import pstats; pstats.Stats('/tmp/runner.prof').sort_stats('tottime')\
-.print_stats(25)"
-    py-spy record -o /tmp/runner.svg --subprocesses -- .venv/bin/python \
-benchmarks/runner_throughput.py --only runner      # (pip install py-spy)
+    py-spy record --gil -r 200 -f raw -o /tmp/runner.txt -- .venv/bin/python \
+        benchmarks/runner_throughput.py --only runner --rounds 1
+    # then add up the samples per leaf frame (self) and per llamakit frame (inclusive):
+    python -c "import collections,sys; c=collections.Counter(); [c.update({l.rsplit(' ',1)[0]\
+.split(';')[-1]: int(l.rsplit(' ',1)[1])}) for l in open('/tmp/runner.txt')]; \
+print(*c.most_common(15), sep='\\n')"
+
+A fully cached rerun is profiled with cProfile by awaiting ``exp.arun(None, mode="replay",
+store=...)`` on the main thread (``Experiment.run`` works on a thread of its own) and printing
+``pstats.Stats(profile).sort_stats("cumtime")``.
 """
 
 from __future__ import annotations
