@@ -379,9 +379,9 @@ class Store(Coordination):
                         r.latency_s AS response_latency_s
                  FROM run_cells c LEFT JOIN responses r
                    ON c.cell_key = r.cell_key AND c.status = 'done'
-                 WHERE c.run_id = ? AND (c.ordinal, c.rowid) > (?, ?)
-                 ORDER BY c.ordinal, c.rowid LIMIT ?"""
-        after: tuple[int, int] = (-1, -1)
+                 WHERE c.run_id = ? AND (COALESCE(c.ordinal, -1), c.rowid) > (?, ?)
+                 ORDER BY COALESCE(c.ordinal, -1), c.rowid LIMIT ?"""
+        after: tuple[int, int] = (-2, -1)  # before any row (a row without ordinal sorts as -1)
         while True:
             rows = self._db.query(sql, (base, *after, chunk))
             if not rows:
@@ -389,7 +389,8 @@ class Store(Coordination):
             out = []
             for raw in rows:
                 row = dict(raw)
-                after = (row["ordinal"], row.pop("_rowid"))
+                ordinal = row["ordinal"]
+                after = (-1 if ordinal is None else ordinal, row.pop("_rowid"))
                 if base != run_id:
                     row["run_id"], row["cached"] = run_id, 1
                 out.append(row)
