@@ -1,29 +1,52 @@
-"""Runner throughput, measured side by side in one run (figures, never asserted).
+"""Runner throughput against its floor, measured side by side in one run (figures, never asserted).
 
-1. 2,000 cells at concurrency 32 against a `llamakit serve` process adding 100 ms to every call:
-   wall time as a fraction of the ideal ceil(2000 / 32) x 0.1 s.
-2. The same runner under a 600 requests/minute limit: the client paces at rpm=600 and the server
-   enforces 600/min (as 60 per 6 s, so a burst would be caught within the run); scaled down to
-   500 cells (ideal 50 s instead of 200 s for 2,000) to keep the benchmark near a minute; with the
-   server's count of 429s.
-3. A fully cached rerun of 10,000 cells (the store is filled through the Store API first, not by
-   10,000 live calls): wall time and cells per second.
+One ``llamakit serve --backend scripted`` process adds a fixed latency to every call; against it,
+in interleaved rounds (medians reported), the same number of fresh calls at concurrency 32 go:
 
-Usage: .venv/bin/python benchmarks/runner_throughput.py [--quick]
+- floor: a bare ``httpx.AsyncClient`` with an ``asyncio.Semaphore(32)``, the same JSON body, no
+  retries, no store: what Python, httpx and this machine allow;
+- runner, sync client: ``Experiment.run(lk.Client)`` (32 worker threads, the store, the claims);
+- runner, async client: ``Experiment.arun(lk.AsyncClient)``.
+
+Each is measured as wall time over the ideal ceil(cells / 32) x latency and as CPU per call (this
+process's CPU time, every thread; the server is another process). The ratios printed are runner /
+floor from the same rounds. Then: the rpm-paced runner (client at rpm=600, server enforcing
+600/min) and a fully cached rerun of 10,000 cells (the store filled through the Store API first):
+wall time, and bytes the rerun adds to the store per cell.
+
+Usage: .venv/bin/python benchmarks/runner_throughput.py [--quick] [--rounds N] [--latency-ms MS]
+
+Profiling (how the causes were found; ``pip install py-spy``). The run works on threads of its
+own, so cProfile (main thread only) misses it; sample every thread holding the GIL instead:
+
+    py-spy record --gil -r 200 -f raw -o /tmp/runner.txt -- .venv/bin/python \
+        benchmarks/runner_throughput.py --only runner --rounds 1
+    # then add up the samples per leaf frame (self) and per llamakit frame (inclusive):
+    python -c "import collections,sys; c=collections.Counter(); [c.update({l.rsplit(' ',1)[0]\
+.split(';')[-1]: int(l.rsplit(' ',1)[1])}) for l in open('/tmp/runner.txt')]; \
+print(*c.most_common(15), sep='\\n')"
+
+A fully cached rerun is profiled with cProfile by awaiting ``exp.arun(None, mode="replay",
+store=...)`` on the main thread (``Experiment.run`` works on a thread of its own) and printing
+``pstats.Stats(profile).sort_stats("cumtime")``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,6 +55,7 @@ from llamakit.client.retry import RetryPolicy
 from llamakit.store import Store
 
 KEY = "SG_bench_0123456789abcdef"
+CONCURRENCY = 32
 
 
 def experiment(name: str, cells: int, repeats: int = 1) -> lk.Experiment:
@@ -42,44 +66,99 @@ def experiment(name: str, cells: int, repeats: int = 1) -> lk.Experiment:
     )
 
 
-def latency_bound(cells: int, concurrency: int, store: Store) -> dict[str, float]:
+def measure(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall s, CPU s of this process, all threads) of one call."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+async def bare_floor(url: str, tag: str, cells: int) -> None:
+    limit = asyncio.Semaphore(CONCURRENCY)
+    target = f"{url}/v1/{lk._defaults.DEFAULT_MODEL}"
+    headers = {"x-api-key": KEY}
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+
+        async def one(i: int) -> None:
+            body = {"messages": [{"role": "user", "content": f"{tag}: question {i}?"}],
+                    "max_tokens": 8}  # fmt: skip
+            async with limit:
+                resp = await http.post(target, json=body, headers=headers)
+                resp.raise_for_status()
+                resp.json()
+
+        await asyncio.gather(*(one(i) for i in range(cells)))
+
+
+def start_server(latency_ms: float, *extra: str) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "llamakit.cli", "serve", "--backend", "scripted", "--port", "0",
-         "--api-key", KEY, "--credits", "1000", "--latency-ms", "100"],
+         "--api-key", KEY, "--credits", "100000", "--latency-ms", str(latency_ms), *extra],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert server.stdout is not None
+    return server, server.stdout.readline().split()[2]
+
+
+def billed(url: str) -> int:
+    stats = httpx.get(url + "/_llamakit/stats", headers={"x-api-key": KEY}).json()
+    return int(stats["billed_calls"])
+
+
+def against_floor(
+    cells: int, rounds: int, latency_ms: float, store: Store
+) -> dict[str, list[tuple[float, float]]]:
+    server, url = start_server(latency_ms)
+    out: dict[str, list[tuple[float, float]]] = {"floor": [], "sync": [], "async": []}
     try:
-        url = server.stdout.readline().split()[2]
-        client = lk.Client(KEY, base_url=url + "/v1", retry_policy=RetryPolicy(max_retries=6))
-        client.chat("warm up", max_tokens=8)
-        exp = experiment("bench-latency", cells)
-        t0 = time.perf_counter()
-        run = exp.run(client, concurrency=concurrency, progress=False, store=store)
-        wall = time.perf_counter() - t0
-        billed = httpx.get(url + "/_llamakit/stats", headers={"x-api-key": KEY}).json()[
-            "billed_calls"
-        ]
-        assert run.status == "finished" and billed == cells + 1, (run.status, billed)
-        # The same calls with no runner at all (no store, no scoring): what the server and the
-        # client allow on this machine, so the runner's own cost can be told apart.
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(lambda i: client.chat(f"bare {i}", max_tokens=8), range(cells)))
-        bare = time.perf_counter() - t0
+        sync = lk.Client(KEY, base_url=url + "/v1", retry_policy=RetryPolicy(max_retries=6))
+        sync.chat("warm up", max_tokens=8)
+
+        def runner_sync(tag: str) -> None:
+            run = experiment(tag, cells).run(
+                sync, concurrency=CONCURRENCY, progress=False, store=store
+            )
+            assert run.status == "finished", run.status
+
+        def runner_async(tag: str) -> None:
+            async def go() -> None:
+                client = lk.AsyncClient(
+                    KEY, base_url=url + "/v1", retry_policy=RetryPolicy(max_retries=6)
+                )
+                run = await experiment(tag, cells).arun(
+                    client, concurrency=CONCURRENCY, progress=False, store=store
+                )
+                assert run.status == "finished", run.status
+                await client.close()
+
+            asyncio.run(go())
+
+        kinds: dict[str, Callable[[str], None]] = {
+            "floor": lambda tag: asyncio.run(bare_floor(url, tag, cells)),
+            "sync": runner_sync,
+            "async": runner_async,
+        }
+        order = list(kinds)
+        for kind, go in kinds.items():  # warm up: imports, connections, the server's caches
+            go(f"warm-{kind}")
+        before = billed(url)
+        for r in range(rounds):
+            for kind in order[r % 3 :] + order[: r % 3]:  # rotate so no kind always goes first
+                out[kind].append(measure(functools.partial(kinds[kind], f"r{r}-{kind}")))
+        assert billed(url) - before == 3 * rounds * cells
     finally:
         server.terminate()
         server.wait(10)
-    ideal = math.ceil(cells / concurrency) * 0.1
-    return {"cells": cells, "wall_s": wall, "ideal_s": ideal, "ratio": wall / ideal,
-            "bare_s": bare, "bare_ratio": bare / ideal}  # fmt: skip
+    return out
 
 
-def rate_bound(cells: int, concurrency: int, store: Store) -> dict[str, float]:
+def rate_bound(cells: int, store: Store) -> dict[str, float]:
     with lk.local_server(backend="scripted", credits=1000.0, rpm=60, rpm_window_s=6.0) as srv:
         client = srv.client(rpm=600, retry_policy=RetryPolicy(max_retries=6))
         exp = experiment("bench-rpm", cells)
         t0 = time.perf_counter()
-        run = exp.run(client, concurrency=concurrency, progress=False, store=store)
+        run = exp.run(client, concurrency=CONCURRENCY, progress=False, store=store)
         wall = time.perf_counter() - t0
         stats = srv.stats()
         assert run.status == "finished" and stats["billed_calls"] == cells
@@ -88,72 +167,105 @@ def rate_bound(cells: int, concurrency: int, store: Store) -> dict[str, float]:
             "429s": stats["requests"].get("429", 0)}  # fmt: skip
 
 
-def cached_rerun(cells: int, store: Store) -> dict[str, float]:
-    exp = experiment("bench-cached", cells, repeats=2)
+def fill_cache(store: Store, exp: lk.Experiment) -> None:
+    """Stored replies for every cell of ``exp``, as if a live run had paid for them."""
     model = lk._defaults.DEFAULT_MODEL
     now = time.time()
     batch = [
         {"cell_key": c.cell_key, "model": model, "messages": c.messages, "params": c.params,
          "repeat": c.repeat, "text": "cached answer", "finish_reason": "stop", "latency_s": 0.1,
-         "attempts": 1, "started_at": now, "finished_at": now, "credits": 0.00063}
+         "attempts": 1, "started_at": now, "finished_at": now, "credits": "0.00063"}
         for c in exp.cells(model)
     ]  # fmt: skip
-    for row in batch:  # one transaction per row, as live calls would commit them
-        store.record_call(row)
+    for start in range(0, len(batch), 1000):
+        store.record_calls([(row, ()) for row in batch[start : start + 1000]])
+
+
+def store_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def cached_rerun(cells: int, store: Store) -> dict[str, float]:
+    exp = experiment("bench-cached", cells, repeats=2)
+    fill_cache(store, exp)
+    experiment("bench-cached", cells, repeats=2).run(
+        None, mode="replay", progress=False, store=store
+    )
+    store.checkpoint()
+    size0 = store_bytes(store.path)
     t0 = time.perf_counter()
     run = experiment("bench-cached", cells, repeats=2).run(
         None, mode="replay", progress=False, store=store
     )
     wall = time.perf_counter() - t0
     assert run.status == "finished" and run.progress.done == cells
+    store.checkpoint()
+    grown = store_bytes(store.path) - size0
     t1 = time.perf_counter()
     rows = len(run.results)
     frame_s = time.perf_counter() - t1
-    return {
-        "cells": cells,
-        "wall_s": wall,
-        "cells_per_s": cells / wall,
-        "results_s": frame_s,
-        "rows": rows,
-    }
+    assert rows == cells
+    return {"cells": cells, "wall_s": wall, "per_10k_s": wall * 10000 / cells,
+            "bytes_per_cell": grown / cells, "results_s": frame_s}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a tenth of the cells (smoke test)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--only", choices=["runner", "rpm", "cached"], default=None)
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     import pandas  # noqa: F401  (imported up front: its import is not the results frame's cost)
 
-    from llamakit import tokens
-
-    t0 = time.perf_counter()
-    tokens.count("load the tokenizer once, outside the timings")
-    load_s = time.perf_counter() - t0
+    cells = 2000 // scale
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LLAMAKIT_HOME"] = tmp
         store = Store(Path(tmp) / "bench.db")
-        a = latency_bound(2000 // scale, 32, store)
-        b = rate_bound(500 // scale, 32, store)
-        c = cached_rerun(10000 // scale, store)
+        a = (
+            against_floor(cells, args.rounds, args.latency_ms, store)
+            if args.only in (None, "runner")
+            else None
+        )
+        b = rate_bound(500 // scale, store) if args.only in (None, "rpm") else None
+        c = (
+            cached_rerun(10000 // scale, Store(Path(tmp) / "cached.db"))
+            if args.only in (None, "cached")
+            else None
+        )
     print(f"runner throughput  ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()})")  # fmt: skip
-    print(f"{'scenario':<44} {'cells':>6} {'wall s':>8} {'ideal s':>8} {'wall/ideal':>10}  extra")
-    print(f"{'concurrency 32, +100 ms latency':<44} {a['cells']:>6} {a['wall_s']:>8.2f} "
-          f"{a['ideal_s']:>8.2f} {a['ratio']:>10.2f}")  # fmt: skip
-    print(f"{'  same calls, bare Client.chat x 32 threads':<44} {a['cells']:>6} {a['bare_s']:>8.2f} "
-          f"{a['ideal_s']:>8.2f} {a['bare_ratio']:>10.2f}  (no runner, no store)")  # fmt: skip
-    print(f"{'rpm=600 (client paced, server enforces)':<44} {b['cells']:>6} {b['wall_s']:>8.2f} "
-          f"{b['ideal_s']:>8.2f} {b['ratio']:>10.2f}  429s: {b['429s']}")  # fmt: skip
-    print(f"{'fully cached rerun (replay)':<44} {c['cells']:>6} {c['wall_s']:>8.2f} {'-':>8} "
-          f"{'-':>10}  {c['cells_per_s']:,.0f} cells/s; results frame {c['results_s']:.2f} s")  # fmt: skip
-    print(f"(one-time Llama 3 tokenizer load, excluded above: {load_s:.2f} s)")
-    # For `make bench` (benchmarks/run_all.py collects FIGURE lines).
-    print(f"FIGURE runner wall/ideal, concurrency 32 +100 ms: {a['ratio']:.2f} x "
-          f"({a['cells']} cells; bare Client.chat threads {a['bare_ratio']:.2f} x)")  # fmt: skip
-    print(f"FIGURE runner wall/ideal at rpm=600: {b['ratio']:.2f} x "
-          f"({b['cells']} cells; {b['429s']} 429s)")  # fmt: skip
-    print(f"FIGURE fully cached rerun: {c['cells_per_s']:.0f} cells/s ({c['cells']} cells)")
+    if a is not None:
+        ideal = math.ceil(cells / CONCURRENCY) * args.latency_ms / 1000
+        med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+               for k, v in a.items()}  # fmt: skip
+        print(f"{cells} calls, concurrency {CONCURRENCY}, +{args.latency_ms:.0f} ms, "
+              f"medians of {args.rounds} interleaved rounds; ideal wall {ideal:.2f} s")  # fmt: skip
+        print(f"{'':<28} {'wall s':>8} {'wall/ideal':>10} {'CPU us/call':>12} {'CPU / floor':>12}")
+        floor_cpu = med["floor"][1]
+        for kind, label in (("floor", "bare httpx.AsyncClient"), ("sync", "runner, sync Client"),
+                            ("async", "runner, AsyncClient")):  # fmt: skip
+            wall, cpu = med[kind]
+            print(f"{label:<28} {wall:>8.2f} {wall / ideal:>10.2f} {cpu / cells * 1e6:>12.0f} "
+                  f"{cpu / floor_cpu:>12.2f}")  # fmt: skip
+        for kind, label in (("sync", "sync Client"), ("async", "AsyncClient")):
+            wall, cpu = med[kind]
+            print(f"FIGURE runner CPU per call / bare httpx, {label}: {cpu / floor_cpu:.2f} x "
+                  f"({cpu / cells * 1e6:.0f} vs {floor_cpu / cells * 1e6:.0f} us; {cells} calls)")  # fmt: skip
+            print(f"FIGURE runner wall / bare httpx, {label}, +{args.latency_ms:.0f} ms: "
+                  f"{wall / med['floor'][0]:.2f} x (bare at {med['floor'][0] / ideal:.2f} x ideal)")  # fmt: skip
+    if b is not None:
+        print(f"rpm=600 (client paced, server enforces): {b['cells']} cells, {b['wall_s']:.2f} s, "
+              f"{b['ratio']:.2f} x ideal, 429s: {b['429s']}")  # fmt: skip
+        print(f"FIGURE runner wall/ideal at rpm=600: {b['ratio']:.2f} x "
+              f"({b['cells']} cells; {b['429s']} 429s)")  # fmt: skip
+    if c is not None:
+        print(f"fully cached rerun (replay): {c['cells']} cells in {c['wall_s']:.2f} s "
+              f"({c['per_10k_s']:.2f} s per 10,000), store +{c['bytes_per_cell']:.1f} B/cell; "
+              f"results frame {c['results_s']:.2f} s")  # fmt: skip
+        print(f"FIGURE fully cached rerun: {c['per_10k_s']:.2f} s per 10k cells "
+              f"(+{c['bytes_per_cell']:.1f} B/cell in the store; {c['cells']} cells)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -392,4 +392,5 @@ def _preflight(messages: list[dict[str, str]], max_tokens: int | None) -> None:
         from .. import tokens
     except ImportError:
         return
-    tokens.preflight(messages, max_tokens)
+    if not tokens.surely_fits(messages, max_tokens):  # most prompts: no tokenizer needed
+        tokens.preflight(messages, max_tokens)

@@ -56,6 +56,44 @@ def cell_id(variant: str, item_id: str, params_json: str, repeat: int, model: st
     return _digest([variant, item_id, params_json, repeat, model])
 
 
+class CellKeys:
+    """``cell_key`` and ``cell_id`` for many cells of one model and source, equal to theirs but
+    cheaper: the canonical JSON of a request is assembled from the canonical JSON of its parts
+    (computed once per prompt and per params set, not once per cell), and the hash of the part
+    shared by every repeat is computed once and copied.
+
+    It relies on ``canonical_json`` sorting keys: a request is
+    ``{"messages":…,"model":…,"params":…,"repeat":…,"source":…}`` in that order, and a place is
+    ``[variant,item_id,params_json,repeat,model]``."""
+
+    def __init__(self, model: str, source: str) -> None:
+        self._model = canonical_json(model)
+        self._source_tail = ',"source":' + canonical_json(source) + "}"
+        self._model_tail = "," + self._model + "]"
+
+    def request(self, prompt_json: str, params_json: str) -> Any:
+        """The hash state of a request up to its repeat index (``prompt_json`` and
+        ``params_json``: canonical JSON of the messages and of the params)."""
+        head = f'{{"messages":{prompt_json},"model":{self._model},"params":{params_json},"repeat":'
+        return hashlib.sha256(head.encode("utf-8"))
+
+    def cell_key(self, request: Any, repeat: int) -> str:
+        digest = request.copy()
+        digest.update(f"{int(repeat)}{self._source_tail}".encode())
+        return str(digest.hexdigest()[:32])
+
+    def place(self, variant: str, item_id: str, params_json: str) -> Any:
+        head = (
+            f"[{canonical_json(variant)},{canonical_json(item_id)},{canonical_json(params_json)},"
+        )
+        return hashlib.sha256(head.encode("utf-8"))
+
+    def cell_id(self, place: Any, repeat: int) -> str:
+        digest = place.copy()
+        digest.update(f"{int(repeat)}{self._model_tail}".encode())
+        return str(digest.hexdigest()[:32])
+
+
 def _is_grid_axis(name: str, value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         if name in _LIST_VALUED:

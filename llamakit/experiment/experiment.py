@@ -35,7 +35,7 @@ from .. import scoring
 from .._defaults import DEFAULT_MODEL
 from ..client.credits import to_credits
 from ..errors import ValidationError
-from .cells import Cell, canonical_json, cell_id, cell_key, expand_params
+from .cells import Cell, CellKeys, canonical_json, expand_params
 from .dataset import Item, load_dataset, subset
 from .estimate import Estimate, expected_cost_per_call
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
@@ -244,20 +244,21 @@ class Experiment:
 
     def _build_cells(self, model: str, source: str) -> list[Cell]:
         out: list[Cell] = []
+        keys = CellKeys(model, source)
         for template in self.templates:
+            param_sets = [(p, canonical_json(p)) for p in self.variant_params[template.variant]]
             for item in self.items:
                 messages = self._rendered[(template.variant, item.id)]
                 prompt_json = canonical_json(messages)
                 row_json = canonical_json(item.row)
-                for params in self.variant_params[template.variant]:
-                    params_json = canonical_json(params)
+                for params, params_json in param_sets:
+                    request = keys.request(prompt_json, params_json)
+                    place = keys.place(template.variant, item.id, params_json)
                     for repeat in range(self.repeats):
                         out.append(
                             Cell(
-                                cell_id=cell_id(
-                                    template.variant, item.id, params_json, repeat, model
-                                ),
-                                cell_key=cell_key(model, messages, params, repeat, source=source),
+                                cell_id=keys.cell_id(place, repeat),
+                                cell_key=keys.cell_key(request, repeat),
                                 variant=template.variant,
                                 item_id=item.id,
                                 params=params,
@@ -449,7 +450,6 @@ class Experiment:
             progress=progress,
             mode=mode,
             unit_cost=unit_cost,
-            local_tokens=self._local_tokens,
             api=api,
             # Local jobs finish in milliseconds; the hosted API's take about a second.
             poll_interval=0.02 if getattr(client, "is_local", False) else 1.0,

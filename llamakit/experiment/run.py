@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -154,7 +154,7 @@ class Run:
         cells = self.store.query(
             "SELECT status, error, COUNT(*) AS n FROM run_cells WHERE run_id = ? "
             "GROUP BY status, error",
-            (self.id,),
+            (self.store.cells_run(self.id),),
         )
         errors = {c["error"]: c["n"] for c in cells if c["status"] == "error"}
         done = sum(c["n"] for c in cells if c["status"] != "error")
@@ -231,6 +231,26 @@ class Run:
             judge_names=self.judge_names or judges,
             source=self.source,
         )
+
+    def iter_results(self, chunk: int = 5000) -> Iterator[Any]:
+        """``results`` as DataFrames of at most ``chunk`` rows, in order, read from the store
+        one chunk at a time: memory stays flat however many cells the run has. The chunks
+        concatenate to ``results`` (a judge's grading credits go to the first cell, as there)."""
+        from ..store._store import RUN_CELLS_CHUNK
+        from .results import results_frame
+
+        credited: set[str] = set()
+        judges = self.judge_names
+        for cells in self.store.iter_run_cells(self.id, chunk or RUN_CELLS_CHUNK):
+            replies, found = judge_replies(self.store, cells)
+            yield results_frame(
+                cells,
+                self.scorer_names,
+                judge_replies=replies,
+                judge_names=judges or found,
+                source=self.source,
+                credited=credited,
+            )
 
     @property
     def judge_names(self) -> list[str]:

@@ -22,7 +22,7 @@ rate limiter is shared); async clients are awaited directly.
 
 Where the parts live: ``runner_calls`` (one paid call per request key, within the budget),
 ``runner_budget`` (credits spent and attributed), ``journal`` (v2 jobs), ``runner_scoring``
-(scorers and judges), ``runner_tokens`` and ``runner_progress``; this module runs the cells.
+(scorers and judges), and ``runner_progress``; this module runs the cells.
 """
 
 from __future__ import annotations
@@ -42,14 +42,23 @@ from ..store._claims import Lease
 from .cells import Cell
 from .run import Run, RunProgress, run_spend
 from .runner_budget import Spending, attribute_session, repair_earlier_sessions
-from .runner_calls import FATAL, ClaimedElsewhere, Responses, Stop, hook_attempts, judge_call
+from .runner_calls import (
+    FATAL,
+    ClaimedElsewhere,
+    Responses,
+    Stop,
+    hook_attempts,
+    judge_call,
+)
+from .runner_commits import Commits
 from .runner_progress import ProgressBar
 from .runner_reach import check_served, hook_breaker
 from .runner_scoring import is_judge, score_cell, score_without_judges
-from .runner_tokens import LocalTokenCounts
 
 # How often a cell another process is paying for is looked at again.
 CLAIM_POLL_S = 0.05
+# Cached cells are looked up and recorded this many at a time (one transaction each).
+PREPARE_CHUNK = 2000
 
 
 class Runner:
@@ -67,7 +76,6 @@ class Runner:
         progress: bool,
         mode: str,
         unit_cost: Any,
-        local_tokens: Callable[[Cell], int | None],
         api: str = "v1",
         poll_interval: float = 1.0,
         models: Sequence[str] = (),
@@ -93,7 +101,6 @@ class Runner:
             spending=self.spending,
             poll_interval=poll_interval,
         )
-        self.tokens = LocalTokenCounts(local_tokens)
         self.sends = False
         self.done = 0
         self.cached = 0
@@ -101,6 +108,7 @@ class Runner:
         self.prior_spent = ZERO
         self.deferred: list[Cell] = []  # cells another process is paying for right now
         self.bar = ProgressBar()
+        self.commits = Commits(self.store)
         self._task: asyncio.Task[str] | None = None
         # Between batches, a sequential run's policy picks the next cells (experiment.sequential).
         self.policy: Any = None
@@ -132,7 +140,7 @@ class Runner:
             self.deferred.append(cell)
             return
         except (APIError, ValidationError) as exc:  # a per-cell failure: recorded, run goes on
-            self._record_error(cell, exc, started)
+            await self._record_error(cell, exc, started)
             return
         if row.get("_from_store"):  # another process paid for it while this one waited
             was_cached = True
@@ -144,7 +152,7 @@ class Runner:
         paid_now = not was_cached  # INSERT OR IGNORE: a duplicate of a shared key is harmless
         if self.judges:
             # Commit the paid response first: judging may stop the run, the response must stay.
-            self.store.record_call(
+            await self.commits.commit(
                 row if paid_now else None, [cell.record(**fields, status="scoring")]
             )
             paid_now = False
@@ -157,17 +165,19 @@ class Runner:
         fields.update(
             scores=scores, score_errors=score_errors or None, judge_keys=judge_keys or None
         )
-        self.store.record_call(row if paid_now else None, [cell.record(**fields, status="done")])
+        # Group commit: durable before this worker takes its next cell, shared with neighbours.
+        await self.commits.commit(row if paid_now else None, [cell.record(**fields, status="done")])
         self.done += 1
         self.cached += int(was_cached)
         self._publish()
 
-    def _record_error(self, cell: Cell, exc: Exception, started: float) -> None:
+    async def _record_error(self, cell: Cell, exc: Exception, started: float) -> None:
         attempts = self.store.query(
             "SELECT COUNT(*) AS n FROM attempts WHERE run_id = ? AND session = ? AND cell_key = ?",
             (self.run.id, self.responses.session, cell.cell_key),
         )[0]["n"]
-        self.store.record_cells(
+        await self.commits.commit(
+            None,
             [
                 cell.record(
                     run_id=self.run.id,
@@ -177,9 +187,8 @@ class Runner:
                     attempts=attempts or None,
                     started_at=started,
                     finished_at=time.time(),
-                    local_prompt_tokens=self.tokens.get(cell),
                 )
-            ]
+            ],
         )
         self.errors[type(exc).__name__] += 1
         self._publish()
@@ -192,7 +201,6 @@ class Runner:
             "latency_s": row.get("latency_s"),
             "started_at": row.get("started_at"),
             "finished_at": row.get("finished_at"),
-            "local_prompt_tokens": self.tokens.get(cell),
         }
 
     async def _judge(
@@ -260,24 +268,29 @@ class Runner:
     def _prepare(self, done_ids: set[str]) -> list[Cell]:
         """Cells still to do; cached ones with no judge to call are recorded in bulk right here."""
         self.done = sum(1 for c in self.cells if c.cell_id in done_ids)
+        if self.store.cells_run(self.run.id) != self.run.id:  # a rerun sharing a run's cells
+            self.cached = self.done
         todo = [c for c in self.cells if c.cell_id not in done_ids]
-        self.responses.cache = self.store.cached_responses(c.cell_key for c in todo)
         if self.judges:
+            self.responses.cache = self.store.cached_responses(c.cell_key for c in todo)
             return todo
-        remaining, batch = [], []
-        for cell in todo:
-            row = self.responses.cache.get(cell.cell_key)
-            if row is None:
-                remaining.append(cell)
-                continue
-            scores, errors, _ = score_without_judges(self.scorers, cell, row["text"])
-            fields = self._cell_fields(cell, row, cached=True)
-            batch.append(
-                cell.record(**fields, status="done", scores=scores, score_errors=errors or None)
-            )
-            if len(batch) >= 2000:
-                self._flush(batch)
-        self._flush(batch)
+        # In chunks: the cached replies of one chunk at a time are in memory, never the run's.
+        remaining: list[Cell] = []
+        for start in range(0, len(todo), PREPARE_CHUNK):
+            chunk = todo[start : start + PREPARE_CHUNK]
+            cached = self.store.cached_responses(c.cell_key for c in chunk)
+            batch = []
+            for cell in chunk:
+                row = cached.get(cell.cell_key)
+                if row is None:
+                    remaining.append(cell)
+                    continue
+                scores, errors, _ = score_without_judges(self.scorers, cell, row["text"])
+                fields = self._cell_fields(cell, row, cached=True)
+                batch.append(
+                    cell.record(**fields, status="done", scores=scores, score_errors=errors or None)
+                )
+            self._flush(batch)
         return remaining
 
     def _flush(self, batch: list[dict[str, Any]]) -> None:
@@ -337,9 +350,6 @@ class Runner:
             repair_earlier_sessions(self.store, self.run.id, self.responses.session)
             # Cached cells are recorded first, with no network at all: a fully cached rerun
             # sends not even the (free) balance requests.
-            self.tokens.start(
-                c for c in self.cells if c.cell_id not in self.store.done_cell_ids(self.run.id)
-            )
             queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
             if queue and self.mode != "replay":
                 await check_served(self.responses.call, self.client, self.models, queue)
@@ -392,13 +402,12 @@ class Runner:
     async def _finish(self, status: str) -> None:
         pool = self.responses.pool
         session = self.responses.session
+        # Every reply handed to the writer is committed before the claims are dropped: another
+        # process must find the reply, not a free claim it would pay for again.
+        await self.commits.close()
         if self.responses.lease is not None:
             self.responses.lease.close()
         try:
-            if status != "interrupted":
-                await asyncio.get_running_loop().run_in_executor(
-                    pool, self.tokens.backfill, self.store, self.run.id, self.cells
-                )
             balance_after = None
             if status != "interrupted" and self.sends and session:
                 try:

@@ -117,7 +117,9 @@ def check_replay(
 ) -> None:
     """Raise ReplayMissError for the first cell (or judge grading, or re-ask of an unscored
     grading) the store has never seen."""
-    cache = store.cached_responses(c.cell_key for c in cells)
+    # Judges grade the reply's text; without them, knowing the reply exists is enough.
+    columns = "cell_key, text" if judges else "cell_key"
+    cache = store.cached_responses((c.cell_key for c in cells), columns=columns)
     for cell in cells:
         row = cache.get(cell.cell_key)
         if row is None:

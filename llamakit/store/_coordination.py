@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from ._connection import Database, Transaction
 
 
+# A fully cached rerun of a complete run records no cells of its own: its config names the run
+# whose cells it shares (``Store.cells_run``), and its results are those cells, marked cached.
+RERUN_OF = "rerun_of"
+
+
 class Coordination:
     path: Path
     _db: Database
@@ -45,7 +50,12 @@ class Coordination:
             ).fetchone()
             if latest is not None and latest["status"] != "finished":
                 return str(latest["run_id"]), False
-            values = {**row, "config": self._dumps(row["config"])}
+            config = dict(row["config"])
+            if latest is not None:
+                base = _complete_base(tx, str(latest["run_id"]), int(row["cells_total"]))
+                if base is not None:  # a rerun of a complete run: share its cells, add no rows
+                    config[RERUN_OF] = base
+            values = {**row, "config": self._dumps(config)}
             names = ", ".join(values)
             marks = ", ".join(f":{c}" for c in values)
             tx.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", values)
@@ -156,6 +166,22 @@ class Coordination:
 
     def spill_record(self, record: dict[str, Any]) -> Path | None:
         return _spill.append(self.path, record)
+
+
+def _complete_base(tx: Transaction, run_id: str, total: int) -> str | None:
+    """The run whose cells a rerun of the finished run ``run_id`` (same fingerprint) can share:
+    ``run_id``, or the run it already shares, when all ``total`` of its cells are done (then
+    every reply is in the cache and the rerun would only copy them). None otherwise."""
+    found = tx.execute(
+        f"SELECT json_extract(config, '$.{RERUN_OF}') AS base FROM runs WHERE run_id = ?",
+        (run_id,),
+    ).fetchone()
+    base = str(found["base"]) if found is not None and found["base"] else run_id
+    done, cells = tx.execute(
+        "SELECT COALESCE(SUM(status = 'done'), 0), COUNT(*) FROM run_cells WHERE run_id = ?",
+        (base,),
+    ).fetchone()
+    return base if done == cells == total else None
 
 
 def _end_session(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from .._defaults import ENV_HOME
 from ..errors import StoreError
 from ._claims import Busy, Lease
 from ._connection import Database, Transaction
-from ._coordination import Coordination
+from ._coordination import RERUN_OF, Coordination
 from ._migrations import check_not_newer, migrate
 from ._paths import check_store_path
 from ._problems import FIX_READ_ONLY
@@ -32,6 +32,8 @@ from ._rows import (
 )
 
 DB_FILENAME = "llamakit.db"
+# Rows of a run's cells read at a time by ``iter_run_cells``.
+RUN_CELLS_CHUNK = 5000
 
 
 def default_path() -> Path:
@@ -81,6 +83,7 @@ class Store(Coordination):
             self._open(readonly=readonly)
 
     def _open(self, *, readonly: bool) -> None:
+        self._bases: dict[str, str] = {}
         self._db = Database(self.path, readonly=readonly)
         try:
             if readonly:
@@ -265,6 +268,34 @@ class Store(Coordination):
                 raise
             self._raise_spilled(exc, self.spill_call(response, cells))
 
+    def record_calls(
+        self, calls: Sequence[tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]]
+    ) -> None:
+        """``record_call`` for several calls in one transaction (group commit): one commit, and
+        one wait for the write lock, instead of one per call. All or none are stored; if the
+        store cannot take them, every paid reply among them goes to the spill file and
+        StoreError is raised, as for ``record_call``."""
+        pending = [(dict(r) if r is not None else None, cells) for r, cells in calls]
+        if not pending:
+            return
+        try:
+            with self._db.write("saving paid replies") as tx:
+                for response, cells in pending:
+                    # _write_call pops "_attempts": pass copies, so a spill keeps them.
+                    self._write_call(tx, dict(response) if response else None, cells)
+        except StoreError as exc:
+            spilled: Path | None = None
+            paid = [(r, cells) for r, cells in pending if r is not None]
+            if not paid:
+                raise
+            for response, cells in paid:
+                spilled = self.spill_call(response, cells) or spilled
+            self._raise_spilled(exc, spilled)
+
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the database file (for measuring its size)."""
+        self._db.query("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def _raise_spilled(self, exc: StoreError, spilled: Path | None) -> None:
         if spilled is None:
             raise exc
@@ -326,23 +357,60 @@ class Store(Coordination):
         row["cached"] = int(bool(row["cached"]))
         return row
 
+    def cells_run(self, run_id: str) -> str:
+        """The run whose ``run_cells`` rows are this run's cells: itself, or for a fully cached
+        rerun of a complete run, that run (the rerun stores no rows of its own)."""
+        base = self._bases.get(run_id)
+        if base is None:
+            sql = f"SELECT json_extract(config, '$.{RERUN_OF}') AS base FROM runs WHERE run_id = ?"
+            rows = self.query(sql, (run_id,))
+            base = str(rows[0]["base"]) if rows and rows[0]["base"] else run_id
+            if rows:  # a run's base never changes once the run exists
+                self._bases[run_id] = base
+        return base
+
     def run_cells(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's cells joined with their cached responses (None columns for errored cells)."""
-        sql = """SELECT c.*, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
-                        r.credits, r.credits_precision, r.credits_remaining,
+        """A run's cells joined with their cached responses (None columns for errored cells);
+        a rerun that shares another run's cells gets them with its own run_id, marked cached."""
+        return [row for chunk in self.iter_run_cells(run_id, chunk=2**62) for row in chunk]
+
+    def iter_run_cells(
+        self, run_id: str, chunk: int = RUN_CELLS_CHUNK
+    ) -> Iterator[list[dict[str, Any]]]:
+        """``run_cells`` in lists of at most ``chunk`` rows, in order, read one list at a time
+        (keyset on ``ordinal``), so a caller walking a large run never holds all of it."""
+        base = self.cells_run(run_id)
+        sql = """SELECT c.*, c.rowid AS _rowid, r.text, r.finish_reason, r.prompt_tokens,
+                        r.completion_tokens, r.credits, r.credits_precision, r.credits_remaining,
                         r.latency_s AS response_latency_s
                  FROM run_cells c LEFT JOIN responses r
                    ON c.cell_key = r.cell_key AND c.status = 'done'
-                 WHERE c.run_id = ? ORDER BY c.ordinal, c.rowid"""
-        return self.query(sql, (run_id,))
+                 WHERE c.run_id = ? AND (COALESCE(c.ordinal, -1), c.rowid) > (?, ?)
+                 ORDER BY COALESCE(c.ordinal, -1), c.rowid LIMIT ?"""
+        after: tuple[int, int] = (-2, -1)  # before any row (a row without ordinal sorts as -1)
+        while True:
+            rows = self._db.query(sql, (base, *after, chunk))
+            if not rows:
+                return
+            out = []
+            for raw in rows:
+                row = dict(raw)
+                ordinal = row["ordinal"]
+                after = (-1 if ordinal is None else ordinal, row.pop("_rowid"))
+                if base != run_id:
+                    row["run_id"], row["cached"] = run_id, 1
+                out.append(row)
+            yield out
+            if len(rows) < chunk:
+                return
 
     def cell_done(self, run_id: str, cell_id: str) -> bool:
         sql = "SELECT 1 FROM run_cells WHERE run_id = ? AND cell_id = ? AND status = 'done'"
-        return bool(self.query(sql, (run_id, cell_id)))
+        return bool(self.query(sql, (self.cells_run(run_id), cell_id)))
 
     def done_cell_ids(self, run_id: str) -> set[str]:
         sql = "SELECT cell_id FROM run_cells WHERE run_id = ? AND status = 'done'"
-        return {r["cell_id"] for r in self.query(sql, (run_id,))}
+        return {r["cell_id"] for r in self.query(sql, (self.cells_run(run_id),))}
 
     def set_local_tokens(self, updates: Sequence[tuple[int, str, str]]) -> None:
         """(local_prompt_tokens, run_id, cell_id) for cells recorded before their count was ready."""
@@ -409,9 +477,11 @@ class Store(Coordination):
     def run_rows(self) -> list[dict[str, Any]]:
         """Every run with its cell counts, for ``llamakit.runs()``."""
         sql = """SELECT r.*,
-                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = r.run_id
+                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = COALESCE(
+                      json_extract(r.config, '$.rerun_of'), r.run_id)
                       AND c.status = 'done') AS cells_done,
-                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = r.run_id
+                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = COALESCE(
+                      json_extract(r.config, '$.rerun_of'), r.run_id)
                       AND c.status = 'error') AS errors
                  FROM runs r ORDER BY r.started_at"""
         return self.query(sql)

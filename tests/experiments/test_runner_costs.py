@@ -1,0 +1,261 @@
+"""What the runner costs per cell (issue 17): the tokenizer only when a count is needed, one
+commit for several cells, sync clients driven without a thread per call, cached reruns in
+chunks. Each test checks the mechanism against the real stand-in server."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+from exp_helpers import client_of, make_experiment
+
+import llamakit as lk
+from llamakit import tokens
+from llamakit.errors import StoreError, ValidationError
+from llamakit.store import Store
+
+# -- the tokenizer: loaded only when a count is needed --------------------------------------------
+
+TEXTS = [
+    "What is 2 + 2?",
+    "a" * 500,
+    "naïve café déjà vu " * 20,
+    "数学の問題を解いてください。" * 30,
+    "emoji 🎉🚀🧪 " * 40,
+    "<|eot_id|><|start_header_id|>user<|end_header_id|>" * 10,
+    "   \n\n\t  spaces and\r\nnewlines   " * 25,
+    "12345678901234567890" * 30,
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_the_byte_bound_is_never_below_the_count(text: str) -> None:
+    """surely_fits trusts that a prompt has no more tokens than UTF-8 bytes once rendered: checked
+    against the exact count and the estimate, on scripts where a token is many bytes and few."""
+    messages = [{"role": "system", "content": text[:50]}, {"role": "user", "content": text}]
+    rendered = len(tokens.chat_template.render(messages).encode("utf-8"))
+    assert tokens.count_messages(messages) <= rendered
+    pairs_estimate = 1 + 4 + sum(4 + 1 + tokens.estimate(m["content"]) for m in messages)
+    assert pairs_estimate <= rendered
+    window = tokens.count_messages(messages) + 10
+    assert tokens.surely_fits(messages, 10, context_window=rendered + 10)
+    assert not tokens.surely_fits(messages, 10, context_window=window) or rendered <= window - 10
+
+
+def test_an_ordinary_run_never_loads_the_tokenizer(server: Any, tmp_path: Any) -> None:
+    """A fresh process runs 12 cells through the sync client: the pre-flight check and the runner
+    leave the tokenizer unloaded (0.38 s CPU, ~100 MB); reading the results then counts."""
+    script = f"""
+import llamakit as lk
+from llamakit import tokens
+from llamakit.store import Store
+client = lk.Client("{server.api_key}", base_url="{server.url}/v1")
+exp = lk.Experiment("tok", prompts="Say {{{{ w }}}}", dataset=[{{"id": str(i), "w": i}}
+                    for i in range(6)], params={{"max_tokens": 8}}, repeats=2)
+run = exp.run(client, progress=False, store=Store(r"{tmp_path / "s.db"}"))
+assert run.status == "finished", run.status
+print("loaded after run:", tokens._loaded)
+frame = run.results
+print("counts:", sorted(set(frame["local_prompt_tokens"].tolist())))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "loaded after run: False" in out
+    counts = json.loads(out.split("counts:")[1].strip())
+    expected = {tokens.count_messages(f"Say {i}") for i in range(6)}
+    assert set(counts) == expected
+
+
+def test_a_prompt_too_long_still_fails_before_any_call(server: Any) -> None:
+    client = client_of(server)
+    before = server.stats()["billed_calls"]
+    with pytest.raises(ValidationError) as err:
+        client.chat("word " * 9000, max_tokens=8)
+    assert "context window" in str(err.value)
+    # Close to the bound: more bytes than the window, fewer tokens: the exact count decides.
+    fits = "word " * 1700  # ~1,700 tokens, ~8,500 bytes
+    assert not tokens.surely_fits(fits, 8)
+    assert client.chat(fits, max_tokens=8).text
+    assert server.stats()["billed_calls"] == before + 1
+
+
+# -- group commit ---------------------------------------------------------------------------------
+
+
+class CountingStore(Store):
+    """A store that counts its write transactions for run cells."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+        self.lock = threading.Lock()
+
+    def record_calls(self, calls: Any) -> None:
+        with self.lock:
+            self.batches.append(len(calls))
+        super().record_calls(calls)
+
+
+def test_cells_finishing_together_share_one_commit(server: Any, tmp_path: Any) -> None:
+    store = CountingStore(tmp_path / "s.db")
+    exp = make_experiment(items=20, repeats=2)  # 120 cells
+    run = exp.run(client_of(server), concurrency=16, progress=False, store=store)
+    assert run.status == "finished"
+    assert sum(store.batches) == 120 == server.stats()["billed_calls"]
+    assert len(store.batches) < 120 and max(store.batches) > 1, store.batches
+    frame = run.results
+    assert frame["response"].notna().all() and not frame["cached"].any()
+
+
+def test_a_commit_that_fails_spills_every_reply_of_its_group(server: Any, tmp_path: Any) -> None:
+    """All cells of a failed group commit: replies in the spill file, the run failed with
+    StoreError, and reopening the store keeps every paid reply (nothing is paid twice)."""
+    path = tmp_path / "s.db"
+
+    class Failing(Store):
+        """The disk fails inside the third group's transaction (after some of its rows)."""
+
+        groups = 0
+
+        def record_calls(self, calls: Any) -> None:
+            Failing.groups += 1
+            super().record_calls(calls)
+
+        def _write_call(self, tx: Any, response: Any, cells: Any) -> None:
+            super()._write_call(tx, response, cells)
+            if Failing.groups >= 3:
+                raise sqlite3.OperationalError("disk I/O error")
+
+    store = Failing(path)
+    exp = make_experiment(items=20, repeats=1)
+    with pytest.raises(StoreError):
+        exp.run(client_of(server), concurrency=8, progress=False, store=store)
+    paid = server.stats()["billed_calls"]
+    store.close()
+    reopened = Store(path)
+    kept = reopened.query("SELECT COUNT(*) AS n FROM responses")[0]["n"]
+    assert kept == paid
+    again = exp.run(client_of(server), concurrency=8, progress=False, store=reopened)
+    assert again.status == "finished"
+    assert server.stats()["billed_calls"] == 60
+
+
+# -- cached reruns --------------------------------------------------------------------------------
+
+
+def test_a_cached_rerun_larger_than_one_chunk(server: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    from llamakit.experiment import runner
+
+    monkeypatch.setattr(runner, "PREPARE_CHUNK", 7)
+    store = Store(tmp_path / "s.db")
+    exp = make_experiment(items=10, repeats=2)
+    first = exp.run(client_of(server), concurrency=4, progress=False, store=store)
+    paid = server.stats()["billed_calls"]
+    again = make_experiment(items=10, repeats=2).run(
+        client_of(server), concurrency=4, progress=False, store=store
+    )
+    assert server.stats()["billed_calls"] == paid == 60
+    assert again.id != first.id and again.status == "finished"
+    frame = again.results
+    assert len(frame) == 60 and frame["cached"].all()
+    assert list(frame["response"]) == list(first.results["response"])
+
+
+def _size(path: Any) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def test_a_fully_cached_rerun_adds_no_rows_per_cell(server: Any, tmp_path: Any) -> None:
+    """The rerun of a complete run shares its cells: the store grows by a run row and a session,
+    not by a row per cell, and every reader (results, progress, runs(), resume) sees 120 cells."""
+    path = tmp_path / "s.db"
+    store = Store(path)
+    first = make_experiment(items=20, repeats=2).run(client_of(server), progress=False, store=store)
+    store.checkpoint()
+    size, rows = _size(path), store.query("SELECT COUNT(*) AS n FROM run_cells")[0]["n"]
+    reruns = [
+        make_experiment(items=20, repeats=2).run(client_of(server), progress=False, store=store)
+        for _ in range(3)
+    ]
+    store.checkpoint()
+    assert store.query("SELECT COUNT(*) AS n FROM run_cells")[0]["n"] == rows == 120
+    assert _size(path) - size <= 3 * 4096  # at most a page per rerun, whatever the cell count
+    assert server.stats()["billed_calls"] == 120
+    for again in reruns:
+        assert again.id != first.id and again.status == "finished"
+        assert again.progress.done == 120 and again.progress.total == 120
+        frame = again.results
+        assert len(frame) == 120 and frame["cached"].all() and (frame["run_id"] == again.id).all()
+        assert list(frame["response"]) == list(first.results["response"])
+        assert again.credits_spent == 0
+    table = lk.runs(store)
+    assert list(table["cells_done"]) == [120] * 4 and list(table["errors"]) == [0] * 4
+    assert store.cells_run(reruns[-1].id) == first.id  # a rerun of a rerun shares the original
+
+
+def test_a_rerun_of_a_run_with_errors_records_its_own_cells(server: Any, tmp_path: Any) -> None:
+    """Only a complete run is shared: a finished run with failed cells is rerun for real (its
+    failures retried, paid once each), with rows of its own."""
+    store = Store(tmp_path / "s.db")
+    server.set_faults(fail_rate=1.0)
+    first = make_experiment(items=5, repeats=1).run(
+        client_of(server, max_retries=0), progress=False, store=store
+    )
+    assert first.status == "finished" and sum(first.progress.errors.values()) == 15
+    server.set_faults(fail_rate=0.0)
+    again = make_experiment(items=5, repeats=1).run(client_of(server), progress=False, store=store)
+    assert store.cells_run(again.id) == again.id
+    assert again.progress.done == 15 and not again.progress.errors
+    assert server.stats()["billed_calls"] == 15
+    third = make_experiment(items=5, repeats=1).run(client_of(server), progress=False, store=store)
+    assert store.cells_run(third.id) == again.id and server.stats()["billed_calls"] == 15
+
+
+@pytest.mark.parametrize("source", ["", "http://127.0.0.1:1/v1", "llamakit-local/scripted"])
+def test_cell_keys_built_in_bulk_equal_the_one_cell_hashes(source: str) -> None:
+    """The cache keys of existing stores must not change: CellKeys == cell_key / cell_id."""
+    from llamakit.experiment.cells import canonical_json, cell_id, cell_key
+
+    items = [
+        {"id": "a", "q": "naïve 数学 🎉", "n": 1},
+        {"id": 'quote"d', "q": "line\\nbreak\ttab", "n": 2},
+        {"id": "3", "q": " ", "n": 3},
+    ]
+    exp = lk.Experiment(
+        "keys",
+        prompts={"one": "{{ q }} {{ n }}", "two": [{"role": "system", "content": "ß"},
+                                                  {"role": "user", "content": "{{ q }}"}]},
+        dataset=items,
+        params={"temperature": [0, 0.5], "max_tokens": 16, "stop": ["\n", "é"]},
+        repeats=3,
+    )  # fmt: skip
+    cells = exp.cells("llama-v3-8b-instruct", source)
+    assert len(cells) == 2 * 3 * 2 * 3
+    for c in cells:
+        assert c.cell_key == cell_key(c.model, c.messages, c.params, c.repeat, source=source)
+        assert c.cell_id == cell_id(c.variant, c.item_id, c.params_json, c.repeat, c.model)
+        assert c.params_json == canonical_json(c.params)
+
+
+def test_results_in_chunks_concatenate_to_the_whole_table(server: Any, tmp_path: Any) -> None:
+    import pandas as pd
+
+    from llamakit import scoring
+
+    grader = scoring.judge(None, "Does the answer equal {{ expected }}?", scale=1)
+    store = Store(tmp_path / "s.db")
+    run = make_experiment(items=4, repeats=2, scorers=[grader]).run(
+        client_of(server), progress=False, store=store
+    )
+    whole = run.results
+    chunks = list(run.iter_results(chunk=5))
+    assert [len(c) for c in chunks] == [5, 5, 5, 5, 4]
+    joined = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole)
+    assert sum(joined["judge_credits"]) == sum(whole["judge_credits"]) > 0
