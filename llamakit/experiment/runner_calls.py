@@ -42,6 +42,7 @@ CURRENT: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
     "llamakit_runner_call", default=None
 )
 # Errors that would hit every cell alike: stop the run instead of recording N identical failures.
+REPLAY_CHUNK = 2000  # cells whose replies a replay check reads at once
 FATAL = (AuthenticationError, NotFoundError, MethodNotAllowedError)
 
 
@@ -117,44 +118,67 @@ def check_replay(
 ) -> None:
     """Raise ReplayMissError for the first cell (or judge grading, or re-ask of an unscored
     grading) the store has never seen."""
-    # Judges grade the reply's text; without them, knowing the reply exists is enough.
-    columns = "cell_key, text" if judges else "cell_key"
-    cache = store.cached_responses((c.cell_key for c in cells), columns=columns)
-    for cell in cells:
-        row = cache.get(cell.cell_key)
-        if row is None:
-            raise ReplayMissError(
-                f"replay: cell (variant={cell.variant!r}, item={cell.item_id!r}, "
-                f"params={cell.params_json}, repeat={cell.repeat}) was never recorded in "
-                f"{store.path}; run it live once first"
-            )
-        for scorer in judges:
+    # In chunks, so a run of 200,000 cells never holds its replies at once; without judges,
+    # knowing a reply exists is enough (its text is not read).
+    for start in range(0, len(cells), REPLAY_CHUNK):
+        chunk = cells[start : start + REPLAY_CHUNK]
+        keys = [c.cell_key for c in chunk]
+        if not judges:
+            known = store.known_responses(keys)
+            for cell in chunk:
+                if cell.cell_key not in known:
+                    raise _never_recorded(store, cell)
+            continue
+        cache = store.cached_responses(keys, columns="cell_key, text")
+        for cell in chunk:
+            row = cache.get(cell.cell_key)
+            if row is None:
+                raise _never_recorded(store, cell)
+            _check_judged(store, cell, row, judges, client, model, source)
+
+
+def _never_recorded(store: Any, cell: Cell) -> ReplayMissError:
+    return ReplayMissError(
+        f"replay: cell (variant={cell.variant!r}, item={cell.item_id!r}, "
+        f"params={cell.params_json}, repeat={cell.repeat}) was never recorded in "
+        f"{store.path}; run it live once first"
+    )
+
+
+def _check_judged(
+    store: Any,
+    cell: Cell,
+    row: Mapping[str, Any],
+    judges: Sequence[Any],
+    client: Any,
+    model: str,
+    source: str,
+) -> None:
+    for scorer in judges:
+        call = judge_call(scorer, row["text"], cell.row, client=client, model=model, source=source)
+        graded = store.cached_responses([call.key]).get(call.key)
+        reasked = (
+            graded is not None
+            and getattr(scorer, "reask", False)
+            and not scorer.verdict(graded["text"], row["text"]).scored
+        )
+        if reasked:
+            follow = scorer.reask_messages(row["text"], cell.row, graded["text"])
             call = judge_call(
-                scorer, row["text"], cell.row, client=client, model=model, source=source
+                scorer,
+                row["text"],
+                cell.row,
+                client=client,
+                model=model,
+                source=source,
+                messages=follow,
             )
             graded = store.cached_responses([call.key]).get(call.key)
-            reasked = (
-                graded is not None
-                and getattr(scorer, "reask", False)
-                and not scorer.verdict(graded["text"], row["text"]).scored
+        if graded is None:
+            raise ReplayMissError(
+                f"replay: judge {scorer.name!r} never graded cell (variant="
+                f"{cell.variant!r}, item={cell.item_id!r}, repeat={cell.repeat})"
             )
-            if reasked:
-                follow = scorer.reask_messages(row["text"], cell.row, graded["text"])
-                call = judge_call(
-                    scorer,
-                    row["text"],
-                    cell.row,
-                    client=client,
-                    model=model,
-                    source=source,
-                    messages=follow,
-                )
-                graded = store.cached_responses([call.key]).get(call.key)
-            if graded is None:
-                raise ReplayMissError(
-                    f"replay: judge {scorer.name!r} never graded cell (variant="
-                    f"{cell.variant!r}, item={cell.item_id!r}, repeat={cell.repeat})"
-                )
 
 
 def hook_attempts(client: Any, fn: Callable[[Any], None]) -> Callable[[], None]:

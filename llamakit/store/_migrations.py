@@ -175,6 +175,13 @@ def m005_sequential_steps(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m006_run_cells_order(db: sqlite3.Connection) -> None:
+    # Results are read in chunks by (ordinal, rowid) (issue 17): with this index each chunk seeks
+    # to where the last ended, instead of SQLite sorting the whole run again for every chunk.
+    db.execute("CREATE INDEX run_cells_order ON run_cells (run_id, ordinal)")
+
+
 def _legacy_decimal_text(value: object) -> str | None:
     try:
         number = Decimal(f"{value:.15g}" if isinstance(value, float) else str(value))

@@ -34,6 +34,12 @@ from ._rows import (
 DB_FILENAME = "llamakit.db"
 # Rows of a run's cells read at a time by ``iter_run_cells``.
 RUN_CELLS_CHUNK = 5000
+# A run's cells with their replies; ``iter_run_cells`` appends the keyset condition and order.
+_CELLS_WITH_REPLIES = """SELECT c.*, c.rowid AS _rowid, r.text, r.finish_reason, r.prompt_tokens,
+        r.completion_tokens, r.credits, r.credits_precision, r.credits_remaining,
+        r.latency_s AS response_latency_s
+    FROM run_cells c LEFT JOIN responses r ON c.cell_key = r.cell_key AND c.status = 'done'
+    WHERE c.run_id = ? AND """
 
 
 def default_path() -> Path:
@@ -248,6 +254,15 @@ class Store(Coordination):
                 found[row["cell_key"]] = row
         return found
 
+    def known_responses(self, keys: Sequence[str]) -> set[str]:
+        """The cell keys among ``keys`` that have a successful response (reads no reply)."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            chunk = tuple(keys[start : start + 500])
+            sql = f"SELECT cell_key FROM responses WHERE cell_key IN ({','.join('?' * len(chunk))})"
+            found |= self._db.column(sql, chunk)
+        return found
+
     def record_call(
         self, response: Mapping[str, Any] | None, cells: Sequence[Mapping[str, Any]] = ()
     ) -> None:
@@ -377,32 +392,33 @@ class Store(Coordination):
     def iter_run_cells(
         self, run_id: str, chunk: int = RUN_CELLS_CHUNK
     ) -> Iterator[list[dict[str, Any]]]:
-        """``run_cells`` in lists of at most ``chunk`` rows, in order, read one list at a time
-        (keyset on ``ordinal``), so a caller walking a large run never holds all of it."""
+        """``run_cells`` in lists of at most ``chunk`` rows, in order, read one list at a time,
+        so a caller walking a large run never holds all of it. Rows without an ordinal (stores
+        older than it) come first, in the order they were written; then by ordinal. Each chunk
+        seeks past the last (keyset on the ``run_cells_order`` index), so a walk is linear."""
         base = self.cells_run(run_id)
-        sql = """SELECT c.*, c.rowid AS _rowid, r.text, r.finish_reason, r.prompt_tokens,
-                        r.completion_tokens, r.credits, r.credits_precision, r.credits_remaining,
-                        r.latency_s AS response_latency_s
-                 FROM run_cells c LEFT JOIN responses r
-                   ON c.cell_key = r.cell_key AND c.status = 'done'
-                 WHERE c.run_id = ? AND (COALESCE(c.ordinal, -1), c.rowid) > (?, ?)
-                 ORDER BY COALESCE(c.ordinal, -1), c.rowid LIMIT ?"""
-        after: tuple[int, int] = (-2, -1)  # before any row (a row without ordinal sorts as -1)
-        while True:
-            rows = self._db.query(sql, (base, *after, chunk))
-            if not rows:
-                return
-            out = []
-            for raw in rows:
-                row = dict(raw)
-                ordinal = row["ordinal"]
-                after = (-1 if ordinal is None else ordinal, row.pop("_rowid"))
-                if base != run_id:
-                    row["run_id"], row["cached"] = run_id, 1
-                out.append(row)
-            yield out
-            if len(rows) < chunk:
-                return
+        unordered = "c.ordinal IS NULL AND c.rowid > ? ORDER BY c.rowid"
+        ordered = "(c.ordinal, c.rowid) > (?, ?) ORDER BY c.ordinal, c.rowid"
+        after: tuple[int, ...] = (-1,)
+        for where in (unordered, ordered):
+            while True:
+                rows = self._db.query(
+                    _CELLS_WITH_REPLIES + where + " LIMIT ?", (base, *after, chunk)
+                )
+                if not rows:
+                    break
+                out = []
+                for raw in rows:
+                    row = dict(raw)
+                    rowid = row.pop("_rowid")
+                    after = (rowid,) if where is unordered else (row["ordinal"], rowid)
+                    if base != run_id:
+                        row["run_id"], row["cached"] = run_id, 1
+                    out.append(row)
+                yield out
+                if len(rows) < chunk:
+                    break
+            after = (-(2**63), -1)  # before any ordinal
 
     def cell_done(self, run_id: str, cell_id: str) -> bool:
         sql = "SELECT 1 FROM run_cells WHERE run_id = ? AND cell_id = ? AND status = 'done'"
@@ -410,7 +426,7 @@ class Store(Coordination):
 
     def done_cell_ids(self, run_id: str) -> set[str]:
         sql = "SELECT cell_id FROM run_cells WHERE run_id = ? AND status = 'done'"
-        return {r["cell_id"] for r in self.query(sql, (self.cells_run(run_id),))}
+        return self._db.column(sql, (self.cells_run(run_id),))
 
     def set_local_tokens(self, updates: Sequence[tuple[int, str, str]]) -> None:
         """(local_prompt_tokens, run_id, cell_id) for cells recorded before their count was ready."""
