@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import ValidationError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per dataset row, so 50,000 rows cost less
 class Item:
     id: str
     row: dict[str, Any]

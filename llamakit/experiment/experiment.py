@@ -183,10 +183,10 @@ class Experiment:
             self.pilot.update({"seed": seed} if sample is not None else {})
         scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
         # Render everything now: a missing variable fails here, before any call.
+        # By variant, then in item order (a list, not a dict keyed by pairs: 5 MB less at 50,000).
         self._rendered = {
-            (t.variant, item.id): t.render(item.row, item_id=item.id)
+            t.variant: [t.render(item.row, item_id=item.id) for item in self.items]
             for t in self.templates
-            for item in self.items
         }
         for judge in (s for s in self.scorers if hasattr(s, "render_rubric")):
             for item in self.items:
@@ -247,10 +247,8 @@ class Experiment:
         keys = CellKeys(model, source)
         for template in self.templates:
             param_sets = [(p, canonical_json(p)) for p in self.variant_params[template.variant]]
-            for item in self.items:
-                messages = self._rendered[(template.variant, item.id)]
+            for item, messages in zip(self.items, self._rendered[template.variant], strict=True):
                 prompt_json = canonical_json(messages)
-                row_json = canonical_json(item.row)
                 for params, params_json in param_sets:
                     request = keys.request(prompt_json, params_json)
                     place = keys.place(template.variant, item.id, params_json)
@@ -268,8 +266,6 @@ class Experiment:
                                 messages=messages,
                                 row=item.row,
                                 ordinal=len(out),
-                                prompt_json=prompt_json,
-                                row_json=row_json,
                             )
                         )
         return out
@@ -283,9 +279,12 @@ class Experiment:
         digest = hashlib.sha256()
         for part in (self.name, model, source, canonical_json(self._scorer_identity())):
             digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        rows = {}
+        for item in self.items:  # a row's JSON once per item, not once per cell
+            rows[item.id] = canonical_json(item.row).encode("utf-8", "surrogatepass") + b"\0"
         for c in sorted(self.cells(model, source), key=lambda c: c.cell_id):
             digest.update(f"{c.cell_id}:{c.cell_key}:".encode())
-            digest.update(c.row_json.encode("utf-8", "surrogatepass") + b"\0")
+            digest.update(rows[c.item_id])
         return digest.hexdigest()[:32]
 
     def _scorer_identity(self) -> list[list[Any]]:
