@@ -232,7 +232,7 @@ class Run:
             source=self.source,
         )
 
-    def iter_results(self, chunk: int = 5000) -> Iterator[Any]:
+    def iter_results(self, chunk: int = 2000) -> Iterator[Any]:
         """``results`` as DataFrames of at most ``chunk`` rows, in order, read from the store
         one chunk at a time: memory stays flat however many cells the run has. The chunks
         concatenate to ``results`` (a judge's grading credits go to the first cell, as there)."""

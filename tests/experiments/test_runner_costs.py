@@ -259,3 +259,88 @@ def test_results_in_chunks_concatenate_to_the_whole_table(server: Any, tmp_path:
     joined = pd.concat(chunks, ignore_index=True)
     pd.testing.assert_frame_equal(joined, whole)
     assert sum(joined["judge_credits"]) == sum(whole["judge_credits"]) > 0
+
+
+def test_a_replay_finds_an_unseen_cell_past_the_first_chunk(
+    server: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from llamakit.experiment import runner_calls
+
+    monkeypatch.setattr(runner_calls, "REPLAY_CHUNK", 4)
+    store = Store(tmp_path / "s.db")
+    make_experiment(items=5, repeats=1).run(client_of(server), progress=False, store=store)
+    # 18 cells, checked 4 at a time; the 3 unseen ones (item q05) sit in the last chunks.
+    with pytest.raises(lk.ReplayMissError, match="item='q05'"):
+        make_experiment(items=6, repeats=1).run(None, mode="replay", progress=False, store=store)
+    judged = make_experiment(items=5, repeats=1, scorers=[_grader()])
+    with pytest.raises(lk.ReplayMissError, match="judge 'judge' never graded"):
+        judged.run(None, mode="replay", progress=False, store=store)
+
+
+def _grader() -> Any:
+    from llamakit import scoring
+
+    return scoring.judge(None, "Does the answer equal {{ expected }}?", scale=1)
+
+
+def test_results_walk_in_order_across_chunks_with_rows_older_than_ordinals(
+    server: Any, tmp_path: Any
+) -> None:
+    """Rows without an ordinal (stores written before it existed) come first, in the order they
+    were written, then the rest by ordinal, whatever the chunk size."""
+    store = Store(tmp_path / "s.db")
+    run = make_experiment(items=4, repeats=1).run(client_of(server), progress=False, store=store)
+    db = sqlite3.connect(store.path)
+    with db:
+        db.execute(
+            "UPDATE run_cells SET ordinal = NULL WHERE run_id = ? AND item_id IN ('q01', 'q03')",
+            (run.id,),
+        )
+    expected = [
+        r[0]
+        for r in db.execute(
+            "SELECT cell_id FROM run_cells WHERE run_id = ? "
+            "ORDER BY ordinal IS NOT NULL, ordinal, rowid",
+            (run.id,),
+        )
+    ]
+    db.close()
+    for chunk in (1, 2, 5, 6, 7, 100):
+        walked = [r["cell_id"] for rows in store.iter_run_cells(run.id, chunk) for r in rows]
+        assert walked == expected, chunk
+        assert all(len(rows) <= chunk for rows in store.iter_run_cells(run.id, chunk))
+
+
+def test_the_results_walk_seeks_by_index_instead_of_sorting(tmp_path: Any) -> None:
+    """Each chunk of a results walk seeks past the last one on the run_cells_order index; a
+    plan that sorts would re-sort the whole run for every chunk (quadratic at 200,000 cells)."""
+    from llamakit.store import _store
+
+    store = Store(tmp_path / "s.db")
+    assert "m006_run_cells_order" in store.migrations()
+    for where, args in (
+        ("c.ordinal IS NULL AND c.rowid > ? ORDER BY c.rowid", ("r", 0)),
+        ("(c.ordinal, c.rowid) > (?, ?) ORDER BY c.ordinal, c.rowid", ("r", 0, 0)),
+    ):
+        sql = "EXPLAIN QUERY PLAN " + _store._CELLS_WITH_REPLIES + where + " LIMIT 10"
+        plan = " / ".join(str(tuple(r)[-1]) for r in store._db.query(sql, args))
+        assert "run_cells_order" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_cell_keeps_no_copy_of_its_prompt_json(server: Any, tmp_path: Any) -> None:
+    """A cell is slotted and encodes its prompt and row when recorded, not when built: a run of
+    200,000 cells does not hold 200,000 JSON copies of its prompts."""
+    from llamakit.experiment.cells import canonical_json
+
+    store = Store(tmp_path / "s.db")
+    exp = make_experiment(items=2, repeats=1)
+    cell = exp.cells(lk._defaults.DEFAULT_MODEL)[0]
+    assert not hasattr(cell, "__dict__")
+    run = exp.run(client_of(server), progress=False, store=store)
+    rows = store.query("SELECT cell_id, prompt, row FROM run_cells WHERE run_id = ?", (run.id,))
+    by_id = {c.cell_id: c for c in exp.cells(lk._defaults.DEFAULT_MODEL)}
+    assert len(rows) == len(by_id) == 6
+    for r in rows:
+        c = by_id[r["cell_id"]]
+        assert r["prompt"] == canonical_json(c.messages)
+        assert json.loads(r["row"]) == c.row
