@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import math
 import os
 import platform
@@ -249,12 +250,14 @@ def main() -> None:
             wall, cpu = med[kind]
             print(f"{label:<28} {wall:>8.2f} {wall / ideal:>10.2f} {cpu / cells * 1e6:>12.0f} "
                   f"{cpu / floor_cpu:>12.2f}")  # fmt: skip
+        note = f"{cells} calls, concurrency {CONCURRENCY}, medians of {args.rounds} rounds"
         for kind, label in (("sync", "sync Client"), ("async", "AsyncClient")):
             wall, cpu = med[kind]
-            print(f"FIGURE runner CPU per call / bare httpx, {label}: {cpu / floor_cpu:.2f} x "
-                  f"({cpu / cells * 1e6:.0f} vs {floor_cpu / cells * 1e6:.0f} us; {cells} calls)")  # fmt: skip
-            print(f"FIGURE runner wall / bare httpx, {label}, +{args.latency_ms:.0f} ms: "
-                  f"{wall / med['floor'][0]:.2f} x (bare at {med['floor'][0] / ideal:.2f} x ideal)")  # fmt: skip
+            bench_row(f"runner CPU per call, {label}", cpu / cells * 1e6, "us",
+                      ("bare httpx", med["floor"][1] / cells * 1e6), 1.2, note)  # fmt: skip
+            bench_row(f"runner wall, {label}, +{args.latency_ms:.0f} ms", wall, "s",
+                      ("bare httpx", med["floor"][0]), None,
+                      f"{note}; bare at {med['floor'][0] / ideal:.2f} x ideal")  # fmt: skip
     if b is not None:
         print(f"rpm=600 (client paced, server enforces): {b['cells']} cells, {b['wall_s']:.2f} s, "
               f"{b['ratio']:.2f} x ideal, 429s: {b['429s']}")  # fmt: skip
@@ -265,7 +268,19 @@ def main() -> None:
               f"({c['per_10k_s']:.2f} s per 10,000), store +{c['bytes_per_cell']:.1f} B/cell; "
               f"results frame {c['results_s']:.2f} s")  # fmt: skip
         print(f"FIGURE fully cached rerun: {c['per_10k_s']:.2f} s per 10k cells "
-              f"(+{c['bytes_per_cell']:.1f} B/cell in the store; {c['cells']} cells)")  # fmt: skip
+              f"(target 0.5; {c['cells']} cells, experiment built and run)")  # fmt: skip
+        print(f"FIGURE fully cached rerun, store growth: {c['bytes_per_cell']:.1f} B/cell "
+              f"(target: a few bytes)")  # fmt: skip
+
+
+def bench_row(figure: str, value: float, unit: str, floor: tuple[str, float],
+              target: float | None, note: str) -> None:  # fmt: skip
+    """One row of ``make bench``'s table (benchmarks/README.md, "How a script adds rows")."""
+    row: dict[str, Any] = {"figure": figure, "value": round(value, 4), "unit": unit,
+                           "floor": {"name": floor[0], "value": round(floor[1], 4)}, "note": note}  # fmt: skip
+    if target is not None:
+        row["target"] = target
+    print("BENCH " + json.dumps(row))
 
 
 if __name__ == "__main__":
