@@ -151,10 +151,8 @@ class Run:
         if self._progress is not None:
             return self._progress
         row = self.store.run_row(self.id) or {}
-        cells = self.store.query(
-            "SELECT status, error, COUNT(*) AS n FROM run_cells WHERE run_id = ? "
-            "GROUP BY status, error",
-            (self.store.cells_run(self.id),),
+        cells = self.store.cell_rows(
+            self.id, "1 GROUP BY status, error", columns="status, error, COUNT(*) AS n"
         )
         errors = {c["error"]: c["n"] for c in cells if c["status"] == "error"}
         done = sum(c["n"] for c in cells if c["status"] != "error")
@@ -353,9 +351,7 @@ def model_spend(store: Store, run_id: str) -> dict[str, Decimal]:
 
 def judge_spend(store: Store, run_id: str) -> Decimal:
     """Credits run ``run_id`` paid for judge grading calls (each call once)."""
-    cells = store.query(
-        "SELECT judge_keys FROM run_cells WHERE run_id = ? AND judge_keys IS NOT NULL", (run_id,)
-    )
+    cells = store.cell_rows(run_id, "judge_keys IS NOT NULL", columns="judge_keys")
     replies, _ = judge_replies(store, cells)
     paid = (to_credits(r["credits"]) for r in replies.values() if r["run_id"] == run_id)
     return sum((c for c in paid if c is not None), ZERO)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ValidationError
+from ..store._coordination import RERUN_OF
 from .results import judge_keys
 from .runfile_meta import reproducibility
 
@@ -122,9 +123,7 @@ def collect(store: Store, run_id: str) -> RunFile:
     run = store.run_row(run_id)
     if run is None:
         raise ValidationError(f"no run {run_id!r} in {store.path}", field="run_id")
-    cells = store.query(
-        "SELECT * FROM run_cells WHERE run_id = ? ORDER BY ordinal, rowid", (run_id,)
-    )
+    cells = store.cell_rows(run_id, "1 ORDER BY ordinal, rowid")
     keys = [c["cell_key"] for c in cells if c["status"] == "done"]
     for cell in cells:
         for found in judge_keys(cell).values():
@@ -138,11 +137,15 @@ def collect(store: Store, run_id: str) -> RunFile:
             f"SELECT * FROM responses WHERE cell_key IN ({marks})", tuple(chunk)
         )
     config = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"]
+    own = _decoded(run)
+    if isinstance(own.get("config"), dict) and RERUN_OF in own["config"]:
+        # The file carries the cells a cached rerun shares with the run it repeats.
+        own["config"] = {k: v for k, v in own["config"].items() if k != RERUN_OF}
     header = {
         "format": FORMAT,
         "version": VERSION,
         "meta": reproducibility(config, run.get("model")),
-        "run": _decoded(run),
+        "run": own,
         "sessions": store.sessions(run_id),
     }
     return RunFile(

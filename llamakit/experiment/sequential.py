@@ -166,10 +166,11 @@ class SequentialPolicy:
     def _scores(self, items: Sequence[str]) -> dict[tuple[str, str], float]:
         """Mean score per (variant, item) over the done cells with a score (repeats averaged)."""
         marks = ",".join("?" * len(items))
-        rows = self.store.query(
-            f"SELECT variant, item_id, scores FROM run_cells WHERE run_id = ? "
-            f"AND status = 'done' AND item_id IN ({marks})",
-            (self.run_id, *items),
+        rows = self.store.cell_rows(
+            self.run_id,
+            f"status = 'done' AND item_id IN ({marks})",
+            tuple(items),
+            columns="variant, item_id, scores",
         )
         sums: dict[tuple[str, str], list[float]] = defaultdict(list)
         for row in rows:

@@ -109,12 +109,14 @@ def sequential_report(store: Store, run_id: str, spent: Decimal) -> SequentialRe
     for step in steps:
         for v in [*step["active"], *step["eliminated"]]:
             items_used[v] = items_used.get(v, 0) + len(step["items"])
-    counts = store.query(
-        "SELECT COUNT(*) AS done, SUM(CASE WHEN cached THEN 0 ELSE 1 END) AS paid "
-        "FROM run_cells WHERE run_id = ? AND status = 'done'",
-        (run_id,),
+    counts = store.cell_rows(
+        run_id,
+        "status = 'done'",
+        columns="COUNT(*) AS done, SUM(CASE WHEN cached THEN 0 ELSE 1 END) AS paid",
     )[0]
     cells_done, paid = int(counts["done"] or 0), int(counts["paid"] or 0)
+    if store.cells_run(run_id) != run_id:  # a fully cached rerun shares cells it did not pay for
+        paid = 0
     # The full grid at this run's cost per paid cell (cells served from the cache cost nothing).
     full = (spent * cells_total / paid).quantize(Decimal("0.000001")) if paid else ZERO
     return SequentialReport(

@@ -377,12 +377,33 @@ class Store(Coordination):
         rerun of a complete run, that run (the rerun stores no rows of its own)."""
         base = self._bases.get(run_id)
         if base is None:
-            sql = f"SELECT json_extract(config, '$.{RERUN_OF}') AS base FROM runs WHERE run_id = ?"
+            # A base that is not in this store (a rerun imported from a run file without it)
+            # cannot hold the rerun's cells: then they are its own.
+            sql = f"""SELECT b.run_id AS base FROM runs r
+                      LEFT JOIN runs b ON b.run_id = json_extract(r.config, '$.{RERUN_OF}')
+                      WHERE r.run_id = ?"""
             rows = self.query(sql, (run_id,))
             base = str(rows[0]["base"]) if rows and rows[0]["base"] else run_id
             if rows:  # a run's base never changes once the run exists
                 self._bases[run_id] = base
         return base
+
+    def cell_rows(
+        self, run_id: str, where: str = "", args: tuple[Any, ...] = (), *, columns: str = "*"
+    ) -> list[dict[str, Any]]:
+        """Run ``run_id``'s ``run_cells`` rows: ``SELECT columns FROM run_cells WHERE run_id = ?
+        AND where``. The one way to read a run's cells by its id: a fully cached rerun stores
+        none of its own and shares those of the run it repeats (``cells_run``); its rows come
+        back with its own ``run_id`` and ``cached`` set (when those columns are read)."""
+        base = self.cells_run(run_id)
+        sql = f"SELECT {columns} FROM run_cells WHERE run_id = ?" + (
+            f" AND {where}" if where else ""
+        )
+        rows = self.query(sql, (base, *args))
+        if base != run_id:
+            for row in rows:
+                row.update({k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row})
+        return rows
 
     def run_cells(self, run_id: str) -> list[dict[str, Any]]:
         """A run's cells joined with their cached responses (None columns for errored cells);

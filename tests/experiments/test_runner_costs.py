@@ -344,3 +344,50 @@ def test_a_cell_keeps_no_copy_of_its_prompt_json(server: Any, tmp_path: Any) -> 
         c = by_id[r["cell_id"]]
         assert r["prompt"] == canonical_json(c.messages)
         assert json.loads(r["row"]) == c.row
+
+
+def test_a_rerun_sharing_cells_is_kept_whole_in_a_run_file(server: Any, tmp_path: Any) -> None:
+    """A run file of a fully cached rerun carries its cells (they live under the run it repeats),
+    and imported into another store, or loaded alone, it reads like the original."""
+    from llamakit.experiment.run import judge_spend
+
+    store = Store(tmp_path / "s.db")
+    judged = [_grader()]
+    first = make_experiment(items=3, repeats=1, scorers=judged).run(
+        client_of(server), progress=False, store=store
+    )
+    again = make_experiment(items=3, repeats=1, scorers=judged).run(
+        client_of(server), progress=False, store=store
+    )
+    assert store.cells_run(again.id) == first.id
+    assert judge_spend(store, first.id) > 0 and judge_spend(store, again.id) == 0
+    path = again.save(tmp_path / "again.jsonl")
+    loaded = lk.load_run(path)
+    imported = lk.import_run(path, store=Store(tmp_path / "other.db"))
+    for other in (loaded, imported):
+        frame = other.results
+        assert len(frame) == 9 and frame["cached"].all()
+        assert list(frame["response"]) == list(first.results["response"])
+        for column in ("score_judge", "judge_reason"):  # NaN where the judge gave no grade
+            assert frame[column].astype(str).tolist() == first.results[column].astype(str).tolist()
+        assert other.progress.done == 9
+
+
+def test_only_the_store_reads_a_runs_cells_by_its_id() -> None:
+    """A fully cached rerun's cells live under the run it repeats, so a query of ``run_cells``
+    by run id outside the store would find none: every reader goes through
+    ``Store.cell_rows`` / ``iter_run_cells`` (which resolve ``cells_run``)."""
+    import pathlib
+    import re
+
+    package = pathlib.Path(lk.__file__).parent
+    # estimate.py averages latency over every run's own paid cells: a rerun paid for none.
+    allowed = {package / "experiment" / "estimate.py"}
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if package / "store" not in path.parents
+        and path not in allowed
+        and re.search(r"FROM\s+run_cells", path.read_text(), re.IGNORECASE)
+    ]
+    assert offenders == []
