@@ -265,9 +265,11 @@ def test_the_deadline_covers_the_context_check(
 
     monkeypatch.setattr(llamakit.tokens, "preflight", slow_preflight)
     client = server.client(check_context=True)
+    # Over 8,192 bytes, so the byte bound cannot vouch for it and the tokenizer must count it.
+    long_prompt = "hello " * 1500
     start = time.monotonic()
     with pytest.raises(APITimeoutError, match="deadline"):
-        client.chat("hi", deadline=1)
+        client.chat(long_prompt, deadline=1)
     assert time.monotonic() - start < 1.8
     assert settled_stats(server, lambda s: True)["billed_calls"] == 0
 
