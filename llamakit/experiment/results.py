@@ -102,9 +102,13 @@ def results_frame(
     judge_names: Sequence[str] = (),
     source: str | None = None,
     credited: set[str] | None = None,
+    expected_columns: Sequence[str] | None = None,
 ) -> Any:
-    """The results DataFrame: contract columns, expected* columns, ``score_<name>`` columns, then
-    ``<name>_reason`` per scorer, ``scorer_errors`` and (with judges) ``judge_credits``.
+    """The results DataFrame: contract columns, expected* columns (sorted by name; a chunk of a
+    larger table gets the table's, ``expected_columns``), ``score_<name>`` columns, then
+    ``<name>_reason`` per scorer, ``scorer_errors`` and (with judges) ``judge_credits``. Each
+    column's dtype depends on the column, not on the rows (text columns are pandas strings,
+    expected* columns objects holding the dataset's values), so chunks concatenate to the table.
 
     ``judge_replies``: the stored responses (text, credits, run_id) of the cells' grading calls,
     by key. A grading call is credited to the first cell that made it, and only when this run
@@ -168,9 +172,10 @@ def results_frame(
         if judge_names:
             record["judge_credits"] = _judge_credits(keys, replies, r["run_id"], credited)
         records.append(record)
+    expected = sorted(expected_cols) if expected_columns is None else list(expected_columns)
     columns = [
         *RESULT_COLUMNS,
-        *expected_cols,
+        *expected,
         *(f"score_{n}" for n in scorer_names),
         *(f"{n}_reason" for n in scorer_names),
         "scorer_errors",
@@ -186,7 +191,19 @@ def results_frame(
         frame[col] = pd.to_datetime(frame[col], unit="s", utc=True)
     for name in scorer_names:
         frame[f"score_{name}"] = frame[f"score_{name}"].astype("float64")
+    text = pd.StringDtype("python", na_value=math.nan)
+    for col in (*_TEXT_COLUMNS, *(f"{n}_reason" for n in scorer_names), "scorer_errors"):
+        frame[col] = frame[col].astype(text)
+    for col in expected:
+        frame[col] = frame[col].astype("object")
     return frame
+
+
+# Text whatever the rows hold: a chunk where every reply is missing is still a text column.
+_TEXT_COLUMNS = (
+    "run_id", "cell_key", "variant", "item_id", "params", "model", "source", "prompt",
+    "response", "finish_reason", "credits_precision", "error", "error_message",
+)  # fmt: skip
 
 
 def _reason(

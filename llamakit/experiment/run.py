@@ -239,6 +239,7 @@ class Run:
 
         credited: set[str] = set()
         judges = self.judge_names
+        expected = self.store.row_keys(self.id, "expected")
         for cells in self.store.iter_run_cells(self.id, chunk or RUN_CELLS_CHUNK):
             replies, found = judge_replies(self.store, cells)
             yield results_frame(
@@ -248,6 +249,7 @@ class Run:
                 judge_names=judges or found,
                 source=self.source,
                 credited=credited,
+                expected_columns=expected,
             )
 
     @property

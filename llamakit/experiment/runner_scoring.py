@@ -3,6 +3,7 @@ of their own through the runner (so it is cached, budgeted and costed like any c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -44,7 +45,9 @@ async def score_cell(scorers: Sequence[Any], cell: Cell, text: str, judge: Judge
             if is_judge(scorer):
                 value = await _grade(scorer, cell, text, _keeping(judge, judge_keys, scorer))
             else:
-                value = scorer(text, cell.row)
+                # A copy: the row is shared by the item's cells, recorded and fingerprinted
+                # after scoring, and a scorer is user code that may change what it is given.
+                value = scorer(text, copy.deepcopy(cell.row))
             scores[scorer.name] = float(value)
         except (Stop, ReplayMissError):
             raise

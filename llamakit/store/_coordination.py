@@ -51,7 +51,10 @@ class Coordination:
             if latest is not None and latest["status"] != "finished":
                 return str(latest["run_id"]), False
             config = dict(row["config"])
-            if latest is not None:
+            # Only a run without scorers shares cells: scores depend on more than the
+            # fingerprint holds (a scorer's code, a built-in's arguments, a judge's transient
+            # failure), so a rerun with scorers scores its cached replies again, in rows of its own.
+            if latest is not None and not config.get("scorers"):
                 base = _complete_base(tx, str(latest["run_id"]), int(row["cells_total"]))
                 if base is not None:  # a rerun of a complete run: share its cells, add no rows
                     config[RERUN_OF] = base

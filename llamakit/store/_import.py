@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ._connection import Transaction
+from ._coordination import RERUN_OF
 from ._problems import FIX_READ_ONLY
 from ._rows import _dumps
 
@@ -66,7 +67,20 @@ def import_run_rows(
         _insert(tx, "runs", [run], "INSERT OR IGNORE")
         _insert(tx, "run_sessions", sessions, "INSERT OR IGNORE")
         _insert(tx, "responses", responses, "INSERT OR IGNORE")
-        _insert(tx, "run_cells", cells, "INSERT OR IGNORE")
+        if found is None or not _shares_cells(tx, str(run["run_id"])):
+            _insert(tx, "run_cells", cells, "INSERT OR IGNORE")
         if found is None:
             _insert(tx, "attempts", attempts, "INSERT")
     return found is None
+
+
+def _shares_cells(tx: Any, run_id: str) -> bool:
+    """Whether the store's run ``run_id`` is a cached rerun reading another run's cells (a run
+    file of it carries those cells; stored again under its id they would never be read)."""
+    found = tx.execute(
+        f"""SELECT b.run_id FROM runs r
+            JOIN runs b ON b.run_id = json_extract(r.config, '$.{RERUN_OF}')
+            WHERE r.run_id = ?""",
+        (run_id,),
+    ).fetchone()
+    return found is not None

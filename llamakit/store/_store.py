@@ -405,6 +405,15 @@ class Store(Coordination):
                 row.update({k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row})
         return rows
 
+    def row_keys(self, run_id: str, name: str) -> list[str]:
+        """The dataset fields ``name`` and ``name_*`` in any of run ``run_id``'s cells, sorted
+        (read in SQLite, without loading the rows)."""
+        sql = """SELECT DISTINCT j.key FROM run_cells c, json_each(c.row) j
+                 WHERE c.run_id = ? AND json_valid(c.row) AND json_type(c.row) = 'object'
+                   AND (j.key = ? OR substr(j.key, 1, ?) = ?)"""
+        args = (self.cells_run(run_id), name, len(name) + 1, name + "_")
+        return sorted(self._db.column(sql, args))
+
     def run_cells(self, run_id: str) -> list[dict[str, Any]]:
         """A run's cells joined with their cached responses (None columns for errored cells);
         a rerun that shares another run's cells gets them with its own run_id, marked cached."""

@@ -22,7 +22,7 @@ def rows(n: int = 20) -> list[dict[str, Any]]:
 
 
 def make_experiment(
-    *, items: int = 20, repeats: int = 2, scorers: Any = (), name: str = "arith", **kw: Any
+    *, items: int = 20, repeats: int = 2, scorers: Any = None, name: str = "arith", **kw: Any
 ) -> lk.Experiment:
     from llamakit import scoring
 
@@ -40,7 +40,7 @@ def make_experiment(
         dataset=rows(items),
         params=kw.pop("params", {"max_tokens": 16}),
         repeats=repeats,
-        scorers=scorers or [scoring.contains()],
+        scorers=[scoring.contains()] if scorers is None else scorers,
         **kw,
     )
 
