@@ -95,10 +95,37 @@ def _resume_or_create(
             "budget": budget,
             "config": config,
         },
+        share_scored=_rescored_base(experiment, store, latest),
     )
     if created:
         _notice_if_changed(store, experiment.name, run_id, config)
     return run_id
+
+
+def _rescored_base(
+    experiment: ExperimentShape, store: Store, latest: dict[str, Any] | None
+) -> str | None:
+    """The run whose cells a rerun with scorers may share: the finished run it repeats (or the
+    run that one shares), when scoring each of its replies again with today's scorers gives
+    exactly the scores stored. A scorer's code and a built-in's arguments are not in the
+    fingerprint; this is how a rerun knows they did not change. None with a judge (a grading
+    may have failed for a reason that has passed) or when any cell differs, is not done, or
+    has no reply."""
+    from .runner_scoring import is_judge, same_scores
+
+    scorers = experiment.scorers
+    if not scorers or any(is_judge(s) for s in scorers):
+        return None
+    if latest is None or latest["status"] != "finished":
+        return None
+    base = store.cells_run(str(latest["run_id"]))
+    for cells in store.iter_run_cells(base):
+        for cell in cells:
+            if cell["status"] != "done" or cell["text"] is None:
+                return None
+            if not same_scores(scorers, cell["text"], json.loads(cell["row"]), cell):
+                return None
+    return base
 
 
 def _notice_if_changed(store: Store, name: str, run_id: str, config: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ of their own through the runner (so it is cached, budgeted and costed like any c
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Sequence
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ReplayMissError
@@ -45,9 +46,7 @@ async def score_cell(scorers: Sequence[Any], cell: Cell, text: str, judge: Judge
             if is_judge(scorer):
                 value = await _grade(scorer, cell, text, _keeping(judge, judge_keys, scorer))
             else:
-                # A copy: the row is shared by the item's cells, recorded and fingerprinted
-                # after scoring, and a scorer is user code that may change what it is given.
-                value = scorer(text, copy.deepcopy(cell.row))
+                value = plain_score(scorer, text, cell.row)
             scores[scorer.name] = float(value)
         except (Stop, ReplayMissError):
             raise
@@ -79,6 +78,28 @@ def _as_list(value: Any) -> list[str]:
 
 async def _no_judge(scorer: Any, cell: Cell, text: str, messages: Any) -> tuple[str, str]:
     raise RuntimeError("scoring awaited without judges")
+
+
+def plain_score(scorer: Any, text: str, row: Mapping[str, Any]) -> Any:
+    """A scorer that is not a judge, called on a copy of ``row``: the row is shared by the
+    item's cells, recorded and fingerprinted after scoring, and a scorer is user code that may
+    change what it is given."""
+    return scorer(text, copy.deepcopy(row))
+
+
+def same_scores(scorers: Sequence[Any], text: str, row: Mapping[str, Any], cell: Any) -> bool:
+    """Whether scoring ``text`` again with ``scorers`` (no judges) gives a stored cell's scores
+    and scorer errors exactly (``cell``: its ``scores`` and ``score_errors`` JSON)."""
+    scores: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    for scorer in scorers:
+        try:
+            scores[scorer.name] = float(plain_score(scorer, text, row))
+        except Exception as exc:  # as score_cell records it
+            errors[scorer.name] = describe(exc)
+    stored = json.loads(cell["scores"]) if cell["scores"] else {}
+    stored_errors = json.loads(cell["score_errors"]) if cell["score_errors"] else {}
+    return bool(scores == stored and errors == stored_errors)
 
 
 def score_without_judges(scorers: Sequence[Any], cell: Cell, text: str) -> Outcome:

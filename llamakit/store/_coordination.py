@@ -38,10 +38,15 @@ class Coordination:
         raise NotImplementedError
 
     # -- runs: one run per fingerprint, joined by every process that starts it ---------------
-    def join_run(self, fingerprint: str, row: Mapping[str, Any]) -> tuple[str, bool]:
+    def join_run(
+        self, fingerprint: str, row: Mapping[str, Any], *, share_scored: str | None = None
+    ) -> tuple[str, bool]:
         """The unfinished run with this fingerprint, else ``row`` inserted as a new run; in one
         transaction, so processes starting the same experiment at once share one run.
-        Returns (run_id, created)."""
+
+        A new run repeating a complete one shares its cells (``rerun_of``) when it has no
+        scorers, or when ``share_scored`` names that run: the caller scored its replies again
+        and got its scores. Returns (run_id, created)."""
         with self._db.write("starting a run") as tx:
             latest = tx.execute(
                 "SELECT run_id, status FROM runs WHERE fingerprint = ? "
@@ -51,11 +56,13 @@ class Coordination:
             if latest is not None and latest["status"] != "finished":
                 return str(latest["run_id"]), False
             config = dict(row["config"])
-            # Only a run without scorers shares cells: scores depend on more than the
-            # fingerprint holds (a scorer's code, a built-in's arguments, a judge's transient
-            # failure), so a rerun with scorers scores its cached replies again, in rows of its own.
-            if latest is not None and not config.get("scorers"):
+            # Scores depend on more than the fingerprint holds (a scorer's code, a built-in's
+            # arguments, a judge's passing failure): with scorers, only a base whose scores the
+            # caller re-computed is shared; otherwise the rerun scores in rows of its own.
+            if latest is not None:
                 base = _complete_base(tx, str(latest["run_id"]), int(row["cells_total"]))
+                if config.get("scorers") and base != share_scored:
+                    base = None
                 if base is not None:  # a rerun of a complete run: share its cells, add no rows
                     config[RERUN_OF] = base
             values = {**row, "config": self._dumps(config)}

@@ -172,20 +172,16 @@ def _size(path: Any) -> int:
 
 
 def test_a_fully_cached_rerun_adds_no_rows_per_cell(server: Any, tmp_path: Any) -> None:
-    """The rerun of a complete run without scorers shares its cells: the store grows by a run
-    row and a session,
+    """The rerun of a complete run shares its cells (its scorers, run again on the cached
+    replies, give the stored scores): the store grows by a run row and a session,
     not by a row per cell, and every reader (results, progress, runs(), resume) sees 120 cells."""
     path = tmp_path / "s.db"
     store = Store(path)
-    first = make_experiment(items=20, repeats=2, scorers=[]).run(
-        client_of(server), progress=False, store=store
-    )
+    first = make_experiment(items=20, repeats=2).run(client_of(server), progress=False, store=store)
     store.checkpoint()
     size, rows = _size(path), store.query("SELECT COUNT(*) AS n FROM run_cells")[0]["n"]
     reruns = [
-        make_experiment(items=20, repeats=2, scorers=[]).run(
-            client_of(server), progress=False, store=store
-        )
+        make_experiment(items=20, repeats=2).run(client_of(server), progress=False, store=store)
         for _ in range(3)
     ]
     store.checkpoint()
@@ -423,6 +419,25 @@ def test_a_rerun_with_scorers_scores_its_cached_replies_again(server: Any, tmp_p
     assert store.cells_run(again.id) == again.id
     assert (again.results["score_short"] == 1).all() and (again.results["score_mine"] == 1).all()
     assert again.results["cached"].all() and server.stats()["billed_calls"] == 9
+    # Scored again with the same scorers: the scores match, so the next rerun shares its cells.
+    third = exp(10_000, fixed=True).run(client_of(server), progress=False, store=store)
+    assert store.cells_run(third.id) == again.id
+    assert (third.results["score_mine"] == 1).all() and server.stats()["billed_calls"] == 9
+
+
+def test_a_rerun_with_a_judge_grades_again_in_rows_of_its_own(server: Any, tmp_path: Any) -> None:
+    """A judge's grading may have failed for a reason that has passed: a rerun with one never
+    shares cells (its gradings come from the cache when they succeeded, free)."""
+    store = Store(tmp_path / "s.db")
+    first = make_experiment(items=2, repeats=1, scorers=[_grader()]).run(
+        client_of(server), progress=False, store=store
+    )
+    paid = server.stats()["billed_calls"]
+    again = make_experiment(items=2, repeats=1, scorers=[_grader()]).run(
+        client_of(server), progress=False, store=store
+    )
+    assert store.cells_run(again.id) == again.id != first.id
+    assert server.stats()["billed_calls"] == paid and again.results["cached"].all()
 
 
 def test_a_scorer_that_changes_its_row_changes_nothing_stored(server: Any, tmp_path: Any) -> None:
