@@ -59,12 +59,15 @@ KEY = "SG_bench_0123456789abcdef"
 CONCURRENCY = 32
 
 
-def experiment(name: str, cells: int, repeats: int = 1) -> lk.Experiment:
+def experiment(name: str, cells: int, repeats: int = 1, scored: bool = False) -> lk.Experiment:
     # The name goes into the prompt so scenarios never share cache entries.
-    items = [{"id": f"i{i}", "q": f"{name}: question number {i}?"} for i in range(cells // repeats)]
+    items = [{"id": f"i{i}", "q": f"{name}: question number {i}?", "expected": "cached"}
+             for i in range(cells // repeats)]  # fmt: skip
+    scorers = [lk.scoring.contains()] if scored else []
     return lk.Experiment(
-        name, prompts="{{ q }}", dataset=items, params={"max_tokens": 8}, repeats=repeats
-    )
+        name, prompts="{{ q }}", dataset=items, params={"max_tokens": 8}, repeats=repeats,
+        scorers=scorers,
+    )  # fmt: skip
 
 
 def measure(fn: Callable[[], Any]) -> tuple[float, float]:
@@ -186,16 +189,17 @@ def store_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def cached_rerun(cells: int, store: Store) -> dict[str, float]:
-    exp = experiment("bench-cached", cells, repeats=2)
+def cached_rerun(cells: int, store: Store, scored: bool = False) -> dict[str, float]:
+    name = "bench-cached-scored" if scored else "bench-cached"
+    exp = experiment(name, cells, repeats=2, scored=scored)
     fill_cache(store, exp)
-    experiment("bench-cached", cells, repeats=2).run(
+    experiment(name, cells, repeats=2, scored=scored).run(
         None, mode="replay", progress=False, store=store
     )
     store.checkpoint()
     size0 = store_bytes(store.path)
     t0 = time.perf_counter()
-    run = experiment("bench-cached", cells, repeats=2).run(
+    run = experiment(name, cells, repeats=2, scored=scored).run(
         None, mode="replay", progress=False, store=store
     )
     wall = time.perf_counter() - t0
@@ -230,11 +234,11 @@ def main() -> None:
             else None
         )
         b = rate_bound(500 // scale, store) if args.only in (None, "rpm") else None
-        c = (
-            cached_rerun(10000 // scale, Store(Path(tmp) / "cached.db"))
+        cached = [
+            (label, cached_rerun(10000 // scale, Store(Path(tmp) / f"cached{i}.db"), scored))
+            for i, (label, scored) in enumerate((("", False), (", scored (contains)", True)))
             if args.only in (None, "cached")
-            else None
-        )
+        ]
     print(f"runner throughput  ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()})")  # fmt: skip
     if a is not None:
@@ -263,14 +267,14 @@ def main() -> None:
               f"{b['ratio']:.2f} x ideal, 429s: {b['429s']}")  # fmt: skip
         print(f"FIGURE runner wall/ideal at rpm=600: {b['ratio']:.2f} x "
               f"({b['cells']} cells; {b['429s']} 429s)")  # fmt: skip
-    if c is not None:
-        print(f"fully cached rerun (replay): {c['cells']} cells in {c['wall_s']:.2f} s "
+    for label, c in cached:
+        print(f"fully cached rerun{label} (replay): {c['cells']} cells in {c['wall_s']:.2f} s "
               f"({c['per_10k_s']:.2f} s per 10,000), store +{c['bytes_per_cell']:.1f} B/cell; "
               f"results frame {c['results_s']:.2f} s")  # fmt: skip
-        print(f"FIGURE fully cached rerun: {c['per_10k_s']:.2f} s per 10k cells "
+        print(f"FIGURE fully cached rerun{label}: {c['per_10k_s']:.2f} s per 10k cells "
               f"(target 0.5; {c['cells']} cells, experiment built and run)")  # fmt: skip
-        print(f"FIGURE fully cached rerun, store growth: {c['bytes_per_cell']:.1f} B/cell "
-              f"(target: a few bytes)")  # fmt: skip
+        print(f"FIGURE fully cached rerun{label}, store growth: {c['bytes_per_cell']:.1f} "
+              f"B/cell (target: a few bytes)")  # fmt: skip
 
 
 def bench_row(figure: str, value: float, unit: str, floor: tuple[str, float],

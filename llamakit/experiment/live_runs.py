@@ -119,11 +119,12 @@ def _rescored_base(
     if latest is None or latest["status"] != "finished":
         return None
     base = store.cells_run(str(latest["run_id"]))
-    for cells in store.iter_run_cells(base):
+    columns = "c.status, c.row, c.scores, c.score_errors, r.text"
+    for cells in store.iter_run_cells(base, columns=columns):
         for cell in cells:
             if cell["status"] != "done" or cell["text"] is None:
                 return None
-            if not same_scores(scorers, cell["text"], json.loads(cell["row"]), cell):
+            if not same_scores(scorers, cell["text"], cell):
                 return None
     return base
 

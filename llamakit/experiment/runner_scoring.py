@@ -87,14 +87,16 @@ def plain_score(scorer: Any, text: str, row: Mapping[str, Any]) -> Any:
     return scorer(text, copy.deepcopy(row))
 
 
-def same_scores(scorers: Sequence[Any], text: str, row: Mapping[str, Any], cell: Any) -> bool:
+def same_scores(scorers: Sequence[Any], text: str, cell: Mapping[str, Any]) -> bool:
     """Whether scoring ``text`` again with ``scorers`` (no judges) gives a stored cell's scores
-    and scorer errors exactly (``cell``: its ``scores`` and ``score_errors`` JSON)."""
+    and scorer errors exactly (``cell``: its ``row``, ``scores`` and ``score_errors`` JSON)."""
+    row = json.loads(cell["row"])
     scores: dict[str, float] = {}
     errors: dict[str, str] = {}
     for scorer in scorers:
         try:
-            scores[scorer.name] = float(plain_score(scorer, text, row))
+            # ``row`` is freshly decoded for this call, so the scorer may have it as it is.
+            scores[scorer.name] = float(scorer(text, row))
         except Exception as exc:  # as score_cell records it
             errors[scorer.name] = describe(exc)
     stored = json.loads(cell["scores"]) if cell["scores"] else {}

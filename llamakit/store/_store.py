@@ -35,9 +35,9 @@ DB_FILENAME = "llamakit.db"
 # Rows of a run's cells read at a time by ``iter_run_cells``.
 RUN_CELLS_CHUNK = 2000  # rows: a chunk of 5,000 raised the peak of a 50,000-cell walk by 9 MB
 # A run's cells with their replies; ``iter_run_cells`` appends the keyset condition and order.
-_CELLS_WITH_REPLIES = """SELECT c.*, c.rowid AS _rowid, r.text, r.finish_reason, r.prompt_tokens,
-        r.completion_tokens, r.credits, r.credits_precision, r.credits_remaining,
-        r.latency_s AS response_latency_s
+_CELL_AND_REPLY_COLUMNS = """c.*, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
+    r.credits, r.credits_precision, r.credits_remaining, r.latency_s AS response_latency_s"""
+_CELLS_WITH_REPLIES = """SELECT {columns}, c.ordinal AS _ordinal, c.rowid AS _rowid
     FROM run_cells c LEFT JOIN responses r ON c.cell_key = r.cell_key AND c.status = 'done'
     WHERE c.run_id = ? AND """
 
@@ -420,30 +420,32 @@ class Store(Coordination):
         return [row for chunk in self.iter_run_cells(run_id, chunk=2**62) for row in chunk]
 
     def iter_run_cells(
-        self, run_id: str, chunk: int = RUN_CELLS_CHUNK
+        self, run_id: str, chunk: int = RUN_CELLS_CHUNK, *, columns: str = _CELL_AND_REPLY_COLUMNS
     ) -> Iterator[list[dict[str, Any]]]:
         """``run_cells`` in lists of at most ``chunk`` rows, in order, read one list at a time,
         so a caller walking a large run never holds all of it. Rows without an ordinal (stores
         older than it) come first, in the order they were written; then by ordinal. Each chunk
-        seeks past the last (keyset on the ``run_cells_order`` index), so a walk is linear."""
+        seeks past the last (keyset on the ``run_cells_order`` index), so a walk is linear.
+        ``columns``: SQL over ``c`` (the cell) and ``r`` (its reply); by default all of both."""
         base = self.cells_run(run_id)
+        select = _CELLS_WITH_REPLIES.format(columns=columns)
         unordered = "c.ordinal IS NULL AND c.rowid > ? ORDER BY c.rowid"
         ordered = "(c.ordinal, c.rowid) > (?, ?) ORDER BY c.ordinal, c.rowid"
         after: tuple[int, ...] = (-1,)
         for where in (unordered, ordered):
             while True:
-                rows = self._db.query(
-                    _CELLS_WITH_REPLIES + where + " LIMIT ?", (base, *after, chunk)
-                )
+                rows = self._db.query(select + where + " LIMIT ?", (base, *after, chunk))
                 if not rows:
                     break
                 out = []
                 for raw in rows:
                     row = dict(raw)
-                    rowid = row.pop("_rowid")
-                    after = (rowid,) if where is unordered else (row["ordinal"], rowid)
+                    rowid, ordinal = row.pop("_rowid"), row.pop("_ordinal")
+                    after = (rowid,) if where is unordered else (ordinal, rowid)
                     if base != run_id:
-                        row["run_id"], row["cached"] = run_id, 1
+                        row.update(
+                            {k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row}
+                        )
                     out.append(row)
                 yield out
                 if len(rows) < chunk:

@@ -327,7 +327,8 @@ def test_the_results_walk_seeks_by_index_instead_of_sorting(tmp_path: Any) -> No
         ("c.ordinal IS NULL AND c.rowid > ? ORDER BY c.rowid", ("r", 0)),
         ("(c.ordinal, c.rowid) > (?, ?) ORDER BY c.ordinal, c.rowid", ("r", 0, 0)),
     ):
-        sql = "EXPLAIN QUERY PLAN " + _store._CELLS_WITH_REPLIES + where + " LIMIT 10"
+        select = _store._CELLS_WITH_REPLIES.format(columns=_store._CELL_AND_REPLY_COLUMNS)
+        sql = "EXPLAIN QUERY PLAN " + select + where + " LIMIT 10"
         plan = " / ".join(str(tuple(r)[-1]) for r in store._db.query(sql, args))
         assert "run_cells_order" in plan and "TEMP B-TREE" not in plan, plan
 
