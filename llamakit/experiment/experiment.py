@@ -434,6 +434,7 @@ class Experiment:
             total=len(cells),
             budget=budget,
             mode=mode,
+            share=sequential is None,  # a sequential rerun replays its procedure on the cache
         )
         runner = Runner(
             run=run,

@@ -39,13 +39,15 @@ def register_run(
     total: int,
     budget: Decimal | None,
     mode: str,
+    share: bool = True,
 ) -> Run:
-    """The run to execute, resumed or new, registered as executing in this process."""
+    """The run to execute, resumed or new, registered as executing in this process. ``share``:
+    whether a rerun of a complete run may share its cells (not a sequential run's)."""
     from .run import Run
 
     with _LIVE_LOCK:
         run_id = _resume_or_create(
-            experiment, store, fingerprint, model, source, total, budget, mode
+            experiment, store, fingerprint, model, source, total, budget, mode, share
         )
         run = Run(run_id, store, scorer_names=[s.name for s in experiment.scorers])
         run._done.clear()
@@ -69,6 +71,7 @@ def _resume_or_create(
     total: int,
     budget: Decimal | None,
     mode: str,
+    share: bool,
 ) -> str:
     latest = store.latest_run(fingerprint)
     if latest is not None and latest["status"] != "finished":
@@ -95,7 +98,8 @@ def _resume_or_create(
             "budget": budget,
             "config": config,
         },
-        share_scored=_rescored_base(experiment, store, latest),
+        share=share,
+        share_scored=_rescored_base(experiment, store, latest) if share else None,
     )
     if created:
         _notice_if_changed(store, experiment.name, run_id, config)

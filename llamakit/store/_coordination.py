@@ -39,14 +39,20 @@ class Coordination:
 
     # -- runs: one run per fingerprint, joined by every process that starts it ---------------
     def join_run(
-        self, fingerprint: str, row: Mapping[str, Any], *, share_scored: str | None = None
+        self,
+        fingerprint: str,
+        row: Mapping[str, Any],
+        *,
+        share: bool = True,
+        share_scored: str | None = None,
     ) -> tuple[str, bool]:
         """The unfinished run with this fingerprint, else ``row`` inserted as a new run; in one
         transaction, so processes starting the same experiment at once share one run.
 
-        A new run repeating a complete one shares its cells (``rerun_of``) when it has no
-        scorers, or when ``share_scored`` names that run: the caller scored its replies again
-        and got its scores. Returns (run_id, created)."""
+        A new run repeating a complete one shares its cells (``rerun_of``) unless ``share`` is
+        False (a sequential run replays its procedure), when it has no scorers or when
+        ``share_scored`` names that run: the caller scored its replies again and got its scores.
+        Returns (run_id, created)."""
         with self._db.write("starting a run") as tx:
             latest = tx.execute(
                 "SELECT run_id, status FROM runs WHERE fingerprint = ? "
@@ -59,7 +65,7 @@ class Coordination:
             # Scores depend on more than the fingerprint holds (a scorer's code, a built-in's
             # arguments, a judge's passing failure): with scorers, only a base whose scores the
             # caller re-computed is shared; otherwise the rerun scores in rows of its own.
-            if latest is not None:
+            if latest is not None and share:
                 base = _complete_base(tx, str(latest["run_id"]), int(row["cells_total"]))
                 if config.get("scorers") and base != share_scored:
                     base = None

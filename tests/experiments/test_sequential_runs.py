@@ -242,3 +242,30 @@ def test_the_plot_draws_the_bounds_or_says_why_not(server: Any, tmp_path: Any) -
     assert plain.sequential is None
     ax = lk.plots.sequential(plain)
     assert "no stop rule" in ax.texts[0].get_text()
+
+
+def test_a_sequential_rerun_of_a_complete_run_replays_its_procedure(
+    server: Any, tmp_path: Any
+) -> None:
+    """A complete fixed-size run shares its cells with a plain rerun, but a sequential rerun
+    walks its procedure over the cached replies, with cells and steps of its own, paying for
+    nothing."""
+    store = lk.Store(tmp_path / "s.db")
+    whole = tagged_experiment(60, {"good": 0.95, "bad": 0.3}).run(
+        server.client(), store=store, progress=False, concurrency=8
+    )
+    assert whole.status == "finished" and billed(server) == 120
+    plain = tagged_experiment(60, {"good": 0.95, "bad": 0.3}).run(
+        server.client(), store=store, progress=False
+    )
+    assert store.cells_run(plain.id) == whole.id  # the plain rerun shares
+    seq = tagged_experiment(60, {"good": 0.95, "bad": 0.3}).run(
+        server.client(),
+        stop=lk.stop.compare("good", "bad", "contains"),
+        store=store,
+        progress=False,
+    )
+    assert store.cells_run(seq.id) == seq.id
+    report = seq.sequential
+    assert report.decision == "good > bad" and report.steps  # its own sequence, on the cache
+    assert billed(server) == 120
