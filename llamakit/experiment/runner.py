@@ -167,6 +167,10 @@ class Runner:
         )
         # Group commit: durable before this worker takes its next cell, shared with neighbours.
         await self.commits.commit(row if paid_now else None, [cell.record(**fields, status="done")])
+        if not was_cached:
+            # Committed, a paid reply is found in the store (by its claim) by any later cell
+            # asking the same: keeping each here would grow a live run's memory with its cells.
+            self.responses.cache.pop(cell.cell_key, None)
         self.done += 1
         self.cached += int(was_cached)
         self._publish()

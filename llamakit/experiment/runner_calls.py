@@ -319,9 +319,7 @@ class Responses:
             row = await self._send(client, key, messages, params, repeat, model)
             if commit:
                 self.store.record_call(row)
-                # Gradings repeat (two cells, one answer); a cell's own key does not, and
-                # keeping every reply would grow a live run's memory with its cells.
-                self.cache[key] = row
+            self.cache[key] = row  # until committed: a cell with the same request reuses it
             future.set_result(row)
         except (APIError, ValidationError, ClaimedElsewhere) as exc:  # shared with key sharers
             future.set_exception(exc)

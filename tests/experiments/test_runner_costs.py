@@ -482,3 +482,33 @@ def test_results_in_chunks_equal_the_table_with_sparse_columns_and_errors(
     for chunk in (1, 3, 7, 1000):
         joined = pd.concat(list(run.iter_results(chunk)), ignore_index=True)
         pd.testing.assert_frame_equal(joined, whole)
+
+
+def test_two_variants_asking_the_same_pay_once_with_replies_not_kept(
+    server: Any, tmp_path: Any
+) -> None:
+    """Two variants whose prompts render the same share one request: paid once, whether the
+    second asks while the first is in flight or after its reply was committed (and dropped
+    from the runner's memory); then a replay finds both."""
+
+    def exp(concurrency: int) -> lk.Experiment:
+        items = [{"id": f"q{i}", "q": f"same {i} at {concurrency}?"} for i in range(30)]
+        return lk.Experiment(
+            "twins",
+            prompts={"a": "{{ q }}", "b": "{{ q }}"},
+            dataset=items,
+            params={"max_tokens": 8},
+            scorers=[lk.scoring.length_between(1, None)],
+        )
+
+    paid = 0
+    for concurrency in (1, 8):
+        store = Store(tmp_path / f"s{concurrency}.db")
+        run = exp(concurrency).run(
+            client_of(server), concurrency=concurrency, progress=False, store=store
+        )
+        paid += 30
+        assert run.status == "finished" and server.stats()["billed_calls"] == paid
+        assert store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == 30
+        replayed = exp(concurrency).run(None, mode="replay", progress=False, store=store)
+        assert replayed.status == "finished" and len(replayed.results) == 60
