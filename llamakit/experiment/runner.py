@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -57,6 +58,9 @@ from .runner_scoring import is_judge, score_cell, score_without_judges
 
 # How often a cell another process is paying for is looked at again.
 CLAIM_POLL_S = 0.05
+# Cells claimed in one transaction when a worker takes a cell not yet claimed: one write-lock
+# wait for many cells, while another process sharing the run still finds most of it unclaimed.
+CLAIM_AHEAD = 16
 # Cached cells are looked up and recorded this many at a time (one transaction each).
 PREPARE_CHUNK = 2000
 
@@ -314,8 +318,13 @@ class Runner:
                 queue.extend(self.deferred)
                 self.deferred.clear()
                 continue
+            cell = queue.popleft()
             try:
-                await self._process(queue.popleft())
+                if cell.cell_key not in self.responses.held:
+                    # As many as the workers send at once: the next round of this session.
+                    ahead = itertools.islice(queue, min(CLAIM_AHEAD, self.concurrency) - 1)
+                    self.responses.claim_ahead([cell.cell_key, *(c.cell_key for c in ahead)])
+                await self._process(cell)
             except StoreError as exc:  # the store cannot take more: stop this run, keep the rest
                 self.responses.fail(exc)
 

@@ -231,6 +231,8 @@ class Responses:
         self.cache: dict[str, dict[str, Any]] = {}
         self.reach = Reachability()
         self.pending: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+        self.held: set[str] = set()  # claimed ahead by this session, not yet sent
+        self.found: dict[str, dict[str, Any]] = {}  # stored by another process, seen claiming
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -357,12 +359,37 @@ class Responses:
                     self.store.release_claim(key, self.lease)
             raise
 
+    def claim_ahead(self, keys: Sequence[str]) -> None:
+        """Claim the cells about to be sent in one transaction, so each need not take SQLite's
+        write lock for its own (``_claim`` then finds it held). Keys another live process is
+        paying for are left for ``_claim`` to report; unused claims go when the lease closes."""
+        if self.lease is None:
+            return
+        keys = [
+            k
+            for k in dict.fromkeys(keys)
+            if k not in self.held and k not in self.found and k not in self.cache
+            and k not in self.pending
+        ]  # fmt: skip
+        if len(keys) < 2:
+            return
+        for key, taken in self.store.claim_cells(keys, self.lease).items():
+            if taken is None:
+                self.held.add(key)
+            elif isinstance(taken, dict):
+                self.found[key] = taken
+
     def _claim(self, key: str) -> dict[str, Any] | None:
         """None once this session holds the claim on ``key``; the stored reply if another process
         has stored one meanwhile (marked ``_from_store``); ClaimedElsewhere if one is paying now."""
         if self.lease is None:
             return None
-        taken: dict[str, Any] | Busy | None = self.store.claim_cell(key, self.lease)
+        if key in self.held:
+            self.held.discard(key)
+            return None
+        taken: dict[str, Any] | Busy | None = self.found.pop(key, None)
+        if taken is None:
+            taken = self.store.claim_cell(key, self.lease)
         if isinstance(taken, Busy):
             raise ClaimedElsewhere(taken.owner)
         if taken is not None:

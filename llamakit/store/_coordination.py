@@ -116,6 +116,15 @@ class Coordination:
         with self._db.write("claiming a cell") as tx:
             return try_claim(tx, key, lease, columns)
 
+    def claim_many(
+        self, keys: Sequence[str], lease: Lease, columns: str
+    ) -> dict[str, dict[str, Any] | Busy | None]:
+        """``claim`` for each of ``keys``, in one transaction (one wait for the write lock)."""
+        if _spill.spill_path(self.path).exists():
+            self.reconcile_spill()
+        with self._db.write("claiming cells") as tx:
+            return {key: try_claim(tx, key, lease, columns) for key in keys}
+
     def release_claim(self, key: str, lease: Lease) -> None:
         with self._db.write("releasing a claim") as tx:
             tx.execute("DELETE FROM claims WHERE cell_key = ? AND owner = ?", (key, lease.owner))

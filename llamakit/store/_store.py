@@ -346,6 +346,12 @@ class Store(Coordination):
         """``claim`` returning the cache columns a run reads."""
         return self.claim(key, lease, _CACHE_COLUMNS)
 
+    def claim_cells(
+        self, keys: Sequence[str], lease: Lease
+    ) -> dict[str, dict[str, Any] | Busy | None]:
+        """``claim_many`` returning the cache columns a run reads."""
+        return self.claim_many(keys, lease, _CACHE_COLUMNS)
+
     def record_inflight(self, row: Mapping[str, Any]) -> None:
         """Journal a submitted v2 job (cell_key, run_id, session, request_id, status_url,
         response_url, call_id, submitted_at) before waiting on it."""

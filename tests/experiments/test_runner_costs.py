@@ -512,3 +512,30 @@ def test_two_variants_asking_the_same_pay_once_with_replies_not_kept(
         assert store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == 30
         replayed = exp(concurrency).run(None, mode="replay", progress=False, store=store)
         assert replayed.status == "finished" and len(replayed.results) == 60
+
+
+def test_cells_about_to_be_sent_are_claimed_together(server: Any, tmp_path: Any) -> None:
+    """A worker taking an unclaimed cell claims the next round's cells (up to the concurrency)
+    in one transaction: far fewer claim transactions than cells, each cell paid once."""
+
+    class Claims(Store):
+        single = 0
+        grouped: list[int] = []
+
+        def claim_cell(self, key: Any, lease: Any) -> Any:
+            Claims.single += 1
+            return super().claim_cell(key, lease)
+
+        def claim_cells(self, keys: Any, lease: Any) -> Any:
+            Claims.grouped.append(len(keys))
+            return super().claim_cells(keys, lease)
+
+    store = Claims(tmp_path / "s.db")
+    run = make_experiment(items=20, repeats=2).run(  # 120 cells
+        client_of(server), concurrency=8, progress=False, store=store
+    )
+    assert run.status == "finished" and server.stats()["billed_calls"] == 120
+    assert sum(Claims.grouped) + Claims.single >= 120
+    assert len(Claims.grouped) + Claims.single <= 120 // 4, (Claims.grouped, Claims.single)
+    assert max(Claims.grouped) <= 8
+    assert store.live_claims() == []
