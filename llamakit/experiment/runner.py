@@ -52,6 +52,7 @@ from .runner_calls import (
     judge_call,
 )
 from .runner_commits import Commits
+from .runner_gc import frozen_heap
 from .runner_progress import ProgressBar
 from .runner_reach import check_served, hook_breaker
 from .runner_scoring import is_judge, score_cell, score_without_judges
@@ -353,6 +354,11 @@ class Runner:
         return deque(left.values())
 
     async def execute(self) -> str:
+        """Run the cells; returns the run's status (the run's error is raised)."""
+        with frozen_heap():
+            return await self._execute()
+
+    async def _execute(self) -> str:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self.prior_spent = run_spend(self.store, self.run.id)["credits_spent"]

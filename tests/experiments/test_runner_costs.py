@@ -539,3 +539,28 @@ def test_cells_about_to_be_sent_are_claimed_together(server: Any, tmp_path: Any)
     assert len(Claims.grouped) + Claims.single <= 120 // 4, (Claims.grouped, Claims.single)
     assert max(Claims.grouped) <= 8
     assert store.live_claims() == []
+
+
+def test_the_heap_is_frozen_only_while_runs_execute(server: Any, tmp_path: Any) -> None:
+    """``gc.freeze`` keeps the collector off the cells during a run; everything is collectable
+    again when the last run executing ends (nested or concurrent runs included)."""
+    import gc
+
+    from llamakit.experiment.runner_gc import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() > 0  # the outer run still executes
+    assert gc.get_freeze_count() == 0
+    seen: list[int] = []
+
+    def watch(text: str, row: dict[str, Any]) -> float:
+        seen.append(gc.get_freeze_count())
+        return 1.0
+
+    exp = make_experiment(items=2, repeats=1, scorers=[lk.scoring.as_scorer(watch, "watch")])
+    exp.run(client_of(server), progress=False, store=Store(tmp_path / "s.db"))
+    assert seen and min(seen) > 0 and gc.get_freeze_count() == 0
