@@ -123,12 +123,16 @@ def _rescored_base(
     if latest is None or latest["status"] != "finished":
         return None
     base = store.cells_run(str(latest["run_id"]))
-    columns = "c.status, c.row, c.scores, c.score_errors, r.text"
+    # The experiment's own rows (the same fingerprint holds the same items), as a live run
+    # scores them: not the stored JSON, which may write a value otherwise (2.50 as 2.5).
+    rows = {item.id: item.row for item in experiment.items}
+    columns = "c.status, c.item_id, c.scores, c.score_errors, r.text"
     for cells in store.iter_run_cells(base, columns=columns):
         for cell in cells:
-            if cell["status"] != "done" or cell["text"] is None:
+            row = rows.get(cell["item_id"])
+            if cell["status"] != "done" or cell["text"] is None or row is None:
                 return None
-            if not same_scores(scorers, cell["text"], cell):
+            if not same_scores(scorers, cell["text"], row, cell):
                 return None
     return base
 

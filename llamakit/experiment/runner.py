@@ -134,7 +134,7 @@ class Runner:
     # -- one cell ------------------------------------------------------------------------------
     async def _process(self, cell: Cell) -> None:
         started = time.time()
-        was_cached = cell.cell_key in self.responses.cache
+        was_cached = preloaded = cell.cell_key in self.responses.cache
         try:
             row = await self.responses.fetch(
                 self.client, cell.cell_key, cell.messages, cell.params, cell.repeat, cell.model
@@ -150,6 +150,7 @@ class Runner:
         if row.get("_from_store"):  # another process paid for it while this one waited
             was_cached = True
             if self.store.cell_done(self.run.id, cell.cell_id):  # and recorded it in this run
+                self.responses.cache.pop(cell.cell_key, None)
                 self.done += 1
                 self._publish()
                 return
@@ -172,9 +173,10 @@ class Runner:
         )
         # Group commit: durable before this worker takes its next cell, shared with neighbours.
         await self.commits.commit(row if paid_now else None, [cell.record(**fields, status="done")])
-        if not was_cached:
-            # Committed, a paid reply is found in the store (by its claim) by any later cell
-            # asking the same: keeping each here would grow a live run's memory with its cells.
+        if not preloaded:
+            # Committed, a reply (paid here or by another process) is found in the store by
+            # any later cell asking the same, through its claim: keeping each here would grow
+            # a live run's memory with its cells.
             self.responses.cache.pop(cell.cell_key, None)
         self.done += 1
         self.cached += int(was_cached)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -81,27 +82,38 @@ async def _no_judge(scorer: Any, cell: Cell, text: str, messages: Any) -> tuple[
 
 
 def plain_score(scorer: Any, text: str, row: Mapping[str, Any]) -> Any:
-    """A scorer that is not a judge, called on a copy of ``row``: the row is shared by the
-    item's cells, recorded and fingerprinted after scoring, and a scorer is user code that may
-    change what it is given."""
-    return scorer(text, copy.deepcopy(row))
+    """A scorer that is not a judge, called on its own copy of ``row``: the row is shared by
+    the item's cells and the other scorers, recorded and fingerprinted after scoring, and a
+    scorer is user code that may change what it is given. A row of plain values (the usual
+    dataset row) needs only a shallow copy; one holding lists or dicts is copied deeply."""
+    flat = all(v is None or isinstance(v, (str, int, float)) for v in row.values())
+    return scorer(text, dict(row) if flat else copy.deepcopy(row))
 
 
-def same_scores(scorers: Sequence[Any], text: str, cell: Mapping[str, Any]) -> bool:
-    """Whether scoring ``text`` again with ``scorers`` (no judges) gives a stored cell's scores
-    and scorer errors exactly (``cell``: its ``row``, ``scores`` and ``score_errors`` JSON)."""
-    row = json.loads(cell["row"])
+def same_scores(scorers: Sequence[Any], text: str, row: Mapping[str, Any], cell: Any) -> bool:
+    """Whether scoring ``text`` again as a live run would (``scorers``, no judges, each on its
+    own copy of the item's ``row``) gives a stored cell's scores and scorer errors exactly
+    (``cell``: its ``scores`` and ``score_errors`` JSON; a NaN score matches a NaN)."""
     scores: dict[str, float] = {}
     errors: dict[str, str] = {}
     for scorer in scorers:
         try:
-            # ``row`` is freshly decoded for this call, so the scorer may have it as it is.
-            scores[scorer.name] = float(scorer(text, row))
+            scores[scorer.name] = float(plain_score(scorer, text, row))
         except Exception as exc:  # as score_cell records it
             errors[scorer.name] = describe(exc)
     stored = json.loads(cell["scores"]) if cell["scores"] else {}
     stored_errors = json.loads(cell["score_errors"]) if cell["score_errors"] else {}
-    return bool(scores == stored and errors == stored_errors)
+    return (
+        errors == stored_errors
+        and scores.keys() == stored.keys()
+        and all(_same_number(scores[k], stored[k]) for k in scores)
+    )
+
+
+def _same_number(a: float, b: Any) -> bool:
+    if isinstance(b, bool) or not isinstance(b, (int, float)):
+        return False
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def score_without_judges(scorers: Sequence[Any], cell: Cell, text: str) -> Outcome:

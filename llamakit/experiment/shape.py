@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .cells import Cell
+    from .dataset import Item
 
 
 class ExperimentShape(Protocol):
@@ -17,6 +18,7 @@ class ExperimentShape(Protocol):
 
     name: str
     scorers: list[Any]
+    items: list[Item]
 
     def resolve_model(self, client: Any) -> str: ...
 

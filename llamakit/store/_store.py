@@ -6,6 +6,8 @@ is never passed in here, so it cannot be written.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -413,12 +415,20 @@ class Store(Coordination):
 
     def row_keys(self, run_id: str, name: str) -> list[str]:
         """The dataset fields ``name`` and ``name_*`` in any of run ``run_id``'s cells, sorted
-        (read in SQLite, without loading the rows)."""
+        (read in SQLite, without loading the rows; the rare row SQLite cannot parse, one with
+        an infinite number written ``Infinity``, is read in Python)."""
+        base = self.cells_run(run_id)
         sql = """SELECT DISTINCT j.key FROM run_cells c, json_each(c.row) j
                  WHERE c.run_id = ? AND json_valid(c.row) AND json_type(c.row) = 'object'
                    AND (j.key = ? OR substr(j.key, 1, ?) = ?)"""
-        args = (self.cells_run(run_id), name, len(name) + 1, name + "_")
-        return sorted(self._db.column(sql, args))
+        keys = self._db.column(sql, (base, name, len(name) + 1, name + "_"))
+        odd = "SELECT row FROM run_cells WHERE run_id = ? AND NOT json_valid(row)"
+        for text in self._db.column(odd, (base,)):
+            with contextlib.suppress(TypeError, ValueError):
+                row = json.loads(text)
+                if isinstance(row, dict):
+                    keys.update(k for k in row if k == name or k.startswith(name + "_"))
+        return sorted(keys)
 
     def run_cells(self, run_id: str) -> list[dict[str, Any]]:
         """A run's cells joined with their cached responses (None columns for errored cells);
@@ -530,14 +540,14 @@ class Store(Coordination):
 
     def run_rows(self) -> list[dict[str, Any]]:
         """Every run with its cell counts, for ``llamakit.runs()``."""
-        sql = """SELECT r.*,
-                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = COALESCE(
-                      json_extract(r.config, '$.rerun_of'), r.run_id)
+        # Each run's cells are those of ``cells_run``: the base it shares, when in this store.
+        sql = f"""SELECT r.*,
+                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = COALESCE(b.run_id, r.run_id)
                       AND c.status = 'done') AS cells_done,
-                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = COALESCE(
-                      json_extract(r.config, '$.rerun_of'), r.run_id)
+                   (SELECT COUNT(*) FROM run_cells c WHERE c.run_id = COALESCE(b.run_id, r.run_id)
                       AND c.status = 'error') AS errors
-                 FROM runs r ORDER BY r.started_at"""
+                 FROM runs r LEFT JOIN runs b ON b.run_id = json_extract(r.config, '$.{RERUN_OF}')
+                 ORDER BY r.started_at"""
         return self.query(sql)
 
     # -- sequential runs (issue 19) ---------------------------------------------------------

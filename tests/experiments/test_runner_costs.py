@@ -5,6 +5,7 @@ chunks. Each test checks the mechanism against the real stand-in server."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -564,3 +565,86 @@ def test_the_heap_is_frozen_only_while_runs_execute(server: Any, tmp_path: Any) 
     exp = make_experiment(items=2, repeats=1, scorers=[lk.scoring.as_scorer(watch, "watch")])
     exp.run(client_of(server), progress=False, store=Store(tmp_path / "s.db"))
     assert seen and min(seen) > 0 and gc.get_freeze_count() == 0
+
+
+def _shared(store: Store, run: Any) -> bool:
+    return bool(store.cells_run(run.id) != run.id)
+
+
+def test_a_rerun_shares_only_what_a_fresh_run_would_score_the_same(
+    server: Any, tmp_path: Any
+) -> None:
+    """The rerun's check scores as a live run does: each scorer on its own copy of the item's
+    row as the dataset gives it (not the stored JSON), NaN equal to NaN."""
+    from llamakit import scoring
+
+    def scores(scorers: list[Any], dataset: Any, store: Store) -> tuple[list[float], bool]:
+        exp = lk.Experiment(
+            "check", prompts="{{ q }}", dataset=dataset, params={"max_tokens": 8}, scorers=scorers
+        )
+        run = exp.run(client_of(server), progress=False, store=store)
+        return run.results["score_b"].tolist(), _shared(store, run)
+
+    def mutate(text: str, row: dict[str, Any]) -> float:
+        row["expected"] = "MUT"
+        return 1.0
+
+    rows = [{"id": f"q{i}", "q": f"check {i}?", "expected": "x"} for i in range(3)]
+    one = lambda text, row: 1.0  # noqa: E731
+    sees = lambda text, row: float(row["expected"] == "MUT")  # noqa: E731
+    store = Store(tmp_path / "a.db")
+    scores([scoring.as_scorer(mutate, "a"), scoring.as_scorer(one, "b")], rows, store)
+    again, shared = scores(
+        [scoring.as_scorer(mutate, "a"), scoring.as_scorer(sees, "b")], rows, store
+    )
+    assert again == [0.0] * 3 and not shared  # b never sees a's change, live or in the check
+
+    # A JSONL number written 2.50 instead of 2.5: the stored JSON is the same, the row is not.
+    path = tmp_path / "d.jsonl"
+    is_25 = scoring.as_scorer(lambda text, row: float(str(row["expected"]) == "2.5"), "b")
+    store = Store(tmp_path / "b.db")
+    path.write_text('{"id": "q0", "q": "number?", "expected": 2.5}\n')
+    assert scores([is_25], str(path), store) == ([1.0], False)
+    path.write_text('{"id": "q0", "q": "number?", "expected": 2.50}\n')
+    assert scores([is_25], str(path), store) == ([0.0], False)
+    assert scores([is_25], str(path), store) == ([0.0], True)  # unchanged now: shared
+
+    nan = scoring.as_scorer(lambda text, row: math.nan, "b")
+    store = Store(tmp_path / "c.db")
+    scores([nan], rows, store)
+    assert scores([nan], rows, store)[1]  # NaN again is the same score
+
+
+def test_infinite_values_in_rows_keep_their_expected_columns_in_chunks(
+    server: Any, tmp_path: Any
+) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"id": ["q0", "q1"], "q": ["a?", "b?"], "expected": ["3", "4"], "weight": [math.inf, 1.0]}
+    )
+    exp = lk.Experiment("inf", prompts="{{ q }}", dataset=frame, params={"max_tokens": 8})
+    run = exp.run(client_of(server), progress=False, store=Store(tmp_path / "s.db"))
+    whole = run.results
+    assert "expected" in whole.columns
+    for chunk in (1, 10):
+        pd.testing.assert_frame_equal(
+            pd.concat(list(run.iter_results(chunk)), ignore_index=True), whole
+        )
+
+
+def test_runs_table_counts_a_runs_own_cells_when_its_base_is_elsewhere(
+    server: Any, tmp_path: Any
+) -> None:
+    store = Store(tmp_path / "s.db")
+    run = make_experiment(items=2, repeats=1).run(client_of(server), progress=False, store=store)
+    db = sqlite3.connect(store.path)
+    with db:  # as a hand-edited run file would import it: rerun_of a run this store lacks
+        db.execute(
+            "UPDATE runs SET config = json_set(config, '$.rerun_of', 'elsewhere') WHERE run_id = ?",
+            (run.id,),
+        )
+    db.close()
+    reopened = Store(tmp_path / "s.db")
+    assert reopened.cells_run(run.id) == run.id
+    assert list(lk.runs(reopened)["cells_done"]) == [6]
