@@ -150,7 +150,10 @@ def against_floor(
         for r in range(rounds):
             for kind in order[r % 3 :] + order[: r % 3]:  # rotate so no kind always goes first
                 out[kind].append(measure(functools.partial(kinds[kind], f"r{r}-{kind}")))
-        assert billed(url) - before == 3 * rounds * cells, (billed(url) - before, 3 * rounds * cells)
+        assert billed(url) - before == 3 * rounds * cells, (
+            billed(url) - before,
+            3 * rounds * cells,
+        )
     finally:
         server.terminate()
         server.wait(10)
