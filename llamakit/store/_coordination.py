@@ -111,17 +111,14 @@ class Coordination:
     def claim(self, key: str, lease: Lease, columns: str) -> dict[str, Any] | Busy | None:
         """The stored reply for ``key`` (send nothing), ``Busy`` (another live process is paying
         for it), or None: the claim is now ``lease``'s and the request may be sent."""
-        if _spill.spill_path(self.path).exists():
-            self.reconcile_spill()  # a dead owner's replies may be there: never pay for them again
-        with self._db.write("claiming a cell") as tx:
-            return try_claim(tx, key, lease, columns)
+        return self.claim_many([key], lease, columns)[key]
 
     def claim_many(
         self, keys: Sequence[str], lease: Lease, columns: str
     ) -> dict[str, dict[str, Any] | Busy | None]:
         """``claim`` for each of ``keys``, in one transaction (one wait for the write lock)."""
         if _spill.spill_path(self.path).exists():
-            self.reconcile_spill()
+            self.reconcile_spill()  # a dead owner's replies may be there: never pay for them again
         with self._db.write("claiming cells") as tx:
             return {key: try_claim(tx, key, lease, columns) for key in keys}
 

@@ -44,6 +44,11 @@ _CELLS_WITH_REPLIES = """SELECT {columns}, c.ordinal AS _ordinal, c.rowid AS _ro
     WHERE c.run_id = ? AND """
 
 
+def _as_shared(row: dict[str, Any], run_id: str) -> None:
+    """A base run's cell row, read for the cached rerun ``run_id`` that shares it."""
+    row.update({k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row})
+
+
 def default_path() -> Path:
     """``$LLAMAKIT_HOME/llamakit.db``, else ``./.llamakit/llamakit.db`` (read now, not at import)."""
     home = os.environ.get(ENV_HOME)
@@ -410,7 +415,7 @@ class Store(Coordination):
         rows = self.query(sql, (base, *args))
         if base != run_id:
             for row in rows:
-                row.update({k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row})
+                _as_shared(row, run_id)
         return rows
 
     def row_keys(self, run_id: str, name: str) -> list[str]:
@@ -448,7 +453,7 @@ class Store(Coordination):
         unordered = "c.ordinal IS NULL AND c.rowid > ? ORDER BY c.rowid"
         ordered = "(c.ordinal, c.rowid) > (?, ?) ORDER BY c.ordinal, c.rowid"
         after: tuple[int, ...] = (-1,)
-        for where in (unordered, ordered):
+        for by_ordinal, where in ((False, unordered), (True, ordered)):
             while True:
                 rows = self._db.query(select + where + " LIMIT ?", (base, *after, chunk))
                 if not rows:
@@ -457,11 +462,9 @@ class Store(Coordination):
                 for raw in rows:
                     row = dict(raw)
                     rowid, ordinal = row.pop("_rowid"), row.pop("_ordinal")
-                    after = (rowid,) if where is unordered else (ordinal, rowid)
+                    after = (ordinal, rowid) if by_ordinal else (rowid,)
                     if base != run_id:
-                        row.update(
-                            {k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row}
-                        )
+                        _as_shared(row, run_id)
                     out.append(row)
                 yield out
                 if len(rows) < chunk:
@@ -475,15 +478,6 @@ class Store(Coordination):
     def done_cell_ids(self, run_id: str) -> set[str]:
         sql = "SELECT cell_id FROM run_cells WHERE run_id = ? AND status = 'done'"
         return self._db.column(sql, (self.cells_run(run_id),))
-
-    def set_local_tokens(self, updates: Sequence[tuple[int, str, str]]) -> None:
-        """(local_prompt_tokens, run_id, cell_id) for cells recorded before their count was ready."""
-        with self._db.write() as db:
-            db.executemany(
-                "UPDATE run_cells SET local_prompt_tokens = ? "
-                "WHERE run_id = ? AND cell_id = ? AND local_prompt_tokens IS NULL",
-                list(updates),
-            )
 
     def record_attempts(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
