@@ -297,11 +297,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1200, help="per server, over all rounds")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--smol-calls", type=int, default=4)
+    parser.add_argument("--smol-calls", type=int, default=4, help="0 skips the smollm2 figure")
     parser.add_argument("--smol-max-tokens", type=int, default=48)
     args = parser.parse_args()
     bench_scripted(args.requests, args.concurrency, args.rounds)
-    bench_smollm2(args.smol_calls, args.smol_max_tokens)
+    if args.smol_calls > 0:
+        bench_smollm2(args.smol_calls, args.smol_max_tokens)
 
 
 if __name__ == "__main__":

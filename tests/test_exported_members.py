@@ -27,7 +27,7 @@ def test_every_public_name_resolves_to_its_module() -> None:
 def test_import_stays_light() -> None:
     code = (
         "import sys, llamakit; heavy = {'pandas', 'matplotlib', 'ipywidgets', 'starlette', "
-        "'uvicorn', 'llama_cpp', 'tokenizers', 'numpy'} & set(sys.modules); print(sorted(heavy))"
+        "'uvicorn', 'llama_cpp', 'tiktoken', 'numpy'} & set(sys.modules); print(sorted(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

