@@ -36,6 +36,7 @@ import httpx
 from httpcore._utils import is_socket_readable
 
 from .._defaults import DEFAULT_CONNECT_TIMEOUT
+from .connection_pool import linear
 
 if TYPE_CHECKING:
     import ssl
@@ -250,6 +251,7 @@ def sync_transport() -> httpx.HTTPTransport:
     """httpx's own transport, its network backend wrapped so each IO step sees the deadline."""
     transport = httpx.HTTPTransport(limits=_LIMITS)
     pool = transport._pool
+    linear(pool)
     # httpcore keeps the backend as a plain attribute that every new connection is handed.
     pool._network_backend = _Backend(pool._network_backend)
     return transport
@@ -258,6 +260,7 @@ def sync_transport() -> httpx.HTTPTransport:
 def async_transport() -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(limits=_LIMITS)
     pool = transport._pool
+    linear(pool)
     pool._network_backend = _AsyncBackend(pool._network_backend)
     return transport
 
