@@ -33,10 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
-from httpcore._utils import is_socket_readable
 
 from .._defaults import DEFAULT_CONNECT_TIMEOUT
 from .connection_pool import linear
+
+try:  # httpcore's own check (1.0.x); another release keeps asking the stream the usual way
+    from httpcore._utils import is_socket_readable as _readable
+except ImportError:  # pragma: no cover
+    _readable = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     import ssl
@@ -205,10 +209,10 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         # httpcore asks every idle pooled connection "is_readable" each time it assigns a request
         # (~110 times per call at concurrency 32); anyio answers by building all its socket
         # attributes, a getpeername() system call included. The socket itself never changes.
-        if info == "is_readable":
+        if info == "is_readable" and _readable is not None:
             if self._socket is None:
                 self._socket = self._inner.get_extra_info("socket")
-            return is_socket_readable(self._socket)
+            return _readable(self._socket)
         return self._inner.get_extra_info(info)
 
 

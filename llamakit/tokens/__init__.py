@@ -153,10 +153,8 @@ def count(text: str) -> int:
     """Tokens in ``text`` alone: no ``<|begin_of_text|>``, no chat template."""
     if not isinstance(text, str):
         raise ValidationError(f"text must be a string, got {type(text).__name__}", field="text")
-    tokenizer = _get_tokenizer()
-    if tokenizer is None:
-        return estimate(text)
-    return len(tokenizer.encode(text))
+    ids = _ids(text)
+    return estimate(text) if ids is None else len(ids)
 
 
 def count_messages(messages: MessagesLike) -> int:
@@ -166,9 +164,10 @@ def count_messages(messages: MessagesLike) -> int:
     ``content`` (``llamakit.Message``). Includes ``<|begin_of_text|>``, each turn's header and
     ``<|eot_id|>``, and the assistant header the reply is generated after.
     """
-    tokenizer = _get_tokenizer()
-    if tokenizer is not None:
-        return len(tokenizer.encode(render(messages)))
+    if _get_tokenizer() is not None:
+        ids = _ids(render(messages))
+        if ids is not None:
+            return len(ids)
     pairs = as_pairs(messages)
     total = _BOS_TOKENS if pairs else 0
     for role, content in pairs:
@@ -196,8 +195,8 @@ def truncate(text: str, max_tokens: int) -> tuple[str, int, bool]:
         )
     budget = _reply_budget(max_tokens)
     tokenizer = _get_tokenizer()
-    if tokenizer is not None:
-        ids = tokenizer.encode(text)
+    ids = _ids(text)
+    if tokenizer is not None and ids is not None:
         if len(ids) <= budget:
             return text, len(ids), False
         return tokenizer.prefix(text, ids, budget), budget, True
@@ -208,6 +207,21 @@ def truncate(text: str, max_tokens: int) -> tuple[str, int, bool]:
             return text[:end], used, True
         used, end = used + cost, match.end()
     return text, used, False
+
+
+def _ids(text: str) -> list[int] | None:
+    """The token ids of ``text``; None without the tokenizer, or when it fails on this text (then
+    the caller estimates, as without it: a count must never take a call or the server down)."""
+    tokenizer = _get_tokenizer()
+    if tokenizer is None:
+        return None
+    from .bpe import EncodeError
+
+    try:
+        return tokenizer.encode(text)
+    except EncodeError as exc:
+        logger.warning("llamakit: %s; its token count is an estimate", exc)
+        return None
 
 
 def count_messages_many(prompts: Sequence[MessagesLike]) -> list[int]:

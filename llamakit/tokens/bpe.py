@@ -34,10 +34,24 @@ _RANKS = 128_000
 _SPECIAL_SHAPE = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 # tiktoken needs valid UTF-8; one U+FFFD per lone surrogate keeps character offsets.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# tiktoken's regex engine overflows its stack on a run of ~1,000,000 whitespace characters (a
+# Rust panic, which Python sees as a BaseException; openai/tiktoken#15, #245). Meta's reference
+# tokenizer (llama3 tokenizer.py) encodes text in slices of at most 400,000 characters, each cut
+# so that no run of whitespace or of non-whitespace is longer than 25,000; we cut the same way.
+_MAX_ENCODE_CHARS = 400_000
+_MAX_RUN_CHARS = 25_000
+_LONG_RUN = re.compile(rf"\s{{{_MAX_RUN_CHARS + 1},}}|\S{{{_MAX_RUN_CHARS + 1},}}")
+# Known encodings, checked at load so a file with the right shape but other ids (a shuffled
+# vocabulary) never passes as exact.
+_KNOWN = {"tell me a joke on cats": [73457, 757, 264, 22380, 389, 19987], " Việt": [101798]}
 
 
 class NotLlama3(ValueError):
     """The file loads but is not the Llama 3 vocabulary."""
+
+
+class EncodeError(Exception):
+    """tiktoken failed on a text (its Rust panics reach Python as a BaseException)."""
 
 
 def _gpt2_alphabet() -> dict[str, int]:
@@ -60,7 +74,7 @@ class Llama3BPE:
         self, encoding: tiktoken.Encoding, special: Mapping[str, int], pieces: list[bytes]
     ) -> None:
         self._encoding = encoding
-        self._ordinary = encoding.encode_ordinary
+        self._encode = encoding.encode_ordinary
         self._special = dict(special)
         self._pieces = pieces  # token id -> its bytes, for cutting text after N tokens
 
@@ -69,7 +83,9 @@ class Llama3BPE:
         return self._special.get(token)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``, special tokens included where the text spells them."""
+        """Token ids of ``text``, special tokens included where the text spells them.
+
+        Raises ``EncodeError`` if tiktoken fails on it."""
         text = _SURROGATE.sub("\ufffd", text)
         if "<|" not in text:
             return self._ordinary(text)
@@ -87,6 +103,23 @@ class Llama3BPE:
             ids += self._ordinary(text[start:])
         return ids
 
+    def _ordinary(self, text: str) -> list[int]:
+        try:
+            if len(text) <= _MAX_RUN_CHARS:
+                return self._encode(text)
+            ids: list[int] = []
+            for start in range(0, len(text), _MAX_ENCODE_CHARS):
+                for piece in _slices(text[start : start + _MAX_ENCODE_CHARS]):
+                    ids += self._encode(piece)
+            return ids
+        except BaseException as exc:
+            # pyo3's PanicException derives from BaseException; let the rest (Ctrl-C) through.
+            if isinstance(exc, Exception) or type(exc).__name__ == "PanicException":
+                raise EncodeError(
+                    f"tiktoken failed on a text of {len(text)} characters ({type(exc).__name__})"
+                ) from None
+            raise
+
     def prefix(self, text: str, ids: list[int], n: int) -> str:
         """The part of ``text`` that its first ``n`` token ids (``ids = encode(text)``) cover.
 
@@ -100,6 +133,18 @@ class Llama3BPE:
     def decode(self, ids: list[int]) -> str:
         """The text of ``ids`` (invalid UTF-8 shown as U+FFFD)."""
         return b"".join(self._pieces[i] for i in ids).decode("utf-8", "replace")
+
+
+def _slices(text: str) -> list[str]:
+    """``text`` cut inside each run of whitespace or non-whitespace longer than 25,000 characters,
+    every 25,000 characters of the run (where Meta's ``_split_whitespaces_or_nonwhitespaces``
+    cuts)."""
+    cuts = [
+        cut
+        for run in _LONG_RUN.finditer(text)
+        for cut in range(run.start() + _MAX_RUN_CHARS, run.end(), _MAX_RUN_CHARS)
+    ]
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
 
 
 def load(path: Path) -> Llama3BPE:
@@ -135,7 +180,10 @@ def load(path: Path) -> Llama3BPE:
         pieces[i] = piece
     for token, i in special.items():
         pieces[i] = token.encode("utf-8")
-    return Llama3BPE(encoding, special, pieces)
+    bpe = Llama3BPE(encoding, special, pieces)
+    if any(bpe.encode(text) != ids for text, ids in _KNOWN.items()):
+        raise NotLlama3(f"{path} is not the Llama 3 vocabulary (known texts encode differently)")
+    return bpe
 
 
 def _split_pattern(spec: dict[str, Any]) -> str | None:

@@ -93,3 +93,71 @@ def test_a_cut_inside_a_character_leaves_it_out(bpe: Llama3BPE) -> None:
     assert first > 1
     assert tokens.truncate(text, 1) == ("", 1, True)
     assert tokens.truncate(text, first) == ("🧪", first, True)
+
+
+def _meta_slices(s: str, max_run: int) -> list[str]:
+    """Meta's ``_split_whitespaces_or_nonwhitespaces`` (llama3 tokenizer.py), character by
+    character: the reference our regex cut is checked against."""
+    out, run, start = [], 0, 0
+    space = s[0].isspace() if s else False
+    for i, c in enumerate(s):
+        if space ^ c.isspace():
+            run, space = 1, c.isspace()
+        else:
+            run += 1
+            if run > max_run:
+                out.append(s[start:i])
+                start, run = i, 1
+    out.append(s[start:])
+    return out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " " * 25_000 + "x",
+        " " * 25_001 + "x",
+        "a" * 60_000,
+        "x" + "\t" * 75_002 + "y" * 25_001 + " end",
+        ("word " * 9_000) + "\u00a0" * 50_001,
+    ],
+    ids=["run-at-limit", "run-over", "letters", "tabs-then-letters", "nbsp"],
+)
+def test_long_runs_are_cut_where_meta_cuts_them(text: str) -> None:
+    from llamakit.tokens import bpe
+
+    assert bpe._slices(text) == _meta_slices(text, bpe._MAX_RUN_CHARS)
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", "\u00a0", " \t"])
+def test_a_million_blanks_are_counted_not_a_crash(bpe: Llama3BPE, blank: str) -> None:
+    # tiktoken's regex overflowed its stack on ~1,000,000 whitespace characters (a Rust panic).
+    text = "x" + blank * (1_000_000 // len(blank)) + "y"
+    n = tokens.count(text)
+    assert 0 < n <= len(text)
+    head, used, cut = tokens.truncate(text, 3)
+    assert cut and used == 3 and text.startswith(head)
+
+
+def test_an_engine_failure_falls_back_to_the_estimate(
+    bpe: Llama3BPE, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class PanicException(BaseException):  # the shape of pyo3's panics
+        pass
+
+    def panic(text: str) -> list[int]:
+        raise PanicException("regex stack overflow")
+
+    monkeypatch.setattr(bpe, "_encode", panic)
+    with caplog.at_level("WARNING", logger="llamakit.tokens"):
+        assert tokens.count("tell me a joke on cats") == tokens.estimate("tell me a joke on cats")
+        assert tokens.count_messages("hi") > 0
+        assert tokens.truncate("one two three", 1)[2]
+    assert "tiktoken failed on a text of" in caplog.text and "estimate" in caplog.text
+
+    def interrupted(text: str) -> list[int]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bpe, "_encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tokens.count("x")

@@ -50,3 +50,16 @@ def test_without_the_client_check_the_server_refuses_it_too(scripted_server: Any
     ):
         client.chat(PROMPT_8010, max_tokens=183)
     assert "8010" in str(info.value) and "183" in str(info.value)
+
+
+def test_a_million_spaces_in_a_prompt_is_counted_by_client_and_server(
+    scripted_server: Any,
+) -> None:
+    # tiktoken's regex once panicked on such a run: the client raised a BaseException and the
+    # server answered 500 to every attempt.
+    prompt = "Summarise:" + " " * 1_000_000 + "end"
+    expected = tokens.count_messages(prompt)
+    assert expected < 8192 - 5
+    with scripted_server.client() as client:
+        reply = client.chat(prompt, max_tokens=5)
+    assert reply.usage.prompt_tokens == expected

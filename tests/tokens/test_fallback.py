@@ -143,3 +143,18 @@ def test_the_estimate_of_nothing_is_nothing() -> None:
 def test_importing_tokens_does_not_load_the_tokenizer() -> None:
     code = "import sys, llamakit.tokens; assert 'tiktoken' not in sys.modules, 'eager import'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_vocabulary_with_other_ids_is_not_trusted(
+    fresh: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    # Right size, ids 0..127999, specials in place: only what the ids encode to tells it apart.
+    real = tokens.tokenizer_path()
+    assert real is not None
+    spec = json.loads(real.read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]
+    vocab["tell"], vocab["Ġme"] = vocab["Ġme"], vocab["tell"]
+    shuffled = tmp_path / "tokenizer.json"
+    shuffled.write_text(json.dumps(spec), encoding="utf-8")
+    fresh.setattr(tokens, "tokenizer_path", lambda: shuffled)
+    _expect_fallback(caplog, "known texts encode differently")
