@@ -67,6 +67,12 @@ class OuterMiddleware:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not status:
                 raise
+        except BaseException as exc:
+            # Past Starlette (which catches Exception), e.g. a Rust panic from a native library:
+            # uvicorn answers 500 itself, so it is counted here. A cancelled task answers nothing.
+            if not status and not isinstance(exc, asyncio.CancelledError):
+                self.stats.record(500, scope.get(LABEL_KEY))
+            raise
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, int]:
         """Read the whole body, keeping at most `max_body` bytes. Oversized bodies are drained (up
