@@ -13,10 +13,6 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_DEADLINE: float | None = None
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_RETRIES = 4
-# A retry starts only with at least this much of the call's deadline= left (and at least as long as
-# the attempt before it took): a shorter one could not finish, and a paid one cut short after it
-# was sent may be billed with no reply. The server's last error is raised instead.
-RETRY_MIN_TIME_LEFT = 0.1
 # A run stops (APIUnreachableError) after this many connection failures in a row when nothing has
 # answered yet; after an answer, only once the failures have also lasted DEFAULT_OUTAGE_GRACE_S, so
 # a server restart or a network blip is ridden out by the ordinary retries.

@@ -81,20 +81,11 @@ class StoreError(LlamakitError):
 
 
 class APIError(LlamakitError):
-    """A failure talking to the API (hosted or local). ``outcome``: what the retry loop did
-    about it (also at the end of the message), or None."""
-
-    outcome: str | None = None
+    """A failure talking to the API (hosted or local)."""
 
     def __init__(self, message: str, *, request_id: str | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
-
-    def add_outcome(self, outcome: str) -> None:
-        """Append what the retry loop did about this error ("sent once: ...", "gave up at
-        max_retries=4"), so the message says what actually happened."""
-        self.outcome = outcome
-        self.args = (f"{self.args[0]}; {outcome}", *self.args[1:])
 
 
 class APIConnectionError(APIError):
@@ -152,6 +143,12 @@ class APIStatusError(APIError):
     def hint_for(self, status: int) -> str:
         """What to do about this status; a class whose statuses differ in meaning overrides it."""
         return self.hint
+
+    def add_outcome(self, outcome: str) -> None:
+        """Append what the retry loop did about this error ("sent once: ...", "gave up after 6
+        attempts ..."), so the message says what actually happened."""
+        self.outcome = outcome
+        self.args = (f"{self.args[0]}; {outcome}", *self.args[1:])
 
 
 class AuthenticationError(APIStatusError):

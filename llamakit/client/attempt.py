@@ -4,13 +4,6 @@ drive: it yields ``Request`` (send this, then send me back the ``httpx.Response`
 error. Per attempt: a rate-limit slot, the time left before the call's deadline, the origin check
 that attaches the key (``Core._authorize``), the reply's status, body and credits header, and the
 retry policy's decision.
-
-When the call's deadline ends the retries, the call raises the last real failure (an error status
-the server answered, or a failure that may have been billed), not a timeout that would hide it; a
-timeout is raised when no attempt got an answer, or when the attempt the deadline cut off may have
-been billed. A retry starts only with ``RETRY_MIN_TIME_LEFT`` left, and at least as long as the
-attempt before it took: a shorter one could not finish, and a paid one cut off after it was sent
-may be billed with no reply.
 """
 
 from __future__ import annotations
@@ -22,9 +15,7 @@ from typing import Any
 
 import httpx
 
-from .._defaults import RETRY_MIN_TIME_LEFT
 from ..errors import (
-    APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
@@ -52,23 +43,23 @@ def attempts(
     deadline_at: float | None = None,
 ) -> Generator[Request | Sleep, Any, tuple[T, int]]:
     retries = 0
-    # What is raised if the deadline ends the retries, rather than a timeout that would hide it:
-    # the latest error status the server answered, or failure that may have been billed.
-    real: APIError | None = None
-    need = 0.0  # the time left an attempt needs to be started (none for the first)
     while True:
         ticket = object()
         try:
             while paced and (wait := core.limiter.acquire(ticket)) > 0:
-                if deadline_at is not None and time.monotonic() + wait + need > deadline_at:
-                    raise _deadline_ends(
-                        real,
-                        retries,
-                        f"the rate limit (rpm={core.limiter.rpm:g}) leaves no free slot for "
-                        f"attempt {retries + 1} before the call's deadline=",
+                if deadline_at is not None and time.monotonic() + wait > deadline_at:
+                    raise APITimeoutError(
+                        f"the rate limit (rpm={core.limiter.rpm:g}) leaves no free slot "
+                        "before the call's deadline=; nothing was sent"
                     )
                 yield Sleep(wait)
-            timeout, by_deadline = _time_for(core.timeout, deadline_at, need, real, retries)
+            timeout = core.timeout
+            if deadline_at is not None:
+                timeout = min(timeout, deadline_at - time.monotonic())
+                if timeout <= 0:
+                    raise APITimeoutError(
+                        f"the call's deadline= passed before attempt {retries + 1} was sent"
+                    )
             send = core._authorize(request, timeout)
             started = time.time()
             clock = time.perf_counter()
@@ -83,11 +74,7 @@ def attempts(
             if isinstance(reply, Failure):
                 status = reply.status
                 raise failure_error(
-                    reply,
-                    request.url,
-                    timeout=timeout,
-                    billable=request.billable,
-                    by_deadline=by_deadline,
+                    reply, request.url, timeout=timeout, billable=request.billable
                 ) from cause_of(reply.error)
             assert isinstance(reply, httpx.Response), reply
             status = reply.status_code
@@ -102,35 +89,13 @@ def attempts(
             core._report(call_id, retries + 1, status, err, latency, credits, started)
             if isinstance(err, RateLimitError) and paced:
                 core.limiter.on_rate_limited(err.retry_after)
-            # A retry needs at least as long as this attempt took, and never less than the floor.
-            need = max(RETRY_MIN_TIME_LEFT, latency)
-            if (
-                by_deadline
-                and deadline_at is not None
-                and time.monotonic() + need > deadline_at
-                and isinstance(err, APITimeoutError)
-                and real is not None
-            ):
-                cut = (
-                    f"attempt {retries + 1} was cut off by the call's deadline= before it got "
-                    "an answer"
-                )
-                if err.may_be_billed:
-                    # Its request was sent, so it may be billed: its own error must say that.
-                    err.add_outcome(f"{cut}; the attempt before it got {_summary(real)}")
-                    raise
-                real.add_outcome(f"{_sent(retries)}; then {cut}")
-                # Chained to this attempt's timeout; a transport failure keeps its own cause.
-                raise real from (real.__cause__ or err)
             delay = core.retry.delay(err, retries)
             if delay is None or (
-                deadline_at is not None and time.monotonic() + delay + need > deadline_at
+                deadline_at is not None and time.monotonic() + delay >= deadline_at
             ):
                 if isinstance(err, APIStatusError):
                     err.add_outcome(_outcome(core.retry, err, retries, cut=delay is not None))
                 raise
-            if isinstance(err, APIStatusError) or _may_be_billed(err):
-                real = err
             retries += 1
             if delay > 0:
                 yield Sleep(delay)
@@ -143,59 +108,11 @@ def attempts(
         return result, retries + 1
 
 
-def _time_for(
-    timeout: float, deadline_at: float | None, need: float, real: APIError | None, retries: int
-) -> tuple[float, bool]:
-    """The time attempt ``retries + 1`` may take and whether the call's deadline (not timeout=)
-    set it; raises what ends the call when the deadline leaves the attempt less than ``need``."""
-    if deadline_at is None:
-        return timeout, False
-    left = deadline_at - time.monotonic()
-    if left <= 0:
-        why = f"the call's deadline= passed before attempt {retries + 1} could start"
-        raise _deadline_ends(real, retries, why)
-    if left < need:
-        why = (
-            f"only {left:.3g}s of the call's deadline= was left for attempt {retries + 1}, less "
-            f"than the {need:.3g}s it would need"
-        )
-        raise _deadline_ends(real, retries, why)
-    return min(timeout, left), left < timeout
-
-
-def _deadline_ends(real: APIError | None, retries: int, why: str) -> APIError:
-    """The error of a call whose deadline leaves no time for attempt ``retries + 1``: ``real``
-    (the server's last error status, or a failure that may have been billed) when there is one,
-    since the deadline only ended the retries; else an APITimeoutError."""
-    if real is not None:
-        real.add_outcome(f"{_sent(retries)}; not retried again: {why}")
-        return real
-    unsent = "nothing was sent" if retries == 0 else "no attempt before it got an answer"
-    return APITimeoutError(f"{why}; {unsent}. Pass a larger deadline= to give the call more time")
-
-
-def _may_be_billed(err: APIError) -> bool:
-    return isinstance(err, APIConnectionError) and err.may_be_billed
-
-
-def _sent(attempts: int) -> str:
-    return "sent once" if attempts == 1 else f"sent {attempts} times"
-
-
-def _summary(err: APIError) -> str:
-    if isinstance(err, APIStatusError):
-        return f"HTTP {err.status}" + (f": {err.server_message}" if err.server_message else "")
-    return f"{type(err).__name__}, which may have been billed too"
-
-
 def _outcome(policy: RetryPolicy, err: APIStatusError, retries: int, *, cut: bool) -> str:
     """What the loop did about the error it is about to raise, for its message."""
-    sent = _sent(retries + 1)
+    sent = "sent once" if retries == 0 else f"sent {retries + 1} times"
     if cut:
-        return (
-            f"{sent}; not retried again: the wait would leave too little of the call's "
-            "deadline= for another attempt"
-        )
+        return f"{sent}; not retried again: the wait would pass the call's deadline="
     if policy.retries(err):
         return f"{sent}, gave up at max_retries={policy.max_retries}"
     if isinstance(err, RateLimitError):

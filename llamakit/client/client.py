@@ -111,12 +111,10 @@ class Client(_Base):
     ``SEGMIND_BASE_URL``, else the hosted API; the key is sent only to that URL's origin.
 
     ``timeout`` (s) bounds each attempt as a whole: connect, send, headers and body. ``deadline``
-    (s, also per call) bounds a call across all its retries; when it ends them, the call raises
-    the server's last error (a 500 stays a ServerError), not a timeout, unless the attempt it cut
-    off may have been billed. ``max_retries`` bounds retries of 5xx, unsent requests, dropped
-    connections and 429s; a paid request that timed out after it was sent is not retried (it may
-    have been billed; see ``RetryPolicy``, which also sets the backoff). ``max_response_bytes``
-    caps a reply's size (APIResponseError beyond it).
+    (s, also per call) bounds a call across all its retries. ``max_retries`` bounds retries of
+    5xx, unsent requests, dropped connections and 429s; a paid request that timed out after it
+    was sent is not retried (it may have been billed; see ``RetryPolicy``, which also sets the
+    backoff). ``max_response_bytes`` caps a reply's size (APIResponseError beyond it).
 
     ``rpm`` keeps calls under that many per minute, counted over a sliding ``rpm_window_s``
     (bursts up to the window's allowance go out at once); ``adaptive=True`` (or an

@@ -242,21 +242,13 @@ def partial_response(fields: Any) -> ChatResponse | None:
     return ChatResponse(**fields, attempts=1, started_at=now, finished_at=now)
 
 
-def failure_error(
-    failure: Failure, url: str, *, timeout: float, billable: bool, by_deadline: bool = False
-) -> APIError:
+def failure_error(failure: Failure, url: str, *, timeout: float, billable: bool) -> APIError:
     """The llamakit error for an attempt without a complete response (see ``transport``).
 
     ``billable``: the request is a paid one (a chat or a v2 submission), so a failure after it
     was fully sent may have been billed, and says so (``may_be_billed``; not retried by default).
-    ``by_deadline``: the attempt's ``timeout`` was what the call's deadline= had left, so a
-    timeout names that limit, not timeout=.
     """
     exc, status = failure.error, failure.status
-    if by_deadline:
-        limit, knob = f"the {timeout:.3g}s the call's deadline= left", "deadline="
-    else:
-        limit, knob = f"timeout={timeout:g}s", "timeout="
     host = _display_host(url)
     # A v2 submission that timed out may have created a job whose id never arrived: v2 cannot
     # help with that one, so the hint is only given on v1.
@@ -281,24 +273,25 @@ def failure_error(
         rest = "its body" if failure.head_complete else "its headers"
         return cls(
             f"HTTP {status} from {host} but {rest} did not arrive complete "
-            + (f"within {limit}" if timed_out else f"({kind})")
+            + (f"within timeout={timeout:g}s" if timed_out else f"({kind})")
             + ": the call was probably billed, so it was not retried. "
-            + (f"Pass a larger {knob}, or " if timed_out else "")
+            + ("Pass a larger timeout=, or " if timed_out else "")
             + hint,
             may_be_billed=True,
         )
     if isinstance(exc, httpx.TimeoutException):
         if isinstance(exc, httpx.ReadTimeout) and billable:
             return APITimeoutError(
-                f"no complete answer from {host} within {limit} (the whole attempt: connect, "
-                "send, headers and body). The request had been sent, so the call may have been "
-                f"billed; it was not retried, to avoid paying twice. Pass a larger {knob}, or "
-                + hint,
+                f"no complete answer from {host} within timeout={timeout:g}s (the whole attempt: "
+                "connect, send, headers and body). The request had been sent, so the call may "
+                "have been billed; it was not retried, to avoid paying twice. Pass a larger "
+                "timeout=, or " + hint,
                 may_be_billed=True,
             )
         what = f"no answer from {host}" if sent else f"{host} not reached (nothing was sent)"
         return APITimeoutError(
-            f"{what} within {limit} ({kind}); pass a larger {knob} if the server needs longer"
+            f"{what} within timeout={timeout:g}s ({kind}); pass a larger timeout= if the "
+            "server needs longer"
         )
     detail = redact(str(exc))[:_SNIPPET] or kind
     return APIConnectionError(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import APIError, APIResponseError, APITimeoutError
+from ..errors import APIResponseError, APITimeoutError
 from .parse import parse_v2_result, parse_v2_status, parse_v2_submit
 from .plan import Plan, Request, Sleep, T
 from .types import ChatResponse, Job
@@ -67,14 +67,9 @@ def wait_plan(core: Core, job: Job, timeout: float, poll_interval: float) -> Pla
             value, _ = yield from core._attempts(
                 request, parse, None, paced=False, deadline_at=deadline
             )
-        except APIError as exc:
-            # A poll cut short raises the server's earlier error for it, chained to the timeout.
-            cut = exc if isinstance(exc, APITimeoutError) else exc.__cause__
-            if (
-                not isinstance(cut, APITimeoutError)
-                or time.monotonic() < deadline - _DEADLINE_SLACK_S
-            ):
-                raise  # the server's own answer or timeout, not the wait's
+        except APITimeoutError as exc:
+            if time.monotonic() < deadline - _DEADLINE_SLACK_S:
+                raise  # the server's own timeout, not the wait's
             raise late("not complete (the last request to the server was cut short)") from exc
         return value
 
