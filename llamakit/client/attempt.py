@@ -48,9 +48,12 @@ def attempts(
         try:
             while paced and (wait := core.limiter.acquire(ticket)) > 0:
                 if deadline_at is not None and time.monotonic() + wait > deadline_at:
+                    # Without rpm= the wait is the server's Retry-After pause, not a pace.
+                    rpm = core.limiter.rpm
+                    limit = f"the rate limit (rpm={rpm:g})" if rpm else "the server's Retry-After"
                     raise APITimeoutError(
-                        f"the rate limit (rpm={core.limiter.rpm:g}) leaves no free slot "
-                        "before the call's deadline=; nothing was sent"
+                        f"{limit} leaves no free slot before the call's deadline= "
+                        f"({wait:.3g} s to wait); nothing was sent"
                     )
                 yield Sleep(wait)
             timeout = core.timeout

@@ -113,3 +113,29 @@ def test_bad_deadlines_and_timeouts_are_refused_before_any_call(value: Any) -> N
     client = Client(KEY, base_url="http://127.0.0.1:9/v1", check_context=False)
     with pytest.raises(ValidationError, match="deadline"):
         client.chat("hi", deadline=value)
+
+
+def test_a_retry_after_pause_beyond_the_deadline_sends_nothing_without_rpm(
+    mock_client: Any,
+) -> None:
+    # Without rpm= the limiter's wait is the server's Retry-After pause: the error must say so
+    # (its message once formatted rpm=None and raised TypeError, which escapes `except APIError`).
+    from client_helpers import CHAT_OK, json_reply
+
+    from llamakit import RateLimitError
+
+    calls: list[int] = []
+
+    def chat(request: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            return json_reply({"error": "slow down"}, 429, **{"retry-after": "5"})
+        return json_reply(CHAT_OK)
+
+    client = mock_client(chat, retry_policy=RetryPolicy(max_retries=2, max_retry_after=1))
+    with pytest.raises(RateLimitError):
+        client.chat("first")
+    err, elapsed = timed(lambda: client.chat("second", deadline=2))
+    assert isinstance(err, APITimeoutError), err
+    assert "Retry-After" in str(err) and "nothing was sent" in str(err)
+    assert elapsed < 0.5 and len(calls) == 1
