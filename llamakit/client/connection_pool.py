@@ -15,7 +15,9 @@ under ``max_connections``, else the place of the first idle connection. Ported f
 rewrite in pydantic/httpx2 PR #974 (itself after encode/httpcore PR #1035), with two fixes of
 that fork's PR #1075 and httpcore issue #1110: over HTTP/1.1 a connection already handed to a
 request is neither handed to another (httpcore would wake both, re-queue the loser with
-``ConnectionNotAvailable`` and run the pass again) nor closed as idle before its request starts.
+``ConnectionNotAvailable`` and run the pass again) nor closed as idle before its request starts,
+and a connection no request holds that is not idle either (its request was cancelled before it
+started) is closed instead of kept forever.
 
 A pool of another httpcore version than the one this was checked against keeps its own pass.
 """
@@ -34,7 +36,8 @@ _CHECKED = ("1.0.",)
 def _assign(pool: Any) -> list[Any]:
     # Connections a request holds (assigned, not yet released). Over HTTP/1.1 none can take
     # another request, nor be closed as idle: it may not have started its request yet.
-    held = set() if pool._http2 else {id(r.connection) for r in pool._requests if r.connection}
+    held_only = not pool._http2
+    held = {id(r.connection) for r in pool._requests if r.connection} if held_only else set()
     closing: list[Any] = []
     kept: list[Any] = []
     idle: list[Any] = []
@@ -42,6 +45,12 @@ def _assign(pool: Any) -> list[Any]:
         if connection.is_closed():
             continue
         if connection.has_expired():
+            closing.append(connection)
+            continue
+        if held_only and id(connection) not in held and not connection.is_idle():
+            # Neither idle nor used by any request: its request was cancelled between getting
+            # the connection and starting on it (state NEW). httpcore keeps such a connection
+            # forever; max_connections of them and every later request waits for the pool.
             closing.append(connection)
             continue
         kept.append(connection)
@@ -73,7 +82,7 @@ def _assign(pool: Any) -> list[Any]:
                 closing.append(spare)
             connection = pool.create_connection(origin)
             kept.append(connection)
-        if not pool._http2:
+        if held_only:
             held.add(id(connection))
             if connection in idle:
                 idle.remove(connection)

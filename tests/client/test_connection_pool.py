@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -116,3 +117,26 @@ def test_another_httpcore_version_keeps_its_own_pass(monkeypatch: pytest.MonkeyP
     pool = httpx.AsyncHTTPTransport()._pool
     connection_pool.linear(pool)
     assert type(pool) is httpcore.AsyncConnectionPool
+
+
+def test_requests_cancelled_before_they_start_leave_no_connection_behind(server: Any) -> None:
+    # A task cancelled between getting its connection and starting on it left that connection
+    # in state NEW, held by no request; httpcore kept it forever, and max_connections of them
+    # made every later request wait for the pool.
+    server.set_faults(latency_ms=10)
+
+    async def main() -> list[Any]:
+        async with _async_http(server, _limits(3, 3), linear=True) as http:
+            for steps in list(range(40)) * 3:
+                task = asyncio.create_task(http.post("/v1/llama-v3-8b-instruct", json=BODY))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            reply = await asyncio.wait_for(http.post("/v1/llama-v3-8b-instruct", json=BODY), 5)
+            assert reply.status_code == 200
+            return http._transport._pool.connections  # type: ignore[attr-defined]
+
+    connections = asyncio.run(main())
+    assert all(c.is_idle() or c.is_closed() for c in connections), connections
