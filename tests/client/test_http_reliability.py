@@ -145,9 +145,11 @@ def test_adaptive_mode_converges() -> None:
     statuses = [a.status for a in sorted(seen, key=lambda a: a.started_at)]
     first, last = statuses[:30], statuses[-40:]
     assert first.count(429) > 0, "the client never hit the limit: nothing was learned"
-    # The opening burst (80 allowed per window, 20 accepted) is refused in part; after that the
-    # learned rate holds: AIMD keeps probing upward, so an occasional 429 late is by design.
-    assert statuses.count(429) <= 60 + 6 and last.count(429) <= 4
+    # The opening burst (80 allowed per window, 20 accepted) is refused in part (60); until the
+    # first cut takes effect, retries of refused calls can be refused again (the faster the
+    # server answers, the more of them: 6-22 more on CI). After that the learned rate holds:
+    # AIMD keeps probing upward, so an occasional 429 late is by design.
+    assert statuses.count(429) <= 60 + 30 and last.count(429) <= 4
     assert client.rpm is not None and 0.75 * 1200 <= client.rpm <= 1.3 * 1200
     assert client._core.limiter.history[0][3] == "rate_limit"
 
