@@ -6,7 +6,8 @@ failed" from "broken": a run that did nothing never exits 0.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 EXIT_OK = 0  # the command did everything it was asked (for a run: every cell done, no errors;
 # for a sequential run: its stop rule answered)
@@ -31,3 +32,16 @@ def run_exit_code(run: Any) -> int:
     if progress.error_count or progress.done < progress.total:
         return EXIT_CELLS_FAILED
     return EXIT_OK
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a ``python -m llamakit.cli`` process with ``code``, as ``sys.exit`` does.
+
+    CPython marks a KeyboardInterrupt that ends any string ``exec``/``eval`` (a dataclass or
+    namedtuple being built while a module loads, say) as unhandled even when a caller catches
+    it, and under ``-m`` then ends the process by SIGINT (status -2) instead of with our code
+    (``run_eval_code_obj`` and ``Py_RunMain`` in CPython 3.8-3.13; bpo-41602 added the ``-m``
+    check). Each string eval clears that mark when it starts, so one harmless eval here keeps
+    Ctrl-C's one line and 130 true whenever the signal landed."""
+    eval("None")  # noqa: S307  (a constant: clears CPython's stale KeyboardInterrupt mark)
+    sys.exit(code)
