@@ -5,6 +5,8 @@ in interleaved rounds (medians reported), the same number of fresh calls at conc
 
 - floor: a bare ``httpx.AsyncClient`` with an ``asyncio.Semaphore(32)``, the same JSON body, no
   retries, no store: what Python, httpx and this machine allow;
+- the same floor with llamakit's linear pool pass (``llamakit.client.connection_pool``): how much
+  of the runner's margin is that pass, which httpcore itself lacks, and how much is its own work;
 - runner, sync client: ``Experiment.run(lk.Client)`` (32 worker threads, the store, the claims);
 - runner, async client: ``Experiment.arun(lk.AsyncClient)``.
 
@@ -52,6 +54,7 @@ from typing import Any
 import httpx
 
 import llamakit as lk
+from llamakit.client import connection_pool
 from llamakit.client.retry import RetryPolicy
 from llamakit.store import Store
 
@@ -77,12 +80,17 @@ def measure(fn: Callable[[], Any]) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def bare_floor(url: str, tag: str, cells: int) -> None:
+async def bare_floor(url: str, tag: str, cells: int, linear: bool = False) -> None:
+    """The floor; ``linear``: the same with llamakit's linear pool pass, to show how much of the
+    runner's margin over the floor is that pass rather than less work of its own."""
     limit = asyncio.Semaphore(CONCURRENCY)
     target = f"{url}/v1/{lk._defaults.DEFAULT_MODEL}"
     headers = {"x-api-key": KEY}
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    if linear:
+        connection_pool.linear(transport._pool)
+    async with httpx.AsyncClient(transport=transport, timeout=60) as http:
 
         async def one(i: int) -> None:
             body = {"messages": [{"role": "user", "content": f"{tag}: question {i}?"}],
@@ -114,7 +122,7 @@ def against_floor(
     cells: int, rounds: int, latency_ms: float, store: Store
 ) -> dict[str, list[tuple[float, float]]]:
     server, url = start_server(latency_ms)
-    out: dict[str, list[tuple[float, float]]] = {"floor": [], "sync": [], "async": []}
+    out: dict[str, list[tuple[float, float]]] = {"floor": [], "linear": [], "sync": [], "async": []}
     try:
         sync = lk.Client(KEY, base_url=url + "/v1", retry_policy=RetryPolicy(max_retries=6))
         sync.chat("warm up", max_tokens=8)
@@ -140,6 +148,7 @@ def against_floor(
 
         kinds: dict[str, Callable[[str], None]] = {
             "floor": lambda tag: asyncio.run(bare_floor(url, tag, cells)),
+            "linear": lambda tag: asyncio.run(bare_floor(url, tag, cells, linear=True)),
             "sync": runner_sync,
             "async": runner_async,
         }
@@ -148,11 +157,12 @@ def against_floor(
             go(f"warm-{kind}")
         before = billed(url)
         for r in range(rounds):
-            for kind in order[r % 3 :] + order[: r % 3]:  # rotate so no kind always goes first
+            shift = r % len(order)  # rotate so no kind always goes first
+            for kind in order[shift:] + order[:shift]:
                 out[kind].append(measure(functools.partial(kinds[kind], f"r{r}-{kind}")))
-        assert billed(url) - before == 3 * rounds * cells, (
+        assert billed(url) - before == len(order) * rounds * cells, (
             billed(url) - before,
-            3 * rounds * cells,
+            len(order) * rounds * cells,
         )
     finally:
         server.terminate()
@@ -250,18 +260,25 @@ def main() -> None:
                for k, v in a.items()}  # fmt: skip
         print(f"{cells} calls, concurrency {CONCURRENCY}, +{args.latency_ms:.0f} ms, "
               f"medians of {args.rounds} interleaved rounds; ideal wall {ideal:.2f} s")  # fmt: skip
-        print(f"{'':<28} {'wall s':>8} {'wall/ideal':>10} {'CPU us/call':>12} {'CPU / floor':>12}")
-        floor_cpu = med["floor"][1]
-        for kind, label in (("floor", "bare httpx.AsyncClient"), ("sync", "runner, sync Client"),
+        print(f"{'':<32} {'wall s':>8} {'wall/ideal':>10} {'CPU us/call':>12} {'CPU / floor':>12}"
+              f" {'/ linear':>9}")  # fmt: skip
+        floor_cpu, linear_cpu = med["floor"][1], med["linear"][1]
+        for kind, label in (("floor", "bare httpx.AsyncClient"),
+                            ("linear", "bare httpx + linear pool pass"),
+                            ("sync", "runner, sync Client"),
                             ("async", "runner, AsyncClient")):  # fmt: skip
             wall, cpu = med[kind]
-            print(f"{label:<28} {wall:>8.2f} {wall / ideal:>10.2f} {cpu / cells * 1e6:>12.0f} "
-                  f"{cpu / floor_cpu:>12.2f}")  # fmt: skip
+            print(f"{label:<32} {wall:>8.2f} {wall / ideal:>10.2f} {cpu / cells * 1e6:>12.0f} "
+                  f"{cpu / floor_cpu:>12.2f} {cpu / linear_cpu:>9.2f}")  # fmt: skip
         note = f"{cells} calls, concurrency {CONCURRENCY}, medians of {args.rounds} rounds"
         for kind, label in (("sync", "sync Client"), ("async", "AsyncClient")):
             wall, cpu = med[kind]
             bench_row(f"runner CPU per call, {label}", cpu / cells * 1e6, "us",
                       ("bare httpx", med["floor"][1] / cells * 1e6), 1.2, note)  # fmt: skip
+            bench_row(f"runner CPU per call, {label}, vs a floor with the same pool pass",
+                      cpu / cells * 1e6, "us",
+                      ("bare httpx + linear pool", med["linear"][1] / cells * 1e6), None,
+                      note)  # fmt: skip
             bench_row(f"runner wall, {label}, +{args.latency_ms:.0f} ms", wall, "s",
                       ("bare httpx", med["floor"][0]), None,
                       f"{note}; bare at {med['floor'][0] / ideal:.2f} x ideal")  # fmt: skip
