@@ -326,7 +326,9 @@ def test_ctrl_c_ends_demo_and_run_with_the_same_line_and_status_130(
         f"llamakit {command}: interrupted: finished cells are kept; rerun the same command to resume"
     )
     # Ctrl-C let the calls in flight finish: everything billed is in the store.
-    assert billed == _count(db, "SELECT COUNT(*) FROM responses")
+    stored = _count(db, "SELECT COUNT(*) FROM responses")
+    attempts = _count(db, "SELECT COUNT(*) FROM attempts")
+    assert billed == stored, (billed, stored, attempts, err)
 
 
 def _done_cells(db: Path) -> int:
