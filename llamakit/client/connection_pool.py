@@ -44,17 +44,23 @@ def _assign(pool: Any) -> list[Any]:
     for connection in pool._connections:
         if connection.is_closed():
             continue
+        if id(connection) in held:
+            # Never closed here, even past its keep-alive expiry: its request may start on it
+            # before the close is awaited, and closing a connection whose request the server
+            # already has loses a paid reply (the retry pays again).
+            kept.append(connection)
+            continue
         if connection.has_expired():
             closing.append(connection)
             continue
-        if held_only and id(connection) not in held and not connection.is_idle():
+        if held_only and not connection.is_idle():
             # Neither idle nor used by any request: its request was cancelled between getting
             # the connection and starting on it (state NEW). httpcore keeps such a connection
             # forever; max_connections of them and every later request waits for the pool.
             closing.append(connection)
             continue
         kept.append(connection)
-        if id(connection) not in held and connection.is_idle():
+        if connection.is_idle():
             idle.append(connection)
     for connection in idle[: max(0, len(idle) - pool._max_keepalive_connections)]:
         kept.remove(connection)

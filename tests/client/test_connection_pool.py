@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -140,3 +141,52 @@ def test_requests_cancelled_before_they_start_leave_no_connection_behind(server:
 
     connections = asyncio.run(main())
     assert all(c.is_idle() or c.is_closed() for c in connections), connections
+
+
+@pytest.mark.parametrize("pool_kind", ["async", "sync"])
+def test_a_connection_held_by_a_request_is_not_closed_when_its_keepalive_expires(
+    server: Any, pool_kind: str
+) -> None:
+    # Bursts after a pause just under the keep-alive expiry: a connection handed to a request
+    # expires before the request starts on it. Closing it then (as idle) raced the request's
+    # send: the server billed calls whose replies the client never read (6 of 200, 4 billed).
+    server.set_faults(latency_ms=20)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=0.3)
+    before = server.stats()["billed_calls"]
+    codes: list[int] = []
+    errors: list[str] = []
+    if pool_kind == "async":
+
+        async def main() -> None:
+            async with _async_http(server, limits, linear=True) as http:
+
+                async def one() -> None:
+                    try:
+                        r = await http.post("/v1/llama-v3-8b-instruct", json=BODY)
+                        codes.append(r.status_code)
+                    except httpx.HTTPError as exc:
+                        errors.append(repr(exc))
+
+                for gap in (0.28, 0.29, 0.295, 0.3, 0.29, 0.285, 0.295, 0.29):
+                    await asyncio.gather(*(one() for _ in range(40)))
+                    await asyncio.sleep(gap)
+
+        asyncio.run(main())
+    else:
+        pool = httpx.HTTPTransport(limits=limits)
+        connection_pool.linear(pool._pool)
+        headers = {"x-api-key": server.api_key}
+        with httpx.Client(transport=pool, base_url=server.url, headers=headers, timeout=30) as h:
+
+            def one(_: int) -> None:
+                try:
+                    codes.append(h.post("/v1/llama-v3-8b-instruct", json=BODY).status_code)
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+
+            with ThreadPoolExecutor(40) as threads:
+                for gap in (0.28, 0.29, 0.295, 0.3, 0.29, 0.285, 0.295, 0.29):
+                    list(threads.map(one, range(40)))
+                    time.sleep(gap)
+    assert errors == [] and codes == [200] * 320
+    assert server.stats()["billed_calls"] - before == 320  # no reply lost, none paid twice
