@@ -1,5 +1,6 @@
-"""Projected money is exact too: prices, estimates, plans and the store's observed cost per call
-are Decimals (USD), so a projection equals the sum of its unit costs to the last digit."""
+"""Projected money is exact too: prices, estimates, plans, the store's observed cost per call and
+the budget's reservation are Decimals (USD), so a projection equals the sum of its unit costs to
+the last digit and a budget is held to it exactly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from exp_helpers import billed, make_experiment
 
 import llamakit as lk
@@ -17,12 +19,13 @@ from llamakit._defaults import (
     PUBLISHED_COST_BY_MODEL,
     PUBLISHED_COST_PER_CALL,
 )
-from llamakit.experiment.estimate import published_cost
+from llamakit.experiment.estimate import expected_cost_per_call, published_cost
 
 MODEL = "llama-v3-8b-instruct"
 # One unit of the 19th decimal place, and a price that much above the published one. Read as
 # floats (15 digits), the two prices are one and the same 0.000631552243441485.
-DEARER = PUBLISHED_COST_PER_CALL + Decimal("1E-19")
+TICK = Decimal("1E-19")
+DEARER = PUBLISHED_COST_PER_CALL + TICK
 AS_FLOAT = Decimal(f"{float(DEARER):.15g}")
 
 
@@ -101,6 +104,48 @@ def test_the_estimate_uses_the_exact_observed_mean(server: Any, tmp_path: Path) 
     est = make_experiment(items=3, repeats=1).estimate(server.client(), store=store)
     assert est.cost_source == "observed" and est.cells_to_run == 3
     assert est.cost_per_call == DEARER and est.credits == 3 * DEARER
+
+
+def test_a_budget_reserves_the_dearer_of_observed_and_published_exactly(tmp_path: Path) -> None:
+    store = lk.Store(tmp_path / "s.db")
+    assert expected_cost_per_call(store, MODEL) == PUBLISHED_COST_PER_CALL
+    _priced_run(Decimal("0.0001"), store)  # cheaper than published: published is reserved
+    assert expected_cost_per_call(store, MODEL) == PUBLISHED_COST_PER_CALL
+    other = lk.Store(tmp_path / "other.db")
+    _priced_run(DEARER, other)
+    assert expected_cost_per_call(other, MODEL) == DEARER
+    assert type(expected_cost_per_call(other, MODEL)) is Decimal
+
+
+def test_a_budget_a_hair_below_one_call_is_refused_before_paying(tmp_path: Path) -> None:
+    # What reserving the published price as a float (15 digits) let through: 4E-19 short of a
+    # call, and a call was paid over it.
+    short = Decimal(f"{float(PUBLISHED_COST_PER_CALL):.15g}")
+    store = lk.Store(tmp_path / "s.db")
+    with pytest.raises(lk.ValidationError, match="below the cost of one call"):
+        _priced_run(PUBLISHED_COST_PER_CALL, store, budget=short)
+    assert store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == 0
+
+
+@pytest.mark.parametrize(
+    ("budget", "paid"),
+    [(2 * DEARER, 2), (2 * DEARER - TICK, 1), (DEARER, 1), (DEARER - TICK, 0)],
+)
+def test_a_budget_reserves_the_observed_price_exactly(
+    tmp_path: Path, budget: Decimal, paid: int
+) -> None:
+    # The store saw DEARER per call, so each call reserves that to the last digit: a budget of
+    # exactly n calls pays n, one unit of its last digit less pays one fewer, and less than one
+    # call is refused before paying (reserving the float's AS_FLOAT, it paid a call over budget).
+    store = lk.Store(tmp_path / "s.db")
+    _priced_run(DEARER, store, items=1)
+    if not paid:
+        with pytest.raises(lk.ValidationError, match="below the cost of one call"):
+            _priced_run(DEARER, store, items=4, name="next", budget=budget)
+        return
+    run, billed_calls = _priced_run(DEARER, store, items=4, name="next", budget=budget)
+    assert run.status == "budget" and billed_calls == paid
+    assert run.credits_spent == paid * DEARER <= budget
 
 
 def test_a_plan_prices_its_cells_exactly(tmp_path: Path) -> None:
