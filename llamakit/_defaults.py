@@ -25,15 +25,17 @@ DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 # rpm= is counted over a sliding window of this many seconds (Segmind's limits are per minute).
 DEFAULT_RPM_WINDOW_S = 60.0
 
+# Money is exact: every price here is a Decimal written as text, never a binary float (a float
+# holds 0.0006315522434414854 only to about 15 digits, and sums of it drift in the last ones).
 # Segmind's published average cost per llama-v3-8b-instruct request (llms.txt, 2026-08), in USD credits.
-PUBLISHED_COST_PER_CALL = 0.0006315522434414854
-# The local server's default flat price per successful request (CONTRACT §6).
-LOCAL_COST_PER_CALL = 0.00063
+PUBLISHED_COST_PER_CALL = Decimal("0.0006315522434414854")
+# The local server's default flat price per successful request (CONTRACT §6), in USD credits.
+LOCAL_COST_PER_CALL = Decimal("0.00063")
 
 # Segmind's published average cost per request of each sibling slug (llms.txt 2026-08, CONTRACT
 # §6), in USD credits: what estimates assume for a model before any call to it was observed.
 PUBLISHED_COST_BY_MODEL: dict[str, Decimal] = {
-    "llama-v3-8b-instruct": Decimal("0.0006315522434414854"),
+    "llama-v3-8b-instruct": PUBLISHED_COST_PER_CALL,
     "llama-v3p1-8b-instruct": Decimal("0.00002702273886072785"),
     "llama-v3p1-70b-instruct": Decimal("0.0019101056600713583"),
 }

@@ -72,8 +72,7 @@ def split_cluster(total: Decimal, calls: Sequence[Mapping[str, Any]]) -> list[De
     models = [c.get("model") for c in calls]
     if len(set(models)) <= 1:
         return split_exactly(total, len(calls))
-    fallback = Decimal(str(PUBLISHED_COST_PER_CALL))
-    weights = [PUBLISHED_COST_BY_MODEL.get(str(m), fallback) for m in models]
+    weights = [PUBLISHED_COST_BY_MODEL.get(str(m), PUBLISHED_COST_PER_CALL) for m in models]
     whole = sum(weights, ZERO)
     exponent = total.as_tuple().exponent
     exponent = exponent if isinstance(exponent, int) else 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._defaults import PUBLISHED_COST_BY_MODEL, PUBLISHED_COST_PER_CALL
+from ..client.credits import ZERO
 from .sources import resolve_source
 
 if TYPE_CHECKING:
@@ -29,7 +31,9 @@ class Estimate:
     """What ``Experiment.run`` would do now: calls to send, their projected credits and time.
 
     ``credits`` (USD) is the total, ``judge_credits`` the part of it for judge grading calls (one
-    per scorer per new response; a judge re-asked for its verdict line costs one call more).
+    per scorer per new response; a judge re-asked for its verdict line costs one call more), and
+    ``cost_per_call`` (USD) the mean price of the calls to send. All three are exact ``Decimal``
+    credits, like every other credit figure; ``seconds`` and ``rpm`` are floats.
     """
 
     cells_total: int
@@ -37,16 +41,18 @@ class Estimate:
     cells_to_run: int
     judge_calls: int
     calls: int
-    cost_per_call: float
+    cost_per_call: Decimal
     cost_source: Literal["observed", "published"]
-    credits: float
-    judge_credits: float
+    credits: Decimal
+    judge_credits: Decimal
     seconds: float
     rpm: float | None
     concurrency: int
     prompt_tokens: int | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields by name. Credit figures stay ``Decimal`` (exact; ``json.dumps`` needs
+        ``default=str`` for them)."""
         return asdict(self)
 
     def __str__(self) -> str:
@@ -65,11 +71,12 @@ def estimate(
 ) -> Estimate:
     """Cells to run (minus finished ones), projected credits and time. Sends no paid call.
 
-    Credits: the mean attributed cost per call observed in the store for this model, else
-    Segmind's published average. Time: the slower of latency-bound and rate-bound (the client's
-    rpm). Latency-bound is batches of ``concurrency`` calls at the mean latency the store observed
-    for this source (who answers: SmolLM2 is far slower than the hosted API), else a per-source
-    fallback; a source that answers one call at a time is charged every call in sequence."""
+    Credits (exact Decimals, USD): the mean attributed cost per call observed in the store for
+    this model, else Segmind's published average. Time: the slower of latency-bound and
+    rate-bound (the client's rpm). Latency-bound is batches of ``concurrency`` calls at the mean
+    latency the store observed for this source (who answers: SmolLM2 is far slower than the
+    hosted API), else a per-source fallback; a source that answers one call at a time is charged
+    every call in sequence."""
     from ..store import Store
 
     store = store or Store()
@@ -84,9 +91,13 @@ def estimate(
     # Each model at its own price: observed in the store, else Segmind's published average.
     observed_by = {m: store.observed_cost_per_call(m) for m in {c.model for c in cells}}
     unit = {m: published_cost(m) if o is None else o for m, o in observed_by.items()}
-    todo_cost = sum(unit[c.model] for c in unique_todo.values())
-    cost = todo_cost / len(unique_todo) if unique_todo else sum(unit.values()) / len(unit)
-    observed = None if None in observed_by.values() else 1.0
+    todo_cost = sum((unit[c.model] for c in unique_todo.values()), ZERO)
+    # Judge calls are priced at the mean of the calls they grade: exact when the division ends
+    # within Decimal's 28 significant digits (with one model it gives back its unit cost).
+    cost = todo_cost / len(unique_todo) if unique_todo else sum(unit.values(), ZERO) / len(unit)
+    # Without judges a plain 0: 0 * cost would read 0E-19 in the repr and to_dict().
+    judge_credits = judge_calls * cost if judge_calls else ZERO
+    all_observed = None not in observed_by.values()
     seconds = _seconds(store, source, calls, concurrency)
     rpm = getattr(client, "rpm", None)
     if rpm:
@@ -105,9 +116,9 @@ def estimate(
         judge_calls=judge_calls,
         calls=calls,
         cost_per_call=cost,
-        cost_source="observed" if observed is not None else "published",
-        credits=todo_cost + judge_calls * cost,
-        judge_credits=judge_calls * cost,
+        cost_source="observed" if all_observed else "published",
+        credits=todo_cost + judge_credits,
+        judge_credits=judge_credits,
         seconds=seconds,
         rpm=rpm,
         concurrency=concurrency,
@@ -115,17 +126,18 @@ def estimate(
     )
 
 
-def published_cost(model: str) -> float:
-    """Segmind's published average cost per request of ``model`` (USD); a slug without a
+def published_cost(model: str) -> Decimal:
+    """Segmind's published average cost per request of ``model`` (USD, exact); a slug without a
     published figure is assumed to cost what llama-v3-8b-instruct does."""
-    return float(PUBLISHED_COST_BY_MODEL.get(model, PUBLISHED_COST_PER_CALL))
+    return PUBLISHED_COST_BY_MODEL.get(model, PUBLISHED_COST_PER_CALL)
 
 
-def expected_cost_per_call(store: Store, model: str) -> float:
-    """What a budget reserves per call to ``model``: the larger of the mean cost the store
-    observed for it and its published average, so a budget is never under-reserved."""
+def expected_cost_per_call(store: Store, model: str) -> Decimal:
+    """What a budget reserves per call to ``model`` (USD, exact): the larger of the mean cost the
+    store observed for it and its published average, so a budget is never under-reserved."""
+    published = published_cost(model)
     observed = store.observed_cost_per_call(model)
-    return max(observed or 0.0, published_cost(model))
+    return published if observed is None else max(observed, published)
 
 
 def observed_latency(store: Store, source: str) -> float | None:

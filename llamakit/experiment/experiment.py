@@ -343,7 +343,8 @@ class Experiment:
     def estimate(
         self, client: Any = None, *, concurrency: int = 8, store: Store | None = None
     ) -> Estimate:
-        """Cells to run (minus finished ones), projected credits and time. Sends no paid call."""
+        """Cells to run (minus finished ones), projected credits (exact Decimals, USD) and time.
+        Sends no paid call."""
         from .estimate import estimate
 
         return estimate(self, client, concurrency=_check_concurrency(concurrency), store=store)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._defaults import PUBLISHED_COST_PER_CALL
+from ..client.credits import to_credits
 from ..errors import ValidationError
 from ..scoring.sequential import DEFAULT_GRID, BettingState
 from .stop import Best, Compare, compare
@@ -97,7 +100,8 @@ def paired_differences(
 @dataclass(frozen=True)
 class Plan:
     """Fixed-size vs sequential, before paying. Items and cells are counts; credits are USD at
-    ``cost_per_call``; seconds at the client's rate limit (``rpm``) or the observed latency.
+    ``cost_per_call`` (an exact Decimal, see ``credits``); seconds at the client's rate limit
+    (``rpm``) or the observed latency.
     ``sequential_power``: the fraction of simulated runs that found the effect within the
     dataset; ``fixed_power``: the fixed-size test's power at ``fixed_items``."""
 
@@ -114,7 +118,7 @@ class Plan:
     sequential_items_p90: float
     sequential_cells_mean: float
     sequential_power: float
-    cost_per_call: float
+    cost_per_call: Decimal
     seconds_per_call: float
     rpm: float | None
     runs: int
@@ -123,12 +127,17 @@ class Plan:
     def fixed_cells(self) -> int:
         return self.fixed_items * self.conditions * self.repeats
 
+    def credits(self, cells: float) -> Decimal:
+        """Projected credits (USD, Decimal) of ``cells`` calls at ``cost_per_call``: exact for a
+        whole count; a simulated mean (a float) is read at its 15 significant digits."""
+        return (to_credits(cells) or Decimal(0)) * self.cost_per_call
+
     def __str__(self) -> str:
         grid = self.items_total * self.conditions * self.repeats
 
         def line(label: str, items: float, cells: float, note: str) -> str:
             return (
-                f"  {label:<18} {items:>8.0f} {cells:>8.0f} {cells * self.cost_per_call:>10.4f} "
+                f"  {label:<18} {items:>8.0f} {cells:>8.0f} {self.credits(cells):>10.4f} "
                 f"{cells * self.seconds_per_call / 60:>9.1f}  {note}"
             )
 
@@ -239,8 +248,6 @@ def plan(
     store = store or Store()
     source = resolve_source(client, store, experiment.name, model)
     observed = store.observed_cost_per_call(model)
-    from .._defaults import PUBLISHED_COST_PER_CALL
-
     rpm = getattr(client, "rpm", None)
     per_call = _seconds(store, source, 1000, concurrency) / 1000
     if rpm:

@@ -80,7 +80,7 @@ class Runner:
         budget: Decimal | None,
         progress: bool,
         mode: str,
-        unit_cost: Any,
+        unit_cost: Decimal,
         api: str = "v1",
         poll_interval: float = 1.0,
         models: Sequence[str] = (),

@@ -12,18 +12,18 @@ from ..errors import ValidationError
 from .spans import merged, session_spans, span_of
 
 
-def check_budget_fits_a_call(budget: Decimal | None, unit_cost: Any) -> None:
+def check_budget_fits_a_call(budget: Decimal | None, unit_cost: Decimal) -> None:
     """Refuse a budget (USD) below one call's projected cost (``unit_cost``, USD): no call could
     ever be sent under it, so the run would stop at once and say "rerun to resume" forever.
 
-    Raises ValidationError (field ``budget``) naming the minimum. Called before the run is
-    registered or anything is sent; ``None`` (no budget) always passes.
+    Both are exact Decimals, compared digit for digit: a budget one unit of its last digit short
+    of a call is refused. Raises ValidationError (field ``budget``) naming the minimum. Called
+    before the run is registered or anything is sent; ``None`` (no budget) always passes.
     """
-    cost = to_credits(unit_cost)
-    if budget is None or cost is None or not budget < cost:
+    if budget is None or not budget < unit_cost:
         return
     # Shown rounded up, so the minimum it names is itself enough.
-    shown = cost.quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
+    shown = unit_cost.quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
     raise ValidationError(
         f"budget {budget} credits (USD) is below the cost of one call ({shown}), so no call could "
         f"be sent; give a budget of at least {shown} (or none)",
@@ -36,9 +36,9 @@ class Spending:
     ``x-remaining-credits`` headers when it sends them and from the expected cost per call
     otherwise."""
 
-    def __init__(self, *, budget: Any, unit_cost: Any) -> None:
-        self.budget = to_credits(budget)
-        self.unit_cost = to_credits(unit_cost) or ZERO
+    def __init__(self, *, budget: Decimal | None, unit_cost: Decimal) -> None:
+        self.budget = budget
+        self.unit_cost = unit_cost
         self.paid = 0
         self.inflight = 0
         self.balance_before: Decimal | None = None

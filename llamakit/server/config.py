@@ -71,7 +71,7 @@ class ServerConfig:
     upstream_url: str | None = None
     upstream_api_key: str | None = None
     upstream_model: str | None = None
-    cost_per_call: float = LOCAL_COST_PER_CALL
+    cost_per_call: float | Decimal = LOCAL_COST_PER_CALL
     # float: one price per token; (prompt, completion): separate prices. None: flat per call.
     cost_per_token: float | tuple[float, float] | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)

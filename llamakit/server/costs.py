@@ -53,7 +53,7 @@ class PerTokenCost:
 
 
 def make_cost_model(
-    cost_per_call: float, cost_per_token: float | tuple[float, float] | None
+    cost_per_call: float | Decimal, cost_per_token: float | tuple[float, float] | None
 ) -> CostModel:
     if cost_per_token is None:
         return FlatCost(cost_per_call)

@@ -504,16 +504,27 @@ class Store(Coordination):
                 list(updates),
             )
 
-    def observed_cost_per_call(self, model: str | None) -> float | None:
-        """Mean attributed cost of this model's calls in the store, or None if none is known."""
-        # An estimate, so a float average is fine; the comparison must be numeric, not textual.
-        sql = "SELECT AVG(credits) AS c FROM responses WHERE CAST(credits AS REAL) > 0"
+    def observed_cost_per_call(self, model: str | None) -> Decimal | None:
+        """Mean attributed cost (USD) of this model's calls in the store (every model's for
+        ``None``), or None if none is known.
+
+        An exact Decimal: the sum of the stored figures over their count, which is exact whenever
+        the division ends within Decimal's 28 significant digits (one flat price always does)."""
+        # SQLite's AVG would read the decimal text as binary floats, so the sum is taken here.
+        # Equal figures are counted in SQL: a run at a flat price reads one row, not one per call.
+        # The filter compares numerically (as text, "0.0" > "0" would hold).
+        sql = "SELECT credits, COUNT(*) AS n FROM responses WHERE CAST(credits AS REAL) > 0"
         args: tuple[Any, ...] = ()
         if model is not None:
             sql += " AND model = ?"
             args = (model,)
-        value = self.query(sql, args)[0]["c"]
-        return None if value is None else float(value)
+        rows = self.query(sql + " GROUP BY credits", args)
+        calls: int = sum(r["n"] for r in rows)
+        if not calls:
+            return None
+        # The column reads back as Decimal (DECIMAL_TEXT, see _connection), also when grouped.
+        total: Decimal = sum((r["credits"] * r["n"] for r in rows), Decimal(0))
+        return total / calls
 
     def import_run(
         self,

@@ -122,7 +122,7 @@ def test_the_balance_endpoint_is_read_as_the_ledgers_exact_figure() -> None:
 
 def test_a_budget_is_compared_exactly() -> None:
     # The budget is exactly five calls: the fifth fits to the last digit, the sixth does not.
-    price = Decimal(repr(PUBLISHED_COST_PER_CALL))
+    price = PUBLISHED_COST_PER_CALL  # 19 decimal places: more than a float keeps
     with lk.local_server(backend="scripted", credits=START, cost_per_call=price) as srv:
         run = make_experiment(items=10, repeats=1).run(
             srv.client(), budget=5 * price, concurrency=1, progress=False

@@ -157,10 +157,8 @@ def test_judge_spend_is_part_of_every_cost_figure(judged) -> None:
     assert sum(p.get_height() for p in ax.patches) == pytest.approx(float(spent), abs=1e-9)
     # The estimate counted one grading call per judge per answer, apart and in the total.
     assert estimate.judge_calls == 2 * answers
-    assert estimate.judge_credits == pytest.approx(estimate.judge_calls * estimate.cost_per_call)
-    assert estimate.credits == pytest.approx(
-        (answers + estimate.judge_calls) * estimate.cost_per_call
-    )
+    assert estimate.judge_credits == estimate.judge_calls * estimate.cost_per_call  # exact
+    assert estimate.credits == (answers + estimate.judge_calls) * estimate.cost_per_call
     assert f"{estimate.judge_calls} judge calls (~" in str(estimate)
 
 
