@@ -29,6 +29,7 @@ from .origin import display_url
 from .parse import cause_of, error_message, failure_error, json_or_none, request_id
 from .plan import Request, Sleep, T
 from .retry import RETRYABLE_STATUSES, RetryPolicy
+from .scope import scopes_of
 from .secrets import redact
 from .transport import Failure
 
@@ -93,6 +94,8 @@ def attempts(
             if isinstance(err, RateLimitError) and paced:
                 core.limiter.on_rate_limited(err.retry_after)
             delay = core.retry.delay(err, retries)
+            if any(s.give_up(err, retries + 1) for s in scopes_of(core) if s.give_up):
+                delay = None  # the run's breaker has tripped: this call ends now
             if delay is None or (
                 deadline_at is not None and time.monotonic() + delay >= deadline_at
             ):

@@ -45,6 +45,7 @@ from .parse import parse_chat, parse_credits
 from .plan import Plan, Request, Sleep, T
 from .ratelimit import AdaptiveRate, RateLimiter
 from .retry import RetryPolicy
+from .scope import scopes_of
 from .secrets import install_log_filter, redact, register_secret
 from .types import Attempt, ChatResponse
 
@@ -326,7 +327,8 @@ class Core:
         credits: Decimal | None,
         started: float,
     ) -> None:
-        if call_id is None or self.on_attempt is None:
+        scoped = [s.on_attempt for s in scopes_of(self) if s.on_attempt is not None]
+        if call_id is None or (self.on_attempt is None and not scoped):
             return
         record = Attempt(
             call_id=call_id,
@@ -339,11 +341,14 @@ class Core:
             started_at=started,
             finished_at=started + latency,
         )
-        try:
-            self.on_attempt(record)
-        except Exception:
-            # A failing logger must not turn a paid, successful call into an error.
-            log.exception("on_attempt callback raised; the call itself continues")
+        for observe in (self.on_attempt, *scoped):
+            if observe is None:
+                continue
+            try:
+                observe(record)
+            except Exception:
+                # A failing logger must not turn a paid, successful call into an error.
+                log.exception("on_attempt callback raised; the call itself continues")
 
     def _observe_credits(self, resp: httpx.Response, *, strict: bool) -> Decimal | None:
         """The balance an ``x-remaining-credits`` header states, or None. A malformed header

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..client import scope
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -182,23 +183,28 @@ def _check_judged(
 
 
 def hook_attempts(client: Any, fn: Callable[[Any], None]) -> Callable[[], None]:
-    """Chain ``fn`` onto the client's on_attempt callback for this run; returns the undo.
+    """Call ``fn`` with each attempt of this run's calls of ``client``; returns the undo, to be
+    called in the same context.
 
-    llamakit's clients keep the callback on their shared core; any other client with a settable
-    ``on_attempt`` works too, and one without simply goes unlogged per attempt.
+    For llamakit's clients ``fn`` joins the run's scope (``llamakit.client.scope``): it sees
+    only this run's calls, however many runs share the client, and the client's own
+    ``on_attempt`` is left alone. Another client with a settable ``on_attempt`` gets ``fn``
+    chained onto it; one without simply goes unlogged per attempt.
     """
-    target = getattr(client, "_core", client)
-    if client is None or not hasattr(target, "on_attempt"):
+    core = getattr(client, "_core", None)
+    if core is not None and hasattr(core, "on_attempt"):
+        return scope.enter(scope.RunScope(core, on_attempt=fn))
+    if client is None or not hasattr(client, "on_attempt"):
         return lambda: None
-    previous = target.on_attempt
+    previous = client.on_attempt
 
     def both(attempt: Any) -> None:
         fn(attempt)
         if previous is not None:
             previous(attempt)
 
-    target.on_attempt = both
-    return lambda: setattr(target, "on_attempt", previous)
+    client.on_attempt = both
+    return lambda: setattr(client, "on_attempt", previous)
 
 
 class Responses:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .._defaults import DEFAULT_OUTAGE_GRACE_S, DEFAULT_UNREACHABLE_AFTER
+from ..client import scope
 from ..client.secrets import redact
 from ..errors import APIConnectionError, APIStatusError, APIUnreachableError, ValidationError
 
@@ -120,35 +121,18 @@ class Reachability:
         return err
 
 
-class _BreakerPolicy:
-    """The client's retry policy, except that it gives up at once when the breaker has tripped."""
-
-    def __init__(self, inner: Any, breaker: Reachability) -> None:
-        self._inner = inner
-        self._breaker = breaker
-
-    def delay(self, error: Any, retries_done: int, *args: Any, **kwargs: Any) -> float | None:
-        if self._breaker.observe(error, retries_done + 1):
-            return None
-        result: float | None = self._inner.delay(error, retries_done, *args, **kwargs)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 def hook_breaker(client: Any, breaker: Reachability) -> Callable[[], None]:
-    """Route the client's retry decisions through ``breaker`` for this run; returns the undo.
+    """Give up retrying this run's calls of ``client`` once ``breaker`` has tripped; returns the
+    undo, to be called in the same context.
 
-    llamakit's clients keep their policy on the shared core (``retry``); another client simply
-    keeps its own retries, and the runner still counts the failures that reach it.
+    For llamakit's clients the breaker joins the run's scope (``llamakit.client.scope``): it
+    sees only this run's calls, however many runs share the client. Another client keeps its
+    own retries, and the runner still counts the failures that reach it.
     """
-    target = getattr(client, "_core", None)
-    if target is None or not hasattr(target, "retry"):
+    core = getattr(client, "_core", None)
+    if core is None or not hasattr(core, "retry"):
         return lambda: None
-    previous = target.retry
-    target.retry = _BreakerPolicy(previous, breaker)
-    return lambda: setattr(target, "retry", previous)
+    return scope.enter(scope.RunScope(core, give_up=breaker.observe))
 
 
 async def check_served(
