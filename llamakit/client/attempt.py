@@ -94,7 +94,8 @@ def attempts(
             if isinstance(err, RateLimitError) and paced:
                 core.limiter.on_rate_limited(err.retry_after)
             delay = core.retry.delay(err, retries)
-            if any(s.give_up(err, retries + 1) for s in scopes_of(core) if s.give_up):
+            # Every scope's breaker counts the failure (a list, not any(): no short cut).
+            if any([s.give_up(err, retries + 1) for s in scopes_of(core) if s.give_up]):
                 delay = None  # the run's breaker has tripped: this call ends now
             if delay is None or (
                 deadline_at is not None and time.monotonic() + delay >= deadline_at

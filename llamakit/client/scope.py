@@ -19,7 +19,7 @@ from typing import Any
 from .types import Attempt
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunScope:
     """One run's observers of one client's calls.
 
@@ -31,6 +31,9 @@ class RunScope:
     core: Any
     on_attempt: Callable[[Attempt], None] | None = None
     give_up: Callable[[Any, int], bool] | None = None
+    # Set by the undo: a task started from the run's context may outlive the run, and must not
+    # go on logging as the run or obeying its breaker.
+    ended: bool = False
 
 
 _SCOPES: contextvars.ContextVar[tuple[RunScope, ...]] = contextvars.ContextVar(
@@ -42,9 +45,14 @@ def enter(scope: RunScope) -> Callable[[], None]:
     """Add ``scope`` for the current context (and tasks and copies made from it from now on);
     returns the undo, to be called in the same context."""
     token = _SCOPES.set((*_SCOPES.get(), scope))
-    return lambda: _SCOPES.reset(token)
+
+    def undo() -> None:
+        scope.ended = True
+        _SCOPES.reset(token)
+
+    return undo
 
 
 def scopes_of(core: Any) -> Iterator[RunScope]:
-    """The scopes in effect here for calls of ``core``."""
-    return (s for s in _SCOPES.get() if s.core is core)
+    """The scopes in effect here for calls of ``core`` (of runs not yet ended)."""
+    return (s for s in _SCOPES.get() if s.core is core and not s.ended)

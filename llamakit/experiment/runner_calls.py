@@ -266,27 +266,30 @@ class Responses:
         )
 
     def on_attempt(self, attempt: Any) -> None:
-        if attempt.status is not None:
+        """Log one HTTP attempt of one of this run's calls against its cell (written with the
+        call's outcome). A call the run's own code did not make for a cell (a scorer's or a
+        progress callback's side call on the same client) is not the run's: not logged here."""
+        if attempt.status is not None:  # any answer shows the API is reachable
             self.reach.answered()
         ctx = CURRENT.get()
-        record = {
-            "run_id": self.run_id,
-            "session": self.session,
-            "cell_key": ctx.cell_key if ctx else None,
-            "call_id": attempt.call_id,
-            "attempt": attempt.attempt,
-            "status": attempt.status,
-            "error": attempt.error,
-            "message": attempt.message,
-            "latency_s": attempt.latency_s,
-            "credits_remaining": attempt.credits_remaining,
-            "started_at": attempt.started_at,
-            "finished_at": attempt.finished_at,
-        }
-        if ctx is not None:
-            ctx.records.append(record)
-        else:  # a call made outside any cell (cannot happen today; logged all the same)
-            self.store.record_attempts([record])
+        if ctx is None:
+            return
+        ctx.records.append(
+            {
+                "run_id": self.run_id,
+                "session": self.session,
+                "cell_key": ctx.cell_key,
+                "call_id": attempt.call_id,
+                "attempt": attempt.attempt,
+                "status": attempt.status,
+                "error": attempt.error,
+                "message": attempt.message,
+                "latency_s": attempt.latency_s,
+                "credits_remaining": attempt.credits_remaining,
+                "started_at": attempt.started_at,
+                "finished_at": attempt.finished_at,
+            }
+        )
 
     def _reserve(self) -> bool:
         """Take a budget slot for one more call, or stop the run if it might not fit."""

@@ -87,3 +87,32 @@ def test_a_call_outside_the_run_is_not_logged_as_the_runs(tmp_path: Path) -> Non
         run.wait()
         rows = store.query("SELECT cell_key FROM attempts")
         assert len(rows) == ITEMS * 3 and all(r["cell_key"] for r in rows)
+
+
+def test_side_calls_from_the_runs_own_code_and_tasks_that_outlive_it_are_not_its_attempts(
+    tmp_path: Path,
+) -> None:
+    # A scorer calls the run's client on the side, and starts a task (inheriting the run's
+    # context) that calls it again after the run has ended: neither is one of the run's cells.
+    with lk.local_server(backend="scripted", credits=10.0, latency_ms=5) as srv:
+        client = lk.AsyncClient(srv.api_key, base_url=srv.url + "/v1", retry_policy=FAST_RETRIES)
+        later: list[asyncio.Task[Any]] = []
+
+        async def after_the_run() -> None:
+            await asyncio.sleep(0.3)
+            await client.chat("heartbeat", max_tokens=4)
+
+        def scorer(text: str, row: Any) -> float:
+            later.append(asyncio.get_running_loop().create_task(after_the_run()))
+            return 1.0
+
+        async def main() -> int:
+            store = Store(tmp_path / "s.db")
+            exp = make_experiment(items=ITEMS, repeats=1, scorers=[scorer])
+            await exp.arun(client, concurrency=4, progress=False, store=store)
+            await asyncio.gather(*later)
+            return int(store.query("SELECT COUNT(*) AS n FROM attempts")[0]["n"])
+
+        before = billed(srv)
+        assert asyncio.run(main()) == ITEMS * 3
+        assert billed(srv) - before == 2 * ITEMS * 3  # the heartbeats did go out
