@@ -33,6 +33,10 @@ from .scope import scopes_of
 from .secrets import redact
 from .transport import Failure
 
+# The least time before a call's deadline= for which a retry is still sent (s): less is not a
+# round trip to any real server.
+MIN_ATTEMPT_S = 0.05
+
 
 def attempts(
     core: Any,  # a Core (core.py imports this module, so the type is not imported here)
@@ -97,8 +101,13 @@ def attempts(
             # Every scope's breaker counts the failure (a list, not any(): no short cut).
             if any([s.give_up(err, retries + 1) for s in scopes_of(core) if s.give_up]):
                 delay = None  # the run's breaker has tripped: this call ends now
+            # A retry is sent only with time for a round trip like the last one (at least
+            # MIN_ATTEMPT_S): sent with a few ms left it could only time out, hiding the real
+            # error (a 500) behind a "may have been billed" timeout. Polls (unpaced) keep the
+            # edge: wait() reports a poll cut short as "call wait() again".
+            headroom = max(MIN_ATTEMPT_S, latency) if paced else 0.0
             if delay is None or (
-                deadline_at is not None and time.monotonic() + delay >= deadline_at
+                deadline_at is not None and time.monotonic() + delay + headroom >= deadline_at
             ):
                 if isinstance(err, APIStatusError):
                     err.add_outcome(_outcome(core.retry, err, retries, cut=delay is not None))

@@ -87,6 +87,17 @@ def test_deadline_bounds_a_call_across_its_retries(server: Any) -> None:
     assert isinstance(err, ServerError) and elapsed < 0.8
 
 
+def test_a_retry_that_would_have_only_ms_left_is_not_sent(server: Any) -> None:
+    # The backoff ends a few ms before the deadline: a retry then could only time out, and that
+    # timeout would hide the 500 (a rare CI failure, made certain here by the deadlines chosen).
+    server.set_faults(fail_rate=1.0)
+    client = server.client(retry_policy=RetryPolicy(max_retries=5, base_delay=0.2, max_delay=0.2))
+    for deadline in [0.2 + i / 1000 for i in range(1, 31)]:  # 1 ms steps: some land in the gap
+        err, elapsed = timed(lambda d=deadline: client.chat("hi", deadline=d))
+        assert isinstance(err, ServerError), (deadline, err)
+        assert elapsed < deadline, (deadline, elapsed)  # given up at the 500, not at the deadline
+
+
 def test_the_last_attempt_gets_only_the_time_left(server: Any) -> None:
     server.set_faults(latency_ms=3000)
     client = server.client(timeout=10, deadline=0.5)
