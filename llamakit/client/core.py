@@ -327,8 +327,9 @@ class Core:
         credits: Decimal | None,
         started: float,
     ) -> None:
-        scoped = [s.on_attempt for s in scopes_of(self) if s.on_attempt is not None]
-        if call_id is None or (self.on_attempt is None and not scoped):
+        candidates = (self.on_attempt, *(s.on_attempt for s in scopes_of(self)))
+        observers = [fn for fn in candidates if fn is not None]
+        if call_id is None or not observers:
             return
         record = Attempt(
             call_id=call_id,
@@ -341,9 +342,7 @@ class Core:
             started_at=started,
             finished_at=started + latency,
         )
-        for observe in (self.on_attempt, *scoped):
-            if observe is None:
-                continue
+        for observe in observers:
             try:
                 observe(record)
             except Exception:
