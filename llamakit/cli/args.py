@@ -182,8 +182,20 @@ def _number(text: str, *, positive: bool) -> float:
     return value
 
 
+def nonnegative_credits(text: str) -> Decimal:
+    """Credits or a price (USD), a finite number >= 0, exact as typed: 0.00063 stays 0.00063, not
+    the binary float nearest to it."""
+    try:
+        value = Decimal(text.strip())
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text!r}")
+    return value
+
+
 def nonnegative_number(text: str) -> float:
-    """A finite number >= 0 (credits, prices, delays)."""
+    """A finite number >= 0 (delays, latencies; credits use ``nonnegative_credits``)."""
     return _number(text, positive=False)
 
 

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from .._defaults import LOCAL_COST_PER_CALL, LOCAL_HOST, LOCAL_PORT
@@ -21,6 +22,7 @@ from ..server.serve_stop import GRACEFUL_SHUTDOWN_S, StopRequest, bounded_server
 from .args import (
     api_key,
     bounded_number,
+    nonnegative_credits,
     nonnegative_number,
     port,
     positive_int,
@@ -63,8 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument(
         "--credits",
-        type=nonnegative_number,
-        default=1.0,
+        type=nonnegative_credits,
+        default=Decimal("1"),
         help="starting balance per key (default %(default)s)",
     )
     p.add_argument(
@@ -87,13 +89,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument(
         "--cost-per-call",
-        type=nonnegative_number,
+        type=nonnegative_credits,
         default=LOCAL_COST_PER_CALL,
         help="credits billed per successful call (default %(default)s)",
     )
     p.add_argument(
         "--cost-per-token",
-        type=nonnegative_number,
+        type=nonnegative_credits,
         default=None,
         help="bill per token instead of per call",
     )

@@ -73,7 +73,7 @@ class ServerConfig:
     upstream_model: str | None = None
     cost_per_call: float | Decimal = LOCAL_COST_PER_CALL
     # float: one price per token; (prompt, completion): separate prices. None: flat per call.
-    cost_per_token: float | tuple[float, float] | None = None
+    cost_per_token: float | Decimal | tuple[float | Decimal, float | Decimal] | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
     v2_expiry_s: float = DEFAULT_V2_EXPIRY_S
     max_body_bytes: int = MAX_BODY_BYTES

@@ -53,7 +53,8 @@ class PerTokenCost:
 
 
 def make_cost_model(
-    cost_per_call: float | Decimal, cost_per_token: float | tuple[float, float] | None
+    cost_per_call: float | Decimal,
+    cost_per_token: float | Decimal | tuple[float | Decimal, float | Decimal] | None,
 ) -> CostModel:
     if cost_per_token is None:
         return FlatCost(cost_per_call)

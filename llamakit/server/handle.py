@@ -169,7 +169,7 @@ def local_server(
     upstream_api_key: str | None = None,
     upstream_model: str | None = None,
     cost_per_call: float | Decimal = LOCAL_COST_PER_CALL,
-    cost_per_token: float | tuple[float, float] | None = None,
+    cost_per_token: float | Decimal | tuple[float | Decimal, float | Decimal] | None = None,
     slugs: Sequence[str] | None = None,
     slug_costs: Mapping[str, float | str | Decimal] | None = None,
     port: int = 0,

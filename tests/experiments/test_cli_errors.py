@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,30 @@ def test_a_bad_number_or_text_is_refused_in_one_line(
     err = _refused(argv, capsys)
     assert names in err and f"see llamakit {argv[0]} --help" in err
     assert sum(hosted_env.stats()["requests"].values()) == 0
+
+
+def test_serve_takes_credits_and_prices_exactly_as_typed() -> None:
+    # Parsed through a float, 0.0006315522434414854 would become its binary neighbour (about
+    # 15 digits), and the ledger would bill that instead of the typed price.
+    from llamakit.cli import build_parser
+    from llamakit.server.costs import make_cost_model
+
+    price, per_token, start = (
+        "0.0006315522434414854",
+        "0.00000012345678901234567",
+        "12.3456789012345678",
+    )
+    args = build_parser().parse_args(
+        ["serve", "--credits", start, "--cost-per-call", price, "--cost-per-token", per_token]
+    )
+    assert (args.credits, args.cost_per_call, args.cost_per_token) == (
+        Decimal(start),
+        Decimal(price),
+        Decimal(per_token),
+    )
+    assert make_cost_model(args.cost_per_call, None).cost(10, 10) == Decimal(price)
+    billed = make_cost_model(args.cost_per_call, args.cost_per_token).cost(3, 4)
+    assert billed == 7 * Decimal(per_token)
 
 
 def test_paths_that_cannot_work_are_refused_before_any_call(
