@@ -128,8 +128,10 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> Soak:
     )
     store_path = tmp / "soak.db"
     # Kill and slow-body points, as numbers of finished cells (random, reproducible from the seed).
-    kill_at = sorted(rng.uniform(0.1, 0.85) * CELLS for _ in range(KILLS))
-    slow_at = sorted(rng.uniform(0.15, 0.9) * CELLS for _ in range(SLOW_WINDOWS))
+    # A kill waits SLOW_BODY_S + 2 s after a slow window (~250 cells at ~50 cells/s): both end
+    # by 60% of the run, so the last deferred kill still lands before the run finishes.
+    kill_at = sorted(rng.uniform(0.1, 0.6) * CELLS for _ in range(KILLS))
+    slow_at = sorted(rng.uniform(0.15, 0.6) * CELLS for _ in range(SLOW_WINDOWS))
     result = Soak(seed, store_path, tmp / "ledger.db", {}, 0.0)
     started = time.monotonic()
     window_closed = 0.0
