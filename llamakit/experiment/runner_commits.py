@@ -5,18 +5,38 @@ A worker hands its reply and cell rows to ``Commits.commit`` and awaits it: the 
 only once the transaction holding them has committed, so a cell is still durable before its
 worker takes the next one. What changes is the number of transactions: at concurrency N, up to N
 cells share one commit (one wait for SQLite's write lock, one WAL append) instead of one each, and
-the event loop never blocks on a commit. The queue is bounded by the number of workers, since each
+the event loop never waits for a commit. The queue is bounded by the number of workers, since each
 waits for its own commit before it can add another.
+
+When nothing is queued and the write lock is free this instant (the usual case: a commit takes
+well under a millisecond, a call hundreds), the commit is written on the loop itself. Handing it
+to the writer thread and being woken back costs ~40 us of CPU a round trip here (GIL hand-offs,
+a self-pipe write); written on the loop, the runner spent 3-6% less CPU per call. A commit that
+would have to wait for the lock (the writer thread mid-transaction, another process writing)
+goes to the thread.
+
+SQLite checkpoints the write-ahead log on the commit that takes it past 1,000 pages (~every 50
+commits here), copying and syncing megabytes: on the loop that stalled every call in flight for
+2-16 ms. So while a run writes, its connection does not checkpoint on commit; the writer thread
+runs a passive checkpoint every ``CHECKPOINT_EVERY`` transactions instead, and the store's own
+setting comes back at ``close``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..errors import StoreError
+from ..store import WouldWait
+
 Call = tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]
+# Transactions between checkpoints: under SQLite's 1,000-page default at this runner's ~20 pages
+# per transaction (400 cells without checkpoints left a 35 MB log; with them, 2 MB).
+CHECKPOINT_EVERY = 32
 
 
 class Commits:
@@ -27,12 +47,26 @@ class Commits:
         self._waiting: list[tuple[Call, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamakit-writer")
+        self._since_checkpoint = 0
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._own_checkpoints = False
 
     async def commit(
         self, response: Mapping[str, Any] | None, cells: Sequence[Mapping[str, Any]]
     ) -> None:
         """Return once ``response`` (None: cells only) and ``cells`` are committed; raise the
         store's StoreError if they could not be (the replies then are in the spill file)."""
+        if not self._own_checkpoints:
+            self._own_checkpoints = True
+            with contextlib.suppress(StoreError):  # a tuning: the reply below must still be kept
+                self.store.autocheckpoint(0)
+        if not self._waiting:
+            try:
+                self.store.record_calls([(response, cells)], wait=False)
+                self._committed()
+                return
+            except WouldWait:
+                pass
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(((response, cells), done))
         if self._writer is None or self._writer.done():
@@ -55,12 +89,34 @@ class Commits:
                 if not isinstance(exc, Exception):
                     raise
             else:
+                self._committed()
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)
+
+    def _committed(self) -> None:
+        self._since_checkpoint += 1
+        if self._since_checkpoint < CHECKPOINT_EVERY:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._since_checkpoint = 0
+        loop = asyncio.get_running_loop()
+        self._checkpoint = loop.run_in_executor(self._thread, self._passive_checkpoint)
+
+    def _passive_checkpoint(self) -> None:
+        # A checkpoint that fails (the disk full) loses nothing: the commits are in the log, and
+        # the next checkpoint, or the next open of the store, copies them.
+        with contextlib.suppress(StoreError):
+            self.store.checkpoint("PASSIVE")
 
     async def close(self) -> None:
         """Wait for the commits already handed over, then stop the writer thread."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         self._thread.shutdown(wait=True)
+        if self._own_checkpoints:
+            with contextlib.suppress(StoreError):
+                self.store.autocheckpoint(None)

@@ -4,7 +4,8 @@ Layer: client -> runner -> **store** -> tables/plots/widgets. It may import only
 _defaults: the runner and the chat panel write to it, and it knows neither.
 """
 
+from ._connection import WouldWait
 from ._paths import check_store_path
 from ._store import Store, default_path
 
-__all__ = ["Store", "check_store_path", "default_path"]
+__all__ = ["Store", "WouldWait", "check_store_path", "default_path"]

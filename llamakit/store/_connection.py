@@ -23,6 +23,8 @@ sqlite3.register_converter("DECIMAL_TEXT", lambda raw: Decimal(raw.decode()))
 
 # Long enough to outlast another process's burst of commits; a lock held longer than this is a bug.
 BUSY_TIMEOUT_S = 60.0
+# SQLite's own default: checkpoint on the commit that takes the write-ahead log past this many pages.
+WAL_AUTOCHECKPOINT = 1000
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -91,6 +93,11 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+class WouldWait(Exception):
+    """``Database.write(wait=False)`` found the write lock held (by another thread of this process
+    or by another process) and wrote nothing."""
+
+
 class Transaction:
     """The connection inside ``Database.write()``: every parameter passes ``storable`` first, so
     text UTF-8 cannot hold is kept (as bytes) instead of failing the transaction."""
@@ -133,14 +140,21 @@ class Database:
         self._lock = threading.RLock()
 
     @contextmanager
-    def write(self, doing: str = "writing to it") -> Iterator[Transaction]:
+    def write(self, doing: str = "writing to it", *, wait: bool = True) -> Iterator[Transaction]:
+        """A write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error).
+
+        ``wait=False`` takes the write lock only if it is free this instant, else raises
+        ``WouldWait`` having done nothing: for a caller on an event loop, which must not sit out
+        another writer's transaction (up to ``BUSY_TIMEOUT_S``)."""
         if self.readonly:
             raise StoreError(
                 self.path, "read-only", "it was opened read-only", "Open it with readonly=False"
             )
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            raise WouldWait
+        try:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._begin(wait)
                 try:
                     yield Transaction(self._conn)
                 except BaseException:
@@ -155,6 +169,22 @@ class Database:
                     with suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
                 raise store_error(self.path, exc, doing=doing) from exc
+        finally:
+            self._lock.release()
+
+    def _begin(self, wait: bool) -> None:
+        if wait:
+            self._conn.execute("BEGIN IMMEDIATE")
+            return
+        self._conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # BUSY_RECOVERY etc. too
+                raise WouldWait from exc
+            raise
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
     def query(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

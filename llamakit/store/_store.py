@@ -18,7 +18,7 @@ from typing import Any
 from .._defaults import ENV_HOME
 from ..errors import StoreError
 from ._claims import Busy, Lease
-from ._connection import Database, Transaction
+from ._connection import WAL_AUTOCHECKPOINT, Database, Transaction
 from ._coordination import RERUN_OF, Coordination
 from ._migrations import check_not_newer, migrate
 from ._paths import check_store_path
@@ -291,17 +291,23 @@ class Store(Coordination):
             self._raise_spilled(exc, self.spill_call(response, cells))
 
     def record_calls(
-        self, calls: Sequence[tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]]
+        self,
+        calls: Sequence[tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]],
+        *,
+        wait: bool = True,
     ) -> None:
         """``record_call`` for several calls in one transaction (group commit): one commit, and
         one wait for the write lock, instead of one per call. All or none are stored; if the
         store cannot take them, every paid reply among them goes to the spill file and
-        StoreError is raised, as for ``record_call``."""
+        StoreError is raised, as for ``record_call``.
+
+        ``wait=False``: if the write lock is not free this instant, raise ``WouldWait`` having
+        stored nothing (the caller still holds the replies and hands them on)."""
         pending = [(dict(r) if r is not None else None, cells) for r, cells in calls]
         if not pending:
             return
         try:
-            with self._db.write("saving paid replies") as tx:
+            with self._db.write("saving paid replies", wait=wait) as tx:
                 for response, cells in pending:
                     # _write_call pops "_attempts": pass copies, so a spill keeps them.
                     self._write_call(tx, dict(response) if response else None, cells)
@@ -314,9 +320,19 @@ class Store(Coordination):
                 spilled = self.spill_call(response, cells) or spilled
             self._raise_spilled(exc, spilled)
 
-    def checkpoint(self) -> None:
-        """Move the write-ahead log into the database file (for measuring its size)."""
-        self._db.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint(self, mode: str = "TRUNCATE") -> None:
+        """Move the write-ahead log into the database file: ``TRUNCATE`` (the default, for
+        measuring its size) waits for other connections; ``PASSIVE`` copies what it can now."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(f"checkpoint mode {mode!r}: one of PASSIVE, FULL, RESTART, TRUNCATE")
+        self._db.query(f"PRAGMA wal_checkpoint({mode})")
+
+    def autocheckpoint(self, pages: int | None) -> None:
+        """Checkpoint on commit once the log holds ``pages`` pages (SQLite's default, 1000, when
+        None), or never (0): for a writer that checkpoints on a thread of its own instead."""
+        self._db.query(
+            f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT if pages is None else int(pages)}"
+        )
 
     def _raise_spilled(self, exc: StoreError, spilled: Path | None) -> None:
         if spilled is None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from exp_helpers import client_of, make_experiment
 
 import llamakit as lk
@@ -125,3 +128,70 @@ def test_an_old_store_upgrades_itself_to_the_newest_schema(tmp_path: Path) -> No
     assert len(MIGRATIONS) >= 2
     assert store.query("SELECT COUNT(*) AS n FROM inflight")[0]["n"] == 0
     assert len(store.chat_turns("c")) == 1  # old rows kept
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+conn.execute("COMMIT")
+"""
+
+
+def test_a_write_that_must_not_wait_gives_way_to_another_process(tmp_path: Path) -> None:
+    """``wait=False`` (the runner's commit on its event loop) raises WouldWait at once while
+    another process holds the write lock, leaves the busy timeout as it was, and writes once
+    the lock is free."""
+    from llamakit.store import WouldWait
+    from llamakit.store._connection import BUSY_TIMEOUT_S, Database
+
+    path = tmp_path / "s.db"
+    Store(path).close()  # the schema, in WAL mode
+    db = Database(path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        with pytest.raises(WouldWait), db.write(wait=False) as tx:
+            tx.execute("CREATE TABLE never (x)")
+        assert time.monotonic() - started < 1.0
+        assert db.query("PRAGMA busy_timeout")[0][0] == int(BUSY_TIMEOUT_S * 1000)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+    with db.write(wait=False) as tx:
+        tx.execute("CREATE TABLE now (x)")
+    assert db.query("SELECT name FROM sqlite_master WHERE name IN ('never', 'now')")[0][0] == "now"
+    db.close()
+
+
+def test_a_write_that_must_not_wait_gives_way_to_a_thread_of_this_process(tmp_path: Path) -> None:
+    from llamakit.store import WouldWait
+    from llamakit.store._connection import Database
+
+    db = Database(tmp_path / "s.db")
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.write():
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(WouldWait), db.write(wait=False):
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with db.write(wait=False) as tx:
+        tx.execute("CREATE TABLE t (x)")
+    db.close()
