@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..errors import APIConnectionError, APIError, APIResponseError, APITimeoutError
-from .secrets import mask_known_in, redact
+from .secrets import json_may_hold_known, mask_known_in, redact
 from .transport import Failure, ResponseTooLarge
 from .types import ChatResponse, Usage
 
@@ -145,7 +145,11 @@ def _json_body(resp: httpx.Response) -> Any:
     """The decoded JSON body, any registered secret in it masked: a server that echoes the key
     inside a reply (a proxy, a misconfigured upstream) must not get it into the store."""
     try:
-        data = json.loads(resp.content)
+        raw = resp.content
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads(bytes)
+        data = json.loads(text)
+        if not json_may_hold_known(text):
+            return data
         masked = mask_known_in(data)
         if masked != data:
             log.warning(

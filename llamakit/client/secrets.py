@@ -78,13 +78,30 @@ def mask_known(text: str) -> str:
 
 def mask_known_in(value: Any) -> Any:
     """``mask_known`` applied to every string inside decoded JSON (dicts, lists, strings)."""
+    pattern = _pattern()
+    return value if pattern is None else _masked_in(value, pattern)
+
+
+def _masked_in(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str):
-        return mask_known(value)
+        return pattern.sub("***", value)
     if isinstance(value, list):
-        return [mask_known_in(v) for v in value]
+        return [_masked_in(v, pattern) for v in value]
     if isinstance(value, dict):
-        return {mask_known_in(k): mask_known_in(v) for k, v in value.items()}
+        return {_masked_in(k, pattern): _masked_in(v, pattern) for k, v in value.items()}
     return value
+
+
+def json_may_hold_known(text: str) -> bool:
+    """Whether a string inside the JSON document ``text`` may hold a registered secret (then
+    ``mask_known_in`` must walk the decoded document). False only when none is registered, or
+    when ``text`` has no escape (so each of its strings is a verbatim piece of it: a match in one
+    is a match in ``text``) and no secret matches ``text`` as a whole: one search instead of one
+    per string."""
+    pattern = _pattern()
+    if pattern is None:
+        return False
+    return "\\" in text or pattern.search(text) is not None
 
 
 def _pattern() -> re.Pattern[str] | None:
