@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..client.credits import ZERO, to_credits
-from ..errors import APIError, StoreError, ValidationError
+from ..errors import APIError, ClientClosedError, StoreError, ValidationError
 from ..store._claims import Lease
 from .cells import Cell
 from .run import Run, RunProgress, run_spend
@@ -433,7 +433,7 @@ class Runner:
             if status != "interrupted" and self.sends and session:
                 try:
                     balance_after = await self._balance()
-                except APIError:
+                except (APIError, ClientClosedError):
                     balance_after = None
             # The run's status is set by the last of its live sessions to end (session 0: this
             # process failed before it opened one).

@@ -20,6 +20,7 @@ from ..client import scope
 from ..errors import (
     APIError,
     AuthenticationError,
+    ClientClosedError,
     InsufficientCreditsError,
     MethodNotAllowedError,
     NotFoundError,
@@ -250,6 +251,20 @@ class Responses:
             self.fatal = exc
         self.request_stop("failed")
 
+    def stop_closed(self, client: Any, exc: ClientClosedError) -> None:
+        """End the run because ``client`` (the run's, or a judge's) was closed under it: the
+        calls already on the wire finished (``close()`` waits for them) and are stored."""
+        if self.fatal is not None:
+            return
+        err = ClientClosedError(
+            f"{client!r} was closed while this run was using it (close() from another thread, "
+            "a scorer or progress callback, or another task): every reply it received is "
+            "stored and no further call was sent. Rerun with an open client to resume: cells "
+            "already stored are not paid for again"
+        )
+        err.__cause__ = exc
+        self.fail(err)
+
     def stop_unreachable(self, client: Any) -> None:
         """End the run with one APIUnreachableError (the first caller's) instead of N failures."""
         self.fail(self.reach.error(endpoint(client)))
@@ -362,10 +377,13 @@ class Responses:
             return claimed
         try:
             return await self._send_claimed(client, key, messages, params, repeat, model)
-        except BaseException:
+        except BaseException as exc:
             if self.lease is not None:  # unsent, or failed unpaid: free for anyone to retry
                 with contextlib.suppress(StoreError):
                     self.store.release_claim(key, self.lease)
+            if isinstance(exc, ClientClosedError):
+                self.stop_closed(client, exc)
+                raise Stop from None
             raise
 
     def claim_ahead(self, keys: Sequence[str]) -> None:
