@@ -392,7 +392,9 @@ class Runner:
             )
             if self.mode != "replay":
                 self.responses.lease = Lease(self.store, self.run.id).start()
-            hook = hook_attempts(self.client, self.responses.on_attempt)
+            # Every client the run calls through, its judges' own included: one attempt log.
+            clients = [self.client, *(getattr(j, "client", None) for j in self.judges)]
+            hook = hook_attempts(clients, self.responses.on_attempt)
             if self.policy is None:
                 await self._drain(queue)
             else:
