@@ -32,6 +32,7 @@ from ..store._claims import Busy, Lease
 from ..store._rows import response_fields
 from .cells import Cell, cell_key
 from .journal import Journal
+from .pricing import judge_slug
 from .runner_reach import Reachability
 from .sources import source_of
 
@@ -102,7 +103,7 @@ def judge_call(
     """The grading call for ``text`` (or the follow-up ``messages`` of a re-ask): through the
     judge's own client (model, source) if it has one, else the run's."""
     judge_client = scorer.client if scorer.client is not None else client
-    judge_model = getattr(judge_client, "model", None) or model
+    judge_model = judge_slug(scorer, client, model)
     if messages is None:
         messages = scorer.grading_messages(text, row)
     params = dict(scorer.params)
