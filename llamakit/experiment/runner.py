@@ -22,7 +22,8 @@ rate limiter is shared); async clients are awaited directly.
 
 Where the parts live: ``runner_calls`` (one paid call per request key, within the budget),
 ``runner_budget`` (credits spent and attributed), ``journal`` (v2 jobs), ``runner_scoring``
-(scorers and judges), and ``runner_progress``; this module runs the cells.
+(scorers and judges), ``runner_hooks`` (the attempt log's hook on every client the run calls
+through), and ``runner_progress``; this module runs the cells.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ from .runner_calls import (
     ClaimedElsewhere,
     Responses,
     Stop,
-    hook_attempts,
     judge_call,
 )
 from .runner_commits import Commits
 from .runner_gc import frozen_heap
+from .runner_hooks import hook_attempts
 from .runner_progress import ProgressBar
 from .runner_reach import check_served, hook_breaker
 from .runner_scoring import is_judge, score_cell, score_without_judges
