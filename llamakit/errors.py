@@ -5,6 +5,7 @@
     ├── BudgetExceededError          a run's budget would be exceeded by the next call
     ├── ReplayMissError              replay mode met a cell the store has never seen
     ├── StoreError                   the SQLite store is damaged, full, read-only or newer than llamakit
+    ├── ClientClosedError            the client was closed (close()): nothing more is sent through it
     └── APIError                     anything that went wrong talking to the API
         ├── APIConnectionError       the server could not be reached, or dropped the connection
         │   ├── APITimeoutError      no complete answer within the timeout
@@ -78,6 +79,14 @@ class StoreError(LlamakitError):
         self.detail = detail
         self.fix = fix
         super().__init__(f"store {self.path}: {detail}. {fix}")
+
+
+class ClientClosedError(LlamakitError):
+    """The client was closed (``close()``, or the end of its ``with`` block): no request is sent
+    through it any more. Requests already on the wire when it was closed finished first, and
+    their replies were returned. A run whose client is closed mid-run stops with this error once
+    those replies are stored; rerun with an open client to resume (stored cells are not paid for
+    again)."""
 
 
 class APIError(LlamakitError):

@@ -26,6 +26,7 @@ from .._defaults import (
     DEFAULT_TIMEOUT,
 )
 from ..errors import APIError
+from .closing import CLOSE_GRACE_S
 from .core import Core
 from .plan import Plan, Sleep, T
 from .pools import PerLoop
@@ -243,11 +244,16 @@ class Client(_Base):
                     time.sleep(action.seconds)
                     reply = None
                 else:
-                    reply = send_sync(self._http, action, self._core.max_response_bytes)
+                    with self._core.gate.sending():
+                        reply = send_sync(self._http, action, self._core.max_response_bytes)
         finally:
             plan.close()  # an interrupted plan gives back its rate-limit slot now
 
     def close(self) -> None:
+        """Close the client, from any thread or callback, also while calls are going: no new
+        request is sent (those calls raise ``ClientClosedError``), requests already on the wire
+        finish and their replies are returned, then the connections are closed."""
+        self._core.gate.close(self._core.timeout + CLOSE_GRACE_S)
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -363,6 +369,7 @@ class AsyncClient(_Base):
                     self._core.start_checked = True
 
     async def _drive(self, plan: Plan[T]) -> T:
+        self._core.gate.check()  # a closed client opens no new pool
         http, _ = await self._loops.get()
         reply: Any = None
         try:
@@ -375,13 +382,16 @@ class AsyncClient(_Base):
                     await asyncio.sleep(action.seconds)
                     reply = None
                 else:
-                    reply = await send_async(http, action, self._core.max_response_bytes)
+                    with self._core.gate.sending():
+                        reply = await send_async(http, action, self._core.max_response_bytes)
         finally:
             plan.close()
 
     async def close(self) -> None:
-        """Close this event loop's connections (those of loops already closed were closed when
-        their loop shut down)."""
+        """Close the client, also while other tasks use it: as ``Client.close``, no new request
+        is sent and those on the wire finish first; then this event loop's connections are
+        closed (those of loops already closed were closed when their loop shut down)."""
+        await self._core.gate.aclose(self._core.timeout + CLOSE_GRACE_S)
         await self._loops.close_current()
 
     async def __aenter__(self) -> AsyncClient:

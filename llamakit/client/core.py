@@ -38,6 +38,7 @@ from ..errors import (
     ValidationError,
 )
 from .attempt import attempts
+from .closing import Gate
 from .headers import parse_credits_header
 from .messages import normalize_messages, validate_params
 from .origin import Origin, display_url
@@ -179,6 +180,7 @@ class Core:
         self.credits_start: Decimal | None = None
         self.credits_last: Decimal | None = None
         self.start_checked = False
+        self.gate = Gate()  # every request passes it as it is sent; close() shuts it
 
     # ---- configuration -------------------------------------------------------------------
 

@@ -29,6 +29,13 @@ _SPLIT_DIGITS = 6
 Attribution = tuple[Decimal | None, str | None, str]
 
 
+def published_cost(model: str) -> Decimal:
+    """Segmind's published average cost per request of ``model`` (USD, exact); a slug without a
+    published figure is assumed to cost what llama-v3-8b-instruct does. Where a price comes
+    from before the store has observed one (``llamakit.experiment.pricing``)."""
+    return PUBLISHED_COST_BY_MODEL.get(model, PUBLISHED_COST_PER_CALL)
+
+
 def to_credits(value: Any) -> Decimal | None:
     """An exact Decimal for a credit figure from the store or a caller (None stays None).
 
@@ -72,7 +79,7 @@ def split_cluster(total: Decimal, calls: Sequence[Mapping[str, Any]]) -> list[De
     models = [c.get("model") for c in calls]
     if len(set(models)) <= 1:
         return split_exactly(total, len(calls))
-    weights = [PUBLISHED_COST_BY_MODEL.get(str(m), PUBLISHED_COST_PER_CALL) for m in models]
+    weights = [published_cost(str(m)) for m in models]
     whole = sum(weights, ZERO)
     exponent = total.as_tuple().exponent
     exponent = exponent if isinstance(exponent, int) else 0
@@ -171,7 +178,7 @@ def session_spend(
     session: Mapping[str, Any],
     headers: Sequence[Any],
     paid_calls: int,
-    unit_cost: Any,
+    estimated_cost: Any,
     *,
     next_balance: Any = None,
 ) -> tuple[Decimal, SpendSource]:
@@ -180,7 +187,8 @@ def session_spend(
     A killed (or hard-interrupted) session never read its closing balance; the next session's
     opening balance stands in for it, which also counts the calls the server billed after the
     process died (they were in flight; their responses were never committed). Without one, the
-    lowest header it saw.
+    lowest header it saw. With neither, ``estimated_cost``: the ``paid_calls`` priced each at
+    its own model's price (``llamakit.experiment.pricing``), labelled "estimate".
     """
     before = to_credits(session.get("balance_before"))
     after = to_credits(session.get("balance_after"))
@@ -195,7 +203,7 @@ def session_spend(
     seen = [h for h in (to_credits(x) for x in headers) if h is not None]
     if before is not None and seen and min(seen) <= before:
         return before - min(seen), "headers"
-    return paid_calls * (to_credits(unit_cost) or ZERO), "estimate"
+    return to_credits(estimated_cost) or ZERO, "estimate"
 
 
 def combine_sources(sources: Sequence[SpendSource]) -> SpendSource:

@@ -23,7 +23,8 @@ from .types import Attempt
 class RunScope:
     """One run's observers of one client's calls.
 
-    ``core``: the client's core; only its calls are the run's (a judge's own client is not).
+    ``core``: the client's core; only its calls are the run's. A run enters one scope per
+    client it calls through (its own, and each judge's own client).
     ``on_attempt``: called with each ``Attempt``, after the client's own ``on_attempt``.
     ``give_up(error, attempts_made) -> bool``: True stops retrying now (the run's breaker).
     """

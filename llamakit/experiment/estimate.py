@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._defaults import PUBLISHED_COST_BY_MODEL, PUBLISHED_COST_PER_CALL
 from ..client.credits import ZERO
+from .models import model_list
+from .pricing import Prices, judge_slug
 from .sources import resolve_source
 
 if TYPE_CHECKING:
@@ -71,8 +72,9 @@ def estimate(
 ) -> Estimate:
     """Cells to run (minus finished ones), projected credits and time. Sends no paid call.
 
-    Credits (exact Decimals, USD): the mean attributed cost per call observed in the store for
-    this model, else Segmind's published average. Time: the slower of latency-bound and
+    Credits (exact Decimals, USD): each call at its model's price (``pricing``): the mean
+    attributed cost per call observed in the store for that model, else Segmind's published
+    average. Time: the slower of latency-bound and
     rate-bound (the client's rpm). Latency-bound is batches of ``concurrency`` calls at the mean
     latency the store observed for this source (who answers: SmolLM2 is far slower than the
     hosted API), else a per-source fallback; a source that answers one call at a time is charged
@@ -85,19 +87,22 @@ def estimate(
     cells = experiment.cells(model, source)
     cached = store.cached_responses(c.cell_key for c in cells)
     unique_todo = {c.cell_key: c for c in cells if c.cell_key not in cached}
-    judges = sum(1 for s in experiment.scorers if hasattr(s, "grading_messages"))
-    judge_calls = judges * len(unique_todo)
+    judges = [s for s in experiment.scorers if hasattr(s, "grading_messages")]
+    judge_calls = len(judges) * len(unique_todo)
     calls = len(unique_todo) + judge_calls
-    # Each model at its own price: observed in the store, else Segmind's published average.
-    observed_by = {m: store.observed_cost_per_call(m) for m in {c.model for c in cells}}
-    unit = {m: published_cost(m) if o is None else o for m, o in observed_by.items()}
-    todo_cost = sum((unit[c.model] for c in unique_todo.values()), ZERO)
-    # Judge calls are priced at the mean of the calls they grade: exact when the division ends
-    # within Decimal's 28 significant digits (with one model it gives back its unit cost).
-    cost = todo_cost / len(unique_todo) if unique_todo else sum(unit.values(), ZERO) / len(unit)
+    # Each call at its own model's price (``pricing``): a cell at its model's, a grading call
+    # at the model its judge calls.
+    prices = Prices(store)
+    models = {c.model for c in cells}
+    todo_cost = sum((prices.of(c.model) for c in unique_todo.values()), ZERO)
+    graders = [judge_slug(j, client, model_list(model)[0]) for j in judges]
+    per_cell = sum((prices.of(g) for g in graders), ZERO)
     # Without judges a plain 0: 0 * cost would read 0E-19 in the repr and to_dict().
-    judge_credits = judge_calls * cost if judge_calls else ZERO
-    all_observed = None not in observed_by.values()
+    judge_credits = len(unique_todo) * per_cell if judge_calls else ZERO
+    # The mean price of the calls to send: exact when the division ends within Decimal's 28
+    # significant digits (with one model and price it gives back that price).
+    cost = (todo_cost + judge_credits) / calls if calls else prices.mean(models)
+    all_observed = prices.all_observed([*models, *graders])
     seconds = _seconds(store, source, calls, concurrency)
     rpm = getattr(client, "rpm", None)
     if rpm:
@@ -124,20 +129,6 @@ def estimate(
         concurrency=concurrency,
         prompt_tokens=prompt_tokens,
     )
-
-
-def published_cost(model: str) -> Decimal:
-    """Segmind's published average cost per request of ``model`` (USD, exact); a slug without a
-    published figure is assumed to cost what llama-v3-8b-instruct does."""
-    return PUBLISHED_COST_BY_MODEL.get(model, PUBLISHED_COST_PER_CALL)
-
-
-def expected_cost_per_call(store: Store, model: str) -> Decimal:
-    """What a budget reserves per call to ``model`` (USD, exact): the larger of the mean cost the
-    store observed for it and its published average, so a budget is never under-reserved."""
-    published = published_cost(model)
-    observed = store.observed_cost_per_call(model)
-    return published if observed is None else max(observed, published)
 
 
 def observed_latency(store: Store, source: str) -> float | None:

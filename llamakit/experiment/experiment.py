@@ -37,9 +37,10 @@ from ..client.credits import to_credits
 from ..errors import ValidationError
 from .cells import Cell, CellKeys, canonical_json, expand_params
 from .dataset import Item, load_dataset, subset
-from .estimate import Estimate, expected_cost_per_call
+from .estimate import Estimate
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from .models import MODEL_SEPARATOR, check_models, model_list
+from .pricing import Prices, judge_slug
 from .rows import Missing, check_missing, check_text
 from .sequential import SequentialPolicy, check_rule
 from .sources import resolve_source
@@ -421,9 +422,12 @@ class Experiment:
         slugs = model_list(model)
         if mode == "replay":
             check_replay(store, cells, judges, client, slugs[0], source)
-        # The budget reserves each call at the dearest model's price (never under-reserved); one
-        # too small for a single call is refused before the run is registered.
-        unit_cost = max(expected_cost_per_call(store, m) for m in slugs)
+        # The budget reserves each call at the dearest price among the models the run calls, its
+        # judges' included (never under-reserved); one too small for a single call is refused
+        # before the run is registered.
+        prices = Prices(store)
+        called = [*slugs, *(judge_slug(j, client, slugs[0]) for j in judges)]
+        unit_cost = max(prices.reserve(m) for m in called)
         if mode == "live":
             check_budget_fits_a_call(budget, unit_cost)
         run = register_run(

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .._defaults import PUBLISHED_COST_PER_CALL
 from ..client.credits import to_credits
 from ..errors import ValidationError
 from ..scoring.sequential import DEFAULT_GRID, BettingState
@@ -191,6 +190,8 @@ def plan(
 ) -> Plan:
     """See ``Experiment.plan``."""
     from .estimate import _seconds
+    from .models import model_list
+    from .pricing import Prices
     from .sequential import check_rule
     from .sources import resolve_source
 
@@ -247,7 +248,7 @@ def plan(
 
     store = store or Store()
     source = resolve_source(client, store, experiment.name, model)
-    observed = store.observed_cost_per_call(model)
+    cost_per_call = Prices(store).mean(model_list(model))  # each model at its own price
     rpm = getattr(client, "rpm", None)
     per_call = _seconds(store, source, 1000, concurrency) / 1000
     if rpm:
@@ -267,7 +268,7 @@ def plan(
         sequential_items_p90=float(np.quantile(used, 0.9)),
         sequential_cells_mean=float(np.mean(cells)),
         sequential_power=found,
-        cost_per_call=observed if observed is not None else PUBLISHED_COST_PER_CALL,
+        cost_per_call=cost_per_call,
         seconds_per_call=per_call,
         rpm=rpm,
         runs=runs,

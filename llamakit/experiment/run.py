@@ -13,10 +13,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._defaults import PUBLISHED_COST_PER_CALL
+from .._defaults import DEFAULT_MODEL
 from ..client.credits import ZERO, combine_sources, session_spend, to_credits
 from ..errors import LlamakitError
 from ..store._claims import pid_alive
+from .models import model_list
+from .pricing import Prices
 from .sources import recorded_source
 from .spans import merged, session_spans
 
@@ -69,7 +71,10 @@ def run_spend(store: Store, run_id: str) -> dict[str, Any]:
     """credits_spent, spend_source, balance_before, balance_after of a run, summed over sessions
     (exact Decimals, USD)."""
     model = (store.run_row(run_id) or {}).get("model")
-    unit = store.observed_cost_per_call(model) or PUBLISHED_COST_PER_CALL
+    # Where no balance or header shows a session's spend, each paid call is priced at its own
+    # model's price (a run over several models, a judge on another model).
+    prices = Prices(store)
+    fallback = model_list(model)[0] if model else DEFAULT_MODEL
     total, sources = Decimal(0), []
     sessions = store.sessions(run_id)
     calls = {s["session"]: store.session_responses(run_id, s["session"]) for s in sessions}
@@ -88,7 +93,7 @@ def run_spend(store: Store, run_id: str) -> dict[str, Any]:
             merged(span, calls),
             [c["credits_remaining"] for c in paid],
             len(paid),
-            unit,
+            sum((prices.of(c["model"] or fallback) for c in paid), ZERO),
             next_balance=later[0] if later else None,
         )
         total += spent

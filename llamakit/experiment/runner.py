@@ -22,7 +22,8 @@ rate limiter is shared); async clients are awaited directly.
 
 Where the parts live: ``runner_calls`` (one paid call per request key, within the budget),
 ``runner_budget`` (credits spent and attributed), ``journal`` (v2 jobs), ``runner_scoring``
-(scorers and judges), and ``runner_progress``; this module runs the cells.
+(scorers and judges), ``runner_hooks`` (the attempt log's hook on every client the run calls
+through), and ``runner_progress``; this module runs the cells.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..client.credits import ZERO, to_credits
-from ..errors import APIError, StoreError, ValidationError
+from ..errors import APIError, ClientClosedError, StoreError, ValidationError
 from ..store._claims import Lease
 from .cells import Cell
 from .run import Run, RunProgress, run_spend
@@ -48,11 +49,11 @@ from .runner_calls import (
     ClaimedElsewhere,
     Responses,
     Stop,
-    hook_attempts,
     judge_call,
 )
 from .runner_commits import Commits
 from .runner_gc import frozen_heap
+from .runner_hooks import hook_attempts
 from .runner_progress import ProgressBar
 from .runner_reach import check_served, hook_breaker
 from .runner_scoring import is_judge, score_cell, score_without_judges
@@ -392,7 +393,9 @@ class Runner:
             )
             if self.mode != "replay":
                 self.responses.lease = Lease(self.store, self.run.id).start()
-            hook = hook_attempts(self.client, self.responses.on_attempt)
+            # Every client the run calls through, its judges' own included: one attempt log.
+            clients = [self.client, *(getattr(j, "client", None) for j in self.judges)]
+            hook = hook_attempts(clients, self.responses.on_attempt)
             if self.policy is None:
                 await self._drain(queue)
             else:
@@ -433,7 +436,7 @@ class Runner:
             if status != "interrupted" and self.sends and session:
                 try:
                     balance_after = await self._balance()
-                except APIError:
+                except (APIError, ClientClosedError):
                     balance_after = None
             # The run's status is set by the last of its live sessions to end (session 0: this
             # process failed before it opened one).

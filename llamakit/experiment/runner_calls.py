@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..client import scope
 from ..errors import (
     APIError,
     AuthenticationError,
+    ClientClosedError,
     InsufficientCreditsError,
     MethodNotAllowedError,
     NotFoundError,
@@ -31,6 +31,7 @@ from ..store._claims import Busy, Lease
 from ..store._rows import response_fields
 from .cells import Cell, cell_key
 from .journal import Journal
+from .pricing import judge_slug
 from .runner_reach import Reachability
 from .sources import source_of
 
@@ -101,7 +102,7 @@ def judge_call(
     """The grading call for ``text`` (or the follow-up ``messages`` of a re-ask): through the
     judge's own client (model, source) if it has one, else the run's."""
     judge_client = scorer.client if scorer.client is not None else client
-    judge_model = getattr(judge_client, "model", None) or model
+    judge_model = judge_slug(scorer, client, model)
     if messages is None:
         messages = scorer.grading_messages(text, row)
     params = dict(scorer.params)
@@ -182,31 +183,6 @@ def _check_judged(
             )
 
 
-def hook_attempts(client: Any, fn: Callable[[Any], None]) -> Callable[[], None]:
-    """Call ``fn`` with each attempt of this run's calls of ``client``; returns the undo, to be
-    called in the same context.
-
-    For llamakit's clients ``fn`` joins the run's scope (``llamakit.client.scope``): it sees
-    only this run's calls, however many runs share the client, and the client's own
-    ``on_attempt`` is left alone. Another client with a settable ``on_attempt`` gets ``fn``
-    chained onto it; one without simply goes unlogged per attempt.
-    """
-    core = getattr(client, "_core", None)
-    if core is not None and hasattr(core, "on_attempt"):
-        return scope.enter(scope.RunScope(core, on_attempt=fn))
-    if client is None or not hasattr(client, "on_attempt"):
-        return lambda: None
-    previous = client.on_attempt
-
-    def both(attempt: Any) -> None:
-        fn(attempt)
-        if previous is not None:
-            previous(attempt)
-
-    client.on_attempt = both
-    return lambda: setattr(client, "on_attempt", previous)
-
-
 class Responses:
     """Response rows by request key, each paid for at most once: from the cache, from an
     identical call already in flight (two cells, or two gradings, with the same request pay
@@ -249,6 +225,20 @@ class Responses:
         if self.fatal is None:
             self.fatal = exc
         self.request_stop("failed")
+
+    def stop_closed(self, client: Any, exc: ClientClosedError) -> None:
+        """End the run because ``client`` (the run's, or a judge's) was closed under it: the
+        calls already on the wire finished (``close()`` waits for them) and are stored."""
+        if self.fatal is not None:
+            return
+        err = ClientClosedError(
+            f"{client!r} was closed while this run was using it (close() from another thread, "
+            "a scorer or progress callback, or another task): every reply it received is "
+            "stored and no further call was sent. Rerun with an open client to resume: cells "
+            "already stored are not paid for again"
+        )
+        err.__cause__ = exc
+        self.fail(err)
 
     def stop_unreachable(self, client: Any) -> None:
         """End the run with one APIUnreachableError (the first caller's) instead of N failures."""
@@ -362,10 +352,13 @@ class Responses:
             return claimed
         try:
             return await self._send_claimed(client, key, messages, params, repeat, model)
-        except BaseException:
+        except BaseException as exc:
             if self.lease is not None:  # unsent, or failed unpaid: free for anyone to retry
                 with contextlib.suppress(StoreError):
                     self.store.release_claim(key, self.lease)
+            if isinstance(exc, ClientClosedError):
+                self.stop_closed(client, exc)
+                raise Stop from None
             raise
 
     def claim_ahead(self, keys: Sequence[str]) -> None:

@@ -124,6 +124,9 @@ class ServerHandle:
 
     # -- admin -----------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
+        """Requests by status, billed calls, credits spent and balances, as ``GET
+        /_llamakit/stats`` gives them: credit figures are exact decimal strings (``Decimal(...)``
+        reads them)."""
         return self._state.stats_dict()
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:

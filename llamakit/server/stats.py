@@ -1,4 +1,8 @@
-"""Admin figures: requests by status, billed calls, credits spent, per key label (never the key)."""
+"""Admin figures: requests by status, billed calls, credits spent, per key label (never the key).
+
+Credit figures (``credits_spent``, ``balance``) are the ledger's exact Decimals written as decimal
+strings, in the plain notation of the ``x-remaining-credits`` header (``"0.0044208657040903978"``,
+never a JSON float, which kept ~17 digits of them): a reader parses them with ``Decimal(...)``."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from .ledger import Ledger
+from .ledger import Ledger, format_credits
 
 
 class Stats:
@@ -49,9 +53,11 @@ class Stats:
                 label: {
                     "requests": dict(self._per_key.get(label, {})),
                     "billed_calls": self._billed[label],
-                    "credits_spent": float(self._spent.get(label, Decimal(0))),
+                    "credits_spent": format_credits(self._spent.get(label, Decimal(0))),
                     "dropped": self._dropped[label],
-                    "balance": float(accounts[label].balance) if label in accounts else None,
+                    "balance": (
+                        format_credits(accounts[label].balance) if label in accounts else None
+                    ),
                 }
                 for label in labels
             }
@@ -62,7 +68,7 @@ class Stats:
             return {
                 "requests": dict(self._requests),
                 "billed_calls": sum(self._billed.values()),
-                "credits_spent": float(sum(self._spent.values(), Decimal(0))),
+                "credits_spent": format_credits(sum(self._spent.values(), Decimal(0))),
                 "dropped": sum(self._dropped.values()),
                 "per_key": per_key,
             }

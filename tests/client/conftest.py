@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -46,7 +47,7 @@ class KeyedServer:
         return self._srv.async_client(api_key=kw.pop("api_key", self.api_key), **kw)
 
     def stats(self) -> dict[str, Any]:
-        empty = {"requests": {}, "billed_calls": 0, "credits_spent": 0.0, "dropped": 0}
+        empty = {"requests": {}, "billed_calls": 0, "credits_spent": "0", "dropped": 0}
         return self._srv.stats()["per_key"].get(self._srv.key_label(self.api_key), empty)
 
     def set_faults(self, **faults: Any) -> None:
@@ -55,8 +56,8 @@ class KeyedServer:
     def set_credits(self, amount: float) -> None:
         self._srv.set_credits(amount, api_key=self.api_key)
 
-    def balance(self) -> float:
-        return float(self._srv.balance(api_key=self.api_key))
+    def balance(self) -> Decimal:
+        return self._srv.balance(api_key=self.api_key)
 
 
 @pytest.fixture(scope="module")

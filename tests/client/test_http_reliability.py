@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -164,8 +165,8 @@ def test_credits_and_spent_are_exact(server: Any) -> None:
     # Concurrent replies arrive out of order; the balance seen last is still the lowest.
     lowest = min(r.credits_remaining for r in replies)
     assert lowest == 10 - 15 * COST
-    # The server's stats are JSON numbers (floats); the ledger itself is exact.
-    assert server.stats()["credits_spent"] == pytest.approx(float(15 * LOCAL_COST_PER_CALL))
+    # The server's stats carry the ledger's exact figures, as decimal strings.
+    assert Decimal(server.stats()["credits_spent"]) == 15 * LOCAL_COST_PER_CALL
 
 
 def test_spent_counts_from_before_the_first_call(server: Any) -> None:

@@ -39,12 +39,16 @@ def test_a_killed_sessions_spend_comes_from_the_next_sessions_opening_balance() 
     killed = {"balance_before": D("10"), "balance_after": None, "finished_at": None}
     # it committed replies down to 9.9, but calls in flight were billed to 9.8 after it died
     headers = [D("9.95"), D("9.9")]
-    assert session_spend(killed, headers, 2, D("0.05"), next_balance=D("9.8")) == (
+    # the 4th argument is the paid calls' estimated cost, each at its model's price
+    assert session_spend(killed, headers, 2, D("0.1"), next_balance=D("9.8")) == (
         D("0.2"),
         "balance",
     )
-    assert session_spend(killed, headers, 2, D("0.05")) == (D("0.1"), "headers")
-    assert session_spend({"balance_before": None}, [None], 2, D("0.05")) == (D("0.1"), "estimate")
+    assert session_spend(killed, headers, 2, D("0.1")) == (D("0.1"), "headers")
+    assert session_spend({"balance_before": None}, [None], 2, D("0.0019101056600713583")) == (
+        D("0.0019101056600713583"),
+        "estimate",
+    )
     assert combine_sources(["balance", "headers", "balance"]) == "headers"
 
 

@@ -19,7 +19,7 @@ from llamakit._defaults import (
     PUBLISHED_COST_BY_MODEL,
     PUBLISHED_COST_PER_CALL,
 )
-from llamakit.experiment.estimate import expected_cost_per_call, published_cost
+from llamakit.experiment.pricing import expected_cost_per_call, published_cost
 
 MODEL = "llama-v3-8b-instruct"
 # One unit of the 19th decimal place, and a price that much above the published one. Read as

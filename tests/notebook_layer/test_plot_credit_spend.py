@@ -5,6 +5,7 @@ test-artifacts/plots/ so a person can look at it."""
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ def test_judge_spend_of_real_runs_is_stacked_on_model_spend(tmp_path) -> None:
             scorers=[scoring.judge(client, "Does the answer say {{ expected }}?")],
         )
         judged.run(client, store=store, progress=False)
-        billed = srv.stats()["credits_spent"]
+        billed = Decimal(srv.stats()["credits_spent"])
     table = lk.runs(store=store)
     by_name = table.set_index("name")
     assert by_name.loc["plain", "judge_credits"] == 0

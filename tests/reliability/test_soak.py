@@ -254,7 +254,7 @@ def test_server_billed_one_call_per_cell_plus_only_the_unseen(soak: Soak) -> Non
 def test_the_ledger_is_consistent(soak: Soak) -> None:
     spent = CREDITS - soak.balance_after
     assert spent == soak.stats["billed_calls"] * PRICE  # exact
-    assert soak.stats["credits_spent"] == pytest.approx(float(spent), abs=1e-9)  # a JSON float
+    assert Decimal(soak.stats["credits_spent"]) == spent  # exact: a decimal string
 
 
 def test_the_store_accounts_for_every_credit_the_server_took(soak: Soak) -> None:

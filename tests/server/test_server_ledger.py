@@ -47,7 +47,7 @@ def test_only_200_debits(make_server):
         assert bad.post(CHAT, json=chat_body()).status_code == 401
     assert srv.balance() == 1.0
     stats = srv.stats()
-    assert stats["billed_calls"] == 0 and stats["credits_spent"] == 0.0
+    assert stats["billed_calls"] == 0 and Decimal(stats["credits_spent"]) == 0
 
 
 def test_50_concurrent_requests_with_credit_for_20(make_server):
@@ -76,7 +76,7 @@ def test_50_concurrent_requests_with_credit_for_20(make_server):
     assert srv.balance() == 0.0
     stats = srv.stats()
     assert stats["billed_calls"] == 20
-    assert stats["credits_spent"] == pytest.approx(20 * cost)
+    assert Decimal(stats["credits_spent"]) == 20 * Decimal("0.00063")  # exact, a decimal string
     assert stats["requests"] == {"200": 20, "406": 30}
 
 
@@ -168,3 +168,25 @@ def test_v2_and_openai_routes_share_the_ledger(make_server):
             pass
     assert srv.stats()["billed_calls"] == 2
     assert srv.balance() == 1 - 2 * Decimal("0.00063")
+
+
+def test_stats_report_credits_exactly_as_decimal_strings(make_server):
+    # A price with more digits than a double holds (Segmind's published average): 7 calls spent
+    # 0.0044208657040903978, which the stats used to report as the float 0.0044208657040903975.
+    price = Decimal("0.0006315522434414854")
+    srv = make_server(credits=Decimal("10"), cost_per_call=price, keys={"SG_second_key": 1})
+    with http(srv) as c:
+        for i in range(7):
+            assert c.post(CHAT, json=chat_body(f"q{i}")).status_code == 200
+        over_http = c.get("/_llamakit/stats").json()
+    label = srv.key_label()
+    for stats in (srv.stats(), over_http):  # over HTTP, an ordinary key sees its own figures
+        own = stats["per_key"][label]
+        figures = (stats["credits_spent"], own["credits_spent"], own["balance"])
+        assert all(isinstance(f, str) for f in figures), figures
+        assert Decimal(stats["credits_spent"]) == Decimal(own["credits_spent"]) == 7 * price
+        assert Decimal(own["balance"]) == srv.balance() == 10 - 7 * price
+    other = srv.stats()["per_key"][srv.key_label("SG_second_key")]
+    assert (other["credits_spent"], other["balance"]) == ("0", "1")
+    # The header's notation: plain digits, never an exponent.
+    assert srv.stats()["per_key"][label]["balance"] == "9.9955791342959096022"
