@@ -22,11 +22,12 @@ a mistake is reported before any credit is spent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,10 +35,10 @@ from .. import scoring
 from .._defaults import DEFAULT_MODEL
 from ..client.credits import to_credits
 from ..errors import ValidationError
-from . import grid
 from .cells import Cell, canonical_json, expand_params
 from .dataset import Item, load_dataset, subset
 from .estimate import Estimate, expected_cost_per_call
+from .grid import CellGrid
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from .models import MODEL_SEPARATOR, check_models, model_list
 from .rows import Missing, check_missing, check_text
@@ -182,17 +183,23 @@ class Experiment:
             self.pilot.update({"limit": limit} if limit is not None else {"sample": sample or 0})
             self.pilot.update({"seed": seed} if sample is not None else {})
         scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
-        # Render everything now: a missing variable fails here, before any call.
-        # By variant, then in item order (a list, not a dict keyed by pairs: 5 MB less at 50,000).
-        self._rendered = {
-            t.variant: [t.render(item.row, item_id=item.id) for item in self.items]
+        # Render everything now: a missing variable fails here, before any call. Kept as the
+        # canonical JSON of each prompt (by variant, in item order), from which cells are made.
+        prompts = {
+            t.variant: [canonical_json(t.render(item.row, item_id=item.id)) for item in self.items]
             for t in self.templates
         }
         for judge in (s for s in self.scorers if hasattr(s, "render_rubric")):
             for item in self.items:
                 judge.render_rubric(item.row, item_id=item.id)
         self._token_counts: dict[tuple[str, str], int | None] = {}
-        self._cells_by_model: dict[tuple[str, str], list[Cell]] = {}
+        self.grid = CellGrid(
+            variants=self.variants,
+            items=self.items,
+            prompts=prompts,
+            param_sets=self.variant_params,
+            repeats=repeats,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -222,12 +229,26 @@ class Experiment:
         return self.model or client_model or DEFAULT_MODEL
 
     def cells(self, model: str, source: str = "") -> list[Cell]:
-        """Every cell, in a stable order (see ``grid.cells``)."""
-        return grid.cells(self, model, source)
+        """Every cell as a list (for a look at them; a run generates them one at a time with
+        ``iter_cells``). See ``CellGrid.cells`` for their order and keys."""
+        return list(self.grid.cells(model, source))
+
+    def iter_cells(self, model: str, source: str = "") -> Iterator[Cell]:
+        """Every cell, generated one at a time in the order of ``cells``."""
+        return self.grid.cells(model, source)
+
+    def cell_count(self, model: str) -> int:
+        """How many cells a run over ``model`` has, without generating them."""
+        return self.grid.count(model)
 
     def fingerprint(self, model: str, source: str = "") -> str:
-        """Same fingerprint -> an unfinished run is resumed (see ``grid.fingerprint``)."""
-        return grid.fingerprint(self, model, source)
+        """Same fingerprint -> an unfinished run is resumed. It covers everything that changes a
+        request or its row in the table: each cell's place (variant, item, params, repeat) and
+        its request key (rendered messages, params, model, source), the dataset rows and the
+        scorers. An edited prompt, another server or another scorer starts a new run (whose
+        unchanged cells still come from the cache), so a run never mixes two versions."""
+        head = (self.name, model, source, canonical_json(self._scorer_identity()))
+        return self.grid.fingerprint(model, source, head)
 
     def _scorer_identity(self) -> list[list[Any]]:
         """Each scorer's name, kind and, for a judge, its grading setup (rubric, scale, params,
@@ -358,11 +379,10 @@ class Experiment:
         store.require_writable()  # a read-only, full or damaged store fails here, before paying
         model = self.resolve_model(client)
         source = resolve_source(client, store, self.name, model)
-        cells = self.cells(model, source)
         judges = [s for s in self.scorers if hasattr(s, "grading_messages")]
         slugs = model_list(model)
         if mode == "replay":
-            check_replay(store, cells, judges, client, slugs[0], source)
+            check_replay(store, self.iter_cells(model, source), judges, client, slugs[0], source)
         # The budget reserves each call at the dearest model's price (never under-reserved); one
         # too small for a single call is refused before the run is registered.
         unit_cost = max(expected_cost_per_call(store, m) for m in slugs)
@@ -374,14 +394,16 @@ class Experiment:
             source=source,
             fingerprint=self.fingerprint(model, source),
             model=model,
-            total=len(cells),
+            total=self.cell_count(model),
             budget=budget,
             mode=mode,
             share=sequential is None,  # a sequential rerun replays its procedure on the cache
         )
         runner = Runner(
             run=run,
-            cells=cells,
+            # Generated at each pass over them (never held as a list), with their count up front.
+            cells=functools.partial(self.grid.cells, model, source),
+            total=self.cell_count(model),
             scorers=self.scorers,
             client=client,
             model=slugs[0],  # judges without a model of their own grade with the first
@@ -402,7 +424,7 @@ class Experiment:
                 *sequential,
                 store=store,
                 run_id=run.id,
-                cells=cells,
+                cells=self.iter_cells(model, source),
                 variants=self.variants,
                 concurrency=concurrency,
             )
