@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -9,10 +10,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._defaults import PUBLISHED_COST_BY_MODEL, PUBLISHED_COST_PER_CALL
 from ..client.credits import ZERO
+from .models import model_list
 from .sources import resolve_source
 
 if TYPE_CHECKING:
     from ..store import Store
+    from .cells import Cell
     from .shape import ExperimentShape
 
 # Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
@@ -24,6 +27,7 @@ PUBLISHED_LATENCY_S = 1.33946
 # take milliseconds.
 LOCAL_CALL_S = {"llamakit-local/smollm2": 2.0, "llamakit-local/scripted": 0.005}
 SERIAL_SOURCES = ("llamakit-local/smollm2",)
+CHUNK = 2000  # cells looked up in the store at a time
 
 
 @dataclass(frozen=True)
@@ -82,19 +86,23 @@ def estimate(
     store = store or Store()
     model = experiment.resolve_model(client)
     source = resolve_source(client, store, experiment.name, model)
-    cells = experiment.cells(model, source)
-    cached = store.cached_responses(c.cell_key for c in cells)
-    unique_todo = {c.cell_key: c for c in cells if c.cell_key not in cached}
     judges = sum(1 for s in experiment.scorers if hasattr(s, "grading_messages"))
-    judge_calls = judges * len(unique_todo)
-    calls = len(unique_todo) + judge_calls
     # Each model at its own price: observed in the store, else Segmind's published average.
-    observed_by = {m: store.observed_cost_per_call(m) for m in {c.model for c in cells}}
+    observed_by = {m: store.observed_cost_per_call(m) for m in model_list(model)}
     unit = {m: published_cost(m) if o is None else o for m, o in observed_by.items()}
-    todo_cost = sum((unit[c.model] for c in unique_todo.values()), ZERO)
+    tally = _Tally()
+    stream = experiment.iter_cells(model, source)
+    # A chunk of cells at a time: what is kept of the cells to run is their keys, as numbers.
+    while chunk := list(itertools.islice(stream, CHUNK)):
+        known = store.known_responses([c.cell_key for c in chunk])
+        for cell in chunk:
+            tally.count(experiment, cell, cell.cell_key in known, unit[cell.model])
+    judge_calls = judges * tally.unique
+    calls = tally.unique + judge_calls
+    todo_cost = tally.cost
     # Judge calls are priced at the mean of the calls they grade: exact when the division ends
     # within Decimal's 28 significant digits (with one model it gives back its unit cost).
-    cost = todo_cost / len(unique_todo) if unique_todo else sum(unit.values(), ZERO) / len(unit)
+    cost = todo_cost / tally.unique if tally.unique else sum(unit.values(), ZERO) / len(unit)
     # Without judges a plain 0: 0 * cost would read 0E-19 in the repr and to_dict().
     judge_credits = judge_calls * cost if judge_calls else ZERO
     all_observed = None not in observed_by.values()
@@ -102,17 +110,10 @@ def estimate(
     rpm = getattr(client, "rpm", None)
     if rpm:
         seconds = max(seconds, calls * 60.0 / rpm)
-    prompt_tokens: int | None = 0
-    for cell in unique_todo.values():
-        n = experiment._local_tokens(cell)
-        if n is None:
-            prompt_tokens = None
-            break
-        prompt_tokens += n  # type: ignore[operator]
     return Estimate(
-        cells_total=len(cells),
-        cells_finished=sum(1 for c in cells if c.cell_key in cached),
-        cells_to_run=sum(1 for c in cells if c.cell_key not in cached),
+        cells_total=tally.total,
+        cells_finished=tally.finished,
+        cells_to_run=tally.total - tally.finished,
         judge_calls=judge_calls,
         calls=calls,
         cost_per_call=cost,
@@ -122,8 +123,36 @@ def estimate(
         seconds=seconds,
         rpm=rpm,
         concurrency=concurrency,
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=tally.prompt_tokens,
     )
+
+
+class _Tally:
+    """What the estimate keeps of the cells, counted one at a time: counts, the credits and
+    prompt tokens of the distinct requests to send, and those requests' keys (as integers)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.finished = 0
+        self.unique = 0
+        self.cost = ZERO
+        self.prompt_tokens: int | None = 0
+        self._keys: set[int] = set()
+
+    def count(self, experiment: ExperimentShape, cell: Cell, stored: bool, unit: Decimal) -> None:
+        self.total += 1
+        if stored:
+            self.finished += 1
+            return
+        key = int(cell.cell_key, 16)
+        if key in self._keys:  # the same request as another cell to run: sent once
+            return
+        self._keys.add(key)
+        self.unique += 1
+        self.cost += unit
+        if self.prompt_tokens is not None:
+            n = experiment._local_tokens(cell)
+            self.prompt_tokens = None if n is None else self.prompt_tokens + n
 
 
 def published_cost(model: str) -> Decimal:
