@@ -186,6 +186,10 @@ class Runner:
             # any later cell asking the same, through its claim: keeping each here would grow
             # a live run's memory with its cells.
             self.responses.cache.pop(cell.cell_key, None)
+        for key in (
+            k for keys in judge_keys.values() for k in ([keys] if isinstance(keys, str) else keys)
+        ):
+            self.responses.cache.pop(key, None)  # committed: a later cell finds it in the store
         self.done += 1
         self.cached += int(was_cached)
         self._publish()
