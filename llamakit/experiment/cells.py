@@ -152,8 +152,11 @@ def expand_params(params: Any) -> list[dict[str, Any]]:
     return [validate_params(p) for p in sets]
 
 
-@dataclass(frozen=True, slots=True)  # slots: a run holds one per cell
+@dataclass(frozen=True, slots=True)  # slots: the cells in flight and queued are many
 class Cell:
+    """One cell of a run. ``prompt`` is the canonical JSON of its rendered messages (shared by
+    the cells of one item and variant, and written as is to the store); ``messages`` decodes it."""
+
     cell_id: str
     cell_key: str
     variant: str
@@ -162,9 +165,15 @@ class Cell:
     params_json: str
     repeat: int
     model: str
-    messages: list[dict[str, str]]
+    prompt: str
     row: dict[str, Any]
     ordinal: int = 0
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages to send (a new list at each read)."""
+        messages: list[dict[str, str]] = json.loads(self.prompt)
+        return messages
 
     def record(self, **fields: Any) -> dict[str, Any]:
         """The run_cells row for this cell, with the outcome fields given."""
@@ -177,8 +186,8 @@ class Cell:
             "params": self.params_json,
             "repeat": self.repeat,
             "model": self.model,
-            # Encoded here, not kept on the cell: a run of 50,000 cells would hold 10 MB of it.
-            "prompt": canonical_json(self.messages),
+            "prompt": self.prompt,
+            # Encoded here, not kept on the cell: rows are shared by the cells of an item.
             "row": canonical_json(self.row),
             **fields,
         }

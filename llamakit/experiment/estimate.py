@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -14,6 +15,7 @@ from .sources import resolve_source
 
 if TYPE_CHECKING:
     from ..store import Store
+    from .cells import Cell
     from .shape import ExperimentShape
 
 # Segmind's published average latency for llama-v3-8b-instruct (llms.txt, 2026-08): the time
@@ -25,6 +27,7 @@ PUBLISHED_LATENCY_S = 1.33946
 # take milliseconds.
 LOCAL_CALL_S = {"llamakit-local/smollm2": 2.0, "llamakit-local/scripted": 0.005}
 SERIAL_SOURCES = ("llamakit-local/smollm2",)
+CHUNK = 2000  # cells looked up in the store at a time
 
 
 @dataclass(frozen=True)
@@ -84,21 +87,26 @@ def estimate(
     store = store or Store()
     model = experiment.resolve_model(client)
     source = resolve_source(client, store, experiment.name, model)
-    cells = experiment.cells(model, source)
-    cached = store.cached_responses(c.cell_key for c in cells)
-    unique_todo = {c.cell_key: c for c in cells if c.cell_key not in cached}
     judges = [s for s in experiment.scorers if hasattr(s, "grading_messages")]
-    judge_calls = len(judges) * len(unique_todo)
-    calls = len(unique_todo) + judge_calls
     # Each call at its own model's price (``pricing``): a cell at its model's, a grading call
     # at the model its judge calls.
     prices = Prices(store)
-    models = {c.model for c in cells}
-    todo_cost = sum((prices.of(c.model) for c in unique_todo.values()), ZERO)
+    models: set[str] = set()
+    tally = _Tally()
+    stream = experiment.iter_cells(model, source)
+    # A chunk of cells at a time: what is kept of the cells to run is their keys, as numbers.
+    while chunk := list(itertools.islice(stream, CHUNK)):
+        known = store.known_responses([c.cell_key for c in chunk])
+        for cell in chunk:
+            models.add(cell.model)
+            tally.count(experiment, cell, cell.cell_key in known, prices.of(cell.model))
+    judge_calls = len(judges) * tally.unique
+    calls = tally.unique + judge_calls
+    todo_cost = tally.cost
     graders = [judge_slug(j, client, model_list(model)[0]) for j in judges]
     per_cell = sum((prices.of(g) for g in graders), ZERO)
     # Without judges a plain 0: 0 * cost would read 0E-19 in the repr and to_dict().
-    judge_credits = len(unique_todo) * per_cell if judge_calls else ZERO
+    judge_credits = tally.unique * per_cell if judge_calls else ZERO
     # The mean price of the calls to send: exact when the division ends within Decimal's 28
     # significant digits (with one model and price it gives back that price).
     cost = (todo_cost + judge_credits) / calls if calls else prices.mean(models)
@@ -107,17 +115,10 @@ def estimate(
     rpm = getattr(client, "rpm", None)
     if rpm:
         seconds = max(seconds, calls * 60.0 / rpm)
-    prompt_tokens: int | None = 0
-    for cell in unique_todo.values():
-        n = experiment._local_tokens(cell)
-        if n is None:
-            prompt_tokens = None
-            break
-        prompt_tokens += n  # type: ignore[operator]
     return Estimate(
-        cells_total=len(cells),
-        cells_finished=sum(1 for c in cells if c.cell_key in cached),
-        cells_to_run=sum(1 for c in cells if c.cell_key not in cached),
+        cells_total=tally.total,
+        cells_finished=tally.finished,
+        cells_to_run=tally.total - tally.finished,
         judge_calls=judge_calls,
         calls=calls,
         cost_per_call=cost,
@@ -127,8 +128,36 @@ def estimate(
         seconds=seconds,
         rpm=rpm,
         concurrency=concurrency,
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=tally.prompt_tokens,
     )
+
+
+class _Tally:
+    """What the estimate keeps of the cells, counted one at a time: counts, the credits and
+    prompt tokens of the distinct requests to send, and those requests' keys (as integers)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.finished = 0
+        self.unique = 0
+        self.cost = ZERO
+        self.prompt_tokens: int | None = 0
+        self._keys: set[int] = set()
+
+    def count(self, experiment: ExperimentShape, cell: Cell, stored: bool, unit: Decimal) -> None:
+        self.total += 1
+        if stored:
+            self.finished += 1
+            return
+        key = int(cell.cell_key, 16)
+        if key in self._keys:  # the same request as another cell to run: sent once
+            return
+        self._keys.add(key)
+        self.unique += 1
+        self.cost += unit
+        if self.prompt_tokens is not None:
+            n = experiment._local_tokens(cell)
+            self.prompt_tokens = None if n is None else self.prompt_tokens + n
 
 
 def observed_latency(store: Store, source: str) -> float | None:

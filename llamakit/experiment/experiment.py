@@ -22,12 +22,12 @@ a mistake is reported before any credit is spent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,9 +35,10 @@ from .. import scoring
 from .._defaults import DEFAULT_MODEL
 from ..client.credits import to_credits
 from ..errors import ValidationError
-from .cells import Cell, CellKeys, canonical_json, expand_params
+from .cells import Cell, canonical_json, expand_params
 from .dataset import Item, load_dataset, subset
 from .estimate import Estimate
+from .grid import CellGrid
 from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
 from .models import MODEL_SEPARATOR, check_models, model_list
 from .pricing import Prices, judge_slug
@@ -183,17 +184,23 @@ class Experiment:
             self.pilot.update({"limit": limit} if limit is not None else {"sample": sample or 0})
             self.pilot.update({"seed": seed} if sample is not None else {})
         scoring.check_reads(self.scorers, [(item.id, item.row) for item in self.items])
-        # Render everything now: a missing variable fails here, before any call.
-        # By variant, then in item order (a list, not a dict keyed by pairs: 5 MB less at 50,000).
-        self._rendered = {
-            t.variant: [t.render(item.row, item_id=item.id) for item in self.items]
+        # Render everything now: a missing variable fails here, before any call. Kept as the
+        # canonical JSON of each prompt (by variant, in item order), from which cells are made.
+        prompts = {
+            t.variant: [canonical_json(t.render(item.row, item_id=item.id)) for item in self.items]
             for t in self.templates
         }
         for judge in (s for s in self.scorers if hasattr(s, "render_rubric")):
             for item in self.items:
                 judge.render_rubric(item.row, item_id=item.id)
         self._token_counts: dict[tuple[str, str], int | None] = {}
-        self._cells_by_model: dict[tuple[str, str], list[Cell]] = {}
+        self.grid = CellGrid(
+            variants=self.variants,
+            items=self.items,
+            prompts=prompts,
+            param_sets=self.variant_params,
+            repeats=repeats,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -223,53 +230,17 @@ class Experiment:
         return self.model or client_model or DEFAULT_MODEL
 
     def cells(self, model: str, source: str = "") -> list[Cell]:
-        """Every cell, in a stable order: variant, item, params, repeat (computed once per model
-        and source: an experiment does not change after it is built). ``source`` is who answers
-        (``Client.source``); it keys the response cache. ``model`` is a model key (see
-        ``resolve_model``): with several models their cells interleave (each cell of model 1,
-        then the same cell of model 2), so a run stopped early still holds paired cells."""
-        cached = self._cells_by_model.get((model, source))
-        if cached is None:
-            per_model = [self._build_cells(m, source) for m in model_list(model)]
-            if len(per_model) == 1:
-                cached = per_model[0]
-            else:
-                cached = [
-                    replace(cell, ordinal=i)
-                    for i, cell in enumerate(
-                        c for group in zip(*per_model, strict=True) for c in group
-                    )
-                ]
-            self._cells_by_model[(model, source)] = cached
-        return cached
+        """Every cell as a list (for a look at them; a run generates them one at a time with
+        ``iter_cells``). See ``CellGrid.cells`` for their order and keys."""
+        return list(self.grid.cells(model, source))
 
-    def _build_cells(self, model: str, source: str) -> list[Cell]:
-        out: list[Cell] = []
-        keys = CellKeys(model, source)
-        for template in self.templates:
-            param_sets = [(p, canonical_json(p)) for p in self.variant_params[template.variant]]
-            for item, messages in zip(self.items, self._rendered[template.variant], strict=True):
-                prompt_json = canonical_json(messages)
-                for params, params_json in param_sets:
-                    request = keys.request(prompt_json, params_json)
-                    place = keys.place(template.variant, item.id, params_json)
-                    for repeat in range(self.repeats):
-                        out.append(
-                            Cell(
-                                cell_id=keys.cell_id(place, repeat),
-                                cell_key=keys.cell_key(request, repeat),
-                                variant=template.variant,
-                                item_id=item.id,
-                                params=params,
-                                params_json=params_json,
-                                repeat=repeat,
-                                model=model,
-                                messages=messages,
-                                row=item.row,
-                                ordinal=len(out),
-                            )
-                        )
-        return out
+    def iter_cells(self, model: str, source: str = "") -> Iterator[Cell]:
+        """Every cell, generated one at a time in the order of ``cells``."""
+        return self.grid.cells(model, source)
+
+    def cell_count(self, model: str) -> int:
+        """How many cells a run over ``model`` has, without generating them."""
+        return self.grid.count(model)
 
     def fingerprint(self, model: str, source: str = "") -> str:
         """Same fingerprint -> an unfinished run is resumed. It covers everything that changes a
@@ -277,16 +248,8 @@ class Experiment:
         its request key (rendered messages, params, model, source), the dataset rows and the
         scorers. An edited prompt, another server or another scorer starts a new run (whose
         unchanged cells still come from the cache), so a run never mixes two versions."""
-        digest = hashlib.sha256()
-        for part in (self.name, model, source, canonical_json(self._scorer_identity())):
-            digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
-        rows = {}
-        for item in self.items:  # a row's JSON once per item, not once per cell
-            rows[item.id] = canonical_json(item.row).encode("utf-8", "surrogatepass") + b"\0"
-        for c in sorted(self.cells(model, source), key=lambda c: c.cell_id):
-            digest.update(f"{c.cell_id}:{c.cell_key}:".encode())
-            digest.update(rows[c.item_id])
-        return digest.hexdigest()[:32]
+        head = (self.name, model, source, canonical_json(self._scorer_identity()))
+        return self.grid.fingerprint(model, source, head)
 
     def _scorer_identity(self) -> list[list[Any]]:
         """Each scorer's name, kind and, for a judge, its grading setup (rubric, scale, params,
@@ -417,11 +380,10 @@ class Experiment:
         store.require_writable()  # a read-only, full or damaged store fails here, before paying
         model = self.resolve_model(client)
         source = resolve_source(client, store, self.name, model)
-        cells = self.cells(model, source)
         judges = [s for s in self.scorers if hasattr(s, "grading_messages")]
         slugs = model_list(model)
         if mode == "replay":
-            check_replay(store, cells, judges, client, slugs[0], source)
+            check_replay(store, self.iter_cells(model, source), judges, client, slugs[0], source)
         # The budget reserves each call at the dearest price among the models the run calls, its
         # judges' included (never under-reserved); one too small for a single call is refused
         # before the run is registered.
@@ -436,14 +398,16 @@ class Experiment:
             source=source,
             fingerprint=self.fingerprint(model, source),
             model=model,
-            total=len(cells),
+            total=self.cell_count(model),
             budget=budget,
             mode=mode,
             share=sequential is None,  # a sequential rerun replays its procedure on the cache
         )
         runner = Runner(
             run=run,
-            cells=cells,
+            # Generated at each pass over them (never held as a list), with their count up front.
+            cells=functools.partial(self.grid.cells, model, source),
+            total=self.cell_count(model),
             scorers=self.scorers,
             client=client,
             model=slugs[0],  # judges without a model of their own grade with the first
@@ -464,7 +428,7 @@ class Experiment:
                 *sequential,
                 store=store,
                 run_id=run.id,
-                cells=cells,
+                cells=self.iter_cells(model, source),
                 variants=self.variants,
                 concurrency=concurrency,
             )

@@ -32,8 +32,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -52,6 +52,7 @@ from .runner_calls import (
     judge_call,
 )
 from .runner_commits import Commits
+from .runner_feed import CellFeed, Ordinals, done_among
 from .runner_gc import frozen_heap
 from .runner_hooks import hook_attempts
 from .runner_progress import ProgressBar
@@ -72,7 +73,8 @@ class Runner:
         self,
         *,
         run: Run,
-        cells: Sequence[Cell],
+        cells: Callable[..., Iterator[Cell]],
+        total: int,
         scorers: Sequence[Any],
         client: Any,
         model: str,
@@ -88,7 +90,10 @@ class Runner:
     ) -> None:
         self.run = run
         self.store = run.store
-        self.cells = list(cells)
+        # Called for each pass over the cells (``wanted=`` a set of ordinals: only those);
+        # never held as a list, so memory stays flat in the number of cells (``runner_feed``).
+        self.cells = cells
+        self.total = total
         self.scorers = list(scorers)
         self.judges = [s for s in self.scorers if is_judge(s)]
         self.client = client
@@ -112,7 +117,8 @@ class Runner:
         self.cached = 0
         self.errors: Counter[str] = Counter()
         self.prior_spent = ZERO
-        self.deferred: list[Cell] = []  # cells another process is paying for right now
+        self.feed = CellFeed(())  # the workers' queue (replaced for each drain)
+        self.needed: set[str] = set()  # models of the cells still to send or grade
         self.bar = ProgressBar()
         self.commits = Commits(self.store)
         self._task: asyncio.Task[str] | None = None
@@ -142,8 +148,8 @@ class Runner:
             )
         except Stop:
             return
-        except ClaimedElsewhere:
-            self.deferred.append(cell)
+        except ClaimedElsewhere:  # another process is paying for it right now
+            self.feed.deferred.append(cell)
             return
         except (APIError, ValidationError) as exc:  # a per-cell failure: recorded, run goes on
             await self._record_error(cell, exc, started)
@@ -174,11 +180,17 @@ class Runner:
         )
         # Group commit: durable before this worker takes its next cell, shared with neighbours.
         await self.commits.commit(row if paid_now else None, [cell.record(**fields, status="done")])
-        if not preloaded:
+        if self.feed.preloaded(cell.cell_key):  # loaded with its chunk of the queue
+            self.feed.release(cell.cell_key)  # and dropped when its last queued cell is done
+        elif not preloaded:
             # Committed, a reply (paid here or by another process) is found in the store by
             # any later cell asking the same, through its claim: keeping each here would grow
             # a live run's memory with its cells.
             self.responses.cache.pop(cell.cell_key, None)
+        for key in (
+            k for keys in judge_keys.values() for k in ([keys] if isinstance(keys, str) else keys)
+        ):
+            self.responses.cache.pop(key, None)  # committed: a later cell finds it in the store
         self.done += 1
         self.cached += int(was_cached)
         self._publish()
@@ -265,7 +277,7 @@ class Runner:
 
     def _publish(self, *, finished: bool = False, status: str | None = None) -> None:
         snapshot = RunProgress(
-            total=len(self.cells),
+            total=self.total,
             done=self.done,
             errors=dict(self.errors),
             credits_spent=self.prior_spent + self.spending.spent(),
@@ -277,25 +289,26 @@ class Runner:
         self.bar.show(snapshot)
         self.run._publish(snapshot)
 
-    def _prepare(self, done_ids: set[str]) -> list[Cell]:
-        """Cells still to do; cached ones with no judge to call are recorded in bulk right here."""
-        self.done = sum(1 for c in self.cells if c.cell_id in done_ids)
-        if self.store.cells_run(self.run.id) != self.run.id:  # a rerun sharing a run's cells
-            self.cached = self.done
-        todo = [c for c in self.cells if c.cell_id not in done_ids]
-        if self.judges:
-            self.responses.cache = self.store.cached_responses(c.cell_key for c in todo)
-            return todo
-        # In chunks: the cached replies of one chunk at a time are in memory, never the run's.
-        remaining: list[Cell] = []
-        for start in range(0, len(todo), PREPARE_CHUNK):
-            chunk = todo[start : start + PREPARE_CHUNK]
-            cached = self.store.cached_responses(c.cell_key for c in chunk)
+    def _prepare(self) -> Ordinals:
+        """The first pass over the cells, a chunk at a time: count those done, record cached ones
+        with no judge to call in bulk right here, and note the rest (their ordinals, and their
+        models in ``self.needed``) for the workers' pass. Only a chunk's cells and replies are
+        in memory at once, never the run's."""
+        shared = self.store.cells_run(self.run.id) != self.run.id  # a rerun sharing a run's cells
+        rest = Ordinals(self.total)
+        stream = self.cells()
+        while chunk := list(itertools.islice(stream, PREPARE_CHUNK)):
+            done = done_among(self.store, self.run.id, chunk)
+            todo = [c for c in chunk if c.cell_id not in done]
+            self.done += len(done)
+            self.cached += len(done) if shared else 0
+            cached = {} if self.judges else self.store.cached_responses(c.cell_key for c in todo)
             batch = []
-            for cell in chunk:
+            for cell in todo:
                 row = cached.get(cell.cell_key)
-                if row is None:
-                    remaining.append(cell)
+                if row is None:  # to send, or (with judges) to grade
+                    rest.add(cell.ordinal)
+                    self.needed.add(cell.model)
                     continue
                 scores, errors, _ = score_without_judges(self.scorers, cell, row["text"])
                 fields = self._cell_fields(cell, row, cached=True)
@@ -303,7 +316,22 @@ class Runner:
                     cell.record(**fields, status="done", scores=scores, score_errors=errors or None)
                 )
             self._flush(batch)
-        return remaining
+        return rest
+
+    def _feed(self, rest: Ordinals) -> CellFeed:
+        """The workers' pass: the cells noted by ``_prepare``, generated again."""
+
+        def done_meanwhile(n: int) -> None:  # by another process sharing the run
+            self.done += n
+            self._publish()
+
+        return CellFeed(
+            self.cells(wanted=rest.__contains__),
+            store=self.store,
+            run_id=self.run.id,
+            on_done=done_meanwhile,
+            preload=self.responses.cache if self.judges else None,
+        )
 
     def _flush(self, batch: list[dict[str, Any]]) -> None:
         if batch:
@@ -313,29 +341,29 @@ class Runner:
             batch.clear()
             self._publish()
 
-    async def _worker(self, queue: deque[Cell]) -> None:
+    async def _worker(self, feed: CellFeed) -> None:
         while self.stop_reason is None:
-            if not queue:
-                if not self.deferred:
-                    return
-                await asyncio.sleep(CLAIM_POLL_S)
-                queue.extend(self.deferred)
-                self.deferred.clear()
-                continue
-            cell = queue.popleft()
             try:
+                cell = feed.take()
+                if cell is None:
+                    if not feed.deferred:
+                        return
+                    await asyncio.sleep(CLAIM_POLL_S)
+                    feed.requeue()
+                    continue
                 if cell.cell_key not in self.responses.held:
                     # As many as the workers send at once: the next round of this session.
-                    ahead = itertools.islice(queue, min(CLAIM_AHEAD, self.concurrency) - 1)
+                    ahead = feed.ahead(min(CLAIM_AHEAD, self.concurrency) - 1)
                     self.responses.claim_ahead([cell.cell_key, *(c.cell_key for c in ahead)])
                 await self._process(cell)
             except StoreError as exc:  # the store cannot take more: stop this run, keep the rest
                 self.responses.fail(exc)
 
-    async def _drain(self, queue: deque[Cell]) -> None:
+    async def _drain(self, feed: CellFeed, cells: int) -> None:
+        """Send ``cells`` cells from ``feed`` on at most ``concurrency`` workers."""
+        self.feed = feed
         workers = [
-            asyncio.create_task(self._worker(queue))
-            for _ in range(min(self.concurrency, len(queue)))
+            asyncio.create_task(self._worker(feed)) for _ in range(min(self.concurrency, cells))
         ]
         try:
             await asyncio.gather(*workers)
@@ -345,16 +373,18 @@ class Runner:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
 
-    async def _drain_by_policy(self, queue: deque[Cell]) -> deque[Cell]:
+    async def _drain_by_policy(self, rest: Ordinals) -> bool:
         """Send the cells the policy picks, a batch at a time, until it (or a stop) says enough;
-        returns the cells left unsent (``experiment.sequential``)."""
-        left = {c.cell_id: c for c in queue}
+        returns whether cells are left unsent (``experiment.sequential``). A sequential run
+        holds its cells still to send by id, to pick them by item."""
+        left = {c.cell_id: c for c in self.cells(wanted=rest.__contains__)}
         while self.stop_reason is None and self.policy is not None:
             chosen = self.policy.next_batch()
             if chosen is None:
                 break
-            await self._drain(deque(left.pop(i) for i in chosen if i in left))
-        return deque(left.values())
+            batch = [left.pop(i) for i in chosen if i in left]
+            await self._drain(CellFeed(batch), len(batch))
+        return bool(left)
 
     async def execute(self) -> str:
         """Run the cells; returns the run's status (the run's error is raised)."""
@@ -372,15 +402,15 @@ class Runner:
             repair_earlier_sessions(self.store, self.run.id, self.responses.session)
             # Cached cells are recorded first, with no network at all: a fully cached rerun
             # sends not even the (free) balance requests.
-            queue = deque(self._prepare(self.store.done_cell_ids(self.run.id)))
-            if queue and self.mode != "replay":
-                await check_served(self.responses.call, self.client, self.models, queue)
+            rest = self._prepare()
+            if rest.count and self.mode != "replay":
+                await check_served(self.responses.call, self.client, self.models, self.needed)
             self.bar.begin(self.done)
         except BaseException:  # no session yet: still, leave no run "running" behind
             with contextlib.suppress(StoreError):
                 self.store.end_session(self.run.id, 0, status="failed", balance_after=None)
             raise
-        self.sends = bool(queue)
+        self.sends = bool(rest.count)
         status = "failed"
         hook: Callable[[], None] = lambda: None  # noqa: E731
         unhook_breaker = hook_breaker(self.client, self.responses.reach)
@@ -397,13 +427,14 @@ class Runner:
             clients = [self.client, *(getattr(j, "client", None) for j in self.judges)]
             hook = hook_attempts(clients, self.responses.on_attempt)
             if self.policy is None:
-                await self._drain(queue)
+                left = False
+                if rest.count:
+                    await self._drain(self._feed(rest), rest.count)
+                    left = not self.feed.exhausted
             else:
-                queue = await self._drain_by_policy(queue)
-            status = self.stop_reason or (
-                "finished" if not queue and not self.deferred else "stopped"
-            )
-            if status == "finished" and self.done < len(self.cells) and not self.errors:
+                left = await self._drain_by_policy(rest)
+            status = self.stop_reason or ("stopped" if left else "finished")
+            if status == "finished" and self.done < self.total and not self.errors:
                 status = "stopped"
             if status == "stopped" and getattr(self.policy, "decision", None) is not None:
                 status = "decided"  # a sequential run answered its question: the rest is unsent
@@ -459,4 +490,4 @@ class Runner:
         """Create the progress bar; called from the caller's thread so that Jupyter shows the
         widget under the cell that started the run."""
         if self.show_progress:
-            self.bar.open(total=len(self.cells), desc=self.run.name)
+            self.bar.open(total=self.total, desc=self.run.name)

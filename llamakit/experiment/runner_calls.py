@@ -10,8 +10,9 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -112,7 +113,7 @@ def judge_call(
 
 def check_replay(
     store: Any,
-    cells: Sequence[Cell],
+    cells: Iterable[Cell],
     judges: Sequence[Any],
     client: Any,
     model: str,
@@ -120,10 +121,10 @@ def check_replay(
 ) -> None:
     """Raise ReplayMissError for the first cell (or judge grading, or re-ask of an unscored
     grading) the store has never seen."""
-    # In chunks, so a run of 200,000 cells never holds its replies at once; without judges,
-    # knowing a reply exists is enough (its text is not read).
-    for start in range(0, len(cells), REPLAY_CHUNK):
-        chunk = cells[start : start + REPLAY_CHUNK]
+    # In chunks, so a run of 200,000 cells never holds its cells nor its replies at once;
+    # without judges, knowing a reply exists is enough (its text is not read).
+    stream = iter(cells)
+    while chunk := list(itertools.islice(stream, REPLAY_CHUNK)):
         keys = [c.cell_key for c in chunk]
         if not judges:
             known = store.known_responses(keys)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -136,15 +136,14 @@ def hook_breaker(client: Any, breaker: Reachability) -> Callable[[], None]:
 
 
 async def check_served(
-    call: Callable[..., Awaitable[Any]], client: Any, slugs: Sequence[str], todo: Iterable[Any]
+    call: Callable[..., Awaitable[Any]], client: Any, slugs: Sequence[str], needed: Collection[str]
 ) -> None:
-    """Before any credit is spent: ValidationError naming a slug among ``slugs`` that cells in
-    ``todo`` still need and the client's API does not serve (a free probe per slug, see
-    ``Client.has_model``). A client without ``has_model`` is not probed."""
+    """Before any credit is spent: ValidationError naming a slug among ``slugs`` that cells
+    still to send need (``needed``: their models) and the client's API does not serve (a free
+    probe per slug, see ``Client.has_model``). A client without ``has_model`` is not probed."""
     probe = getattr(client, "has_model", None)
     if probe is None or not slugs:
         return
-    needed = {cell.model for cell in todo}
     for slug in (m for m in slugs if m in needed):
         if not await call(probe, slug):
             where = getattr(client, "base_url", "the client's API")

@@ -27,7 +27,7 @@ import itertools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ValidationError
@@ -112,7 +112,7 @@ class SequentialPolicy:
         *,
         store: Store,
         run_id: str,
-        cells: Sequence[Cell],
+        cells: Iterable[Cell],
         variants: Sequence[str],
         concurrency: int,
     ) -> None:
@@ -121,9 +121,10 @@ class SequentialPolicy:
         self.store = store
         self.run_id = run_id
         self.cells_by: dict[tuple[str, str], list[str]] = defaultdict(list)
+        items: dict[str, None] = {}  # in dataset order (one pass: ``cells`` may be a generator)
         for cell in cells:
             self.cells_by[(cell.variant, cell.item_id)].append(cell.cell_id)
-        items = list(dict.fromkeys(c.item_id for c in cells))
+            items.setdefault(cell.item_id)
         self.active = rule.conditions(variants)
         self.names = list(self.active)
         lo, hi = bounds
@@ -142,7 +143,7 @@ class SequentialPolicy:
             for row in steps[1:]:
                 self._observe(json.loads(row["record"])["items"], record=False)
         else:
-            self.order = item_order(run_id, rule, items)
+            self.order = item_order(run_id, rule, list(items))
             self.batch_cells = concurrency
             header = {"order": self.order, "batch_cells": concurrency, "rule": rule.key()}
             store.record_sequential_step(run_id, self.key, 0, header)

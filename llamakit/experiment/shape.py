@@ -6,6 +6,7 @@ hints), the three would form an import cycle. They depend on this shape instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ class ExperimentShape(Protocol):
 
     def resolve_model(self, client: Any) -> str: ...
 
-    def cells(self, model: str, source: str = "") -> list[Cell]: ...
+    def iter_cells(self, model: str, source: str = "") -> Iterator[Cell]: ...
 
     def config(self, model: str, source: str = "") -> dict[str, Any]: ...
 
