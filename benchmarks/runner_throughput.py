@@ -5,6 +5,8 @@ in interleaved rounds (medians reported), the same number of fresh calls at conc
 
 - floor: a bare ``httpx.AsyncClient`` with an ``asyncio.Semaphore(32)``, the same JSON body, no
   retries, no store: what Python, httpx and this machine allow;
+- sync floor: a bare ``httpx.Client`` shared by 32 threads, the floor a run with a sync client
+  is compared with too (a thread per call in flight costs GIL hand-offs and wake-ups);
 - the same floor with llamakit's linear pool pass (``llamakit.client.connection_pool``): how much
   of the runner's margin is that pass, which httpcore itself lacks, and how much is its own work;
 - runner, sync client: ``Experiment.run(lk.Client)`` (32 worker threads, the store, the claims);
@@ -48,6 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,26 @@ async def bare_floor(url: str, tag: str, cells: int, linear: bool = False) -> No
         await asyncio.gather(*(one(i) for i in range(cells)))
 
 
+def bare_sync_floor(url: str, tag: str, cells: int) -> None:
+    """The floor for a sync client: one bare ``httpx.Client`` shared by ``CONCURRENCY`` threads,
+    as a runner with ``lk.Client`` has a thread per call in flight (threads cost GIL hand-offs
+    and wake-ups that one event loop does not)."""
+    target = f"{url}/v1/{lk._defaults.DEFAULT_MODEL}"
+    headers = {"x-api-key": KEY}
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    with httpx.Client(transport=httpx.HTTPTransport(limits=limits), timeout=60) as http:
+
+        def one(i: int) -> None:
+            body = {"messages": [{"role": "user", "content": f"{tag}: question {i}?"}],
+                    "max_tokens": 8}  # fmt: skip
+            resp = http.post(target, json=body, headers=headers)
+            resp.raise_for_status()
+            resp.json()
+
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(one, range(cells)))
+
+
 def start_server(latency_ms: float, *extra: str) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "llamakit.cli", "serve", "--backend", "scripted", "--port", "0",
@@ -122,7 +145,13 @@ def against_floor(
     cells: int, rounds: int, latency_ms: float, store: Store
 ) -> dict[str, list[tuple[float, float]]]:
     server, url = start_server(latency_ms)
-    out: dict[str, list[tuple[float, float]]] = {"floor": [], "linear": [], "sync": [], "async": []}
+    out: dict[str, list[tuple[float, float]]] = {
+        "floor": [],
+        "sync floor": [],
+        "linear": [],
+        "sync": [],
+        "async": [],
+    }
     try:
         sync = lk.Client(KEY, base_url=url + "/v1", retry_policy=RetryPolicy(max_retries=6))
         sync.chat("warm up", max_tokens=8)
@@ -148,6 +177,7 @@ def against_floor(
 
         kinds: dict[str, Callable[[str], None]] = {
             "floor": lambda tag: asyncio.run(bare_floor(url, tag, cells)),
+            "sync floor": lambda tag: bare_sync_floor(url, tag, cells),
             "linear": lambda tag: asyncio.run(bare_floor(url, tag, cells, linear=True)),
             "sync": runner_sync,
             "async": runner_async,
@@ -264,6 +294,7 @@ def main() -> None:
               f" {'/ linear':>9}")  # fmt: skip
         floor_cpu, linear_cpu = med["floor"][1], med["linear"][1]
         for kind, label in (("floor", "bare httpx.AsyncClient"),
+                            ("sync floor", "bare httpx.Client, 32 threads"),
                             ("linear", "bare httpx + linear pool pass"),
                             ("sync", "runner, sync Client"),
                             ("async", "runner, AsyncClient")):  # fmt: skip
@@ -279,6 +310,11 @@ def main() -> None:
                       cpu / cells * 1e6, "us",
                       ("bare httpx + linear pool", med["linear"][1] / cells * 1e6), None,
                       note)  # fmt: skip
+            if kind == "sync":
+                bench_row("runner CPU per call, sync Client, vs a floor with threads",
+                          cpu / cells * 1e6, "us",
+                          ("bare httpx.Client, 32 threads", med["sync floor"][1] / cells * 1e6),
+                          None, note)  # fmt: skip
             bench_row(f"runner wall, {label}, +{args.latency_ms:.0f} ms", wall, "s",
                       ("bare httpx", med["floor"][0]), None,
                       f"{note}; bare at {med['floor'][0] / ideal:.2f} x ideal")  # fmt: skip

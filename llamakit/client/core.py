@@ -16,7 +16,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Generator
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -214,7 +213,10 @@ class Core:
                 "yours, use it as base_url"
             )
         headers = {"x-api-key": self.api_key} if self.api_key else {}
-        return replace(request, headers=headers, timeout=timeout)
+        # Built directly: dataclasses.replace inspects the fields on every attempt.
+        return Request(
+            request.method, request.url, request.json, request.billable, headers, timeout
+        )
 
     @property
     def spent(self) -> Decimal | None:

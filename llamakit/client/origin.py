@@ -8,6 +8,7 @@ key. ``display_url`` is the form of a URL that may appear in a repr, an error or
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +24,12 @@ class Origin:
     @classmethod
     def of(cls, url: str) -> Origin:
         """The origin of ``url``; an unparsable URL has an origin that matches nothing."""
+        # Every attempt asks (the key goes only to base_url's origin), nearly always of the same
+        # few URLs: parsed once each.
+        return _origin_of(url)
+
+    @classmethod
+    def _parse(cls, url: str) -> Origin:
         try:
             parts = urlsplit(url)
             scheme = parts.scheme.lower()
@@ -35,6 +42,11 @@ class Origin:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}" + ("" if self.port is None else f":{self.port}")
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_of(url: str) -> Origin:
+    return Origin._parse(url)
 
 
 def display_url(url: str) -> str:

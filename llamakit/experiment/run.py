@@ -19,6 +19,7 @@ from ..errors import LlamakitError
 from ..store._claims import pid_alive
 from .models import model_list
 from .pricing import Prices
+from .results_cache import ResultsCache
 from .sources import recorded_source
 from .spans import merged, session_spans
 
@@ -133,6 +134,7 @@ class Run:
         self._done = threading.Event()
         self._done.set()  # a loaded run is complete as far as this process is concerned
         self._thread: threading.Thread | None = None
+        self._results = ResultsCache()
         self._error: BaseException | None = None
         self._stop_request: Callable[[str], None] | None = None
 
@@ -222,7 +224,12 @@ class Run:
     def results(self) -> Any:
         """One row per cell (PLAN.md's columns), with ``<scorer>_reason`` per scorer (a judge's
         full reply; why a scorer gave no score) and, for a run with judges, ``judge_credits``
-        (credits this run paid for the cell's grading calls)."""
+        (credits this run paid for the cell's grading calls). Kept between reads while the store
+        is unchanged (``results_cache``); each read gets a copy of its own."""
+        key = (self.store.version(), tuple(self.scorer_names), self.source)
+        return self._results.get(key, self._build_results)
+
+    def _build_results(self) -> Any:
         from .results import results_frame
 
         cells = self.store.run_cells(self.id)
