@@ -46,7 +46,7 @@ from .plan import Plan, Request, Sleep, T
 from .ratelimit import AdaptiveRate, RateLimiter
 from .retry import RetryPolicy
 from .scope import scopes_of
-from .secrets import install_log_filter, redact, register_secret
+from .secrets import install_log_filter, redact, register_secret, register_url_password
 from .types import Attempt, ChatResponse
 
 log = logging.getLogger("llamakit.client")
@@ -134,7 +134,7 @@ class Core:
                 field="base_url",
             )
         if parts.password:
-            register_secret(parts.password)
+            register_url_password(parts.password)
         # The URL requests go to keeps its credentials; every shown or stored form drops them.
         self._url = base
         self.base_url = display_url(base)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..errors import APIConnectionError, APIError, APIResponseError, APITimeoutError
-from .secrets import json_may_hold_known, mask_known_in, redact
+from .secrets import json_may_hold_known, mask_known, mask_known_in, redact
 from .transport import Failure, ResponseTooLarge
 from .types import ChatResponse, Usage
 
@@ -90,9 +90,13 @@ def chat_fields(data: Any, rid: str | None) -> dict[str, Any]:
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         raise bad("choices[0] has no 'message' object")
-    text = _content_text(message.get("content"))
+    content = message.get("content")
+    text = _content_text(content)
     if text is None:
         raise bad("choices[0].message.content is not text")
+    if isinstance(content, list) and text != "".join(p["text"] for p in content):
+        # The parts joined held a secret: ``raw`` keeps the masked whole, not the pieces.
+        message["content"] = text
     finish = choice.get("finish_reason")
     model = data.get("model")
     return {
@@ -157,7 +161,7 @@ def _json_body(resp: httpx.Response) -> Any:
             )
         return masked
     except (ValueError, UnicodeDecodeError) as exc:
-        ctype = resp.headers.get("content-type", "no content-type")
+        ctype = header_text(resp, "content-type", "no content-type")
         raise APIResponseError(
             f"HTTP {resp.status_code} but the body is not valid JSON ({ctype}, "
             f"{len(resp.content)} bytes): {_snippet(resp)!r}",
@@ -181,7 +185,7 @@ def error_message(resp: httpx.Response, body: Any) -> str:
             if value:
                 # Redacted before it is cut, so a secret straddling the cut is still masked.
                 return redact(str(value)[:_REDACT_SPAN])[: _SNIPPET * 2]
-    ctype = resp.headers.get("content-type", "no content-type").split(";")[0]
+    ctype = header_text(resp, "content-type", "no content-type").split(";")[0]
     snippet = _snippet(resp)
     return f"non-JSON error body ({ctype}): {snippet}" if snippet else f"empty body ({ctype})"
 
@@ -199,8 +203,15 @@ def _snippet(resp: httpx.Response) -> str:
     return " ".join(text.split())[:_SNIPPET]
 
 
+def header_text(resp: httpx.Response, name: str, default: str) -> str:
+    """A header's value as it may be shown or stored, any secret in it masked: a server can echo
+    the key in any header, and headers reach exceptions and the store as they are."""
+    value = resp.headers.get(name)
+    return default if value is None else redact(value)
+
+
 def request_id(resp: httpx.Response, body: Any) -> str | None:
-    rid: str | None = resp.headers.get("x-request-id")
+    rid = header_text(resp, "x-request-id", "")
     if rid:
         return rid
     if isinstance(body, dict):
@@ -218,7 +229,8 @@ def _content_text(content: Any) -> str | None:
     if isinstance(content, list) and all(
         isinstance(p, dict) and isinstance(p.get("text"), str) for p in content
     ):
-        return "".join(p["text"] for p in content)
+        # Each part was masked alone; a secret split across parts is whole only once joined.
+        return mask_known("".join(p["text"] for p in content))
     return None
 
 

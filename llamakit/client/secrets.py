@@ -20,6 +20,7 @@ import re
 import threading
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
@@ -59,6 +60,13 @@ def register_secret(secret: str) -> None:
         if secret not in _SECRETS:
             _SECRETS.add(secret)
             _PATTERN = None
+
+
+def register_url_password(password: str) -> None:
+    """A URL's password in both forms a reply can echo: as written in the URL (percent-encoded,
+    ``pa%40ss``) and as sent (decoded, ``pa@ss``: what HTTP Basic auth carries)."""
+    register_secret(password)
+    register_secret(unquote(password))
 
 
 def redact(text: str) -> str:

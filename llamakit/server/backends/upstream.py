@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -67,9 +68,13 @@ class UpstreamBackend:
         self._api_key = api_key
         # Credentials in the URL are HTTP Basic auth, unless an API key is given: then the key
         # (Bearer) is what is sent, and the URL's credentials are only kept out of every output.
-        self._auth = (user or "", password or "") if (user or password) and not api_key else None
+        # The URL's userinfo is percent-encoded (``pa%40ss``); Basic auth carries it decoded.
+        plain = unquote(password) if password else None
+        self._auth = (
+            (unquote(user or ""), plain or "") if (user or password) and not api_key else None
+        )
         self._timeout = timeout
-        self._secrets = [s for s in (api_key, password) if s]
+        self._secrets = [s for s in (api_key, password, plain) if s]
         self._scrub = Scrubber(self._secrets, users=[user])
         self._client: httpx.AsyncClient | None = None
 
