@@ -195,16 +195,20 @@ class Database:
             except _STORE_FAULTS as exc:
                 raise store_error(self.path, exc, doing="reading it") from exc
 
-    def version(self) -> tuple[int, int]:
+    def version(self, *, wait: bool = True) -> tuple[int, int]:
         """Changes any connection committed to the file since an earlier call differ from it:
         SQLite's ``data_version`` counts other connections' commits (this process's or another's),
-        ``total_changes`` this connection's own rows."""
-        with self._lock:
-            try:
-                (other,) = self._conn.execute("PRAGMA data_version").fetchone()
-                return int(other), self._conn.total_changes
-            except _STORE_FAULTS as exc:
-                raise store_error(self.path, exc, doing="reading it") from exc
+        ``total_changes`` this connection's own rows. ``wait=False``: WouldWait if another thread
+        holds the connection this instant."""
+        if not self._lock.acquire(blocking=wait):
+            raise WouldWait
+        try:
+            (other,) = self._conn.execute("PRAGMA data_version").fetchone()
+            return int(other), self._conn.total_changes
+        except _STORE_FAULTS as exc:
+            raise store_error(self.path, exc, doing="reading it") from exc
+        finally:
+            self._lock.release()
 
     def column(self, sql: str, args: tuple[Any, ...] = ()) -> set[Any]:
         """The first column's distinct values, read row by row (no list of rows in between:

@@ -320,10 +320,11 @@ class Store(Coordination):
                 spilled = self.spill_call(response, cells) or spilled
             self._raise_spilled(exc, spilled)
 
-    def version(self) -> tuple[int, int]:
-        """A value that differs once anything was committed to the store, by any connection or
-        process (for caches of what was read from it)."""
-        return self._db.version()
+    def version(self, *, wait: bool = True) -> tuple[int, int]:
+        """(commits by other connections or processes, this connection's changed rows): differs
+        once anything was committed to the store (for caches of what was read from it).
+        ``wait=False``: WouldWait instead of waiting for another thread of this process."""
+        return self._db.version(wait=wait)
 
     def checkpoint(self, mode: str = "TRUNCATE") -> None:
         """Move the write-ahead log into the database file: ``TRUNCATE`` (the default, for

@@ -690,3 +690,58 @@ def test_runs_table_counts_a_runs_own_cells_when_its_base_is_elsewhere(
     reopened = Store(tmp_path / "s.db")
     assert reopened.cells_run(run.id) == run.id
     assert list(lk.runs(reopened)["cells_done"]) == [6]
+
+
+SHARED_RUNNER = """
+import sys
+import llamakit as lk
+from llamakit.store import Store
+key, url, source, path, items = sys.argv[1:6]
+rows = [{"id": f"q{i}", "a": i, "b": i + 1} for i in range(int(items))]
+exp = lk.Experiment("shared-wal", prompts={"plain": "What is {{ a }} + {{ b }}?",
+                    "terse": "{{ a }} + {{ b }} ="}, dataset=rows, params={"max_tokens": 8},
+                    repeats=2)
+client = lk.Client(key, base_url=url + "/v1", source=source)
+run = exp.run(client, concurrency=8, progress=False, store=Store(path))
+print(run.status, run.progress.done)
+"""
+
+
+def test_processes_sharing_a_store_keep_its_log_bounded(tmp_path: Any) -> None:
+    """Three processes running one experiment on one store: once a run sees another connection
+    commit, the store checkpoints itself again and commits go to the writer thread. With each
+    process checkpointing passively on its own, this log grew to 73-125 MB (6 MB now, 15 MB
+    before commits were written on the loop)."""
+    path = tmp_path / "s.db"
+    wal = path.with_name(path.name + "-wal")
+    with lk.local_server(backend="scripted", credits=1000.0, latency_ms=5) as srv:
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    SHARED_RUNNER,
+                    srv.api_key,
+                    srv.url,
+                    srv.source,
+                    str(path),
+                    "600",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for _ in range(3)
+        ]
+        peak = 0
+        while any(p.poll() is None for p in procs):
+            if wal.exists():
+                peak = max(peak, wal.stat().st_size)
+            time.sleep(0.02)
+        outs = [p.communicate() for p in procs]
+        assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+        assert all(out.split() == ["finished", "2400"] for out, _ in outs), outs
+        assert srv.stats()["billed_calls"] == 2400
+    assert peak < 32 * 2**20, f"peak log {peak / 2**20:.0f} MB"
+    store = Store(path)
+    assert store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == 2400
