@@ -67,10 +67,12 @@ class RegressionError(LlamakitError, AssertionError):
 class StoreError(LlamakitError):
     """The store at ``path`` cannot be used: ``problem`` says what is wrong, ``fix`` what to do.
 
-    ``problem`` is one of "missing", "damaged", "full", "read-only", "newer-schema", "write-failed",
-    "conflict" (a run file's run id is taken by another run).
+    ``problem`` is one of "missing", "damaged", "full", "read-only", "locked" (another process
+    held the write lock past the busy timeout), "newer-schema", "write-failed", "conflict" (a run
+    file's run id is taken by another run).
     Raised when the store is opened (before any credit is spent) or when a write fails mid-run
-    (the run stops; replies already paid for are kept in the spill file beside the store).
+    (the run stops; replies already paid for are kept in the spill file beside the store, or,
+    when the disk refuses that too, printed to stderr: the message says which, and how many).
     """
 
     def __init__(self, path: object, problem: str, detail: str, fix: str) -> None:

@@ -15,9 +15,7 @@ from typing import Any
 
 from ..errors import StoreError
 
-FIX_FULL = (
-    "Free disk space (or raise the quota / file-size limit), then run again: nothing paid is lost"
-)
+FIX_FULL = "Free disk space (or raise the quota / file-size limit), then run again"
 FIX_READ_ONLY = (
     "Make the file and its folder writable, or pass another store path; reading it "
     "(llamakit runs, lk.runs(Store(path, readonly=True))) works as it is"
@@ -56,6 +54,17 @@ def store_error(path: Path, exc: BaseException, *, doing: str) -> StoreError:
             f"the disk refused a write while {doing} ({text}): full, over quota or over the "
             "file-size limit (ulimit -f)",
             FIX_FULL,
+        )
+    if "BUSY" in name or "LOCKED" in name or "database is locked" in text:
+        from ._connection import BUSY_TIMEOUT_S  # here: _connection imports this module
+
+        return StoreError(
+            path,
+            "locked",
+            f"another process (or a thread of this one) held its write lock for more than "
+            f"{BUSY_TIMEOUT_S:.0f} s while {doing} ({text})",
+            f"Find what holds it (fuser {path} or lsof {path}), let it finish or stop it, then "
+            "run again",
         )
     if "READONLY" in name or "readonly" in text or os_errno in (errno.EROFS, errno.EACCES):
         return StoreError(path, "read-only", f"it is read-only ({text})", FIX_READ_ONLY)

@@ -32,6 +32,7 @@ from ._rows import (
     _insert_sql,
     response_fields,
 )
+from ._spill import spill_path
 
 DB_FILENAME = "llamakit.db"
 # Rows of a run's cells read at a time by ``iter_run_cells``.
@@ -47,6 +48,10 @@ _CELLS_WITH_REPLIES = """SELECT {columns}, c.ordinal AS _ordinal, c.rowid AS _ro
 def _as_shared(row: dict[str, Any], run_id: str) -> None:
     """A base run's cell row, read for the cached rerun ``run_id`` that shares it."""
     row.update({k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row})
+
+
+def _replies(n: int) -> str:
+    return "the paid reply was" if n == 1 else f"{n} paid replies were"
 
 
 def default_path() -> Path:
@@ -178,7 +183,8 @@ class Store(Coordination):
             with self._db.write("saving a chat turn") as tx:
                 tx.execute(_insert_sql("chat_turns", list(row)), row)
         except StoreError as exc:
-            self._raise_spilled(exc, self.spill_record({"kind": "chat_turn", "row": row}))
+            kept = self.spill_record({"kind": "chat_turn", "row": row})
+            self._raise_spilled(exc, kept=int(kept is not None), lost=int(kept is None))
 
     def chat_turns(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
         if conversation_id is None:
@@ -288,7 +294,8 @@ class Store(Coordination):
         except StoreError as exc:
             if response is None:
                 raise
-            self._raise_spilled(exc, self.spill_call(response, cells))
+            kept = self.spill_call(response, cells)
+            self._raise_spilled(exc, kept=int(kept is not None), lost=int(kept is None))
 
     def record_calls(
         self,
@@ -312,13 +319,11 @@ class Store(Coordination):
                     # _write_call pops "_attempts": pass copies, so a spill keeps them.
                     self._write_call(tx, dict(response) if response else None, cells)
         except StoreError as exc:
-            spilled: Path | None = None
             paid = [(r, cells) for r, cells in pending if r is not None]
             if not paid:
                 raise
-            for response, cells in paid:
-                spilled = self.spill_call(response, cells) or spilled
-            self._raise_spilled(exc, spilled)
+            kept = sum(self.spill_call(response, cells) is not None for response, cells in paid)
+            self._raise_spilled(exc, kept=kept, lost=len(paid) - kept)
 
     def version(self, *, wait: bool = True) -> tuple[int, int]:
         """(commits by other connections or processes, this connection's changed rows): differs
@@ -340,14 +345,23 @@ class Store(Coordination):
             f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT if pages is None else int(pages)}"
         )
 
-    def _raise_spilled(self, exc: StoreError, spilled: Path | None) -> None:
-        if spilled is None:
-            raise exc
+    def _raise_spilled(self, exc: StoreError, *, kept: int, lost: int) -> None:
+        """``exc``, saying where the paid replies it could not store went: ``kept`` of them into
+        the spill file (stored when the store next opens, never paid again), ``lost`` only to
+        stderr, because the disk refused the spill file too (a rerun pays those again unless
+        their lines are saved into the spill file)."""
+        spill = spill_path(self.path)
+        where = []
+        if kept:
+            where.append(f"{_replies(kept)} kept in {spill} and stored when the store next opens")
+        if lost:
+            where.append(
+                f"{_replies(lost)} could not be written to {spill} either and went to stderr "
+                "only: a rerun pays for them again unless you save their lines (after 'the "
+                f"unsaved record follows:') into {spill}"
+            )
         raise StoreError(
-            self.path,
-            exc.problem,
-            f"{exc.detail}; the reply is kept in {spilled} and is stored when the store next opens",
-            exc.fix,
+            self.path, exc.problem, f"{exc.detail}; " + "; ".join(where), exc.fix
         ) from exc
 
     def _write_call(

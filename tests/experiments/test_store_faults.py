@@ -286,3 +286,71 @@ def test_a_run_that_fails_before_its_first_call_is_not_left_running(tmp_path: Pa
         _experiment().run(bad, progress=False, store=store)
     assert [r["status"] for r in store.query("SELECT status FROM runs")] == ["failed"]
     assert billed(server) == 0
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("COMMIT")
+"""
+
+REPLY = {"cell_key": "k" * 64, "model": "llama-v3-8b-instruct", "messages": [], "params": {},
+         "repeat": 0, "text": "paid", "finish_reason": "stop", "latency_s": 0.1, "attempts": 1,
+         "started_at": 0.0, "finished_at": 0.0, "credits": "0.00063"}  # fmt: skip
+
+
+def test_a_store_locked_past_the_busy_timeout_names_the_lock_and_keeps_the_reply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the write lock longer than the store waits: the error says so (not
+    "database is locked, check the file and the disk"), how to find the holder, and where the
+    paid reply went; the next open stores it."""
+    from llamakit.store import _connection
+
+    monkeypatch.setattr(_connection, "BUSY_TIMEOUT_S", 0.3)
+    db = tmp_path / "s.db"
+    store = Store(db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(lk.StoreError) as info:
+            store.record_call(REPLY)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    err = info.value
+    assert err.problem == "locked", err
+    assert "another process" in str(err) and f"fuser {db}" in str(err)
+    assert f"the paid reply was kept in {spill_path(db)}" in str(err)
+    store.close()
+    reopened = Store(db)
+    assert reopened.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == 1
+
+
+def test_replies_the_disk_refuses_twice_are_not_called_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store's write fails and so does the spill file's: the error must not promise the
+    replies are kept; it says how many went to stderr only, and how to save them."""
+
+    class Failing(Store):
+        def _write_call(self, tx: Any, response: Any, cells: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    db = tmp_path / "s.db"
+    store = Failing(db)
+    spill_path(db).mkdir()  # the spill file cannot be opened for writing (EISDIR)
+    calls = [({**REPLY, "cell_key": f"{i:064x}"}, ()) for i in range(3)]
+    with pytest.raises(lk.StoreError) as info:
+        store.record_calls(calls)
+    text = str(info.value)
+    assert "kept in" not in text and "nothing paid is lost" not in text
+    assert "3 paid replies were" in text and "stderr only" in text and "a rerun pays" in text
+    assert capsys.readouterr().err.count("the unsaved record follows") == 3
