@@ -9,8 +9,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..client.credits import ZERO
+from .gradings import missing_gradings
 from .models import model_list
 from .pricing import Prices, judge_slug
+from .runner_feed import done_among
 from .sources import resolve_source
 
 if TYPE_CHECKING:
@@ -34,9 +36,10 @@ CHUNK = 2000  # cells looked up in the store at a time
 class Estimate:
     """What ``Experiment.run`` would do now: calls to send, their projected credits and time.
 
-    ``credits`` (USD) is the total, ``judge_credits`` the part of it for judge grading calls (one
-    per scorer per new response; a judge re-asked for its verdict line costs one call more), and
-    ``cost_per_call`` (USD) the mean price of the calls to send. All three are exact ``Decimal``
+    ``credits`` (USD) is the total, ``judge_credits`` the part of it for the ``judge_calls``
+    grading calls (one per judge per new response, and one per judge per cached response whose
+    grading the store lacks; a new grading without a verdict line costs one re-ask more, which
+    no estimate can know), and ``cost_per_call`` (USD) the mean price of the calls to send. All three are exact ``Decimal``
     credits, like every other credit figure; ``seconds`` and ``rpm`` are floats.
     """
 
@@ -73,7 +76,14 @@ class Estimate:
 def estimate(
     experiment: ExperimentShape, client: Any, *, concurrency: int, store: Store | None
 ) -> Estimate:
-    """Cells to run (minus finished ones), projected credits and time. Sends no paid call.
+    """Cells to run (minus finished ones), the grading calls their judges would send, projected
+    credits and time. Sends no paid call.
+
+    Grading calls are those a run would pay for: one per judge per new reply (a reply not yet
+    known cannot be looked up), and for each cached reply (a run grades every cell it scores)
+    the judge's grading when the store lacks it, or the re-ask of a stored grading without a
+    verdict when the store lacks that; a request several cells make counts once. Cells a
+    resumed run has done are not graded again and count none.
 
     Credits (exact Decimals, USD): each call at its model's price (``pricing``): the mean
     attributed cost per call observed in the store for that model, else Segmind's published
@@ -93,20 +103,28 @@ def estimate(
     prices = Prices(store)
     models: set[str] = set()
     tally = _Tally()
+    graded = _Gradings(experiment, store, client, model, source, judges, prices)
     stream = experiment.iter_cells(model, source)
-    # A chunk of cells at a time: what is kept of the cells to run is their keys, as numbers.
+    # A chunk of cells at a time: what is kept of the cells to run is their keys, as numbers;
+    # with judges, of the cached replies, the keys of the gradings still to pay for.
     while chunk := list(itertools.islice(stream, CHUNK)):
-        known = store.known_responses([c.cell_key for c in chunk])
+        keys = [c.cell_key for c in chunk]
+        cached = graded.replies(keys) if judges else {}
+        known = set(cached) if judges else store.known_responses(keys)
         for cell in chunk:
             models.add(cell.model)
             tally.count(experiment, cell, cell.cell_key in known, prices.of(cell.model))
-    judge_calls = len(judges) * tally.unique
-    calls = tally.unique + judge_calls
-    todo_cost = tally.cost
+        if judges:
+            graded.count(chunk, cached)
     graders = [judge_slug(j, client, model_list(model)[0]) for j in judges]
     per_cell = sum((prices.of(g) for g in graders), ZERO)
+    # One grading per judge per new reply (its text, and so its grading, is not known yet),
+    # and the gradings of cached replies the store lacks.
+    judge_calls = len(judges) * tally.unique + graded.calls
+    calls = tally.unique + judge_calls
+    todo_cost = tally.cost
     # Without judges a plain 0: 0 * cost would read 0E-19 in the repr and to_dict().
-    judge_credits = tally.unique * per_cell if judge_calls else ZERO
+    judge_credits = (tally.unique * per_cell if tally.unique and judges else ZERO) + graded.cost
     # The mean price of the calls to send: exact when the division ends within Decimal's 28
     # significant digits (with one model and price it gives back that price).
     cost = (todo_cost + judge_credits) / calls if calls else prices.mean(models)
@@ -158,6 +176,66 @@ class _Tally:
         if self.prompt_tokens is not None:
             n = experiment._local_tokens(cell)
             self.prompt_tokens = None if n is None else self.prompt_tokens + n
+
+
+class _Gradings:
+    """The grading calls of cached replies that a run would pay for (``missing_gradings``, the
+    runner's own request keys), counted a chunk of cells at a time: their keys (as integers, so
+    a request several cells make counts once) and their credits, each at its judge's model."""
+
+    def __init__(
+        self,
+        experiment: ExperimentShape,
+        store: Store,
+        client: Any,
+        model: str,
+        source: str,
+        judges: list[Any],
+        prices: Prices,
+    ) -> None:
+        self._store = store
+        self._judges = judges
+        self._prices = prices
+        # As the runner grades: judges without a model of their own at the run's first.
+        self._on: dict[str, Any] = {
+            "client": client,
+            "model": model_list(model)[0],
+            "source": source,
+        }
+        self._resumed = _resumed_run(experiment, store, model, source) if judges else None
+        self._keys: set[int] = set()
+        self.calls = 0
+        self.cost = ZERO
+
+    def replies(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The cached replies of a chunk's cells, by cell key (their text, to grade)."""
+        return self._store.cached_responses(keys, columns="cell_key, text")
+
+    def count(self, chunk: list[Cell], cached: dict[str, dict[str, Any]]) -> None:
+        # A run resumed skips the cells it has done: their gradings, paid or failed, stand.
+        done = done_among(self._store, self._resumed, chunk) if self._resumed else set()
+        replies = [
+            (c, cached[c.cell_key]["text"])
+            for c in chunk
+            if c.cell_key in cached and c.cell_id not in done
+        ]
+        for _, _, call in missing_gradings(self._store, replies, self._judges, **self._on):
+            key = int(call.key, 16)
+            if key in self._keys:  # the same grading as another cell's: sent once
+                continue
+            self._keys.add(key)
+            self.calls += 1
+            self.cost += self._prices.of(call.model)
+
+
+def _resumed_run(experiment: ExperimentShape, store: Store, model: str, source: str) -> str | None:
+    """The unfinished run a run would resume now (``register_run``), or None for a new run."""
+    # The fingerprint walks every cell: only worth it when some run of this name is unfinished.
+    sql = "SELECT 1 FROM runs WHERE name = ? AND status != 'finished' LIMIT 1"
+    if not store.query(sql, (experiment.name,)):
+        return None
+    latest = store.latest_run(experiment.fingerprint(model, source))
+    return None if latest is None or latest["status"] == "finished" else str(latest["run_id"])
 
 
 def observed_latency(store: Store, source: str) -> float | None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..client.credits import to_credits
+from ..client.credits import ZERO, to_credits
 from ..errors import ValidationError
 from ..scoring.sequential import DEFAULT_GRID, BettingState
 from .stop import Best, Compare, compare
@@ -98,9 +98,11 @@ def paired_differences(
 
 @dataclass(frozen=True)
 class Plan:
-    """Fixed-size vs sequential, before paying. Items and cells are counts; credits are USD at
-    ``cost_per_call`` (an exact Decimal, see ``credits``); seconds at the client's rate limit
-    (``rpm``) or the observed latency.
+    """Fixed-size vs sequential, before paying. Items and cells are counts; credits are USD: each
+    cell's call at ``cost_per_call`` plus its ``judge_calls_per_cell`` grading calls (one per
+    judge: a new reply is graded by every judge) at ``judge_cost_per_cell`` together (exact
+    Decimals, see ``credits``); seconds for all those calls at the client's rate limit (``rpm``)
+    or the observed latency.
     ``sequential_power``: the fraction of simulated runs that found the effect within the
     dataset; ``fixed_power``: the fixed-size test's power at ``fixed_items``."""
 
@@ -118,6 +120,8 @@ class Plan:
     sequential_cells_mean: float
     sequential_power: float
     cost_per_call: Decimal
+    judge_calls_per_cell: int
+    judge_cost_per_cell: Decimal
     seconds_per_call: float
     rpm: float | None
     runs: int
@@ -127,9 +131,14 @@ class Plan:
         return self.fixed_items * self.conditions * self.repeats
 
     def credits(self, cells: float) -> Decimal:
-        """Projected credits (USD, Decimal) of ``cells`` calls at ``cost_per_call``: exact for a
-        whole count; a simulated mean (a float) is read at its 15 significant digits."""
-        return (to_credits(cells) or Decimal(0)) * self.cost_per_call
+        """Projected credits (USD, Decimal) of ``cells`` cells: each cell's call at
+        ``cost_per_call`` and its gradings at ``judge_cost_per_cell``. Exact for a whole count;
+        a simulated mean (a float) is read at its 15 significant digits."""
+        return (to_credits(cells) or Decimal(0)) * (self.cost_per_call + self.judge_cost_per_cell)
+
+    def seconds(self, cells: float) -> float:
+        """Projected time of ``cells`` cells: each cell's call and its gradings."""
+        return cells * (1 + self.judge_calls_per_cell) * self.seconds_per_call
 
     def __str__(self) -> str:
         grid = self.items_total * self.conditions * self.repeats
@@ -137,15 +146,19 @@ class Plan:
         def line(label: str, items: float, cells: float, note: str) -> str:
             return (
                 f"  {label:<18} {items:>8.0f} {cells:>8.0f} {self.credits(cells):>10.4f} "
-                f"{cells * self.seconds_per_call / 60:>9.1f}  {note}"
+                f"{self.seconds(cells) / 60:>9.1f}  {note}"
             )
 
         pace = f"{self.rpm:g} requests/min" if self.rpm else "observed latency"
+        n = self.judge_calls_per_cell
+        judged = (
+            f"; credits and minutes include {n} grading call{'s' * (n > 1)} a cell" if n else ""
+        )
         return "\n".join(
             [
                 f"plan for {self.rule}: effect {self.effect:g}, alpha {self.alpha:g}, power "
                 f"{self.power:g}; {self.items_total} items x {self.conditions} conditions x "
-                f"{self.repeats} repeats; time at {pace}",
+                f"{self.repeats} repeats; time at {pace}{judged}",
                 f"  {'':<18} {'items':>8} {'cells':>8} {'credits':>10} {'minutes':>9}",
                 line(
                     "fixed size",
@@ -191,7 +204,7 @@ def plan(
     """See ``Experiment.plan``."""
     from .estimate import _seconds
     from .models import model_list
-    from .pricing import Prices
+    from .pricing import Prices, judge_slug
     from .sequential import check_rule
     from .sources import resolve_source
 
@@ -248,7 +261,12 @@ def plan(
 
     store = store or Store()
     source = resolve_source(client, store, experiment.name, model)
-    cost_per_call = Prices(store).mean(model_list(model))  # each model at its own price
+    prices = Prices(store)
+    slugs = model_list(model)
+    cost_per_call = prices.mean(slugs)  # each model at its own price
+    # A run grades each new reply with every judge, each grading at the model its judge calls.
+    judges = [s for s in experiment.scorers if hasattr(s, "grading_messages")]
+    judge_cost = sum((prices.of(judge_slug(j, client, slugs[0])) for j in judges), ZERO)
     rpm = getattr(client, "rpm", None)
     per_call = _seconds(store, source, 1000, concurrency) / 1000
     if rpm:
@@ -269,6 +287,8 @@ def plan(
         sequential_cells_mean=float(np.mean(cells)),
         sequential_power=found,
         cost_per_call=cost_per_call,
+        judge_calls_per_cell=len(judges),
+        judge_cost_per_cell=judge_cost,
         seconds_per_call=per_call,
         rpm=rpm,
         runs=runs,

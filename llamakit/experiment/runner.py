@@ -22,8 +22,9 @@ rate limiter is shared); async clients are awaited directly.
 
 Where the parts live: ``runner_calls`` (one paid call per request key, within the budget),
 ``runner_budget`` (credits spent and attributed), ``journal`` (v2 jobs), ``runner_scoring``
-(scorers and judges), ``runner_hooks`` (the attempt log's hook on every client the run calls
-through), and ``runner_progress``; this module runs the cells.
+(scorers and judges), ``gradings`` (a judge's grading request and its key), ``runner_hooks``
+(the attempt log's hook on every client the run calls through), and ``runner_progress``; this
+module runs the cells.
 """
 
 from __future__ import annotations
@@ -42,15 +43,10 @@ from ..client.credits import ZERO, to_credits
 from ..errors import APIError, ClientClosedError, StoreError, ValidationError
 from ..store._claims import Lease
 from .cells import Cell
+from .gradings import judge_call
 from .run import Run, RunProgress, run_spend
 from .runner_budget import Spending, attribute_session, repair_earlier_sessions
-from .runner_calls import (
-    FATAL,
-    ClaimedElsewhere,
-    Responses,
-    Stop,
-    judge_call,
-)
+from .runner_calls import FATAL, ClaimedElsewhere, Responses, Stop
 from .runner_commits import Commits
 from .runner_feed import CellFeed, Ordinals, done_among
 from .runner_gc import frozen_heap

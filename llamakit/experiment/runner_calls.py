@@ -12,9 +12,8 @@ import functools
 import inspect
 import itertools
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -30,11 +29,10 @@ from ..errors import (
 )
 from ..store._claims import Busy, Lease
 from ..store._rows import response_fields
-from .cells import Cell, cell_key
+from .cells import Cell
+from .gradings import missing_gradings
 from .journal import Journal
-from .pricing import judge_slug
 from .runner_reach import Reachability
-from .sources import source_of
 
 if TYPE_CHECKING:
     from .runner_budget import Spending
@@ -79,38 +77,6 @@ def endpoint(client: Any) -> str | None:
     return None if url is None else str(url).split("?", 1)[0]
 
 
-@dataclass(frozen=True)
-class JudgeCall:
-    """A judge's grading request for one reply, and its cache key."""
-
-    client: Any
-    model: str
-    messages: list[dict[str, str]]
-    params: dict[str, Any]
-    key: str
-
-
-def judge_call(
-    scorer: Any,
-    text: str,
-    row: Mapping[str, Any],
-    *,
-    client: Any,
-    model: str,
-    source: str,
-    messages: list[dict[str, str]] | None = None,
-) -> JudgeCall:
-    """The grading call for ``text`` (or the follow-up ``messages`` of a re-ask): through the
-    judge's own client (model, source) if it has one, else the run's."""
-    judge_client = scorer.client if scorer.client is not None else client
-    judge_model = judge_slug(scorer, client, model)
-    if messages is None:
-        messages = scorer.grading_messages(text, row)
-    params = dict(scorer.params)
-    key = cell_key(judge_model, messages, params, 0, source=source_of(scorer.client) or source)
-    return JudgeCall(judge_client, judge_model, messages, params, key)
-
-
 def check_replay(
     store: Any,
     cells: Iterable[Cell],
@@ -119,8 +85,9 @@ def check_replay(
     model: str,
     source: str,
 ) -> None:
-    """Raise ReplayMissError for the first cell (or judge grading, or re-ask of an unscored
-    grading) the store has never seen."""
+    """Raise ReplayMissError for the first cell the store has never seen, else (a chunk of
+    cells at a time) the first whose judge grading, or re-ask of an unscored grading, it lacks
+    (``gradings.missing_gradings``)."""
     # In chunks, so a run of 200,000 cells never holds its cells nor its replies at once;
     # without judges, knowing a reply exists is enough (its text is not read).
     stream = iter(cells)
@@ -134,10 +101,18 @@ def check_replay(
             continue
         cache = store.cached_responses(keys, columns="cell_key, text")
         for cell in chunk:
-            row = cache.get(cell.cell_key)
-            if row is None:
+            if cell.cell_key not in cache:
                 raise _never_recorded(store, cell)
-            _check_judged(store, cell, row, judges, client, model, source)
+        replies = [(c, cache[c.cell_key]["text"]) for c in chunk]
+        missing = missing_gradings(
+            store, replies, judges, client=client, model=model, source=source
+        )
+        if missing:
+            cell, scorer, _ = missing[0]
+            raise ReplayMissError(
+                f"replay: judge {scorer.name!r} never graded cell (variant="
+                f"{cell.variant!r}, item={cell.item_id!r}, repeat={cell.repeat})"
+            )
 
 
 def _never_recorded(store: Any, cell: Cell) -> ReplayMissError:
@@ -146,42 +121,6 @@ def _never_recorded(store: Any, cell: Cell) -> ReplayMissError:
         f"params={cell.params_json}, repeat={cell.repeat}) was never recorded in "
         f"{store.path}; run it live once first"
     )
-
-
-def _check_judged(
-    store: Any,
-    cell: Cell,
-    row: Mapping[str, Any],
-    judges: Sequence[Any],
-    client: Any,
-    model: str,
-    source: str,
-) -> None:
-    for scorer in judges:
-        call = judge_call(scorer, row["text"], cell.row, client=client, model=model, source=source)
-        graded = store.cached_responses([call.key]).get(call.key)
-        reasked = (
-            graded is not None
-            and getattr(scorer, "reask", False)
-            and not scorer.verdict(graded["text"], row["text"]).scored
-        )
-        if reasked:
-            follow = scorer.reask_messages(row["text"], cell.row, graded["text"])
-            call = judge_call(
-                scorer,
-                row["text"],
-                cell.row,
-                client=client,
-                model=model,
-                source=source,
-                messages=follow,
-            )
-            graded = store.cached_responses([call.key]).get(call.key)
-        if graded is None:
-            raise ReplayMissError(
-                f"replay: judge {scorer.name!r} never graded cell (variant="
-                f"{cell.variant!r}, item={cell.item_id!r}, repeat={cell.repeat})"
-            )
 
 
 class Responses:

@@ -127,6 +127,35 @@ def test_a_judged_replay_drops_each_preloaded_reply_after_its_last_cell(
     assert list(frame["response"]) == list(live.results["response"])
 
 
+def test_a_judged_estimate_reads_cached_replies_a_chunk_at_a_time(
+    server: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """With judges, the estimate looks up each chunk's cached replies and their gradings (the
+    gradings of cached replies are paid too), never listing the cells nor reading every reply."""
+    from llamakit import scoring
+
+    store = Store(tmp_path / "s.db")
+    make_experiment(items=10, repeats=1).run(client_of(server), progress=False, store=store)
+    grader = scoring.judge(None, "Is the answer {{ expected }}?", scale=1)
+    judged = make_experiment(items=12, repeats=1, scorers=[grader])  # 36 cells, 30 cached
+    _no_cell_lists(monkeypatch)
+    _small_chunks(monkeypatch, 7)
+    asked: list[int] = []
+    read = Store.cached_responses
+
+    def spy(self: Store, keys: Any, **kw: Any) -> Any:
+        keys = list(keys)
+        asked.append(len(keys))
+        return read(self, keys, **kw)
+
+    monkeypatch.setattr(Store, "cached_responses", spy)
+    est = judged.estimate(client_of(server), store=store)
+    # The 30 cached replies hold 20 distinct answers (two variants answer alike): 20 gradings,
+    # and one for each of the 6 new cells.
+    assert (est.cells_to_run, est.judge_calls) == (6, 20 + 6)
+    assert len(asked) == 2 * 6 and max(asked) == 7  # 6 chunks: their replies, then gradings
+
+
 def test_the_fingerprint_is_the_sorted_cells_hash(tmp_path: Any) -> None:
     """The fingerprint, computed from 36-byte records, equals the hash of the cells sorted by
     id that it always was (an unfinished run started before still resumes)."""

@@ -116,3 +116,21 @@ def test_a_judge_on_another_model_is_priced_at_its_model(srv: Any, store: lk.Sto
     with pytest.raises(lk.ValidationError, match="below the cost of one call"):
         exp.run(srv.client(), store=store, progress=False, budget=Decimal("0.001"))
     assert srv.stats()["requests"] == before
+
+
+def test_the_plan_prices_each_cells_gradings_as_the_estimate_does(
+    srv: Any, store: lk.Store
+) -> None:
+    # The plan priced a cell's call alone: a judged grid on a 70b grader came out at a quarter
+    # of what the estimate (and the run) pay.
+    grader = scoring.judge(srv.client(model=V70), "Does it mention {{ a }}?", name="big")
+    exp = experiment([V3], scorers=[grader, scoring.judge(None, "Is it short?", name="short")])
+    est = exp.estimate(srv.client(), store=store)
+    plan = exp.plan(srv.client(), store=store, runs=20)
+    cells = 2 * ITEMS
+    assert est.judge_calls == 2 * cells and est.calls == 3 * cells
+    assert plan.credits(cells) == est.credits  # the whole grid, gradings included, exactly
+    assert plan.judge_calls_per_cell == 2
+    assert plan.judge_cost_per_cell == PUBLISHED_COST_BY_MODEL[V70] + PUBLISHED_COST_BY_MODEL[V3]
+    assert plan.seconds(cells) == 3 * cells * plan.seconds_per_call
+    assert "include 2 grading calls a cell" in str(plan)
