@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
-# About the table of 50,000 short cells; a larger table is built on each read.
+# What one Run keeps at most; a larger table is built again on each read.
 MAX_CACHED_BYTES = 128 * 2**20
 
 
