@@ -383,6 +383,8 @@ class Runner:
         workers = [
             asyncio.create_task(self._worker(feed)) for _ in range(min(self.concurrency, cells))
         ]
+        if not workers:  # a batch with nothing left to send (asyncio.wait refuses none)
+            return
         try:
             # asyncio.wait, unlike gather, leaves the workers running when this task is cancelled.
             await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
