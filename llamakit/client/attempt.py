@@ -29,7 +29,7 @@ from .origin import display_url
 from .parse import cause_of, error_message, failure_error, json_or_none, request_id
 from .plan import Request, Sleep, T
 from .retry import RETRYABLE_STATUSES, RetryPolicy
-from .scope import scopes_of
+from .scope import check_halted, scopes_of
 from .secrets import redact
 from .transport import Failure
 
@@ -60,7 +60,9 @@ def attempts(
                         f"{limit} leaves no free slot before the call's deadline= "
                         f"({wait:.3g} s to wait); nothing was sent"
                     )
-                yield Sleep(wait)
+                if request.billable:
+                    check_halted(core)  # an interrupted run waits for no slot
+                yield Sleep(wait, stoppable=request.billable)
             timeout = core.timeout
             if deadline_at is not None:
                 timeout = min(timeout, deadline_at - time.monotonic())
@@ -68,6 +70,8 @@ def attempts(
                     raise APITimeoutError(
                         f"the call's deadline= passed before attempt {retries + 1} was sent"
                     )
+            if request.billable:
+                check_halted(core)  # an interrupted run's calls send no further paid attempt
             send = core._authorize(request, timeout)
             started = time.time()
             clock = time.perf_counter()
@@ -114,7 +118,7 @@ def attempts(
                 raise
             retries += 1
             if delay > 0:
-                yield Sleep(delay)
+                yield Sleep(delay, stoppable=request.billable)
             continue
         if paced:
             core.limiter.on_success()

@@ -7,10 +7,8 @@ parsing and credit bookkeeping are one implementation; only the IO differs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -32,6 +30,7 @@ from .plan import Plan, Sleep, T
 from .pools import PerLoop
 from .ratelimit import AdaptiveRate
 from .retry import RetryPolicy
+from .scope import apause, pause
 from .transport import async_transport, send_async, send_sync, sync_transport
 from .types import Attempt, ChatResponse, Job
 from .v2 import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, submit_plan, wait_plan
@@ -241,7 +240,7 @@ class Client(_Base):
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
                 if isinstance(action, Sleep):
-                    time.sleep(action.seconds)
+                    pause(self._core, action.seconds, stoppable=action.stoppable)
                     reply = None
                 else:
                     with self._core.gate.sending():
@@ -379,7 +378,7 @@ class AsyncClient(_Base):
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
                 if isinstance(action, Sleep):
-                    await asyncio.sleep(action.seconds)
+                    await apause(self._core, action.seconds, stoppable=action.stoppable)
                     reply = None
                 else:
                     with self._core.gate.sending():

@@ -29,7 +29,11 @@ class Request:
 
 @dataclass(frozen=True)
 class Sleep:
+    """Wait ``seconds``. ``stoppable``: the wait comes before a paid attempt (a retry's backoff,
+    a rate-limit slot), so an interrupted run may cut it short (``scope.pause``)."""
+
     seconds: float
+    stoppable: bool = False
 
 
 Plan = Generator["Request | Sleep", Any, T]

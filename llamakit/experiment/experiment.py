@@ -22,6 +22,7 @@ a mistake is reported before any credit is spent.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import math
@@ -39,7 +40,13 @@ from .cells import Cell, canonical_json, expand_params
 from .dataset import Item, load_dataset, subset
 from .estimate import Estimate
 from .grid import CellGrid
-from .live_runs import execute_in_background, register_run, release_run, wait_or_interrupt
+from .live_runs import (
+    announce_interrupted,
+    execute_in_background,
+    register_run,
+    release_run,
+    wait_or_interrupt,
+)
 from .models import MODEL_SEPARATOR, check_models, model_list
 from .pricing import Prices, judge_slug
 from .rows import Missing, check_missing, check_text
@@ -522,7 +529,13 @@ class Experiment:
         stop: Any = None,
     ) -> Run:
         """``run`` for async code: the runner works on the caller's event loop, so an
-        ``AsyncClient`` already used there can be passed as is."""
+        ``AsyncClient`` already used there can be passed as is.
+
+        Cancelled (Ctrl-C under ``asyncio.run``, ``task.cancel()``, an ``asyncio.wait_for``
+        timeout), it sends no new call, waits for the calls already sent (each attempt bounded
+        by the client's timeout; a call waiting to retry ends at once) and stores their replies,
+        ends the run "interrupted", then re-raises the cancellation (KeyboardInterrupt where that
+        arrived). A second cancellation while it waits abandons those calls, and says so."""
         run, runner = self._prepare(
             client,
             concurrency=concurrency,
@@ -535,6 +548,9 @@ class Experiment:
         )
         try:
             await runner.execute()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            announce_interrupted(run)
+            raise
         finally:
             release_run(run)
         return run

@@ -186,21 +186,40 @@ def wait_or_interrupt(run: Run, runner: Any) -> None:
             pass
     except KeyboardInterrupt:
         runner.request_stop("interrupted")
-        print(
-            f"llamakit: stopping run {run.id} after the calls in flight "
-            "(Ctrl-C again to abandon them) ...",
-            file=sys.stderr,
-        )
+        announce_stopping(run.id)
         try:
             while not run._done.wait(0.1):
                 pass
         except KeyboardInterrupt:
-            runner.cancel_now()
+            runner.cancel_now()  # the runner says how many calls it abandoned
             run._done.wait(10)
-        p = run.progress
-        print(
-            f"llamakit: run {run.id} interrupted at {p.done}/{p.total} cells; "
-            "run it again to resume",
-            file=sys.stderr,
-        )
+        announce_interrupted(run)
         raise
+
+
+def announce_stopping(run_id: str) -> None:
+    print(
+        f"llamakit: stopping run {run_id} after the calls in flight "
+        "(Ctrl-C or cancel again to abandon them) ...",
+        file=sys.stderr,
+    )
+
+
+def announce_abandoned(run_id: str, on_wire: int) -> None:
+    """A second interrupt gave up waiting: say what that may cost."""
+    if not on_wire:
+        print(f"llamakit: run {run_id}: stopped waiting; no call was on the wire", file=sys.stderr)
+        return
+    print(
+        f"llamakit: run {run_id}: abandoned {on_wire} call(s) on the wire; the server may bill "
+        "them, their replies are not stored, and a rerun pays for those cells again",
+        file=sys.stderr,
+    )
+
+
+def announce_interrupted(run: Run) -> None:
+    p = run.progress
+    print(
+        f"llamakit: run {run.id} interrupted at {p.done}/{p.total} cells; run it again to resume",
+        file=sys.stderr,
+    )

@@ -9,7 +9,11 @@ Invariants (each one is a test):
 - a store write that fails stops the run (StoreError) with the reply kept in the spill file;
 - before each send, spent + (calls in flight + 1) x expected cost must fit the budget;
 - a 406 stops the run ("insufficient_credits"), keeping every finished row;
-- replay never touches the network and fails on the first cell it has never seen.
+- replay never touches the network and fails on the first cell it has never seen;
+- interrupted (Ctrl-C, or its task cancelled: ``task.cancel()``, a ``wait_for`` timeout), it takes
+  no new cell, ends the calls waiting to retry, commits the replies of the calls on the wire,
+  ends the session "interrupted", then lets the cancellation go on; a second interrupt while it
+  waits abandons those calls, and says how many.
 
 What a SIGKILL can still cost: on v1 a call in flight when the process dies is billed by the server
 when it completes, and the rerun pays for that cell again (at most ``concurrency`` calls). With
@@ -23,8 +27,8 @@ rate limiter is shared); async clients are awaited directly.
 Where the parts live: ``runner_calls`` (one paid call per request key, within the budget),
 ``runner_budget`` (credits spent and attributed), ``journal`` (v2 jobs), ``runner_scoring``
 (scorers and judges), ``gradings`` (a judge's grading request and its key), ``runner_hooks``
-(the attempt log's hook on every client the run calls through), and ``runner_progress``; this
-module runs the cells.
+(the attempt log's hook on every client the run calls through), ``runner_cancel`` (waiting out a
+cancellation), and ``runner_progress``; this module runs the cells.
 """
 
 from __future__ import annotations
@@ -39,14 +43,17 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+from ..client import scope
 from ..client.credits import ZERO, to_credits
 from ..errors import APIError, ClientClosedError, StoreError, ValidationError
 from ..store._claims import Lease
 from .cells import Cell
 from .gradings import judge_call
+from .live_runs import announce_abandoned, announce_stopping
 from .run import Run, RunProgress, run_spend
 from .runner_budget import Spending, attribute_session, repair_earlier_sessions
 from .runner_calls import FATAL, ClaimedElsewhere, Responses, Stop
+from .runner_cancel import cancel_all, shielded
 from .runner_commits import Commits
 from .runner_feed import CellFeed, Ordinals, done_among
 from .runner_gc import frozen_heap
@@ -118,6 +125,8 @@ class Runner:
         self.bar = ProgressBar()
         self.commits = Commits(self.store)
         self._task: asyncio.Task[str] | None = None
+        self.halt = scope.Halt()  # set on interruption: calls in backoff send nothing more
+        self._abandon = False  # cancel_now: a cancellation abandons the calls in flight
         # Between batches, a sequential run's policy picks the next cells (experiment.sequential).
         self.policy: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,8 +138,12 @@ class Runner:
     # -- control from other threads ------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
         self.responses.request_stop(reason)
+        if reason == "interrupted":  # a call waiting to retry has nothing on the wire: it ends
+            self.halt.set()
 
     def cancel_now(self) -> None:
+        """Abandon the calls in flight (the sync path's second Ctrl-C)."""
+        self._abandon = True
         if self._loop is not None and self._task is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
 
@@ -356,18 +369,42 @@ class Runner:
                 self.responses.fail(exc)
 
     async def _drain(self, feed: CellFeed, cells: int) -> None:
-        """Send ``cells`` cells from ``feed`` on at most ``concurrency`` workers."""
+        """Send ``cells`` cells from ``feed`` on at most ``concurrency`` workers.
+
+        Cancelled (Ctrl-C under ``asyncio.run``, ``task.cancel()``, a ``wait_for`` timeout) or
+        interrupted, it takes no new cell and waits for the calls already sent: the server bills
+        them, so their replies are stored before the cancellation goes on to the caller."""
         self.feed = feed
         workers = [
             asyncio.create_task(self._worker(feed)) for _ in range(min(self.concurrency, cells))
         ]
+        if not workers:  # a batch with nothing left to send (asyncio.wait refuses none)
+            return
         try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            # asyncio.wait, unlike gather, leaves the workers running when this task is cancelled.
+            await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            await self._wind_down(workers)
             raise
+        failed = [w for w in workers if w.done() and not w.cancelled() and w.exception()]
+        if failed:  # a worker's unexpected error: stop the others and raise it, as gather did
+            await cancel_all(workers)
+            failed[0].result()
+
+    async def _wind_down(self, workers: list[asyncio.Task[None]]) -> None:
+        """The run's task was cancelled (or interrupted): let the calls on the wire finish and
+        be committed, unless this is the second cancellation (or ``cancel_now``)."""
+        if not self._abandon:
+            self.request_stop("interrupted")
+            announce_stopping(self.run.id)
+            try:
+                await asyncio.wait(workers)
+                return
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                pass  # cancelled again while waiting: abandon the calls in flight
+        on_wire = self.spending.inflight
+        await cancel_all(workers)
+        announce_abandoned(self.run.id, on_wire)
 
     async def _drain_by_policy(self, rest: Ordinals) -> bool:
         """Send the cells the policy picks, a batch at a time, until it (or a stop) says enough;
@@ -421,7 +458,7 @@ class Runner:
                 self.responses.lease = Lease(self.store, self.run.id).start()
             # Every client the run calls through, its judges' own included: one attempt log.
             clients = [self.client, *(getattr(j, "client", None) for j in self.judges)]
-            hook = hook_attempts(clients, self.responses.on_attempt)
+            hook = hook_attempts(clients, self.responses.on_attempt, halt=self.halt)
             if self.policy is None:
                 left = False
                 if rest.count:
@@ -434,16 +471,14 @@ class Runner:
                 status = "stopped"
             if status == "stopped" and getattr(self.policy, "decision", None) is not None:
                 status = "decided"  # a sequential run answered its question: the rest is unsent
-        except asyncio.CancelledError:
-            status = "interrupted"
-            raise
-        except KeyboardInterrupt:
+        except (asyncio.CancelledError, KeyboardInterrupt):
             status = "interrupted"
             raise
         finally:
             hook()
             try:
-                await self._finish(status)
+                # Shielded: a cancellation while the replies are committed must not drop them.
+                await shielded(self._finish(status))
             finally:
                 unhook_breaker()
         if self.responses.fatal is not None:

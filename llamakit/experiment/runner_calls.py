@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..client.scope import Halted
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -375,6 +376,8 @@ class Responses:
                 )
         except BaseException as exc:
             self.store.record_attempts(ctx.records)
+            if isinstance(exc, Halted):  # the run was interrupted: nothing of it is on the wire
+                raise Stop from None
             if isinstance(exc, InsufficientCreditsError):
                 self.request_stop("insufficient_credits")
                 raise Stop from None

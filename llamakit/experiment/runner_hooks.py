@@ -10,10 +10,13 @@ from typing import Any
 from ..client import scope
 
 
-def hook_attempts(clients: Iterable[Any], fn: Callable[[Any], None]) -> Callable[[], None]:
+def hook_attempts(
+    clients: Iterable[Any], fn: Callable[[Any], None], *, halt: scope.Halt | None = None
+) -> Callable[[], None]:
     """Call ``fn`` with each attempt of this run's calls of each of ``clients`` (the run's own
     and its judges' own: a grading call is logged against its key whichever client makes it);
-    returns the undo, to be called in the same context.
+    returns the undo, to be called in the same context. ``halt``: set when the run is
+    interrupted, so those calls send no further paid attempt (``scope.Halt``).
 
     For llamakit's clients ``fn`` joins the run's scope (``llamakit.client.scope``): it sees
     only this run's calls, however many runs share the client, and the client's own
@@ -26,7 +29,7 @@ def hook_attempts(clients: Iterable[Any], fn: Callable[[Any], None]) -> Callable
         if client is None or id(client) in seen:
             continue
         seen.add(id(client))
-        undos.append(_hook_one(client, fn))
+        undos.append(_hook_one(client, fn, halt))
 
     def undo() -> None:
         for one in reversed(undos):  # context variable tokens are reset newest first
@@ -35,10 +38,12 @@ def hook_attempts(clients: Iterable[Any], fn: Callable[[Any], None]) -> Callable
     return undo
 
 
-def _hook_one(client: Any, fn: Callable[[Any], None]) -> Callable[[], None]:
+def _hook_one(
+    client: Any, fn: Callable[[Any], None], halt: scope.Halt | None
+) -> Callable[[], None]:
     core = getattr(client, "_core", None)
     if core is not None and hasattr(core, "on_attempt"):
-        return scope.enter(scope.RunScope(core, on_attempt=fn))
+        return scope.enter(scope.RunScope(core, on_attempt=fn, halt=halt))
     if not hasattr(client, "on_attempt"):
         return lambda: None
     previous = client.on_attempt
