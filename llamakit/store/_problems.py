@@ -56,13 +56,11 @@ def store_error(path: Path, exc: BaseException, *, doing: str) -> StoreError:
             FIX_FULL,
         )
     if "BUSY" in name or "LOCKED" in name or "database is locked" in text:
-        from ._connection import BUSY_TIMEOUT_S  # here: _connection imports this module
-
         return StoreError(
             path,
             "locked",
-            f"another process (or a thread of this one) held its write lock for more than "
-            f"{BUSY_TIMEOUT_S:.0f} s while {doing} ({text})",
+            "another process (or a thread of this one) held its write lock for longer than the "
+            f"store waits for it (a minute) while {doing} ({text})",
             f"Find what holds it (fuser {path} or lsof {path}), let it finish or stop it, then "
             "run again",
         )
