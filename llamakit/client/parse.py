@@ -180,14 +180,29 @@ def error_message(resp: httpx.Response, body: Any) -> str:
     if isinstance(body, dict):
         for key in ("error", "message", "detail"):
             value = body.get(key)
-            if isinstance(value, dict):
-                value = value.get("message") or json.dumps(value)
+            if isinstance(value, dict) and value.get("message"):
+                value = value["message"]
             if value:
-                # Redacted before it is cut, so a secret straddling the cut is still masked.
-                return redact(str(value)[:_REDACT_SPAN])[: _SNIPPET * 2]
+                # The strings of a list or an object joined by spaces, not its repr: the masking
+                # tolerates whitespace inside a long secret, not the quotes and commas between
+                # two strings a secret was split across. Redacted before it is cut, so a secret
+                # straddling the cut is still masked.
+                text = " ".join(_strings(value))[:_REDACT_SPAN]
+                return redact(text)[: _SNIPPET * 2]
     ctype = header_text(resp, "content-type", "no content-type").split(";")[0]
     snippet = _snippet(resp)
     return f"non-JSON error body ({ctype}): {snippet}" if snippet else f"empty body ({ctype})"
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string (and number) inside decoded JSON, in order: an object's keys and values."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [] if value is None else [str(value)]
 
 
 def _snippet(resp: httpx.Response) -> str:

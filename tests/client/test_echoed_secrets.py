@@ -118,3 +118,30 @@ def test_a_percent_encoded_base_url_password_is_masked_in_both_forms(tmp_path: P
     basic = base64.b64encode(f"user:{PASSWORD}".encode()).decode()
     for form in (PASSWORD, quote(PASSWORD, safe=""), basic):
         assert form not in written, form
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ["bad key " + KEY[:12], KEY[12:]],
+        {"code": "auth", "why": ["bad key " + KEY[:5], KEY[5:]]},
+        {"message": ["key", KEY[:20], KEY[20:]]},
+    ],
+)
+def test_a_key_split_across_the_strings_of_an_error_body_is_masked(
+    tmp_path: Path, error: Any
+) -> None:
+    """An error body's list or object becomes text as its strings joined by spaces (which the
+    masking tolerates inside a long secret), not as a repr whose quotes and commas hid a split
+    key: nothing of it reaches the exception, the store or the run file."""
+    refused = plain(422, json.dumps({"error": error}).encode(), content_type="application/json")
+    with raw_server(refused) as srv:
+        client = lk.Client(KEY, base_url=url_of(srv) + "/v1", max_retries=0)
+        with pytest.raises(lk.APIError) as info:
+            client.chat("hi", max_tokens=5)
+        exp = lk.Experiment("errs", prompts="{{ q }}", dataset=[{"q": "a"}])
+        run = exp.run(client, progress=False, store=Store(tmp_path / "s.db"))
+        client.close()
+    assert "***" in str(info.value)
+    seen = str(info.value) + repr(info.value.args) + _everything_written(tmp_path, run)
+    assert KEY not in seen.replace("', '", "").replace(" ", "")
