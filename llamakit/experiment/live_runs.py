@@ -205,21 +205,32 @@ def announce_stopping(run_id: str) -> None:
     )
 
 
-def announce_abandoned(run_id: str, on_wire: int) -> None:
+def announce_abandoned(run_id: str, on_wire: int, api: str = "v1") -> None:
     """A second interrupt gave up waiting: say what that may cost."""
     if not on_wire:
         print(f"llamakit: run {run_id}: stopped waiting; no call was on the wire", file=sys.stderr)
         return
+    if api == "v2":
+        cost = (
+            "their jobs are journalled, so a rerun collects the replies of those the server "
+            "accepted instead of paying again (a submission cut off before its answer may be "
+            "billed and sent again)"
+        )
+    else:
+        cost = "the server may bill them, their replies are not stored, and a rerun pays again"
     print(
-        f"llamakit: run {run_id}: abandoned {on_wire} call(s) on the wire; the server may bill "
-        "them, their replies are not stored, and a rerun pays for those cells again",
+        f"llamakit: run {run_id}: abandoned {on_wire} call(s) on the wire; {cost}",
         file=sys.stderr,
     )
 
 
 def announce_interrupted(run: Run) -> None:
     p = run.progress
+    rest = (
+        "every cell is done (a rerun pays nothing)"
+        if p.total and p.done >= p.total
+        else "run it again to resume"
+    )
     print(
-        f"llamakit: run {run.id} interrupted at {p.done}/{p.total} cells; run it again to resume",
-        file=sys.stderr,
+        f"llamakit: run {run.id} interrupted at {p.done}/{p.total} cells; {rest}", file=sys.stderr
     )

@@ -404,7 +404,7 @@ class Runner:
                 pass  # cancelled again while waiting: abandon the calls in flight
         on_wire = self.spending.inflight
         await cancel_all(workers)
-        announce_abandoned(self.run.id, on_wire)
+        announce_abandoned(self.run.id, on_wire, self.responses.api)
 
     async def _drain_by_policy(self, rest: Ordinals) -> bool:
         """Send the cells the policy picks, a batch at a time, until it (or a stop) says enough;

@@ -250,3 +250,21 @@ def test_a_second_cancel_abandons_the_wait_and_says_so(
         err = capsys.readouterr().err
         assert "abandoned 4 call(s) on the wire" in err and "a rerun pays" in err, err
         assert [r["status"] for r in store.query("SELECT status FROM runs")] == ["interrupted"]
+
+
+def test_what_an_interrupt_says_matches_what_it_costs(capsys: Any) -> None:
+    """On v2 an abandoned call's job is journalled (a rerun collects it); a run interrupted after
+    its last cell has nothing left to resume."""
+    from types import SimpleNamespace
+
+    from llamakit.experiment.live_runs import announce_abandoned, announce_interrupted
+
+    announce_abandoned("r1", 3, "v2")
+    announce_abandoned("r1", 3, "v1")
+    announce_interrupted(SimpleNamespace(id="r1", progress=SimpleNamespace(done=40, total=40)))
+    announce_interrupted(SimpleNamespace(id="r1", progress=SimpleNamespace(done=12, total=40)))
+    v2, v1, complete, partial = capsys.readouterr().err.splitlines()
+    assert "journalled" in v2 and "a rerun pays again" not in v2
+    assert "a rerun pays again" in v1
+    assert "every cell is done" in complete and "resume" not in complete
+    assert "run it again to resume" in partial
