@@ -3,6 +3,11 @@ have a conftest.py, so `from conftest import ...` would be ambiguous)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import llamakit as lk
@@ -51,3 +56,30 @@ def billed(srv: Any) -> int:
 
 def requests_total(srv: Any) -> int:
     return sum(srv.stats()["requests"].values())
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+conn.execute("COMMIT")
+"""
+
+
+@contextmanager
+def write_lock_held_elsewhere(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holds the SQLite write lock of ``path`` for the block (BEGIN IMMEDIATE),
+    then commits and exits; yields that process."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from exp_helpers import client_of, make_experiment
+from exp_helpers import client_of, make_experiment, write_lock_held_elsewhere
 
 import llamakit as lk
 from llamakit.store import Store
@@ -130,16 +130,6 @@ def test_an_old_store_upgrades_itself_to_the_newest_schema(tmp_path: Path) -> No
     assert len(store.chat_turns("c")) == 1  # old rows kept
 
 
-LOCK_HOLDER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-conn.execute("COMMIT")
-"""
-
-
 def test_a_write_that_must_not_wait_gives_way_to_another_process(tmp_path: Path) -> None:
     """``wait=False`` (the runner's commit on its event loop) raises WouldWait at once while
     another process holds the write lock, leaves the busy timeout as it was, and writes once
@@ -150,21 +140,13 @@ def test_a_write_that_must_not_wait_gives_way_to_another_process(tmp_path: Path)
     path = tmp_path / "s.db"
     Store(path).close()  # the schema, in WAL mode
     db = Database(path)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with write_lock_held_elsewhere(path) as holder:
         started = time.monotonic()
         with pytest.raises(WouldWait), db.write(wait=False) as tx:
             tx.execute("CREATE TABLE never (x)")
         assert time.monotonic() - started < 1.0
         assert db.query("PRAGMA busy_timeout")[0][0] == int(BUSY_TIMEOUT_S * 1000)
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        assert holder.wait(timeout=30) == 0
+    assert holder.returncode == 0
     with db.write(wait=False) as tx:
         tx.execute("CREATE TABLE now (x)")
     assert db.query("SELECT name FROM sqlite_master WHERE name IN ('never', 'now')")[0][0] == "now"

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exp_helpers import billed, client_of, rows
+from exp_helpers import billed, client_of, rows, write_lock_held_elsewhere
 
 import llamakit as lk
 from llamakit.store import Store
@@ -288,15 +288,6 @@ def test_a_run_that_fails_before_its_first_call_is_not_left_running(tmp_path: Pa
     assert billed(server) == 0
 
 
-LOCK_HOLDER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()
-conn.execute("COMMIT")
-"""
-
 REPLY = {"cell_key": "k" * 64, "model": "llama-v3-8b-instruct", "messages": [], "params": {},
          "repeat": 0, "text": "paid", "finish_reason": "stop", "latency_s": 0.1, "attempts": 1,
          "started_at": 0.0, "finished_at": 0.0, "credits": "0.00063"}  # fmt: skip
@@ -313,18 +304,8 @@ def test_a_store_locked_past_the_busy_timeout_names_the_lock_and_keeps_the_reply
     monkeypatch.setattr(_connection, "BUSY_TIMEOUT_S", 0.3)
     db = tmp_path / "s.db"
     store = Store(db)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(db)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(lk.StoreError) as info:
-            store.record_call(REPLY)
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
+    with write_lock_held_elsewhere(db), pytest.raises(lk.StoreError) as info:
+        store.record_call(REPLY)
     err = info.value
     assert err.problem == "locked", err
     assert "another process" in str(err) and f"fuser {db}" in str(err)
