@@ -91,11 +91,13 @@ def chat_fields(data: Any, rid: str | None) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise bad("choices[0] has no 'message' object")
     content = message.get("content")
-    text = _content_text(content)
-    if text is None:
+    joined = _content_text(content)
+    if joined is None:
         raise bad("choices[0].message.content is not text")
-    if isinstance(content, list) and text != "".join(p["text"] for p in content):
-        # The parts joined held a secret: ``raw`` keeps the masked whole, not the pieces.
+    # Each part was masked alone; a secret split across parts is whole only once joined. Then
+    # ``raw`` keeps the masked whole, not the pieces.
+    text = mask_known(joined) if isinstance(content, list) else joined
+    if text != joined:
         message["content"] = text
     finish = choice.get("finish_reason")
     model = data.get("model")
@@ -244,8 +246,7 @@ def _content_text(content: Any) -> str | None:
     if isinstance(content, list) and all(
         isinstance(p, dict) and isinstance(p.get("text"), str) for p in content
     ):
-        # Each part was masked alone; a secret split across parts is whole only once joined.
-        return mask_known("".join(p["text"] for p in content))
+        return "".join(p["text"] for p in content)
     return None
 
 

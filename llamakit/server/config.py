@@ -72,7 +72,8 @@ class ServerConfig:
     upstream_api_key: str | None = None
     upstream_model: str | None = None
     cost_per_call: float | Decimal = LOCAL_COST_PER_CALL
-    # float: one price per token; (prompt, completion): separate prices. None: flat per call.
+    # A number (read exactly, as Decimal): one price per token; (prompt, completion): separate
+    # prices. None: flat per call.
     cost_per_token: float | Decimal | tuple[float | Decimal, float | Decimal] | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
     v2_expiry_s: float = DEFAULT_V2_EXPIRY_S
