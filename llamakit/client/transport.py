@@ -35,12 +35,8 @@ import httpcore
 import httpx
 
 from .._defaults import DEFAULT_CONNECT_TIMEOUT
+from .aio_network import AsyncioBackend
 from .connection_pool import linear
-
-try:  # httpcore's own check (1.0.x); another release keeps asking the stream the usual way
-    from httpcore._utils import is_socket_readable as _readable
-except ImportError:  # pragma: no cover
-    _readable = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     import ssl
@@ -182,7 +178,6 @@ class _Backend(httpcore.NetworkBackend):
 class _AsyncStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
-        self._socket: Any = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return _seen(await self._inner.read(max_bytes, _left(httpcore.ReadTimeout, timeout)))
@@ -205,13 +200,6 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         return _AsyncStream(inner)
 
     def get_extra_info(self, info: str) -> Any:
-        # httpcore asks every idle pooled connection "is_readable" each time it assigns a request
-        # (~110 times per call at concurrency 32); anyio answers by building all its socket
-        # attributes, a getpeername() system call included. The socket itself never changes.
-        if info == "is_readable" and _readable is not None:
-            if self._socket is None:
-                self._socket = self._inner.get_extra_info("socket")
-            return _readable(self._socket)
         return self._inner.get_extra_info(info)
 
 
@@ -269,7 +257,7 @@ def async_transport() -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(limits=_LIMITS)
     pool = transport._pool
     linear(pool)
-    pool._network_backend = _AsyncBackend(pool._network_backend)
+    pool._network_backend = _AsyncBackend(AsyncioBackend(pool._network_backend))
     return transport
 
 
