@@ -7,8 +7,9 @@ in interleaved rounds (medians reported), the same number of fresh calls at conc
   retries, no store: what Python, httpx and this machine allow;
 - sync floor: a bare ``httpx.Client`` shared by 32 threads, the floor a run with a sync client
   is compared with too (a thread per call in flight costs GIL hand-offs and wake-ups);
-- the same floor with llamakit's linear pool pass (``llamakit.client.connection_pool``): how much
-  of the runner's margin is that pass, which httpcore itself lacks, and how much is its own work;
+- the same floor on llamakit's own HTTP layer (``llamakit.client.transport``: httpcore with a
+  linear pool pass, the asyncio network layer of ``aio_network``, requests handed to the
+  transport directly): how much of the runner's CPU is that layer and how much its own work;
 - runner, sync client: ``Experiment.run(lk.Client)`` (32 worker threads, the store, the claims);
 - runner, async client: ``Experiment.arun(lk.AsyncClient)``.
 
@@ -57,7 +58,7 @@ from typing import Any
 import httpx
 
 import llamakit as lk
-from llamakit.client import connection_pool
+from llamakit.client import transport as llamakit_transport
 from llamakit.client.retry import RetryPolicy
 from llamakit.store import Store
 
@@ -83,27 +84,55 @@ def measure(fn: Callable[[], Any]) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def bare_floor(url: str, tag: str, cells: int, linear: bool = False) -> None:
-    """The floor; ``linear``: the same with llamakit's linear pool pass, to show how much of the
-    runner's margin over the floor is that pass rather than less work of its own."""
+async def bare_floor(url: str, tag: str, cells: int, lean: bool = False) -> None:
+    """The floor; ``lean``: the same loop on llamakit's own HTTP layer (its transport: the
+    linear pool pass and the asyncio network layer, sent to directly as the client does), to
+    show how much of the runner's CPU is that layer and how much is llamakit's own work."""
     limit = asyncio.Semaphore(CONCURRENCY)
     target = f"{url}/v1/{lk._defaults.DEFAULT_MODEL}"
     headers = {"x-api-key": KEY}
+    if lean:
+        transport = llamakit_transport.async_transport()
+        timeouts = {"timeout": httpx.Timeout(60).as_dict()}
+
+        async def post(body: dict[str, Any]) -> httpx.Response:
+            request = httpx.Request("POST", target, json=body, headers=headers,
+                                    extensions=timeouts)  # fmt: skip
+            resp = await transport.handle_async_request(request)
+            resp.request = request
+            await resp.aread()
+            return resp
+
+        try:
+            await _bare_calls(tag, cells, limit, post)
+        finally:
+            await transport.aclose()
+        return
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    if linear:
-        connection_pool.linear(transport._pool)
-    async with httpx.AsyncClient(transport=transport, timeout=60) as http:
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(limits=limits),
+                                 timeout=60) as http:  # fmt: skip
+        await _bare_calls(tag, cells, limit,
+                          functools.partial(_post, http, target, headers))  # fmt: skip
 
-        async def one(i: int) -> None:
-            body = {"messages": [{"role": "user", "content": f"{tag}: question {i}?"}],
-                    "max_tokens": 8}  # fmt: skip
-            async with limit:
-                resp = await http.post(target, json=body, headers=headers)
-                resp.raise_for_status()
-                resp.json()
 
-        await asyncio.gather(*(one(i) for i in range(cells)))
+async def _post(
+    http: httpx.AsyncClient, target: str, headers: dict[str, str], body: dict[str, Any]
+) -> httpx.Response:
+    return await http.post(target, json=body, headers=headers)
+
+
+async def _bare_calls(
+    tag: str, cells: int, limit: asyncio.Semaphore, post: Callable[[dict[str, Any]], Any]
+) -> None:
+    async def one(i: int) -> None:
+        body = {"messages": [{"role": "user", "content": f"{tag}: question {i}?"}],
+                "max_tokens": 8}  # fmt: skip
+        async with limit:
+            resp = await post(body)
+            resp.raise_for_status()
+            resp.json()
+
+    await asyncio.gather(*(one(i) for i in range(cells)))
 
 
 def bare_sync_floor(url: str, tag: str, cells: int) -> None:
@@ -148,7 +177,7 @@ def against_floor(
     out: dict[str, list[tuple[float, float]]] = {
         "floor": [],
         "sync floor": [],
-        "linear": [],
+        "lean": [],
         "sync": [],
         "async": [],
     }
@@ -178,7 +207,7 @@ def against_floor(
         kinds: dict[str, Callable[[str], None]] = {
             "floor": lambda tag: asyncio.run(bare_floor(url, tag, cells)),
             "sync floor": lambda tag: bare_sync_floor(url, tag, cells),
-            "linear": lambda tag: asyncio.run(bare_floor(url, tag, cells, linear=True)),
+            "lean": lambda tag: asyncio.run(bare_floor(url, tag, cells, lean=True)),
             "sync": runner_sync,
             "async": runner_async,
         }
@@ -291,24 +320,24 @@ def main() -> None:
         print(f"{cells} calls, concurrency {CONCURRENCY}, +{args.latency_ms:.0f} ms, "
               f"medians of {args.rounds} interleaved rounds; ideal wall {ideal:.2f} s")  # fmt: skip
         print(f"{'':<32} {'wall s':>8} {'wall/ideal':>10} {'CPU us/call':>12} {'CPU / floor':>12}"
-              f" {'/ linear':>9}")  # fmt: skip
-        floor_cpu, linear_cpu = med["floor"][1], med["linear"][1]
+              f" {'/ lean':>9}")  # fmt: skip
+        floor_cpu, lean_cpu = med["floor"][1], med["lean"][1]
         for kind, label in (("floor", "bare httpx.AsyncClient"),
                             ("sync floor", "bare httpx.Client, 32 threads"),
-                            ("linear", "bare httpx + linear pool pass"),
+                            ("lean", "bare, llamakit's transport"),
                             ("sync", "runner, sync Client"),
                             ("async", "runner, AsyncClient")):  # fmt: skip
             wall, cpu = med[kind]
             print(f"{label:<32} {wall:>8.2f} {wall / ideal:>10.2f} {cpu / cells * 1e6:>12.0f} "
-                  f"{cpu / floor_cpu:>12.2f} {cpu / linear_cpu:>9.2f}")  # fmt: skip
+                  f"{cpu / floor_cpu:>12.2f} {cpu / lean_cpu:>9.2f}")  # fmt: skip
         note = f"{cells} calls, concurrency {CONCURRENCY}, medians of {args.rounds} rounds"
         for kind, label in (("sync", "sync Client"), ("async", "AsyncClient")):
             wall, cpu = med[kind]
             bench_row(f"runner CPU per call, {label}", cpu / cells * 1e6, "us",
                       ("bare httpx", med["floor"][1] / cells * 1e6), 1.2, note)  # fmt: skip
-            bench_row(f"runner CPU per call, {label}, vs a floor with the same pool pass",
+            bench_row(f"runner CPU per call, {label}, vs a floor on llamakit's transport",
                       cpu / cells * 1e6, "us",
-                      ("bare httpx + linear pool", med["linear"][1] / cells * 1e6), None,
+                      ("bare, llamakit's transport", med["lean"][1] / cells * 1e6), None,
                       note)  # fmt: skip
             if kind == "sync":
                 bench_row("runner CPU per call, sync Client, vs a floor with threads",
