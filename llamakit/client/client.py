@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -165,6 +165,9 @@ class Client(_Base):
             follow_redirects=False,  # a redirect could carry the key to another origin
         )
         self._start_lock = threading.Lock()
+        self._own_transport = transport is None
+        self._twin: AsyncClient | None = None
+        self._twin_lock = threading.Lock()
 
     def chat(
         self,
@@ -248,6 +251,22 @@ class Client(_Base):
         finally:
             plan.close()  # an interrupted plan gives back its rate-limit slot now
 
+    def _chat_on_loop(self) -> Callable[..., Awaitable[ChatResponse]] | None:
+        """``chat`` as a coroutine for the running event loop, or None: for a run driving many
+        calls at once, so that a call in flight needs no thread of its own (a thread per call,
+        handing the GIL back and forth, cost a run ~1.5x the CPU per call of an async one). The
+        calls go through the same core (key, rate limit, retries, balance, attempt log, close
+        gate) and a connection pool of the same kind, on that loop. None when this client sends
+        through a transport of the caller's (a sync transport cannot be driven from a loop) or
+        when ``chat`` is not ``Client.chat`` (overridden or replaced: the caller's own code must
+        run)."""
+        if not self._own_transport or "chat" in vars(self) or type(self).chat is not _CLIENT_CHAT:
+            return None
+        with self._twin_lock:
+            if self._twin is None:
+                self._twin = AsyncClient._sharing(self._core)
+        return self._twin.chat
+
     def close(self) -> None:
         """Close the client, from any thread or callback, also while calls are going: no new
         request is sent (those calls raise ``ClientClosedError``), requests already on the wire
@@ -302,6 +321,15 @@ class AsyncClient(_Base):
         )
         self._transport = transport
         self._loops = PerLoop(self._new_http)
+
+    @classmethod
+    def _sharing(cls, core: Core) -> AsyncClient:
+        """An AsyncClient on ``core``, a sync ``Client``'s (see ``Client._chat_on_loop``)."""
+        twin = cls.__new__(cls)
+        twin._core = core
+        twin._transport = None
+        twin._loops = PerLoop(twin._new_http)
+        return twin
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -381,7 +409,7 @@ class AsyncClient(_Base):
                     await apause(self._core, action.seconds, stoppable=action.stoppable)
                     reply = None
                 else:
-                    with self._core.gate.sending():
+                    with self._core.gate.sending(on_loop=True):
                         reply = await send_async(http, action, self._core.max_response_bytes)
         finally:
             plan.close()
@@ -399,5 +427,8 @@ class AsyncClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+
+# Client.chat as defined here: a run drives it on its loop only if nobody replaced it.
+_CLIENT_CHAT = Client.chat
 
 __all__ = ["AdaptiveRate", "AsyncClient", "Client", "RetryPolicy"]

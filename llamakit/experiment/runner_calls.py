@@ -372,7 +372,7 @@ class Responses:
                 )
             else:
                 response = await self.call(
-                    client.chat, messages, **params, **slug_kw(client, model)
+                    chat_of(client), messages, **params, **slug_kw(client, model)
                 )
         except BaseException as exc:
             self.store.record_attempts(ctx.records)
@@ -398,6 +398,15 @@ class Responses:
         )
         row["_attempts"] = ctx.records  # written with the response, in one transaction
         return row
+
+
+def chat_of(client: Any) -> Callable[..., Any]:
+    """``client.chat``; for a sync ``lk.Client``, its ``chat`` driven on the run's event loop
+    (``Client._chat_on_loop``) where it can be, so a call in flight needs no thread."""
+    from ..client.client import Client
+
+    chat = client._chat_on_loop() if isinstance(client, Client) else None
+    return chat if chat is not None else client.chat
 
 
 def slug_kw(client: Any, model: str) -> dict[str, str]:
