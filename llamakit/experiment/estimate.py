@@ -16,7 +16,7 @@ from .runner_feed import done_among
 from .sources import resolve_source
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..store import Store, StoreArg
     from .cells import Cell
     from .shape import ExperimentShape
 
@@ -74,7 +74,7 @@ class Estimate:
 
 
 def estimate(
-    experiment: ExperimentShape, client: Any, *, concurrency: int, store: Store | None
+    experiment: ExperimentShape, client: Any, *, concurrency: int, store: StoreArg
 ) -> Estimate:
     """Cells to run (minus finished ones), the grading calls their judges would send, projected
     credits and time. Sends no paid call.
@@ -92,9 +92,9 @@ def estimate(
     latency the store observed for this source (who answers: SmolLM2 is far slower than the
     hosted API), else a per-source fallback; a source that answers one call at a time is charged
     every call in sequence."""
-    from ..store import Store
+    from ..store import as_store
 
-    store = store or Store()
+    store = as_store(store)
     model = experiment.resolve_model(client)
     source = resolve_source(client, store, experiment.name, model)
     judges = [s for s in experiment.scorers if hasattr(s, "grading_messages")]

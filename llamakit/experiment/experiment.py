@@ -55,7 +55,7 @@ from .sources import resolve_source
 from .templates import parse_prompts
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..store import StoreArg
     from .run import Run
 
 Mode = Literal["live", "replay"]
@@ -312,7 +312,7 @@ class Experiment:
 
     # -- estimate ------------------------------------------------------------------------------
     def estimate(
-        self, client: Any = None, *, concurrency: int = 8, store: Store | None = None
+        self, client: Any = None, *, concurrency: int = 8, store: StoreArg = None
     ) -> Estimate:
         """Cells to run (minus finished ones), projected credits (exact Decimals, USD) and time.
         Sends no paid call."""
@@ -331,7 +331,7 @@ class Experiment:
         disagreement: float = 0.2,
         concurrency: int = 8,
         runs: int = 200,
-        store: Store | None = None,
+        store: StoreArg = None,
     ) -> Any:
         """Items, credits and time for a fixed-size run vs a sequential one (``stop=``; default
         ``compare`` of the first two variants on the first scorer at ``alpha``), for a true
@@ -363,11 +363,11 @@ class Experiment:
         budget: Any,
         progress: bool,
         mode: Mode,
-        store: Store | None,
+        store: StoreArg,
         api: Api = "v1",
         stop: Any = None,
     ) -> tuple[Run, Any]:
-        from ..store import Store
+        from ..store import as_store
         from .runner import Runner
         from .runner_budget import check_budget_fits_a_call
         from .runner_calls import check_replay
@@ -383,7 +383,7 @@ class Experiment:
         if mode == "live" and client is None:
             raise ValidationError("a live run needs a client (llamakit.connect())", field="client")
         sequential = check_rule(stop, self)  # a bad stop rule fails here, before any call
-        store = store or Store()
+        store = as_store(store)
         store.require_writable()  # a read-only, full or damaged store fails here, before paying
         model = self.resolve_model(client)
         source = resolve_source(client, store, self.name, model)
@@ -452,7 +452,7 @@ class Experiment:
         budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
-        store: Store | None = None,
+        store: StoreArg = None,
         api: Api = "v1",
         stop: Any = None,
     ) -> Run:
@@ -482,7 +482,7 @@ class Experiment:
         budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
-        store: Store | None = None,
+        store: StoreArg = None,
         api: Api = "v1",
         stop: Any = None,
     ) -> Run:
@@ -524,7 +524,7 @@ class Experiment:
         budget: float | Decimal | None = None,
         progress: bool = True,
         mode: Mode = "live",
-        store: Store | None = None,
+        store: StoreArg = None,
         api: Api = "v1",
         stop: Any = None,
     ) -> Run:

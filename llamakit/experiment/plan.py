@@ -26,7 +26,7 @@ from ..scoring.sequential import DEFAULT_GRID, BettingState
 from .stop import Best, Compare, compare
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..store import StoreArg
 
 FloatArray = npt.NDArray[np.float64]
 BASE_ACCURACY = 0.6  # of the worse variant(s) in best()'s simulation: errors independent
@@ -198,7 +198,7 @@ def plan(
     disagreement: float = 0.2,
     concurrency: int = 8,
     runs: int = 200,
-    store: Store | None = None,
+    store: StoreArg = None,
     seed: int = 0,
 ) -> Plan:
     """See ``Experiment.plan``."""
@@ -257,9 +257,9 @@ def plan(
         used = cells_used / k
         found = float(np.mean(winner == 0))
     model = experiment.resolve_model(client)
-    from ..store import Store
+    from ..store import as_store
 
-    store = store or Store()
+    store = as_store(store)
     source = resolve_source(client, store, experiment.name, model)
     prices = Prices(store)
     slugs = model_list(model)

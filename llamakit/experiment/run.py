@@ -24,7 +24,7 @@ from .sources import recorded_source
 from .spans import merged, session_spans
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..store import Store, StoreArg
 
 log = logging.getLogger("llamakit.run")
 
@@ -371,15 +371,15 @@ def judge_spend(store: Store, run_id: str) -> Decimal:
     return sum((c for c in paid if c is not None), ZERO)
 
 
-def runs(store: Store | None = None) -> Any:
+def runs(store: StoreArg = None) -> Any:
     """Every run in the store with when it ran, who answered it (``source``: the hosted API's URL
     or ``llamakit-local/<backend>``), its cells, errors and credit spend (``credits_spent``, of
     which ``judge_credits`` paid for judge grading calls, and ``credits_by_model`` per slug)."""
-    from ..store import Store
+    from ..store import as_store
     from .results import runs_frame
     from .sources import recorded_source
 
-    store = store or Store()
+    store = as_store(store)
     rows = []
     for row in store.run_rows():
         rows.append(
@@ -395,7 +395,7 @@ def runs(store: Store | None = None) -> Any:
     return runs_frame(rows)
 
 
-def load_run(ref: str | os.PathLike[str], store: Store | None = None) -> Run:
+def load_run(ref: str | os.PathLike[str], store: StoreArg = None) -> Run:
     """A run by id from ``store`` (default store), or from a run file (a path object, or text
     naming an existing file or ending in .jsonl / .parquet).
 
@@ -403,24 +403,24 @@ def load_run(ref: str | os.PathLike[str], store: Store | None = None) -> Run:
     else into a private temporary store, leaving the default store untouched. Raises
     LlamakitError for an unknown run id, ValidationError for a file that is missing, not a run
     file, of a newer format version, or truncated."""
-    from ..store import Store
+    from ..store import Store, as_store
     from .runfile import looks_like_run_file
 
     if looks_like_run_file(ref):
         if store is None:
             store = Store(Path(tempfile.mkdtemp(prefix="llamakit-run-")) / "llamakit.db")
         return import_run(ref, store)
-    return Run(str(ref), store or Store())
+    return Run(str(ref), as_store(store))
 
 
-def import_run(path: str | os.PathLike[str], store: Store | None = None) -> Run:
+def import_run(path: str | os.PathLike[str], store: StoreArg = None) -> Run:
     """Import a run file into ``store`` (default store) and return the run. Importing the same
     file twice adds nothing; afterwards ``exp.run(None, mode="replay", store=store)`` replays
     it offline (no key, no server). Raises ValidationError for a bad file (see ``load_run``)
     and StoreError when the store holds another run under the same id."""
-    from ..store import Store
+    from ..store import as_store
     from .runfile import import_run_file
 
-    store = store or Store()
+    store = as_store(store)
     run_id, _ = import_run_file(path, store)
     return Run(run_id, store)

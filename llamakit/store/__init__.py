@@ -5,7 +5,8 @@ _defaults: the runner and the chat panel write to it, and it knows neither.
 """
 
 from ._connection import WouldWait
+from ._given import StoreArg, as_store
 from ._paths import check_store_path
 from ._store import Store, default_path
 
-__all__ = ["Store", "WouldWait", "check_store_path", "default_path"]
+__all__ = ["Store", "StoreArg", "WouldWait", "as_store", "check_store_path", "default_path"]

@@ -180,3 +180,29 @@ def test_a_dataframe_with_timestamps_and_numbers_renders_and_runs(server) -> Non
     ]
     run = exp.run(client_of(server), progress=False)
     assert run.status == "finished" and len(run.results) == 2
+
+
+@pytest.mark.parametrize("given", ["str", "path"])
+def test_a_store_may_be_given_as_the_path_of_its_file(server, tmp_path: Path, given: str) -> None:
+    path = tmp_path / "runs.db"
+    store = str(path) if given == "str" else path
+    exp = make_experiment(items=2, repeats=1, scorers=[])
+    run = exp.run(server.client(), progress=False, store=store)
+    assert run.status == "finished"
+    assert exp.estimate(server.client(), store=store).cells_to_run == 0  # same store, all done
+    assert len(lk.runs(store=store)) == 1
+    assert lk.load_run(run.id, store=store).id == run.id
+
+
+@pytest.mark.parametrize("bad", [42, object(), b"runs.db", ["runs.db"]])
+def test_a_store_of_another_kind_is_named_before_any_credit(server, bad: object) -> None:
+    exp = make_experiment(items=2, repeats=1, scorers=[])
+    for call in (
+        lambda: exp.run(server.client(), progress=False, store=bad),
+        lambda: exp.estimate(server.client(), store=bad),
+        lambda: lk.runs(store=bad),
+    ):
+        with pytest.raises(lk.ValidationError, match=r"store must be a llamakit Store") as info:
+            call()
+        assert info.value.field == "store"
+    assert requests_total(server) == 0
