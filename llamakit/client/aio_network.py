@@ -63,7 +63,7 @@ class _Protocol(asyncio.Protocol):
         self.paused = False
 
     def connection_made(self, transport: Any) -> None:
-        # Called again by start_tls() with the TLS transport.
+        # Not called again by start_tls(): AsyncioStream.start_tls sets the TLS transport itself.
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -165,7 +165,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(_reason(protocol.error, "")) from protocol.error
 
     async def aclose(self) -> None:
-        self._transport.close()
+        if self._transport.get_extra_info("ssl_object") is None:
+            self._transport.close()
+        else:
+            # close() on TLS starts asyncio's graceful shutdown (close_notify both ways, up to
+            # 30 s); a run's loop closes before it ends and its socket stays open until the
+            # garbage collector finds it (an fd per connection, "Too many open files" after a
+            # dozen runs). httpcore asks anyio for no close_notify either.
+            self._transport.abort()
 
     async def start_tls(
         self,
@@ -189,6 +196,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(_reason(exc, "")) from exc
         if transport is None:  # the connection closed during the handshake
             raise httpcore.ConnectError("the server closed the connection during the TLS handshake")
+        # The protocol now pauses and resumes reading on the TLS transport: pausing the TCP one
+        # under it would never be undone (resume_reading on the TLS transport does not reach it).
+        self._protocol.transport = transport
         return AsyncioStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:

@@ -270,7 +270,10 @@ class Client(_Base):
     def close(self) -> None:
         """Close the client, from any thread or callback, also while calls are going: no new
         request is sent (those calls raise ``ClientClosedError``), requests already on the wire
-        finish and their replies are returned, then the connections are closed."""
+        finish and their replies are returned, then the connections are closed. Called on the
+        thread of a run's event loop (a progress subscriber), it does not wait for the calls
+        that loop is sending for the run: they finish after it returns, and their connections
+        close with the run's loop."""
         self._core.gate.close(self._core.timeout + CLOSE_GRACE_S)
         self._http.close()
 
