@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import re
 import sys
+from pathlib import Path
 
 
 def library(frame: str) -> str:
@@ -28,7 +29,7 @@ def main() -> None:
     total = inside = 0
     by_library: collections.Counter[str] = collections.Counter()
     by_module: collections.Counter[str] = collections.Counter()
-    for line in open(path, encoding="utf-8"):
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         stack, count = line.rsplit(" ", 1)
         n = int(count)
         frames = stack.split(";")
