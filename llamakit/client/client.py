@@ -276,6 +276,9 @@ class Client(_Base):
         close with the run's loop."""
         self._core.gate.close(self._core.timeout + CLOSE_GRACE_S)
         self._http.close()
+        if self._twin is not None:  # the pools runs opened on their loops (_chat_on_loop)
+            wait_s = self._core.timeout + CLOSE_GRACE_S
+            self._twin._loops.close_all_soon(lambda: self._core.gate.aclose(wait_s))
 
     def __enter__(self) -> Client:
         return self

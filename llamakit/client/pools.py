@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -50,6 +51,35 @@ class PerLoop:
             entry = self._loops.pop(loop, None)
         if entry is not None:
             await entry[2].aclose()
+
+    def close_all_soon(self, drained: Callable[[], Awaitable[object]]) -> None:
+        """Close every loop's pool from sync code, on its own loop (a pool can only be closed
+        there), once ``drained()`` returns: the requests on the wire have finished (closing
+        their connections under them would lose paid replies). A loop in another thread or in
+        this one (a notebook's, running the cell that called this) does so as soon as it next
+        runs; a closed loop's pool went with it."""
+        with self._lock:
+            entries, self._loops = list(self._loops.items()), {}
+        for loop, (_, _, guard) in entries:
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed since the check
+                    loop.call_soon_threadsafe(_close_on, loop, drained, guard)
+
+
+# Closing tasks in flight (the loop keeps only a weak reference to a task).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _close_on(
+    loop: asyncio.AbstractEventLoop, drained: Callable[[], Awaitable[object]], guard: Any
+) -> None:
+    async def close() -> None:
+        await drained()
+        await guard.aclose()
+
+    task = loop.create_task(close())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
 
 
 async def _close_at_loop_shutdown(

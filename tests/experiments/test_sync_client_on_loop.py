@@ -4,6 +4,7 @@ caller's transport or a replaced ``chat`` keeps the thread path, so the caller's
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from decimal import Decimal
@@ -121,3 +122,30 @@ def test_closing_the_client_from_the_runs_own_loop_does_not_stall_it(
     stored = store.query("SELECT COUNT(*) AS n FROM responses")[0]["n"]
     assert 3 <= stored < 60
     assert billed(server) - before == stored  # every paid reply kept
+
+
+def test_close_closes_the_connections_runs_opened_on_the_callers_loop(
+    server: Any, tmp_path: Path
+) -> None:
+    """Runs awaited inside one loop (a notebook's kernel loop never ends) leave their pool on
+    it; ``close()`` from that loop's own thread closes it there once nothing is on the wire."""
+    client = _client(server)
+    store = Store(tmp_path / "s.db")
+
+    async def main() -> None:
+        for i in range(3):
+            exp = make_experiment(items=6, repeats=1, scorers=[], name=f"loop{i}")
+            run = await exp.arun(client, concurrency=16, progress=False, store=store)
+            assert run.status == "finished"
+        assert client._twin is not None
+        pools = [entry[0] for entry in client._twin._loops._loops.values()]
+        assert len(pools) == 1 and pools[0]._transport._pool.connections  # kept alive
+        client.close()  # sync, on this loop's thread, as a notebook cell would
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if pools[0].is_closed:
+                break
+        assert pools[0].is_closed
+        assert not pools[0]._transport._pool.connections
+
+    asyncio.run(main())
