@@ -390,3 +390,20 @@ def test_httpx_maps_the_streams_errors_as_it_maps_its_own() -> None:
         await transport.aclose()
 
     asyncio.run(main())
+
+
+def test_transports_share_one_tls_context_per_trust_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Building httpx's default TLS context costs ~17 ms; a sync run builds a new async pool on
+    its own loop each time, so the context is built once per trust setting and shared."""
+    from llamakit.client.transport import async_transport, sync_transport
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    first = async_transport()._pool._ssl_context
+    assert async_transport()._pool._ssl_context is first
+    assert sync_transport()._pool._ssl_context is first
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    assert async_transport()._pool._ssl_context is not first  # a new trust setting is honoured
