@@ -41,6 +41,7 @@ from .dataset import Item, load_dataset, subset
 from .estimate import Estimate
 from .grid import CellGrid
 from .live_runs import (
+    announce_early_stop,
     announce_interrupted,
     execute_in_background,
     register_run,
@@ -514,7 +515,9 @@ class Experiment:
             stop=stop,
         )
         wait_or_interrupt(run, run._runner)  # type: ignore[attr-defined]
-        return run.wait()
+        run.wait()
+        announce_early_stop(run)
+        return run
 
     async def arun(
         self,
@@ -553,4 +556,5 @@ class Experiment:
             raise
         finally:
             release_run(run)
+        announce_early_stop(run)
         return run

@@ -234,3 +234,27 @@ def announce_interrupted(run: Run) -> None:
     print(
         f"llamakit: run {run.id} interrupted at {p.done}/{p.total} cells; {rest}", file=sys.stderr
     )
+
+
+# Statuses of a run that stopped before its cells were done, and what to do about each.
+_EARLY_STOPS = {
+    "budget": "it reached its budget; run it again with a larger budget= to resume",
+    "insufficient_credits": (
+        "the account ran out of credits (406); top it up and run it again to resume"
+    ),
+}
+
+
+def announce_early_stop(run: Run) -> None:
+    """One line on stderr when a run stopped short of its cells for want of money, so a user
+    who called ``exp.run`` in a notebook is not left with a bar stuck short of the end and a
+    summary over part of the cells. Finished cells are kept and not paid again."""
+    why = _EARLY_STOPS.get(run.status)
+    if why is None:
+        return
+    p = run.progress
+    print(
+        f"llamakit: run {run.id} stopped at {p.done}/{p.total} cells: {why} "
+        "(finished cells are not paid again)",
+        file=sys.stderr,
+    )
