@@ -65,6 +65,12 @@ class _Base:
         return self._core.source
 
     @property
+    def account(self) -> str:
+        """Who pays for this client's calls: its origin and a digest of its key (never the key),
+        so two clients bill the same balance exactly when their accounts are equal."""
+        return self._core.account
+
+    @property
     def credits_start(self) -> Decimal | None:
         """Balance before this client's first call (fetched once from the free balance endpoint)."""
         return self._core.credits_start

@@ -7,6 +7,7 @@ generator of ``Request`` and ``Sleep``) is in ``attempt``; ``Client`` drives it 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -139,6 +140,9 @@ class Core:
         self._url = base
         self.base_url = display_url(base)
         self.origin = Origin.of(base)
+        # A balance is one key's at one origin: ``credits.account_of``.
+        digest = hashlib.sha256((key or "").encode()).hexdigest()[:16]
+        self.account = f"{self.origin}#{digest}"
         self.is_local = _is_loopback(parts.hostname or "")
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise ValidationError("source must be a non-empty string", field="source")

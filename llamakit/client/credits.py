@@ -9,6 +9,10 @@ their cluster's delta ("apportioned", :func:`split_exactly`). Whatever the sessi
 header accounts for (calls with no header, spend after the last header) is split over the calls
 it could belong to and labelled "apportioned_total", so per-call credits always sum to the
 session's spend exactly when both balances are known.
+
+A balance, and so a delta between two figures, belongs to one account: the key a call was sent
+with, at the origin it was sent to (:func:`account_of`). A judge with its own client may pay from
+another account; its figures are never subtracted from the run's (:func:`attribute_by_account`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,17 @@ ZERO = Decimal(0)
 _SPLIT_DIGITS = 6
 
 Attribution = tuple[Decimal | None, str | None, str]
+
+
+def account_of(client: Any) -> str | None:
+    """The account ``client``'s calls are billed to: a llamakit client's ``account`` (its origin
+    and a digest of its key, never the key), else its base URL; None for a client that names
+    neither (a duck-typed chat callable)."""
+    account = getattr(client, "account", None)
+    if isinstance(account, str) and account:
+        return account
+    url = getattr(client, "base_url", None)
+    return str(url).rstrip("/") if url else None
 
 
 def published_cost(model: str) -> Decimal:
@@ -143,6 +158,40 @@ def attribute_calls(
         )
     _apportion_rest(out, unknown, ordered, balance_before, balance_after)
     return [out.get(c["cell_key"], (None, None, c["cell_key"])) for c in ordered]
+
+
+def attribute_by_account(
+    calls: Sequence[Mapping[str, Any]],
+    account: str | None,
+    balance_before: Decimal | None,
+    balance_after: Decimal | None = None,
+    others: Mapping[str, Sequence[Any]] | None = None,
+) -> list[Attribution]:
+    """:func:`attribute_calls` for the calls of one session (or span) that may have paid from
+    several accounts (``account`` in each call: a judge with its own client).
+
+    The session's balances are ``account``'s; a call of that account, or of none recorded (a
+    store older than accounts), is priced from them. Every other account's calls are priced
+    among themselves, from that account's own (before, after) in ``others`` when the session read
+    them, else from their own headers only (the first call of such an account then has no
+    figure: None, never a delta taken against another account's balance)."""
+    groups: dict[str | None, list[Mapping[str, Any]]] = {}
+    for call in calls:
+        owner = call.get("account")
+        groups.setdefault(None if owner in (None, account) else owner, []).append(call)
+    out: list[Attribution] = []
+    for owner, group in groups.items():
+        if owner is None:
+            out += attribute_calls(group, balance_before, balance_after)
+        else:
+            before, after = (others or {}).get(owner, (None, None))
+            out += attribute_calls(group, to_credits(before), to_credits(after))
+    return out
+
+
+def own_calls(calls: Sequence[Mapping[str, Any]], account: str | None) -> list[Mapping[str, Any]]:
+    """The calls of ``calls`` paid from ``account`` (a call recording no account counts as its)."""
+    return [c for c in calls if c.get("account") in (None, account)]
 
 
 def _apportion_rest(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._defaults import DEFAULT_MODEL
-from ..client.credits import ZERO, combine_sources, session_spend, to_credits
+from ..client.credits import ZERO, combine_sources, own_calls, session_spend, to_credits
 from ..errors import LlamakitError
 from ..store._claims import pid_alive
 from .models import model_list
@@ -83,7 +83,10 @@ def run_spend(store: Store, run_id: str) -> dict[str, Any]:
     # moved with the others' calls too, so only the span's are this run's spend (see spans.py).
     spans = session_spans(sessions, calls)
     for i, span in enumerate(spans):
-        paid = [c for s in span for c in calls[s["session"]]]
+        whole = merged(span, calls)
+        # The span's balances are its run client's account's: a judge's own client's calls
+        # (another account) are not in them, nor in its headers (credits.attribute_by_account).
+        paid = own_calls([c for s in span for c in calls[s["session"]]], whole["account"])
         later = [
             n["balance_before"]
             for nxt in spans[i + 1 :]
@@ -91,7 +94,7 @@ def run_spend(store: Store, run_id: str) -> dict[str, Any]:
             if n["balance_before"] is not None
         ]
         spent, source = session_spend(
-            merged(span, calls),
+            whole,
             [c["credits_remaining"] for c in paid],
             len(paid),
             sum((prices.of(c["model"] or fallback) for c in paid), ZERO),

@@ -44,7 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..client import scope
-from ..client.credits import ZERO, to_credits
+from ..client.credits import ZERO, account_of, to_credits
 from ..errors import APIError, ClientClosedError, StoreError, ValidationError
 from ..store._claims import Lease
 from .cells import Cell
@@ -284,6 +284,26 @@ class Runner:
         self.responses.reach.answered()
         return to_credits(balance)
 
+    async def _other_balances(self) -> dict[str, Decimal | None]:
+        """The balance of each account other than the run's that a judge's own client pays
+        from (free requests, like ``_balance``); None where it cannot be read."""
+        if not self.sends or self.mode == "replay":
+            return {}
+        own = account_of(self.client)
+        clients: dict[str, Any] = {}
+        for judge in self.judges:
+            client = getattr(judge, "client", None)
+            account = account_of(client) if client is not None else None
+            if account is not None and account != own and hasattr(client, "credits"):
+                clients.setdefault(account, client)
+        balances: dict[str, Decimal | None] = {}
+        for account, client in clients.items():
+            try:
+                balances[account] = to_credits(await self.responses.call(client.credits))
+            except (APIError, ClientClosedError):
+                balances[account] = None
+        return balances
+
     def _publish(self, *, finished: bool = False, status: str | None = None) -> None:
         snapshot = RunProgress(
             total=self.total,
@@ -450,9 +470,16 @@ class Runner:
         try:
             # Taken before the balance is read: the session must span that reading (spans.py).
             opened = time.time()
+            self.spending.account = account_of(self.client)
             self.spending.balance_before = await self._balance() if self.sends else None
+            for account, balance in (await self._other_balances()).items():
+                self.spending.opened(account, balance)
             self.responses.session = self.store.start_session(
-                self.run.id, balance_before=self.spending.balance_before, started_at=opened
+                self.run.id,
+                balance_before=self.spending.balance_before,
+                started_at=opened,
+                account=self.spending.account,
+                account_balances={a: [o[0], None] for a, o in self.spending.others.items()},
             )
             if self.mode != "replay":
                 self.responses.lease = Lease(self.store, self.run.id).start()
@@ -500,6 +527,12 @@ class Runner:
                     balance_after = await self._balance()
                 except (APIError, ClientClosedError):
                     balance_after = None
+                closing = await self._other_balances()
+                if closing:
+                    opening = {a: o[0] for a, o in self.spending.others.items()}
+                    self.store.set_account_balances(
+                        self.run.id, session, {a: [opening.get(a), b] for a, b in closing.items()}
+                    )
             # The run's status is set by the last of its live sessions to end (session 0: this
             # process failed before it opened one).
             self.store.end_session(self.run.id, session, status=status, balance_after=balance_after)

@@ -7,8 +7,9 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from ..client.credits import ZERO, attribute_calls, to_credits
+from ..client.credits import ZERO, attribute_by_account, to_credits
 from ..errors import ValidationError
+from ..store._store import account_balances
 from .spans import merged, session_spans, span_of
 
 
@@ -34,21 +35,27 @@ def check_budget_fits_a_call(budget: Decimal | None, unit_cost: Decimal) -> None
 class Spending:
     """Credits paid by one session (exact Decimals, USD), from the provider's
     ``x-remaining-credits`` headers when it sends them and from the expected cost per call
-    otherwise."""
+    otherwise. Account by account: a judge with its own client pays from another account, whose
+    headers say nothing of the run's (``account``'s) balance; the session spends their sum."""
 
     def __init__(self, *, budget: Decimal | None, unit_cost: Decimal) -> None:
         self.budget = budget
         self.unit_cost = unit_cost
         self.paid = 0
         self.inflight = 0
+        self.account: str | None = None
         self.balance_before: Decimal | None = None
         self.min_header: Decimal | None = None
+        # Other accounts (a judge's own client's): opening balance, calls paid, lowest header.
+        self.others: dict[str, list[Any]] = {}
 
     def spent(self) -> Decimal:
         """Credits spent by this session so far, from the provider's headers when we have them."""
-        if self.balance_before is not None and self.min_header is not None:
-            return max(ZERO, self.balance_before - self.min_header)
-        return self.paid * self.unit_cost
+        own = self.paid - sum(o[1] for o in self.others.values())
+        total = _spent(self.balance_before, own, self.min_header, self.unit_cost)
+        for before, paid, low in self.others.values():
+            total += _spent(before, paid, low, self.unit_cost)
+        return total
 
     def expected_cost(self) -> Decimal:
         spent = self.spent()
@@ -62,14 +69,32 @@ class Spending:
         projected = self.spent() + (self.inflight + 1) * self.expected_cost()
         return not projected > self.budget
 
-    def record_paid(self, credits_remaining: Any) -> None:
+    def opened(self, account: str, balance: Decimal | None) -> None:
+        """Another account's opening balance (read when the session starts)."""
+        self.others.setdefault(account, [None, 0, None])[0] = balance
+
+    def record_paid(self, credits_remaining: Any, account: str | None = None) -> None:
         self.paid += 1
         header = to_credits(credits_remaining)
+        if account not in (None, self.account):
+            other = self.others.setdefault(account, [None, 0, None])
+            other[1] += 1
+            if header is not None:
+                other[2] = header if other[2] is None else min(other[2], header)
+            return
         if header is not None:
             self.min_header = header if self.min_header is None else min(self.min_header, header)
 
     def credits_left(self) -> Decimal | None:
+        """The run's account's balance as last seen."""
         return self.min_header if self.min_header is not None else self.balance_before
+
+
+def _spent(before: Decimal | None, paid: int, low: Decimal | None, unit_cost: Decimal) -> Decimal:
+    """One account's spend: its balance drop when both ends are known, else its calls priced."""
+    if before is not None and low is not None:
+        return max(ZERO, before - low)
+    return paid * unit_cost
 
 
 def attribute_session(
@@ -87,15 +112,26 @@ def attribute_session(
     span = span_of(session_spans(sessions, calls), session) if sessions else []
     if len(span) <= 1:
         mine = calls.get(session) or store.session_responses(run_id, session)
+        row = span[0] if span else {}
         if mine:
-            store.set_response_credits(attribute_calls(mine, balance_before, balance_after))
+            others = account_balances(row)
+            store.set_response_credits(
+                attribute_by_account(
+                    mine, row.get("account"), balance_before, balance_after, others
+                )
+            )
         return
     whole = merged(span, calls)
     together = [c for s in span for c in calls[s["session"]]]
     if together:
-        store.set_response_credits(
-            attribute_calls(together, whole["balance_before"], whole["balance_after"])
-        )
+        store.set_response_credits(_attribute(together, whole, whole["balance_after"]))
+
+
+def _attribute(calls: list[Any], whole: Any, after: Any) -> Any:
+    """The calls of a merged span priced account by account (``credits.attribute_by_account``)."""
+    return attribute_by_account(
+        calls, whole["account"], whole["balance_before"], after, whole["accounts"]
+    )
 
 
 def repair_earlier_sessions(store: Any, run_id: str, current_session: int) -> None:
@@ -123,4 +159,4 @@ def repair_earlier_sessions(store: Any, run_id: str, current_session: int) -> No
         if after is None:
             later = (n["balance_before"] for nxt in spans[i + 1 :] for n in nxt)
             after = next((b for b in later if b is not None), None)
-        store.set_response_credits(attribute_calls(together, whole["balance_before"], after))
+        store.set_response_credits(_attribute(together, whole, after))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..client.credits import account_of
 from ..client.scope import Halted
 from ..errors import (
     APIError,
@@ -392,7 +393,7 @@ class Responses:
         finally:
             CURRENT.reset(token)
             self.spending.inflight -= 1
-        self.spending.record_paid(response.credits_remaining)
+        self.spending.record_paid(response.credits_remaining, account_of(client))
         row = response_row(
             response, client, key, messages, params, repeat, model, self.run_id, self.session
         )
@@ -431,6 +432,7 @@ def response_row(
         "cell_key": key,
         "model": model,
         "endpoint": endpoint(client),
+        "account": account_of(client),
         "messages": messages,
         "params": params,
         "repeat": repeat,

@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..store._store import account_balances
+
 Session = Mapping[str, Any]
 
 
@@ -54,13 +56,32 @@ def merged(span: Sequence[Session], calls: Mapping[int, Sequence[Mapping[str, An
     Why not the first session's and the last one's: under load a process can read its opening
     balance seconds after its session started, when the others have already spent; and balances
     only fall while the span runs (a top-up inside it defeats any accounting from balances)."""
-    opened = [s["balance_before"] for s in span if s["balance_before"] is not None]
-    before = max(opened) if opened else None
-    after = None
-    if all(s.get("finished_at") is not None for s in span):
-        closed = [s["balance_after"] for s in span if s["balance_after"] is not None]
-        after = min(closed) if closed else None
-    return {"balance_before": before, "balance_after": after}
+    ended = all(s.get("finished_at") is not None for s in span)
+    before, after = _merge(
+        [s["balance_before"] for s in span], [s["balance_after"] for s in span], ended
+    )
+    # Other accounts' (a judge's own client's) balances, merged the same way, account by account.
+    others = [account_balances(s) for s in span]
+    accounts = {
+        a: _merge([o.get(a, (None, None))[0] for o in others],
+                  [o.get(a, (None, None))[1] for o in others], ended)
+        for a in sorted({a for o in others for a in o})
+    }  # fmt: skip
+    account = next((s["account"] for s in span if s.get("account")), None)
+    return {
+        "balance_before": before,
+        "balance_after": after,
+        "account": account,
+        "accounts": accounts,
+    }
+
+
+def _merge(opened: Sequence[Any], closed: Sequence[Any], ended: bool) -> tuple[Any, Any]:
+    """The highest opening balance; once every session has ended, the lowest closing one."""
+    known = [b for b in opened if b is not None]
+    before = max(known) if known else None
+    closing = [b for b in closed if b is not None] if ended else []
+    return before, (min(closing) if closing else None)
 
 
 def span_of(spans: Sequence[Sequence[Session]], session: int) -> Sequence[Session]:

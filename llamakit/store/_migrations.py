@@ -182,6 +182,17 @@ def m006_run_cells_order(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX run_cells_order ON run_cells (run_id, ordinal)")
 
 
+@migration
+def m007_accounts(db: sqlite3.Connection) -> None:
+    # Which account paid each call (origin and key digest, ``client.credits.account_of``), and the
+    # session's: a judge with its own client pays from another account, whose balance figures
+    # must never be subtracted from the run's. ``account_balances``: the opening and closing
+    # balances the session read of those other accounts, as JSON {account: [before, after]}.
+    db.execute("ALTER TABLE responses ADD COLUMN account TEXT")
+    db.execute("ALTER TABLE run_sessions ADD COLUMN account TEXT")
+    db.execute("ALTER TABLE run_sessions ADD COLUMN account_balances TEXT")
+
+
 def _legacy_decimal_text(value: object) -> str | None:
     try:
         number = Decimal(f"{value:.15g}" if isinstance(value, float) else str(value))

@@ -52,6 +52,7 @@ _RESPONSE_COLUMNS = [
     "credits_remaining",
     "credits",
     "credits_precision",
+    "account",
     "run_id",
     "session",
     "created_at",

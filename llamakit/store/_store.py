@@ -50,6 +50,25 @@ def _as_shared(row: dict[str, Any], run_id: str) -> None:
     row.update({k: v for k, v in (("run_id", run_id), ("cached", 1)) if k in row})
 
 
+def _balances_json(balances: Mapping[str, Sequence[Decimal | None]] | None) -> str | None:
+    """Other accounts' balances as JSON text, each figure as its exact decimal text."""
+    if not balances:
+        return None
+    return json.dumps(
+        {a: [None if b is None else format(b, "f") for b in pair] for a, pair in balances.items()},
+        sort_keys=True,
+    )
+
+
+def account_balances(session: Mapping[str, Any]) -> dict[str, tuple[Decimal | None, ...]]:
+    """A session row's other accounts' balances: {account: (before, after)}, exact Decimals."""
+    text = session.get("account_balances")
+    if not text:
+        return {}
+    pairs = json.loads(text)
+    return {a: tuple(None if b is None else Decimal(b) for b in pair) for a, pair in pairs.items()}
+
+
 def _replies(n: int) -> str:
     return "the paid reply was" if n == 1 else f"{n} paid replies were"
 
@@ -215,11 +234,19 @@ class Store(Coordination):
             )
 
     def start_session(
-        self, run_id: str, *, balance_before: Decimal | None, started_at: float | None = None
+        self,
+        run_id: str,
+        *,
+        balance_before: Decimal | None,
+        started_at: float | None = None,
+        account: str | None = None,
+        account_balances: Mapping[str, Sequence[Decimal | None]] | None = None,
     ) -> int:
         """Open this process's session of the run. ``started_at``: when ``balance_before`` was
         read (default now); the session's time span must cover that reading, because credit
-        accounting groups the sessions whose spans overlap (``experiment/spans.py``)."""
+        accounting groups the sessions whose spans overlap (``experiment/spans.py``).
+        ``account``: whose balance ``balance_before`` is; ``account_balances``: other accounts'
+        (a judge's own client's) opening and closing balances, {account: [before, after]}."""
         started = time.time() if started_at is None else started_at
         with self._db.write() as db:
             (last,) = db.execute(
@@ -227,9 +254,13 @@ class Store(Coordination):
             ).fetchone()
             db.execute(
                 "INSERT INTO run_sessions (run_id, session, pid, started_at, status, "
-                "balance_before) VALUES (?, ?, ?, ?, 'running', ?)",
-                (run_id, last + 1, os.getpid(), started, balance_before),
-            )
+                "balance_before, account, account_balances) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    run_id, last + 1, os.getpid(), started, balance_before, account,
+                    _balances_json(account_balances),
+                ),
+            )  # fmt: skip
             db.execute(
                 "UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", (run_id,)
             )
@@ -243,6 +274,16 @@ class Store(Coordination):
                 "UPDATE run_sessions SET status = ?, finished_at = ?, balance_after = ? "
                 "WHERE run_id = ? AND session = ?",
                 (status, time.time(), balance_after, run_id, session),
+            )
+
+    def set_account_balances(
+        self, run_id: str, session: int, balances: Mapping[str, Sequence[Decimal | None]]
+    ) -> None:
+        """Replace a session's other accounts' [before, after] balances (see ``start_session``)."""
+        with self._db.write() as db:
+            db.execute(
+                "UPDATE run_sessions SET account_balances = ? WHERE run_id = ? AND session = ?",
+                (_balances_json(balances), run_id, session),
             )
 
     def sessions(self, run_id: str) -> list[dict[str, Any]]:
@@ -526,8 +567,8 @@ class Store(Coordination):
 
     # -- credits ----------------------------------------------------------------------------
     def session_responses(self, run_id: str, session: int) -> list[dict[str, Any]]:
-        sql = """SELECT cell_key, model, started_at, finished_at, credits_remaining, credits
-                 FROM responses WHERE run_id = ? AND session = ? ORDER BY finished_at"""
+        sql = """SELECT cell_key, model, started_at, finished_at, credits_remaining, credits,
+                 account FROM responses WHERE run_id = ? AND session = ? ORDER BY finished_at"""
         return self.query(sql, (run_id, session))
 
     def set_response_credits(
