@@ -1,4 +1,4 @@
-"""Whether a path can hold the store, checked before SQLite touches it.
+"""Whether a path can hold the store, checked before the store opens it.
 
 SQLite's own answers to a wrong path ("unable to open database file", "file is not a database") name
 neither the path nor where it came from, and arrive as tracebacks from deep inside a run. This names
@@ -8,14 +8,38 @@ both and says what to do.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from .._defaults import ENV_HOME
 from ..errors import StoreError
 from ._problems import FIX_DAMAGED
 
-# Every SQLite 3 database file starts with these 16 bytes (https://www.sqlite.org/fileformat.html).
-SQLITE_HEADER = b"SQLite format 3\x00"
+
+def _is_not_a_database(path: Path) -> bool:
+    """SQLite itself finds no database in ``path`` (an empty file is a new database to it).
+
+    Read through SQLite, never with ``open()``: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, including those of the store's own open connections. A process
+    writing the store then thinks it is the file's last user, deletes the write-ahead log's index
+    under them, and they read pages that are not there ("database disk image is malformed").
+    SQLite keeps its own descriptors open while it holds locks, so a connection is safe.
+    https://www.sqlite.org/howtocorrupt.html#_posix_advisory_locks_canceled_by_a_separate_thread_doing_close_
+    """
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=0)
+    except sqlite3.Error:
+        return False  # opening it for real says what is wrong
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+        if code is not None:
+            return bool(code & 0xFF == sqlite3.SQLITE_NOTADB)
+        return "not a database" in str(exc)
+    finally:
+        conn.close()
+    return False
 
 
 def check_store_path(path: Path, *, from_home: bool = False) -> None:
@@ -40,9 +64,7 @@ def check_store_path(path: Path, *, from_home: bool = False) -> None:
             "give a file name such as ./llamakit.db",
         )
     if path.is_file():
-        with path.open("rb") as handle:
-            head = handle.read(len(SQLITE_HEADER))
-        if head and head != SQLITE_HEADER:  # an empty file is a new database to SQLite
+        if _is_not_a_database(path):
             raise StoreError(
                 path,
                 "damaged",

@@ -177,3 +177,52 @@ def test_a_write_that_must_not_wait_gives_way_to_a_thread_of_this_process(tmp_pa
     with db.write(wait=False) as tx:
         tx.execute("CREATE TABLE t (x)")
     db.close()
+
+
+RUN_ELSEWHERE = textwrap.dedent(
+    """
+    import sys
+    import llamakit as lk
+    with lk.local_server(backend="scripted") as srv:
+        name = "elsewhere" + sys.argv[2]
+        data = [{"q": f"q{j} {name}"} for j in range(150)]
+        exp = lk.Experiment(name, prompts="{{ q }}", dataset=data, params={"max_tokens": 4})
+        exp.run(srv.client(), concurrency=8, progress=False, store=lk.Store(sys.argv[1]))
+    """
+)
+
+
+def test_read_only_stores_kept_open_while_another_process_runs_stay_readable(
+    tmp_path: Path,
+) -> None:
+    """A notebook keeps each read-only Store it opened while another process runs experiments on
+    the same file and exits. Every open, old and new, reads the store as it is: opening one must
+    not drop the SQLite locks the others hold (a writer that thinks it is the file's last user
+    deletes the shared-memory index they still read through, and they then read wrong pages)."""
+    path = tmp_path / "s.db"
+
+    def run_elsewhere(i: int) -> None:
+        subprocess.run([sys.executable, "-c", RUN_ELSEWHERE, str(path), str(i)], check=True)
+
+    run_elsewhere(0)
+    held: list[Store] = []
+    for i in range(1, 7):
+        held.append(Store(path, readonly=True))
+        assert [len(lk.runs(s)) for s in held] == [i] * i
+        run_elsewhere(i)
+    assert [len(lk.runs(s)) for s in held] == [7] * 6
+    assert held[0].query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+
+
+def test_opening_a_store_again_keeps_the_locks_of_the_one_already_open(tmp_path: Path) -> None:
+    """Another process that writes and closes the store must still see this process reading it
+    (so it leaves the write-ahead log and its index alone), however often the path is reopened."""
+    path = tmp_path / "s.db"
+    Store(path).close()
+    held = Store(path, readonly=True)
+    for i in range(1, 4):
+        Store(path, readonly=True).close()
+        writer = WRITER + "\nstore.close()\n"
+        subprocess.run([sys.executable, "-c", writer, str(path), f"p{i}", "5"], check=True)
+        assert held.query("SELECT COUNT(*) AS n FROM responses")[0]["n"] == 5 * i
+        assert held.query("SELECT COUNT(*) AS n FROM chat_turns")[0]["n"] == 5 * i
