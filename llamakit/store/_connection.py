@@ -3,6 +3,7 @@ writing at once wait for each other instead of failing, and explicit write trans
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -65,9 +66,11 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         )  # fmt: skip
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return conn
-    except sqlite3.OperationalError:
-        # A WAL file in a folder we cannot write: SQLite cannot create the shared-memory index
-        # it needs, so read the file as immutable (nobody else can be writing it either).
+    except sqlite3.OperationalError as exc:
+        if not _unchangeable(path, exc):
+            raise  # locked, busy or missing: store_error names it
+        # A WAL file in a folder nobody can write: SQLite cannot create the shared-memory index
+        # it needs, so read the file as immutable (true here: nobody can be writing it).
         return sqlite3.connect(
             uri + "?immutable=1",
             uri=True,
@@ -75,6 +78,27 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
             check_same_thread=False,
             detect_types=sqlite3.PARSE_DECLTYPES,
         )
+
+
+def _unchangeable(path: Path, exc: sqlite3.OperationalError) -> bool:
+    """``exc`` says SQLite could not make the WAL index beside ``path``, and nobody can be writing
+    the file: it is on a read-only filesystem, or in a folder this process cannot write with no
+    index file in it (a process writing in WAL mode keeps one there). Anything else, such as a
+    lock another process holds, is no reason to read as immutable: SQLite would then read pages
+    while they are rewritten and call a healthy store malformed."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        if code & 0xFF not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+            return False
+    elif "unable to open" not in str(exc) and "readonly" not in str(exc):
+        return False
+    folder = path.resolve().parent
+    if hasattr(os, "statvfs"):  # not on Windows
+        with suppress(OSError):
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                return True
+    shm = folder / (path.name + "-shm")
+    return not os.access(folder, os.W_OK) and not shm.exists()
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

@@ -335,3 +335,44 @@ def test_replies_the_disk_refuses_twice_are_not_called_kept(
     assert "kept in" not in text and "nothing paid is lost" not in text
     assert "3 paid replies were" in text and "stderr only" in text and "a rerun pays" in text
     assert capsys.readouterr().err.count("the unsaved record follows") == 3
+
+
+EXCLUSIVE_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA locking_mode = EXCLUSIVE")  # keeps the file locked after the commit
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO chat_turns (conversation_id, idx, messages, created_at) "
+             "VALUES ('elsewhere', 0, '[]', 0)")
+conn.execute("COMMIT")
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_a_read_only_open_of_a_store_locked_elsewhere_says_locked_and_never_reads_it_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process has written the store and keeps it locked. Reading the file as immutable
+    (as if nobody could be writing it) would show the store without that process's commits, or
+    torn pages ("damaged"); the open says the store is locked, and reads it once it is free."""
+    from llamakit.store import _connection
+
+    monkeypatch.setattr(_connection, "BUSY_TIMEOUT_S", 0.3)
+    db = tmp_path / "s.db"
+    Store(db).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", EXCLUSIVE_HOLDER, str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(lk.StoreError) as info:
+            Store(db, readonly=True)
+        assert info.value.problem == "locked" and str(db) in str(info.value)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    store = Store(db, readonly=True)
+    assert store.query("SELECT COUNT(*) AS n FROM chat_turns")[0]["n"] == 1
