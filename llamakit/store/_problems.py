@@ -36,6 +36,14 @@ def _is_readonly_path(path: Path) -> bool:
     return not os.access(target, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
 
 
+def _is_damage(name: str, text: str) -> bool:
+    """SQLite found the file itself broken. Only its own codes say so (the text is the fallback
+    before Python 3.11): "malformed JSON" is one bad value in a healthy file, not damage."""
+    if name:
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    return "not a database" in text or "database disk image is malformed" in text
+
+
 def store_error(path: Path, exc: BaseException, *, doing: str) -> StoreError:
     """The StoreError for ``exc``, raised while ``doing`` (e.g. "opening it", "saving a reply")."""
     text = str(exc)
@@ -66,7 +74,7 @@ def store_error(path: Path, exc: BaseException, *, doing: str) -> StoreError:
         )
     if "READONLY" in name or "readonly" in text or os_errno in (errno.EROFS, errno.EACCES):
         return StoreError(path, "read-only", f"it is read-only ({text})", FIX_READ_ONLY)
-    if "NOTADB" in name or "CORRUPT" in name or "not a database" in text or "malformed" in text:
+    if _is_damage(name, text):
         return StoreError(path, "damaged", f"it is damaged ({text})", FIX_DAMAGED)
     if "CANTOPEN" in name or "unable to open" in text:
         if _is_readonly_path(path):

@@ -376,3 +376,32 @@ def test_a_read_only_open_of_a_store_locked_elsewhere_says_locked_and_never_read
         holder.wait(timeout=30)
     store = Store(db, readonly=True)
     assert store.query("SELECT COUNT(*) AS n FROM chat_turns")[0]["n"] == 1
+
+
+def test_a_store_with_damaged_pages_is_called_damaged_however_it_is_opened(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Store(path).close()
+    with path.open("r+b") as f:  # keep the 100-byte header, garble the schema page after it
+        f.seek(100)
+        f.write(b"\xa5" * 3000)
+    for readonly in (None, True):
+        with pytest.raises(lk.StoreError) as info:
+            Store(path, readonly=readonly)
+        assert info.value.problem == "damaged" and "Restore it from a backup" in str(info.value)
+
+
+def test_one_value_that_is_not_json_does_not_call_the_store_damaged(tmp_path: Path) -> None:
+    """SQLite says "malformed JSON" for one bad value; the file itself is fine."""
+    path = tmp_path / "s.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO runs (run_id, name, fingerprint, status, mode, started_at, cells_total, "
+        "config) VALUES ('r1', 'n', 'f', 'done', 'full', 0, 0, 'not json')"
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(lk.StoreError) as info:
+        lk.runs(Store(path, readonly=True))
+    assert info.value.problem != "damaged" and "malformed JSON" in str(info.value)
+    assert "Restore it from a backup" not in str(info.value)
