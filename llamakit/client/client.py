@@ -66,8 +66,9 @@ class _Base:
 
     @property
     def account(self) -> str:
-        """Who pays for this client's calls: its origin and a digest of its key (never the key),
-        so two clients bill the same balance exactly when their accounts are equal."""
+        """Who pays for this client's calls: its origin (every loopback name of a port counted
+        as one) and a digest of its key (never the key), so two clients bill the same balance
+        exactly when their accounts are equal."""
         return self._core.account
 
     @property

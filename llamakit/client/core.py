@@ -140,10 +140,13 @@ class Core:
         self._url = base
         self.base_url = display_url(base)
         self.origin = Origin.of(base)
-        # A balance is one key's at one origin: ``credits.account_of``.
-        digest = hashlib.sha256((key or "").encode()).hexdigest()[:16]
-        self.account = f"{self.origin}#{digest}"
         self.is_local = _is_loopback(parts.hostname or "")
+        # A balance is one key's at one server (``credits.account_of``). Every loopback name of
+        # a port (localhost, 127.0.0.1, ::1) is one server: a judge sent to localhost and a run
+        # to 127.0.0.1 with one key pay from one balance, which two accounts counted twice.
+        digest = hashlib.sha256((key or "").encode()).hexdigest()[:16]
+        host = "loopback" if self.is_local else self.origin.host.lower()
+        self.account = f"{self.origin.scheme}://{host}:{self.origin.port}#{digest}"
         if source is not None and (not isinstance(source, str) or not source.strip()):
             raise ValidationError("source must be a non-empty string", field="source")
         self.source = redact(source) if source else self.base_url

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exp_helpers import client_of, make_experiment
+from exp_helpers import FAST_RETRIES, client_of, make_experiment
 
 import llamakit as lk
 from llamakit import scoring
@@ -90,3 +90,27 @@ def test_budget_is_not_spent_by_another_accounts_balance(tmp_path: Path, concurr
         print(f"status={run.status} done={run.progress.done}/{run.progress.total}")
         assert run.status == "finished"
         _check(run, store, _billed(srv, srv.api_key), _billed(srv, JUDGE_KEY))
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_one_key_on_one_server_spelled_two_ways_is_one_account(
+    tmp_path: Path, concurrency: int
+) -> None:
+    """The judge sent to localhost and the run to 127.0.0.1, one key: one balance. Counted as
+    two accounts, each call was priced twice (0.0630 reported for a ledger of 0.0315) and a
+    budget stopped the run at half its amount."""
+    with lk.local_server(backend="scripted", credits=100) as srv:
+        alias = srv.url.replace("127.0.0.1", "localhost") + "/v1"
+        judge_client = lk.Client(srv.api_key, base_url=alias, retry_policy=FAST_RETRIES)
+        client = client_of(srv)
+        assert judge_client.account == client.account
+        store = Store(tmp_path / "s.db")
+        run = _run(judge_client, client, store, concurrency=concurrency)
+        billed = _billed(srv, srv.api_key)
+        summary_credits = _total(run.summary()["credits"])
+        print(f"ledger={billed} summary credits={summary_credits} spent={run.credits_spent}")
+        assert run.credits_spent == billed == summary_credits
+        assert _total(run.results["judge_credits"]) < billed
+        again = _run(judge_client, client, store, name="alias2", budget=Decimal("0.015"))
+        # 20 paid calls cost 0.0126 here: a budget of 0.015 covers them once, not twice.
+        assert again.status == "finished", again.progress
