@@ -240,7 +240,8 @@ def announce_interrupted(run: Run) -> None:
 _EARLY_STOPS = {
     "budget": "it reached its budget; run it again with a larger budget= to resume",
     "insufficient_credits": (
-        "the account ran out of credits (406); top it up and run it again to resume"
+        "an account it pays from (its client's, or a judge's own client's) ran out of credits "
+        "(406); top that one up and run it again to resume"
     ),
 }
 

@@ -40,7 +40,8 @@ def test_running_out_of_credits_is_announced_from_arun(
 
         run = asyncio.run(main())
         assert run.status == "insufficient_credits" and 0 < billed(srv) < 30
-    assert "ran out of credits (406)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ran out of credits (406)" in err and "a judge's own client" in err
 
 
 def test_a_finished_run_says_nothing(
