@@ -5,6 +5,7 @@ each checked on real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
@@ -137,12 +138,34 @@ def test_runs_over_tls_leave_no_socket_open(
                 assert exp.run(client, concurrency=16, progress=False, store=store).status == (
                     "finished"
                 )
-                counts.append(len(os.listdir("/proc/self/fd")))
+                counts.append(_client_sockets_to(int(url.rsplit(":", 1)[1].split("/")[0])))
         finally:
             gc.enable()
         client.close()
-        assert counts[-1] - counts[0] <= 4, counts  # flat, not ~16 more per run
+        # None left open by a run, not ~16 more per run: at most the sync pool's one kept-alive
+        # connection (the balance reads). Only this process's client ends count: the in-process
+        # server closes its own ends when it notices, in its own time.
+        assert max(counts) <= 1, counts
         assert state.stats_dict()["billed_calls"] == 6 * 16
+
+
+def _client_sockets_to(port: int) -> int:
+    """Open sockets of this process connected to ``port`` on this machine (IPv4 or IPv6)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:["):
+                ours.add(link[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table, encoding="ascii") as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[9] in ours:
+                    count += 1
+    return count
 
 
 # -- the stream at its edges, against a plain socket server ------------------------------------
