@@ -69,11 +69,14 @@ conn.execute("COMMIT")
 
 
 @contextmanager
-def write_lock_held_elsewhere(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holds the SQLite write lock of ``path`` for the block (BEGIN IMMEDIATE),
-    then commits and exits; yields that process."""
+def write_lock_held_elsewhere(
+    path: Path, script: str = LOCK_HOLDER
+) -> Iterator[subprocess.Popen[str]]:
+    """Another process holds the SQLite write lock of ``path`` for the block (``script``, which
+    prints "locked" once it holds it and lets go when its stdin closes; by default BEGIN
+    IMMEDIATE, then a commit), then exits; yields that process."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(path)],
+        [sys.executable, "-c", script, str(path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

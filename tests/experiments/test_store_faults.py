@@ -361,19 +361,10 @@ def test_a_read_only_open_of_a_store_locked_elsewhere_says_locked_and_never_read
     monkeypatch.setattr(_connection, "BUSY_TIMEOUT_S", 0.3)
     db = tmp_path / "s.db"
     Store(db).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", EXCLUSIVE_HOLDER, str(db)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with write_lock_held_elsewhere(db, EXCLUSIVE_HOLDER):
         with pytest.raises(lk.StoreError) as info:
             Store(db, readonly=True)
         assert info.value.problem == "locked" and str(db) in str(info.value)
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
     store = Store(db, readonly=True)
     assert store.query("SELECT COUNT(*) AS n FROM chat_turns")[0]["n"] == 1
 
